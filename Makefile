@@ -1,0 +1,70 @@
+# One command per chore; `make check` runs them all.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+PROTOS := $(wildcard proto/gateway/api/v1/*.proto) $(wildcard proto/region_stubs/admin/v1/*.proto)
+GEN_DIRS := gateway/api/v1 region_stubs/admin/v1
+
+.PHONY: help install proto proto-check fmt lint types buf buf-breaking test check run demo bench clean
+
+help:
+	@echo "make run    - set up and run the gateway with its local federation"
+	@echo "make test   - set up and run the whole test suite"
+	@echo "make check  - format check, lint, types, buf lint/breaking, tests"
+	@echo "make bench  - benchmarks (see bench/)"
+	@echo "make proto  - regenerate gRPC code from proto/"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# The one pinned generator: deletes the old output first so removed files do not linger.
+proto: $(STAMP)
+	rm -f $(addsuffix /*_pb2*.py*,$(GEN_DIRS))
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. \
+	  --mypy_out=. --mypy_grpc_out=. $(PROTOS)
+
+fmt: $(STAMP)
+	$(BIN)/ruff format gateway region_stubs tests bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway region_stubs tests bench
+	$(BIN)/ruff format --check gateway region_stubs tests bench
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+buf: $(STAMP)
+	$(BIN)/buf lint
+
+# FILE-level compatibility against main; skipped where main has no proto yet.
+buf-breaking: $(STAMP)
+	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:buf.yaml 2>/dev/null; then \
+	  $(BIN)/buf breaking --against '.git#branch=main'; \
+	else echo "buf breaking: no main to compare with"; fi
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+check: lint types buf buf-breaking test
+
+run: $(STAMP)
+	$(BIN)/tongban up
+
+demo: $(STAMP)
+	$(BIN)/tongban demo
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis data

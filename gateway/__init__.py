@@ -1,0 +1,1 @@
+"""Tongban: a cross-region interoperability gateway for government services."""

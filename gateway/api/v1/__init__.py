@@ -1,0 +1,1 @@
+"""Generated gRPC code for the public API. Do not edit: run `make proto`."""

@@ -1,0 +1,1 @@
+"""Region stubs: runnable stand-ins for provincial platforms (development, tests, demos)."""
