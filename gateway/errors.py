@@ -1,0 +1,296 @@
+"""The one error tree of Tongban, and its translation into a `google.rpc.Status`.
+
+    TongbanError                         (abstract: code + reason + message)
+    ├── InvalidRequest                   INVALID_ARGUMENT   INVALID_REQUEST      (+ field violations)
+    │   ├── InvalidPageToken             INVALID_ARGUMENT   INVALID_PAGE_TOKEN
+    │   ├── InvalidMatterCode            INVALID_ARGUMENT   INVALID_MATTER_CODE
+    │   ├── CatalogInvalid               INVALID_ARGUMENT   CATALOG_INVALID
+    │   ├── RegionCatalogInvalid         INVALID_ARGUMENT   REGION_CATALOG_INVALID
+    │   └── LicenseInvalid               INVALID_ARGUMENT   LICENSE_INVALID
+    ├── NotFound                         NOT_FOUND
+    │   ├── RegionNotFound                                  REGION_NOT_FOUND
+    │   ├── LocalCodeNotFound                               LOCAL_CODE_NOT_FOUND
+    │   ├── MatterNotFound                                  MATTER_NOT_FOUND
+    │   ├── MatterNotImplemented                            MATTER_NOT_IMPLEMENTED
+    │   ├── CatalogVersionNotFound                          CATALOG_VERSION_NOT_FOUND
+    │   └── ApplicationNotFound                             APPLICATION_NOT_FOUND
+    ├── FailedPrecondition               FAILED_PRECONDITION
+    │   ├── LocalCodeAmbiguous                              LOCAL_CODE_AMBIGUOUS
+    │   ├── LocalCodeRetired                                LOCAL_CODE_RETIRED
+    │   ├── MatterNotCrossRegion                            MATTER_NOT_CROSS_REGION
+    │   ├── MaterialMissing                                 MATERIAL_MISSING
+    │   ├── InvalidStateTransition                          INVALID_STATE_TRANSITION
+    │   ├── ApplicationNotDelivered                         APPLICATION_NOT_DELIVERED
+    │   └── CatalogVersionRollback                          CATALOG_VERSION_ROLLBACK
+    ├── AlreadyExists                    ALREADY_EXISTS
+    │   ├── RequestIdReused                                 REQUEST_ID_REUSED
+    │   └── CatalogVersionConflict                          CATALOG_VERSION_CONFLICT
+    ├── Unauthenticated                  UNAUTHENTICATED
+    │   └── CatalogSignatureInvalid                         CATALOG_SIGNATURE_INVALID
+    ├── PermissionDenied                 PERMISSION_DENIED  PERMISSION_DENIED
+    ├── ResourceExhausted                RESOURCE_EXHAUSTED RESOURCE_EXHAUSTED   (+ retry delay)
+    ├── Unavailable                      UNAVAILABLE        UNAVAILABLE          (+ retry delay)
+    │   └── StoreUnavailable                                STORE_UNAVAILABLE
+    └── RegionCallError                  (a southbound call failed; carries the province's code)
+
+Invariants:
+- Every concrete error has a canonical gRPC code and a stable UPPER_SNAKE `reason`; reasons are
+  part of the public contract and never change meaning.
+- On the wire an error is exactly one `google.rpc.Status` with exactly one `ErrorInfo` (domain
+  `tongban.gov.cn`), plus `BadRequest` when there are field violations and `RetryInfo` when a
+  retry can help. Messages and metadata never carry personal data in clear.
+- Foreign errors are translated at one boundary each (grpc in `routing.client`, sqlite in
+  `store`, jwt in `licenses`); domain errors become a status in one interceptor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+DOMAIN = "tongban.gov.cn"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One invalid field of a request, as in `google.rpc.BadRequest.FieldViolation`."""
+
+    field: str
+    """Dotted path of the field, e.g. `applicant.id_number` or `materials[1].material_id`."""
+    description: str
+    """A sentence saying what is wrong, without the field's value when it is personal data."""
+    reason: str = ""
+    """Optional stable UPPER_SNAKE reason for this violation, e.g. `CITIZEN_ID_CHECK_MISMATCH`."""
+
+
+class TongbanError(Exception):
+    """Base of every error the gateway reports to a caller."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: str = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        field_violations: Iterable[FieldViolation] = (),
+        retry_delay: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+        self.field_violations: tuple[FieldViolation, ...] = tuple(field_violations)
+        self.retry_delay = retry_delay
+
+    def to_status(self) -> status_pb2.Status:
+        """The `google.rpc.Status` for this error."""
+        return build_status(
+            self.code,
+            self.reason,
+            self.message,
+            metadata=self.metadata,
+            field_violations=self.field_violations,
+            retry_delay=self.retry_delay,
+        )
+
+
+class InvalidRequest(TongbanError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_REQUEST"
+
+
+class InvalidPageToken(InvalidRequest):
+    reason = "INVALID_PAGE_TOKEN"
+
+
+class InvalidMatterCode(InvalidRequest):
+    reason = "INVALID_MATTER_CODE"
+
+
+class CatalogInvalid(InvalidRequest):
+    reason = "CATALOG_INVALID"
+
+
+class RegionCatalogInvalid(InvalidRequest):
+    reason = "REGION_CATALOG_INVALID"
+
+
+class LicenseInvalid(InvalidRequest):
+    reason = "LICENSE_INVALID"
+
+
+class NotFound(TongbanError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class RegionNotFound(NotFound):
+    reason = "REGION_NOT_FOUND"
+
+
+class LocalCodeNotFound(NotFound):
+    reason = "LOCAL_CODE_NOT_FOUND"
+
+
+class MatterNotFound(NotFound):
+    reason = "MATTER_NOT_FOUND"
+
+
+class MatterNotImplemented(NotFound):
+    reason = "MATTER_NOT_IMPLEMENTED"
+
+
+class CatalogVersionNotFound(NotFound):
+    reason = "CATALOG_VERSION_NOT_FOUND"
+
+
+class ApplicationNotFound(NotFound):
+    reason = "APPLICATION_NOT_FOUND"
+
+
+class FailedPrecondition(TongbanError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
+class LocalCodeAmbiguous(FailedPrecondition):
+    reason = "LOCAL_CODE_AMBIGUOUS"
+
+
+class LocalCodeRetired(FailedPrecondition):
+    reason = "LOCAL_CODE_RETIRED"
+
+
+class MatterNotCrossRegion(FailedPrecondition):
+    reason = "MATTER_NOT_CROSS_REGION"
+
+
+class MaterialMissing(FailedPrecondition):
+    reason = "MATERIAL_MISSING"
+
+
+class InvalidStateTransition(FailedPrecondition):
+    reason = "INVALID_STATE_TRANSITION"
+
+
+class ApplicationNotDelivered(FailedPrecondition):
+    reason = "APPLICATION_NOT_DELIVERED"
+
+
+class CatalogVersionRollback(FailedPrecondition):
+    reason = "CATALOG_VERSION_ROLLBACK"
+
+
+class AlreadyExists(TongbanError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "ALREADY_EXISTS"
+
+
+class RequestIdReused(AlreadyExists):
+    reason = "REQUEST_ID_REUSED"
+
+
+class CatalogVersionConflict(AlreadyExists):
+    reason = "CATALOG_VERSION_CONFLICT"
+
+
+class Unauthenticated(TongbanError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class CatalogSignatureInvalid(Unauthenticated):
+    reason = "CATALOG_SIGNATURE_INVALID"
+
+
+class PermissionDenied(TongbanError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(TongbanError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(TongbanError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "UNAVAILABLE"
+
+
+class StoreUnavailable(Unavailable):
+    reason = "STORE_UNAVAILABLE"
+
+
+class RegionCallError(Exception):
+    """A call to a province failed: the one translation of `grpc.aio.AioRpcError`.
+
+    Not a `TongbanError`: it never reaches a caller as such; routing decides what it means.
+    """
+
+    def __init__(
+        self,
+        region_code: str,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        reason: str = "",
+        pushback_ms: int | None = None,
+        retry_delay: float | None = None,
+    ) -> None:
+        super().__init__(f"{region_code}: {code.name}: {message}")
+        self.region_code = region_code
+        self.code = code
+        self.message = message
+        self.reason = reason
+        """The ErrorInfo reason the province sent, if any."""
+        self.pushback_ms = pushback_ms
+        """`grpc-retry-pushback-ms` from the trailers; negative means do not retry."""
+        self.retry_delay = retry_delay
+        """`RetryInfo.retry_delay` from the status details, in seconds."""
+
+
+def all_error_types() -> list[type[TongbanError]]:
+    """Every error class in the tree, for completeness checks."""
+    found: list[type[TongbanError]] = []
+    pending: list[type[TongbanError]] = [TongbanError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def build_status(
+    code: grpc.StatusCode,
+    reason: str,
+    message: str,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    field_violations: Iterable[FieldViolation] = (),
+    retry_delay: float | None = None,
+) -> status_pb2.Status:
+    """Builds the wire status: one ErrorInfo, BadRequest if any violations, RetryInfo if set."""
+    status = status_pb2.Status(code=_CODE_NUMBERS[code], message=message)
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=dict(metadata or {}))
+    status.details.add().Pack(info)
+    violations = list(field_violations)
+    if violations:
+        bad = error_details_pb2.BadRequest()
+        for v in violations:
+            bad.field_violations.add(field=v.field, description=v.description, reason=v.reason)
+        status.details.add().Pack(bad)
+    if retry_delay is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(retry_delay * 1e9))
+        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return status
+
+
+_CODE_NUMBERS: dict[grpc.StatusCode, int] = {c: c.value[0] for c in grpc.StatusCode}
+assert _CODE_NUMBERS[grpc.StatusCode.INVALID_ARGUMENT] == code_pb2.INVALID_ARGUMENT
