@@ -1,0 +1,1 @@
+"""The matter catalogue and the codes it is keyed by."""

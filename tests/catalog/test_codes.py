@@ -1,0 +1,1071 @@
+"""Tests for gateway.catalog.codes.
+
+Real codes from the standards reference must validate; every single-character corruption
+of them must fail wherever the scheme can detect it, and where it provably cannot (GB 11714's
+mod 11, matter codes without a check character) the tests pin down exactly what survives.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import string
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.catalog import codes
+from gateway.catalog.codes import (
+    MATTER_TYPES,
+    AgencyCodeKind,
+    BasicCode,
+    CodeError,
+    CodeProblem,
+    HandlingItemCode,
+    ImplementationCode,
+    LicenseIdentifier,
+    citizen_id_check_char,
+    classify_agency_code,
+    is_province_code,
+    is_valid_area_code,
+    is_valid_basic_code,
+    is_valid_citizen_id,
+    is_valid_handling_item_code,
+    is_valid_implementation_code,
+    is_valid_license_identifier,
+    is_valid_org_code,
+    is_valid_region_code,
+    is_valid_uscc,
+    license_identifier_check_char,
+    make_license_identifier,
+    mask_citizen_id,
+    org_code_check_char,
+    parse_basic_code,
+    parse_handling_item_code,
+    parse_implementation_code,
+    parse_license_identifier,
+    province_of,
+    upgrade_citizen_id_15,
+    uscc_check_char,
+    validate_area_code,
+    validate_basic_code,
+    validate_citizen_id,
+    validate_handling_item_code,
+    validate_implementation_code,
+    validate_license_identifier,
+    validate_org_code,
+    validate_region_code,
+    validate_uscc,
+)
+
+# The 31 mainland province-level codes (GB/T 2260; reference section 2).
+PROVINCES = frozenset(
+    {
+        "110000", "120000", "130000", "140000", "150000", "210000", "220000", "230000",
+        "310000", "320000", "330000", "340000", "350000", "360000", "370000", "410000",
+        "420000", "430000", "440000", "450000", "460000", "500000", "510000", "520000",
+        "530000", "540000", "610000", "620000", "630000", "640000", "650000",
+    }
+)  # fmt: skip
+TODAY = date(2025, 6, 1)
+
+USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+ALNUM36 = string.digits + string.ascii_uppercase
+# Characters outside every alphabet here: lowercase, excluded letters, blanks, full width.
+STRANGERS = "aixIOSVZ -./\t１Ｘ京"
+
+REAL_USCCS = (
+    "91350100M000100Y43",
+    "91120222MA06DG3067",
+    "11100000000013338W",
+    "11100000000013127D",
+    "11100000MB0143028R",
+    "1110000000001332XW",
+    "11370800MB28559184",
+    "115113010833722043",  # agency code inside the Sichuan hyphenated example
+)
+SYNTHETIC_USCCS = ("91330106MA2H12349J", "11320000014000167L", "11440300MB2C92050G")
+ORG_CODES = (("MA2H1234", "9"), ("MB2C9205", "0"), ("00001332", "X"))
+CITIZEN_IDS = (
+    "110105199003071239",
+    "440305198511200466",
+    "510107200002290010",  # leap day
+    "11010519491231002X",  # X check
+)
+IMPLEMENTATION_CODE = "11370800MB285591843370117002011"
+HANDLING_ITEM_CODE = "11370800MB28559184300011711200001"
+LICENSE_IDS = (
+    "1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.F",
+    "1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.001.U",
+    "1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.002.S",
+    "1.2.156.3005.2.11100000000013338W087.11370800MB28559184.37080001202411010001.001.3",
+    "1.2.156.3005.2.11100000000013338W009.11330105002500287C.2025052201.002.0",
+)
+
+PROPERTY = settings(max_examples=200, deadline=None, database=None)
+
+
+def substitutions(code: str, alphabet: str) -> list[tuple[int, str, str]]:
+    """Every (index, replacement, corrupted code) that changes one character of `code`."""
+    return [
+        (index, char, code[:index] + char + code[index + 1 :])
+        for index in range(len(code))
+        for char in alphabet
+        if char != code[index]
+    ]
+
+
+def replaced(code: str, index: int, text: str) -> str:
+    """`code` with `text` written over it from 0-based `index`."""
+    return code[:index] + text + code[index + len(text) :]
+
+
+def reason(problem: CodeProblem | None) -> str | None:
+    return None if problem is None else problem.reason
+
+
+def with_citizen_check(first17: str) -> str:
+    return first17 + citizen_id_check_char(first17)
+
+
+def with_uscc_check(first17: str) -> str:
+    return first17 + uscc_check_char(first17)
+
+
+# -- 统一社会信用代码 ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", REAL_USCCS + SYNTHETIC_USCCS)
+def test_reference_usccs_validate(code: str) -> None:
+    assert validate_uscc(code) is None
+    assert is_valid_uscc(code)
+    assert uscc_check_char(code[:17]) == code[17]
+
+
+def test_uscc_weights_are_powers_of_three_mod_31() -> None:
+    # The reference lists the weights; one-hot bodies recover each weight from the check.
+    weights = []
+    for position in range(17):
+        body = "0" * position + "1" + "0" * (16 - position)
+        weights.append((31 - USCC_CHARSET.index(uscc_check_char(body))) % 31)
+    assert weights == [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28]
+
+
+@pytest.mark.parametrize("code", REAL_USCCS + SYNTHETIC_USCCS)
+def test_every_single_substitution_of_a_uscc_fails(code: str) -> None:
+    corrupted = substitutions(code, USCC_CHARSET)
+    failures = [c for _, _, c in corrupted if validate_uscc(c) is not None]
+    assert len(corrupted) == 18 * 30
+    assert len(failures) == len(corrupted)
+    strangers = substitutions(code, STRANGERS)
+    assert {reason(validate_uscc(c)) for _, _, c in strangers} == {"USCC_BAD_CHARACTER"}
+
+
+def test_uscc_does_not_require_the_embedded_org_code_check() -> None:
+    # 主体标识码 M000100Y5 fails GB 11714 (its check should be 4), yet the USCC check rules.
+    code = with_uscc_check("91350100M000100Y5")
+    assert code == "91350100M000100Y56"
+    assert reason(validate_org_code(code[8:17])) == "ORG_CODE_CHECK_MISMATCH"
+    assert validate_uscc(code) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "expected_reason", "position"),
+    [
+        ("", "USCC_BAD_LENGTH", None),
+        ("91350100M000100Y4", "USCC_BAD_LENGTH", None),
+        ("91350100M000100Y433", "USCC_BAD_LENGTH", None),
+        (" 91350100M000100Y43", "USCC_BAD_LENGTH", None),
+        ("91350100M000100Y43\n", "USCC_BAD_LENGTH", None),
+        ("91350100m000100Y43", "USCC_BAD_CHARACTER", 9),
+        ("91350100M000100y43", "USCC_BAD_CHARACTER", 16),
+        ("91350100I000100Y43", "USCC_BAD_CHARACTER", 9),
+        ("91350100O000100Y43", "USCC_BAD_CHARACTER", 9),
+        ("9135 100M000100Y43", "USCC_BAD_CHARACTER", 5),
+        ("91350100M000100Y44", "USCC_CHECK_MISMATCH", 18),
+    ],
+)
+def test_uscc_problems(code: str, expected_reason: str, position: int | None) -> None:
+    problem = validate_uscc(code)
+    assert problem is not None
+    assert problem.reason == expected_reason
+    if position is not None:
+        assert f"position {position}" in problem.message
+    assert not is_valid_uscc(code)
+
+
+def test_uscc_messages_name_the_fault() -> None:
+    assert validate_uscc("91350100M000100Y44") == CodeProblem(
+        "USCC_CHECK_MISMATCH",
+        "USCC has check character '4' at position 18; the first 17 characters require '3'.",
+    )
+    lower = validate_uscc("91350100m000100Y43")
+    assert lower is not None
+    assert "'m'" in lower.message
+    assert "upper case" in lower.message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected_reason"),
+    [
+        ("9135010", "USCC_BAD_LENGTH"),
+        ("91350100M000100Y43", "USCC_BAD_LENGTH"),
+        ("91350100M00010OY4", "USCC_BAD_CHARACTER"),
+    ],
+)
+def test_uscc_check_char_rejects_bad_bodies(body: str, expected_reason: str) -> None:
+    with pytest.raises(CodeError) as raised:
+        uscc_check_char(body)
+    assert raised.value.problem.reason == expected_reason
+    assert isinstance(raised.value, ValueError)
+
+
+uscc_bodies = st.text(alphabet=USCC_CHARSET, min_size=17, max_size=17)
+
+
+@PROPERTY
+@given(body=uscc_bodies)
+def test_property_uscc_body_plus_check_validates(body: str) -> None:
+    assert validate_uscc(with_uscc_check(body)) is None
+
+
+@PROPERTY
+@given(body=uscc_bodies, data=st.data())
+def test_property_uscc_detects_any_single_substitution(body: str, data: st.DataObject) -> None:
+    # Modulus 31 is prime, every weight is non-zero mod 31 and values stay below 31, so
+    # weight * (new - old) is never 0 mod 31: detection is guaranteed, and checked here.
+    code = with_uscc_check(body)
+    index = data.draw(st.integers(min_value=0, max_value=17))
+    char = data.draw(st.sampled_from([c for c in USCC_CHARSET if c != code[index]]))
+    assert not is_valid_uscc(code[:index] + char + code[index + 1 :])
+
+
+# -- 组织机构代码 ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "check"), ORG_CODES)
+def test_reference_org_codes(body: str, check: str) -> None:
+    assert org_code_check_char(body) == check
+    assert validate_org_code(body + check) is None
+    assert validate_org_code(f"{body}-{check}") is None
+    assert is_valid_org_code(f"{body}-{check}")
+
+
+def test_org_code_eleven_is_written_zero_and_ten_is_written_x() -> None:
+    # MB2C9205 sums to 253 = 23 * 11: 11 - 0 = 11 -> '0' (not '11', not an error).
+    assert org_code_check_char("MB2C9205") == "0"
+    assert org_code_check_char("00001332") == "X"
+    assert validate_org_code("MB2C92051") is not None
+
+
+@pytest.mark.parametrize(("body", "check"), ORG_CODES)
+def test_org_code_substitutions_fail_unless_the_values_agree_mod_11(body: str, check: str) -> None:
+    # GB 11714 reduces values 0-35 modulo 11, so replacing a body character by one whose
+    # value differs by 11, 22 or 33 cannot be detected. Everything else must be.
+    code = body + check
+    survivors = set()
+    for index, char, corrupted in substitutions(code, ALNUM36):
+        if validate_org_code(corrupted) is None:
+            survivors.add((index, char))
+    predicted = {
+        (index, char)
+        for index, char, _ in substitutions(body, ALNUM36)
+        if (int(char, 36) - int(body[index], 36)) % 11 == 0
+    }
+    assert survivors == predicted
+    assert all(index < 8 for index, _ in survivors)  # the check position is always guarded
+
+
+def test_org_code_blind_spot_is_real() -> None:
+    # 'M' (22) -> '0' (0): the same residue mod 11, so the corrupted code still validates.
+    assert is_valid_org_code("0A2H12349")
+    corrupted = [c for _, _, c in substitutions("MA2H12349", ALNUM36) if is_valid_org_code(c)]
+    assert len(corrupted) == 20  # M:3 A:2 2:3 H:2 1:3 2:3 3:2 4:2
+
+
+@pytest.mark.parametrize(
+    ("code", "expected_reason", "position"),
+    [
+        ("", "ORG_CODE_BAD_LENGTH", None),
+        ("MA2H1234", "ORG_CODE_BAD_LENGTH", None),
+        ("MA2H1234--9", "ORG_CODE_BAD_LENGTH", None),
+        ("MA2H1234 9", "ORG_CODE_BAD_CHARACTER", 9),
+        ("MA2H1234_9", "ORG_CODE_BAD_CHARACTER", 9),
+        ("ma2h12349", "ORG_CODE_BAD_CHARACTER", 1),
+        ("MA2H1234x", "ORG_CODE_BAD_CHARACTER", 9),
+        ("MA2H1234-A", "ORG_CODE_BAD_CHARACTER", 10),
+        ("MA2H1234-", "ORG_CODE_BAD_CHARACTER", 9),
+        ("MA2H12348", "ORG_CODE_CHECK_MISMATCH", 9),
+        ("MA2H1234-8", "ORG_CODE_CHECK_MISMATCH", 10),
+    ],
+)
+def test_org_code_problems(code: str, expected_reason: str, position: int | None) -> None:
+    problem = validate_org_code(code)
+    assert problem is not None
+    assert problem.reason == expected_reason
+    if position is not None:
+        assert f"position {position}" in problem.message
+
+
+def test_org_code_check_char_rejects_bad_bodies() -> None:
+    with pytest.raises(CodeError) as raised:
+        org_code_check_char("MA2H123")
+    assert raised.value.problem.reason == "ORG_CODE_BAD_LENGTH"
+    with pytest.raises(CodeError) as raised:
+        org_code_check_char("MA2H123-")
+    assert raised.value.problem.reason == "ORG_CODE_BAD_CHARACTER"
+
+
+@PROPERTY
+@given(body=st.text(alphabet=ALNUM36, min_size=8, max_size=8), data=st.data())
+def test_property_org_code_detection_is_exactly_the_mod_11_rule(
+    body: str, data: st.DataObject
+) -> None:
+    code = body + org_code_check_char(body)
+    assert is_valid_org_code(code)
+    index = data.draw(st.integers(min_value=0, max_value=7))
+    char = data.draw(st.sampled_from([c for c in ALNUM36 if c != body[index]]))
+    undetectable = (int(char, 36) - int(body[index], 36)) % 11 == 0
+    assert is_valid_org_code(code[:index] + char + code[index + 1 :]) == undetectable
+
+
+# -- 公民身份号码 ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", CITIZEN_IDS)
+def test_reference_citizen_ids_validate(code: str) -> None:
+    assert validate_citizen_id(code, PROVINCES, today=TODAY) is None
+    assert is_valid_citizen_id(code, PROVINCES, today=TODAY)
+    assert citizen_id_check_char(code[:17]) == code[17]
+
+
+def test_citizen_id_today_defaults_to_the_clock() -> None:
+    assert validate_citizen_id("110105199003071239", PROVINCES) is None
+    tomorrow = date.today() + timedelta(days=2)
+    born_tomorrow = with_citizen_check(f"110105{tomorrow:%Y%m%d}123")
+    assert reason(validate_citizen_id(born_tomorrow, PROVINCES)) == "CITIZEN_ID_BAD_DATE"
+
+
+def test_citizen_id_check_chars_follow_the_weight_table() -> None:
+    # A one-hot body sums to one weight; all zeros sums to 0. Together they reach every
+    # residue mod 11, so each entry of "10X98765432" is pinned.
+    one_hot = [citizen_id_check_char("0" * i + "1" + "0" * (16 - i)) for i in range(17)]
+    assert "".join(one_hot) == "532748X069532748X"
+    assert citizen_id_check_char("0" * 17) == "1"
+
+
+@PROPERTY
+@given(body=st.text(alphabet=string.digits, min_size=17, max_size=17))
+def test_property_citizen_id_check_is_iso_7064_mod_11_2(body: str) -> None:
+    # The same check stated the ISO 7064 way: digits weighted 2^(18-i), plus the check's
+    # value (X = 10), is 1 mod 11.
+    check = citizen_id_check_char(body)
+    value = 10 if check == "X" else int(check)
+    assert (sum(int(d) * 2 ** (17 - i) for i, d in enumerate(body)) + value) % 11 == 1
+
+
+@pytest.mark.parametrize("code", CITIZEN_IDS)
+def test_every_single_substitution_of_a_citizen_id_fails(code: str) -> None:
+    # Weights are non-zero mod 11 and digits differ by 1-9, so the check always catches a
+    # changed digit; 'X' in the body is a bad character; another check value mismatches.
+    corrupted = substitutions(code, string.digits + "X")
+    failures = [
+        c for _, _, c in corrupted if validate_citizen_id(c, PROVINCES, today=TODAY) is not None
+    ]
+    assert len(corrupted) == 18 * 10
+    assert len(failures) == len(corrupted)
+    strangers = substitutions(code, STRANGERS)
+    assert {reason(validate_citizen_id(c, PROVINCES, today=TODAY)) for _, _, c in strangers} == {
+        "CITIZEN_ID_BAD_CHARACTER"
+    }
+
+
+@pytest.mark.parametrize(
+    ("first17", "why"),
+    [
+        ("11010519900230123", "30 February"),
+        ("11010519000229123", "1900 is not a leap year"),
+        ("11010520230229123", "2023 is not a leap year"),
+        ("11010519901301123", "month 13"),
+        ("11010519900100123", "day 0"),
+        ("11010518991231123", "before 1900"),
+        ("11010520250602123", "the day after TODAY"),
+        ("11010530000101123", "far future"),
+    ],
+)
+def test_citizen_id_bad_birth_dates(first17: str, why: str) -> None:
+    # The check character is right, so only the date can be at fault.
+    code = with_citizen_check(first17)
+    assert reason(validate_citizen_id(code, PROVINCES, today=TODAY)) == "CITIZEN_ID_BAD_DATE", why
+
+
+@pytest.mark.parametrize("birth", ["19000101", "20250601", "20000229"])
+def test_citizen_id_birth_date_boundaries_are_inclusive(birth: str) -> None:
+    code = with_citizen_check(f"110105{birth}123")
+    assert validate_citizen_id(code, PROVINCES, today=TODAY) is None
+
+
+@pytest.mark.parametrize("prefix", ["71", "81", "82", "99", "00", "10", "16"])
+def test_citizen_id_unknown_province(prefix: str) -> None:
+    # 71/81/82 are GB/T 2260 province codes but not in the mainland set the caller passes.
+    code = with_citizen_check(f"{prefix}0105199003071123"[:17])
+    problem = validate_citizen_id(code, PROVINCES, today=TODAY)
+    assert reason(problem) == "CITIZEN_ID_UNKNOWN_PROVINCE"
+    assert validate_citizen_id(code, PROVINCES | {f"{prefix}0000"}, today=TODAY) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "expected_reason"),
+    [
+        ("", "CITIZEN_ID_BAD_LENGTH"),
+        ("11010519900307123", "CITIZEN_ID_BAD_LENGTH"),
+        ("1101051990030712399", "CITIZEN_ID_BAD_LENGTH"),
+        ("110105900307123", "CITIZEN_ID_BAD_LENGTH"),
+        (" 110105199003071239", "CITIZEN_ID_BAD_LENGTH"),
+        ("11010519491231002x", "CITIZEN_ID_BAD_CHARACTER"),
+        ("11010519491231 02X", "CITIZEN_ID_BAD_CHARACTER"),
+        ("１10105199003071239", "CITIZEN_ID_BAD_CHARACTER"),
+        ("110105199003071238", "CITIZEN_ID_CHECK_MISMATCH"),
+        ("11010519491231002Y", "CITIZEN_ID_BAD_CHARACTER"),
+    ],
+)
+def test_citizen_id_problems(code: str, expected_reason: str) -> None:
+    assert reason(validate_citizen_id(code, PROVINCES, today=TODAY)) == expected_reason
+
+
+def test_citizen_id_15_digit_numbers_get_a_hint() -> None:
+    problem = validate_citizen_id("110105900307123", PROVINCES, today=TODAY)
+    assert problem is not None
+    assert "upgrade_citizen_id_15" in problem.message
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "110105199002301239",
+        "110105199003071238",
+        "710105199003071239",
+        "110105209903071239",
+        "11010519900307a239",
+    ],
+)
+def test_citizen_id_messages_never_quote_the_number(code: str) -> None:
+    problem = validate_citizen_id(code, PROVINCES, today=TODAY)
+    assert problem is not None
+    for start in range(len(code) - 2):
+        assert code[start : start + 3] not in problem.message
+
+
+def test_upgrade_citizen_id_15() -> None:
+    assert upgrade_citizen_id_15("110105900307123") == "110105199003071239"
+    assert upgrade_citizen_id_15("110105491231002") == "11010519491231002X"
+    with pytest.raises(CodeError) as raised:
+        upgrade_citizen_id_15("11010590030712")
+    assert raised.value.problem.reason == "CITIZEN_ID_BAD_LENGTH"
+    with pytest.raises(CodeError) as raised:
+        upgrade_citizen_id_15("11010590030712X")
+    assert raised.value.problem.reason == "CITIZEN_ID_BAD_CHARACTER"
+
+
+@pytest.mark.parametrize(
+    ("code", "masked"),
+    [
+        ("110105199003071239", "110105********1239"),
+        ("11010519491231002X", "110105********002X"),
+        ("110105900307123", "***********7123"),
+        ("12345", "*2345"),
+        ("1234", "****"),
+        ("", ""),
+    ],
+)
+def test_mask_citizen_id(code: str, masked: str) -> None:
+    assert mask_citizen_id(code) == masked
+    assert len(mask_citizen_id(code)) == len(code)
+
+
+def test_citizen_id_check_char_rejects_bad_bodies() -> None:
+    with pytest.raises(CodeError) as raised:
+        citizen_id_check_char("1101051990030712")
+    assert raised.value.problem.reason == "CITIZEN_ID_BAD_LENGTH"
+    with pytest.raises(CodeError) as raised:
+        citizen_id_check_char("1101051990030712X")
+    assert raised.value.problem.reason == "CITIZEN_ID_BAD_CHARACTER"
+
+
+citizen_bodies = st.builds(
+    lambda province, county, birth, sequence: f"{province[:2]}{county}{birth:%Y%m%d}{sequence}",
+    st.sampled_from(sorted(PROVINCES)),
+    st.text(alphabet=string.digits, min_size=4, max_size=4),
+    st.dates(min_value=date(1900, 1, 1), max_value=TODAY),
+    st.text(alphabet=string.digits, min_size=3, max_size=3),
+)
+
+
+@PROPERTY
+@given(body=citizen_bodies, data=st.data())
+def test_property_citizen_id_valid_then_any_substitution_fails(
+    body: str, data: st.DataObject
+) -> None:
+    code = with_citizen_check(body)
+    assert validate_citizen_id(code, PROVINCES, today=TODAY) is None
+    index = data.draw(st.integers(min_value=0, max_value=17))
+    char = data.draw(st.sampled_from([c for c in string.digits + "X" if c != code[index]]))
+    corrupted = code[:index] + char + code[index + 1 :]
+    assert validate_citizen_id(corrupted, PROVINCES, today=TODAY) is not None
+
+
+# -- Region codes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", ["110105", "330106", "370811", "440305", "510107", "511602"])
+def test_verified_county_codes_are_plausible(code: str) -> None:
+    assert validate_region_code(code, PROVINCES) is None
+    assert is_valid_region_code(code, PROVINCES)
+    assert not is_province_code(code, PROVINCES)
+
+
+def test_province_codes() -> None:
+    assert all(is_province_code(code, PROVINCES) for code in PROVINCES)
+    assert all(validate_region_code(code, PROVINCES) is None for code in PROVINCES)
+    assert not is_province_code("710000", PROVINCES)
+    assert is_province_code("710000", PROVINCES | {"710000"})
+    assert not is_province_code("370800", PROVINCES)
+    assert not is_province_code("11000", PROVINCES)
+
+
+@pytest.mark.parametrize(
+    ("code", "province"),
+    [("370811", "370000"), ("110000", "110000"), ("511602000000", "510000"),
+     ("110105199003071239", "110000"), ("50", "500000")],
+)  # fmt: skip
+def test_province_of(code: str, province: str) -> None:
+    assert province_of(code) == province
+
+
+@pytest.mark.parametrize("code", ["", "1", "A10000", "1 0000", "１10000"])
+def test_province_of_rejects_codes_without_two_leading_digits(code: str) -> None:
+    with pytest.raises(CodeError):
+        province_of(code)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected_reason"),
+    [
+        ("", "REGION_CODE_BAD_LENGTH"),
+        ("11010", "REGION_CODE_BAD_LENGTH"),
+        ("1101050", "REGION_CODE_BAD_LENGTH"),
+        (" 11010", "REGION_CODE_BAD_CHARACTER"),
+        ("11O105", "REGION_CODE_BAD_CHARACTER"),
+        ("11010５", "REGION_CODE_BAD_CHARACTER"),
+        ("710000", "REGION_CODE_UNKNOWN_PROVINCE"),
+        ("990101", "REGION_CODE_UNKNOWN_PROVINCE"),
+    ],
+)
+def test_region_code_problems(code: str, expected_reason: str) -> None:
+    assert reason(validate_region_code(code, PROVINCES)) == expected_reason
+
+
+@pytest.mark.parametrize(
+    ("code", "expected_reason"),
+    [
+        ("511602000000", None),
+        ("370811001002", None),
+        ("51160200000", "AREA_CODE_BAD_LENGTH"),
+        ("511602", "AREA_CODE_BAD_LENGTH"),
+        ("51160200000A", "AREA_CODE_BAD_CHARACTER"),
+        ("511602-00000", "AREA_CODE_BAD_CHARACTER"),
+        ("991602000000", "REGION_CODE_UNKNOWN_PROVINCE"),
+    ],
+)
+def test_area_codes(code: str, expected_reason: str | None) -> None:
+    assert reason(validate_area_code(code, PROVINCES)) == expected_reason
+    assert is_valid_area_code(code, PROVINCES) == (expected_reason is None)
+
+
+# -- Matter codes ----------------------------------------------------------------------
+
+
+def test_matter_types() -> None:
+    assert [code for code, _ in MATTER_TYPES] == [f"{n:02d}" for n in range(1, 11)] + ["20"]
+    assert dict(MATTER_TYPES)["01"] == "行政许可"
+    assert dict(MATTER_TYPES)["10"] == "其他行政权力"
+    assert dict(MATTER_TYPES)["20"] == "公共服务"
+
+
+def test_matter_type_rule_over_all_two_digit_values() -> None:
+    two_digits = [f"{n:02d}" for n in range(100)]
+    national = {t for t in two_digits if is_valid_basic_code(f"00{t}00101000", PROVINCES)}
+    local = {t for t in two_digits if is_valid_basic_code(f"37{t}00101000", PROVINCES)}
+    assert national == {code for code, _ in MATTER_TYPES}
+    assert local == national | {str(n) for n in range(30, 100)}
+
+
+def test_parse_basic_codes() -> None:
+    assert parse_basic_code("000117112000", PROVINCES) == BasicCode("00", "01", "17112", "000")
+    assert parse_basic_code("370117002011", PROVINCES) == BasicCode("37", "01", "17002", "011")
+    assert str(parse_basic_code("370117002011", PROVINCES)) == "370117002011"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected_reason"),
+    [
+        ("00011711200", "BASIC_CODE_BAD_LENGTH"),
+        ("0001171120000", "BASIC_CODE_BAD_LENGTH"),
+        ("00011711200A", "BASIC_CODE_BAD_CHARACTER"),
+        ("XK0010100000", "BASIC_CODE_BAD_CHARACTER"),  # Guizhou letter-type dialect
+        ("0001 7112000", "BASIC_CODE_BAD_CHARACTER"),
+        ("990117112000", "BASIC_CODE_UNKNOWN_ORIGIN"),
+        ("710117112000", "BASIC_CODE_UNKNOWN_ORIGIN"),
+        ("000017112000", "BASIC_CODE_BAD_MATTER_TYPE"),
+        ("001117112000", "BASIC_CODE_BAD_MATTER_TYPE"),
+        ("002117112000", "BASIC_CODE_BAD_MATTER_TYPE"),
+        ("003017112000", "BASIC_CODE_BAD_MATTER_TYPE"),
+        ("371917112000", "BASIC_CODE_BAD_MATTER_TYPE"),
+    ],
+)
+def test_basic_code_problems(code: str, expected_reason: str) -> None:
+    assert reason(validate_basic_code(code, PROVINCES)) == expected_reason
+    with pytest.raises(CodeError) as raised:
+        parse_basic_code(code, PROVINCES)
+    assert raised.value.problem.reason == expected_reason
+
+
+def test_parse_real_implementation_code() -> None:
+    parsed = parse_implementation_code(IMPLEMENTATION_CODE, PROVINCES)
+    assert parsed == ImplementationCode(
+        agency_uscc="11370800MB28559184",
+        level="3",
+        basic_code=BasicCode(origin="37", matter_type="01", main_item="17002", sub_item="011"),
+    )
+    assert str(parsed) == IMPLEMENTATION_CODE
+    assert is_valid_implementation_code(IMPLEMENTATION_CODE, PROVINCES)
+
+
+def test_parse_real_handling_item_code() -> None:
+    parsed = parse_handling_item_code(HANDLING_ITEM_CODE, PROVINCES)
+    assert parsed == HandlingItemCode(
+        implementation=ImplementationCode(
+            "11370800MB28559184", "3", BasicCode("00", "01", "17112", "000")
+        ),
+        sequence="01",
+    )
+    assert str(parsed.implementation.basic_code) == "000117112000"
+    assert str(parsed) == HANDLING_ITEM_CODE
+    assert is_valid_handling_item_code(HANDLING_ITEM_CODE, PROVINCES)
+
+
+def segment_of(index: int) -> str:
+    """Which part of an implementation / handling item code holds 0-based `index`."""
+    ends = {"uscc": 18, "level": 19, "origin": 21, "matter_type": 23, "main_item": 28}
+    ends |= {"sub_item": 31, "sequence": 33}
+    return next(name for name, end in ends.items() if index < end)
+
+
+def matter_code_survivors(
+    code: str, validate: Callable[[str, frozenset[str]], CodeProblem | None]
+) -> dict[str, int]:
+    alphabet = USCC_CHARSET  # a superset of the digits used after the USCC
+    survivors: dict[str, int] = {}
+    for index, char, corrupted in substitutions(code, alphabet):
+        if index >= 18 and char not in string.digits:
+            assert validate(corrupted, PROVINCES) is not None
+        elif validate(corrupted, PROVINCES) is None:
+            survivors[segment_of(index)] = survivors.get(segment_of(index), 0) + 1
+    return survivors
+
+
+def test_implementation_code_corruption() -> None:
+    # Only the USCC has a check character; the basic code has none. So every corruption of
+    # positions 1-18 fails, and the rest fails only where a segment rule catches it.
+    assert matter_code_survivors(IMPLEMENTATION_CODE, validate_implementation_code) == {
+        "level": 5,  # 3 -> 1, 2, 4, 5, 6
+        "origin": 6,  # 37 -> 31-36
+        "matter_type": 15,  # 01 -> 31-91 (local extensions) and 02-09
+        "main_item": 45,  # any digit, no check
+        "sub_item": 27,
+    }
+
+
+def test_handling_item_code_corruption() -> None:
+    assert matter_code_survivors(HANDLING_ITEM_CODE, validate_handling_item_code) == {
+        "level": 5,
+        "origin": 1,  # 00 -> 50 (Chongqing)
+        "matter_type": 8,  # 01 -> 02-09; 30+ is not allowed for a national item
+        "main_item": 45,
+        "sub_item": 27,
+        "sequence": 17,  # 01 -> 11-91 and 02-09, never 00
+    }
+
+
+@pytest.mark.parametrize(
+    ("code", "expected_reason", "position"),
+    [
+        (IMPLEMENTATION_CODE[:-1], "IMPLEMENTATION_CODE_BAD_LENGTH", None),
+        (IMPLEMENTATION_CODE + "0", "IMPLEMENTATION_CODE_BAD_LENGTH", None),
+        ("11370800MB28559185" + IMPLEMENTATION_CODE[18:], "USCC_CHECK_MISMATCH", 18),
+        ("11370800Mb28559184" + IMPLEMENTATION_CODE[18:], "USCC_BAD_CHARACTER", 10),
+        (replaced(IMPLEMENTATION_CODE, 18, "0"), "IMPLEMENTATION_CODE_BAD_LEVEL", 19),
+        (replaced(IMPLEMENTATION_CODE, 18, "7"), "IMPLEMENTATION_CODE_BAD_LEVEL", 19),
+        (replaced(IMPLEMENTATION_CODE, 19, "99"), "BASIC_CODE_UNKNOWN_ORIGIN", 20),
+        (replaced(IMPLEMENTATION_CODE, 21, "11"), "BASIC_CODE_BAD_MATTER_TYPE", 22),
+        (IMPLEMENTATION_CODE[:-1] + "A", "BASIC_CODE_BAD_CHARACTER", 31),
+    ],
+)  # fmt: skip
+def test_implementation_code_problems(
+    code: str, expected_reason: str, position: int | None
+) -> None:
+    problem = validate_implementation_code(code, PROVINCES)
+    assert problem is not None
+    assert problem.reason == expected_reason
+    if position is not None:
+        assert (
+            f"position {position}" in problem.message or f"positions {position}-" in problem.message
+        )
+    with pytest.raises(CodeError):
+        parse_implementation_code(code, PROVINCES)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected_reason"),
+    [
+        (HANDLING_ITEM_CODE[:-1], "HANDLING_ITEM_CODE_BAD_LENGTH"),
+        (HANDLING_ITEM_CODE + "1", "HANDLING_ITEM_CODE_BAD_LENGTH"),
+        (IMPLEMENTATION_CODE, "HANDLING_ITEM_CODE_BAD_LENGTH"),
+        (HANDLING_ITEM_CODE[:-2] + "00", "HANDLING_ITEM_CODE_BAD_SEQUENCE"),
+        (HANDLING_ITEM_CODE[:-2] + "0A", "HANDLING_ITEM_CODE_BAD_SEQUENCE"),
+        (HANDLING_ITEM_CODE[:-2] + " 1", "HANDLING_ITEM_CODE_BAD_SEQUENCE"),
+        (replaced(HANDLING_ITEM_CODE, 17, "5"), "USCC_CHECK_MISMATCH"),
+        (replaced(HANDLING_ITEM_CODE, 21, "30"), "BASIC_CODE_BAD_MATTER_TYPE"),
+    ],
+)  # fmt: skip
+def test_handling_item_code_problems(code: str, expected_reason: str) -> None:
+    assert reason(validate_handling_item_code(code, PROVINCES)) == expected_reason
+    with pytest.raises(CodeError) as raised:
+        parse_handling_item_code(code, PROVINCES)
+    assert raised.value.problem.reason == expected_reason
+
+
+# -- 证照标识 ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("identifier", LICENSE_IDS)
+def test_real_license_identifiers_validate(identifier: str) -> None:
+    assert validate_license_identifier(identifier) is None
+    assert is_valid_license_identifier(identifier)
+    parsed = parse_license_identifier(identifier)
+    assert str(parsed) == identifier
+    assert (
+        license_identifier_check_char(
+            parsed.type_code, parsed.issuer_code, parsed.number, parsed.version
+        )
+        == parsed.check
+    )
+    assert (
+        make_license_identifier(parsed.type_code, parsed.issuer_code, parsed.number, parsed.version)
+        == identifier
+    )
+
+
+def test_parse_license_identifier_fields() -> None:
+    assert parse_license_identifier(LICENSE_IDS[3]) == LicenseIdentifier(
+        type_code="11100000000013338W087",
+        issuer_code="11370800MB28559184",
+        number="37080001202411010001",
+        version="001",
+        check="3",
+    )
+
+
+def test_renewal_changes_the_check() -> None:
+    # The same licence at version 001 and 002 (both real): U and S. The stale pairing fails.
+    assert LICENSE_IDS[1].endswith(".001.U")
+    assert LICENSE_IDS[2].endswith(".002.S")
+    stale = LICENSE_IDS[1][:-1] + "S"
+    assert reason(validate_license_identifier(stale)) == "LICENSE_ID_CHECK_MISMATCH"
+
+
+@pytest.mark.parametrize("identifier", LICENSE_IDS)
+def test_every_single_substitution_of_a_license_identifier_fails(identifier: str) -> None:
+    # Over the checked characters, the alphabet of the check, and the dots that delimit.
+    corrupted = substitutions(identifier, ALNUM36 + ".")
+    failures = [c for _, _, c in corrupted if validate_license_identifier(c) is not None]
+    assert len(corrupted) == len(identifier) * 36
+    assert len(failures) == len(corrupted)
+    strangers = substitutions(identifier, STRANGERS)
+    assert all(validate_license_identifier(c) is not None for _, _, c in strangers)
+
+
+@pytest.mark.parametrize("identifier", LICENSE_IDS)
+def test_mod_37_36_alone_detects_every_substitution_in_the_checked_body(identifier: str) -> None:
+    # The same claim without help from the structural rules: the bare checksum over the four
+    # segments changes whenever any one checked character changes.
+    segments = identifier.removeprefix("1.2.156.3005.2.").split(".")[:4]
+    original = license_identifier_check_char(*segments)
+    unchanged = []
+    for which, segment in enumerate(segments):
+        for _, _, corrupted in substitutions(segment, ALNUM36):
+            parts = [*segments[:which], corrupted, *segments[which + 1 :]]
+            if license_identifier_check_char(*parts) == original:
+                unchanged.append(parts)
+    assert unchanged == []
+
+
+@pytest.mark.parametrize(
+    ("identifier", "expected_reason"),
+    [
+        ("", "LICENSE_ID_BAD_PREFIX"),
+        ("1.2.156.3005.3.11100000000013338W032.11220000013544541J.2430599.001.F",
+         "LICENSE_ID_BAD_PREFIX"),
+        (" 1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.F",
+         "LICENSE_ID_BAD_PREFIX"),
+        ("11100000000013338W032.11220000013544541J.2430599.001.F", "LICENSE_ID_BAD_PREFIX"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430.599.001.F",
+         "LICENSE_ID_BAD_SEGMENT_COUNT"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.001.F",
+         "LICENSE_ID_BAD_SEGMENT_COUNT"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.F.",
+         "LICENSE_ID_BAD_SEGMENT_COUNT"),
+        ("1.2.156.3005.2.11100000000013338W032..2430599.001.F", "LICENSE_ID_EMPTY_SEGMENT"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.",
+         "LICENSE_ID_EMPTY_SEGMENT"),
+        ("1.2.156.3005.2.11100000000013338W32.11220000013544541J.2430599.001.F",
+         "LICENSE_ID_BAD_TYPE_CODE"),
+        ("1.2.156.3005.2.11100000000013338W03A.11220000013544541J.2430599.001.F",
+         "LICENSE_ID_BAD_TYPE_CODE"),
+        ("1.2.156.3005.2.11100000000013338X032.11220000013544541J.2430599.001.F",
+         "USCC_CHECK_MISMATCH"),
+        ("1.2.156.3005.2.11100000000013338w032.11220000013544541J.2430599.001.F",
+         "USCC_BAD_CHARACTER"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541j.2430599.001.F",
+         "LICENSE_ID_BAD_CHARACTER"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430-599.001.F",
+         "LICENSE_ID_BAD_CHARACTER"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.京2430599.001.F",
+         "LICENSE_ID_BAD_CHARACTER"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.01.F",
+         "LICENSE_ID_BAD_VERSION"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.0001.F",
+         "LICENSE_ID_BAD_VERSION"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.000.F",
+         "LICENSE_ID_BAD_VERSION"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.00A.F",
+         "LICENSE_ID_BAD_VERSION"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.FF",
+         "LICENSE_ID_BAD_CHECK_LENGTH"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.F ",
+         "LICENSE_ID_BAD_CHECK_LENGTH"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.f",
+         "LICENSE_ID_BAD_CHARACTER"),
+        ("1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.G",
+         "LICENSE_ID_CHECK_MISMATCH"),
+    ],
+)  # fmt: skip
+def test_license_identifier_problems(identifier: str, expected_reason: str) -> None:
+    assert reason(validate_license_identifier(identifier)) == expected_reason
+    with pytest.raises(CodeError) as raised:
+        parse_license_identifier(identifier)
+    assert raised.value.problem.reason == expected_reason
+
+
+def test_license_identifier_messages_name_the_position() -> None:
+    problem = validate_license_identifier(LICENSE_IDS[0][:-1] + "G")
+    assert problem == CodeProblem(
+        "LICENSE_ID_CHECK_MISMATCH",
+        "Licence identifier has check character 'G' at position 69; "
+        "the other segments require 'F'.",
+    )
+    problem = validate_license_identifier(LICENSE_IDS[0].replace("541J", "541j"))
+    assert problem is not None
+    assert "'j' at position 55" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected_reason"),
+    [
+        (("11100000000013338W032", "", "2430599", "001"), "LICENSE_ID_EMPTY_SEGMENT"),
+        (("11100000000013338W03", "11220000013544541J", "2430599", "001"),
+         "LICENSE_ID_BAD_TYPE_CODE"),
+        (("11100000000013338X032", "11220000013544541J", "2430599", "001"),
+         "USCC_CHECK_MISMATCH"),
+        (("11100000000013338W032", "11220000013544541J", "2430.599", "001"),
+         "LICENSE_ID_BAD_CHARACTER"),
+        (("11100000000013338W032", "11220000013544541J", "2430599", "1"),
+         "LICENSE_ID_BAD_VERSION"),
+    ],
+)  # fmt: skip
+def test_make_license_identifier_rejects_bad_segments(
+    parts: tuple[str, str, str, str], expected_reason: str
+) -> None:
+    with pytest.raises(CodeError) as raised:
+        make_license_identifier(*parts)
+    assert raised.value.problem.reason == expected_reason
+
+
+def test_license_identifier_check_char_needs_the_mod_37_36_alphabet() -> None:
+    with pytest.raises(CodeError) as raised:
+        license_identifier_check_char("11100000000013338W032", "11220000013544541J", "a", "001")
+    assert raised.value.problem.reason == "LICENSE_ID_BAD_CHARACTER"
+    # Shapes are not its business: a region code as issuer is fine (some test data does it).
+    assert license_identifier_check_char("X", "510000", "1", "001") in ALNUM36
+
+
+def test_make_license_identifier_with_region_code_issuer() -> None:
+    identifier = make_license_identifier("11100000MB0143028R001", "511602", "A1B2C3", "001")
+    assert identifier.startswith("1.2.156.3005.2.11100000MB0143028R001.511602.A1B2C3.001.")
+    assert validate_license_identifier(identifier) is None
+
+
+alnum = st.text(alphabet=ALNUM36, min_size=1, max_size=24)
+license_parts = st.tuples(
+    uscc_bodies.map(with_uscc_check).flatmap(
+        lambda uscc: st.integers(0, 999).map(lambda n: f"{uscc}{n:03d}")
+    ),
+    alnum,
+    alnum,
+    st.integers(1, 999).map(lambda n: f"{n:03d}"),
+)
+
+
+@PROPERTY
+@given(parts=license_parts)
+def test_property_made_license_identifiers_validate_and_round_trip(
+    parts: tuple[str, str, str, str],
+) -> None:
+    identifier = make_license_identifier(*parts)
+    parsed = parse_license_identifier(identifier)
+    assert (parsed.type_code, parsed.issuer_code, parsed.number, parsed.version) == parts
+    assert str(parsed) == identifier
+
+
+@PROPERTY
+@given(body=st.text(alphabet=ALNUM36, min_size=1, max_size=60), data=st.data())
+def test_property_mod_37_36_detects_any_single_substitution(body: str, data: st.DataObject) -> None:
+    # ISO 7064 hybrid systems detect every single substitution: each step maps the running
+    # value through a bijection of 1..36, so a changed character changes the final value.
+    index = data.draw(st.integers(min_value=0, max_value=len(body) - 1))
+    char = data.draw(st.sampled_from([c for c in ALNUM36 if c != body[index]]))
+    corrupted = body[:index] + char + body[index + 1 :]
+    # Put the whole string in one segment: the calculator concatenates segments anyway.
+    assert license_identifier_check_char(corrupted, "", "", "") != license_identifier_check_char(
+        body, "", "", ""
+    )
+
+
+# -- Dirty agency codes ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        *((code, AgencyCodeKind.VALID_USCC) for code in REAL_USCCS + SYNTHETIC_USCCS),
+        ("91350100M000100Y44", AgencyCodeKind.USCC_BAD_CHECK),
+        ("11370800MB28559185", AgencyCodeKind.USCC_BAD_CHECK),
+        ("91350100M000100Y4", AgencyCodeKind.TRUNCATED_USCC),
+        ("1351130108337220", AgencyCodeKind.INVALID),  # 16 characters
+        ("MA2H12349", AgencyCodeKind.LEGACY_ORG_CODE),
+        ("MA2H1234-9", AgencyCodeKind.LEGACY_ORG_CODE),
+        ("00001332X", AgencyCodeKind.LEGACY_ORG_CODE),
+        ("MA2H12348", AgencyCodeKind.INVALID),
+        ("1111111111111111", AgencyCodeKind.PLACEHOLDER),
+        ("000000000000000000", AgencyCodeKind.PLACEHOLDER),  # passes the USCC check!
+        ("000000000", AgencyCodeKind.PLACEHOLDER),  # passes the GB 11714 check!
+        ("00", AgencyCodeKind.PLACEHOLDER),
+        ("XXXXXXXXXXXXXXXXX", AgencyCodeKind.PLACEHOLDER),
+        ("0", AgencyCodeKind.INVALID),
+        ("", AgencyCodeKind.INVALID),
+        ("91350100m000100Y43", AgencyCodeKind.INVALID),
+        ("91350100M000100Y43 ", AgencyCodeKind.INVALID),
+        ("91350100I000100Y43", AgencyCodeKind.INVALID),
+        ("无", AgencyCodeKind.INVALID),
+    ],
+)
+def test_classify_agency_code(code: str, kind: AgencyCodeKind) -> None:
+    assert classify_agency_code(code) is kind
+
+
+def test_all_zero_codes_really_pass_their_checks() -> None:
+    # Why placeholders are recognised before anything else.
+    assert is_valid_uscc("000000000000000000")
+    assert is_valid_org_code("000000000")
+
+
+@PROPERTY
+@given(body=uscc_bodies)
+def test_property_classify_agrees_with_validate_uscc(body: str) -> None:
+    code = with_uscc_check(body)
+    assert classify_agency_code(code) in {AgencyCodeKind.VALID_USCC, AgencyCodeKind.PLACEHOLDER}
+    assert classify_agency_code(code[:17]) in {
+        AgencyCodeKind.TRUNCATED_USCC,
+        AgencyCodeKind.PLACEHOLDER,
+    }
+
+
+# -- Completeness ----------------------------------------------------------------------
+
+REASON_EXAMPLES: dict[str, Callable[[], CodeProblem | None]] = {
+    "USCC_BAD_LENGTH": lambda: validate_uscc(""),
+    "USCC_BAD_CHARACTER": lambda: validate_uscc("I" * 18),
+    "USCC_CHECK_MISMATCH": lambda: validate_uscc("91350100M000100Y44"),
+    "ORG_CODE_BAD_LENGTH": lambda: validate_org_code("MA2H"),
+    "ORG_CODE_BAD_CHARACTER": lambda: validate_org_code("MA2H1234+9"),
+    "ORG_CODE_CHECK_MISMATCH": lambda: validate_org_code("MA2H12340"),
+    "CITIZEN_ID_BAD_LENGTH": lambda: validate_citizen_id("1", PROVINCES, today=TODAY),
+    "CITIZEN_ID_BAD_CHARACTER": lambda: validate_citizen_id("x" * 18, PROVINCES, today=TODAY),
+    "CITIZEN_ID_UNKNOWN_PROVINCE": lambda: validate_citizen_id(
+        "990105199003071239", PROVINCES, today=TODAY
+    ),
+    "CITIZEN_ID_BAD_DATE": lambda: validate_citizen_id(
+        "110105199013071239", PROVINCES, today=TODAY
+    ),
+    "CITIZEN_ID_CHECK_MISMATCH": lambda: validate_citizen_id(
+        "110105199003071230", PROVINCES, today=TODAY
+    ),
+    "REGION_CODE_BAD_LENGTH": lambda: validate_region_code("1", PROVINCES),
+    "REGION_CODE_BAD_CHARACTER": lambda: validate_region_code("11010A", PROVINCES),
+    "REGION_CODE_UNKNOWN_PROVINCE": lambda: validate_region_code("990000", PROVINCES),
+    "AREA_CODE_BAD_LENGTH": lambda: validate_area_code("110105", PROVINCES),
+    "AREA_CODE_BAD_CHARACTER": lambda: validate_area_code("11010500000A", PROVINCES),
+    "BASIC_CODE_BAD_LENGTH": lambda: validate_basic_code("0", PROVINCES),
+    "BASIC_CODE_BAD_CHARACTER": lambda: validate_basic_code("0001171120O0", PROVINCES),
+    "BASIC_CODE_UNKNOWN_ORIGIN": lambda: validate_basic_code("990117112000", PROVINCES),
+    "BASIC_CODE_BAD_MATTER_TYPE": lambda: validate_basic_code("009917112000", PROVINCES),
+    "IMPLEMENTATION_CODE_BAD_LENGTH": lambda: validate_implementation_code("", PROVINCES),
+    "IMPLEMENTATION_CODE_BAD_LEVEL": lambda: validate_implementation_code(
+        replaced(IMPLEMENTATION_CODE, 18, "9"), PROVINCES
+    ),
+    "HANDLING_ITEM_CODE_BAD_LENGTH": lambda: validate_handling_item_code("", PROVINCES),
+    "HANDLING_ITEM_CODE_BAD_SEQUENCE": lambda: validate_handling_item_code(
+        HANDLING_ITEM_CODE[:-2] + "00", PROVINCES
+    ),
+    "LICENSE_ID_BAD_PREFIX": lambda: validate_license_identifier("2.1"),
+    "LICENSE_ID_BAD_SEGMENT_COUNT": lambda: validate_license_identifier("1.2.156.3005.2.A"),
+    "LICENSE_ID_EMPTY_SEGMENT": lambda: validate_license_identifier("1.2.156.3005.2...1.001.F"),
+    "LICENSE_ID_BAD_TYPE_CODE": lambda: validate_license_identifier("1.2.156.3005.2.A.B.1.001.F"),
+    "LICENSE_ID_BAD_CHARACTER": lambda: validate_license_identifier(
+        LICENSE_IDS[0].replace("2430599", "243059a")
+    ),
+    "LICENSE_ID_BAD_VERSION": lambda: validate_license_identifier(
+        LICENSE_IDS[0].replace(".001.", ".1.")
+    ),
+    "LICENSE_ID_BAD_CHECK_LENGTH": lambda: validate_license_identifier(LICENSE_IDS[0] + "F"),
+    "LICENSE_ID_CHECK_MISMATCH": lambda: validate_license_identifier(LICENSE_IDS[0][:-1] + "0"),
+}
+
+
+def test_every_reason_in_the_module_has_a_triggering_example() -> None:
+    source = inspect.getsource(codes)
+    quoted = set(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', source))
+    kinds = {kind.value for kind in AgencyCodeKind}
+    assert quoted - kinds - {"LICENSE_ID_PREFIX", "MATTER_TYPES"} == set(REASON_EXAMPLES)
+
+
+@pytest.mark.parametrize("expected_reason", sorted(REASON_EXAMPLES))
+def test_reason_examples(expected_reason: str) -> None:
+    problem = REASON_EXAMPLES[expected_reason]()
+    assert problem is not None
+    assert problem.reason == expected_reason
+    assert problem.message.endswith(".")
+    assert problem.message[0].isupper()
