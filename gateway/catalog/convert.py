@@ -1,0 +1,194 @@
+"""Conversions between the catalog's plain data and the `gateway.api.v1` messages."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from google.protobuf import timestamp_pb2
+
+from gateway.api.v1 import catalog_pb2
+from gateway.catalog.diff import CatalogDiff, RegionImpact
+from gateway.catalog.index import CatalogSnapshot, RegionIndex, Resolution, VersionRecord
+from gateway.catalog.model import Matter, RegionCatalogDocument, RegionEntry, TimeLimit
+from gateway.errors import FieldViolation, InvalidRequest
+
+MODES = {
+    "FULLY_ONLINE": catalog_pb2.CROSS_REGION_MODE_FULLY_ONLINE,
+    "PROXY_RECEIVE": catalog_pb2.CROSS_REGION_MODE_PROXY_RECEIVE,
+    "MULTI_REGION": catalog_pb2.CROSS_REGION_MODE_MULTI_REGION,
+}
+MODE_NAMES = {v: k for k, v in MODES.items()}
+UNITS = {
+    "WORKING_DAYS": catalog_pb2.TIME_LIMIT_UNIT_WORKING_DAYS,
+    "NATURAL_DAYS": catalog_pb2.TIME_LIMIT_UNIT_NATURAL_DAYS,
+}
+
+
+def timestamp(value: datetime | float) -> timestamp_pb2.Timestamp:
+    """A protobuf Timestamp from an aware datetime or Unix seconds."""
+    ts = timestamp_pb2.Timestamp()
+    if isinstance(value, datetime):
+        ts.FromDatetime(value)
+    else:
+        ts.FromNanoseconds(int(value * 1e9))
+    return ts
+
+
+def time_limit(limit: TimeLimit) -> catalog_pb2.TimeLimit:
+    return catalog_pb2.TimeLimit(value=limit.value, unit=UNITS[limit.unit])
+
+
+def matter(m: Matter, version: str) -> catalog_pb2.Matter:
+    """The API form of a matter at a version."""
+    return catalog_pb2.Matter(
+        name=f"catalogVersions/{version}/matters/{m.code}",
+        code=m.code,
+        display_name=m.name,
+        # enum numbers equal the standard's two-digit codes
+        type=catalog_pb2.MatterType.ValueType(int(m.type)),
+        competent_department=m.competent_department,
+        cross_region_modes=[MODES[x] for x in m.cross_region_modes],
+        legal_time_limit=time_limit(m.legal_time_limit),
+        promised_time_limit=time_limit(m.promised_time_limit),
+        service_objects=list(m.service_objects),
+        materials=[
+            catalog_pb2.MaterialRequirement(
+                id=x.id,
+                display_name=x.name,
+                required=x.required,
+                license_type_code=x.license_type_code,
+            )
+            for x in m.materials
+        ],
+        synthetic_elements=list(m.synthetic),
+    )
+
+
+def catalog_version(
+    record: VersionRecord, snapshot: CatalogSnapshot, now: datetime
+) -> catalog_pb2.CatalogVersion:
+    """The API form of a version, with its state at `now`."""
+    doc = record.document
+    current = snapshot.current(now)
+    if doc.effective_time > now:
+        state = catalog_pb2.CATALOG_VERSION_STATE_SCHEDULED
+    elif current is not None and current.document.version == doc.version:
+        state = catalog_pb2.CATALOG_VERSION_STATE_CURRENT
+    else:
+        state = catalog_pb2.CATALOG_VERSION_STATE_SUPERSEDED
+    return catalog_pb2.CatalogVersion(
+        name=f"catalogVersions/{doc.version}",
+        version=doc.version,
+        effective_time=timestamp(doc.effective_time),
+        publish_time=timestamp(record.publish_time),
+        publisher=doc.publisher,
+        matter_count=len(doc.matters),
+        content_digest=record.digest,
+        state=state,
+    )
+
+
+def diff(d: CatalogDiff) -> catalog_pb2.CatalogDiff:
+    return catalog_pb2.CatalogDiff(
+        from_version=d.from_version,
+        to_version=d.to_version,
+        added_matter_codes=list(d.added),
+        removed_matter_codes=list(d.removed),
+        changed_matters=[
+            catalog_pb2.MatterChange(code=code, changed_elements=list(elements))
+            for code, elements in d.changed
+        ],
+    )
+
+
+def impacts(items: tuple[RegionImpact, ...]) -> list[catalog_pb2.RegionImpact]:
+    return [
+        catalog_pb2.RegionImpact(
+            region_code=i.region_code,
+            removed_matter_codes=list(i.removed),
+            changed_matter_codes=list(i.changed),
+        )
+        for i in items
+    ]
+
+
+def resolved(r: Resolution) -> catalog_pb2.ResolvedMatter:
+    return catalog_pb2.ResolvedMatter(
+        region_code=r.region_code,
+        local_code=r.entry.local_code,
+        local_name=r.entry.local_name,
+        agency_name=r.entry.agency_name,
+        matter=matter(r.matter, r.version),
+        shape=catalog_pb2.MappingShape.ValueType(r.shape.value),
+        catalog_version=r.version,
+    )
+
+
+def region_catalog(index: RegionIndex) -> catalog_pb2.RegionCatalog:
+    doc = index.document
+    return catalog_pb2.RegionCatalog(
+        name=f"regions/{doc.region_code}/catalog",
+        entries=[
+            catalog_pb2.RegionCatalogEntry(
+                local_code=e.local_code,
+                national_codes=list(e.national_codes),
+                local_name=e.local_name,
+                agency_name=e.agency_name,
+                agency_code=e.agency_code,
+                cancel_date=e.cancel_date.isoformat() if e.cancel_date else "",
+            )
+            for e in doc.entries
+        ],
+        catalog_version=doc.catalog_version,
+        publish_time=timestamp(index.publish_time),
+        content_digest=index.digest,
+    )
+
+
+def region_document(msg: catalog_pb2.RegionCatalog) -> RegionCatalogDocument:
+    """The plain form of a published list; field violations name every malformed row."""
+    prefix, _, rest = msg.name.partition("/")
+    region_code, _, suffix = rest.partition("/")
+    violations: list[FieldViolation] = []
+    if prefix != "regions" or suffix != "catalog" or not region_code:
+        violations.append(
+            FieldViolation(
+                "region_catalog.name", "must be regions/{region_code}/catalog", "BAD_NAME"
+            )
+        )
+    entries = []
+    for i, e in enumerate(msg.entries):
+        path = f"region_catalog.entries[{i}]"
+        if not e.local_code or len(e.local_code) > 128 or not e.local_code.isprintable():
+            violations.append(
+                FieldViolation(
+                    f"{path}.local_code", "1 to 128 printable characters", "BAD_LOCAL_CODE"
+                )
+            )
+        if not e.national_codes:
+            violations.append(
+                FieldViolation(f"{path}.national_codes", "at least one national code", "MISSING")
+            )
+        cancel = None
+        if e.cancel_date:
+            try:
+                cancel = date.fromisoformat(e.cancel_date)
+            except ValueError:
+                violations.append(
+                    FieldViolation(f"{path}.cancel_date", "must be YYYY-MM-DD", "BAD_DATE")
+                )
+        entries.append(
+            RegionEntry(
+                e.local_code,
+                tuple(e.national_codes),
+                e.local_name,
+                e.agency_name,
+                e.agency_code,
+                cancel,
+            )
+        )
+    if violations:
+        raise InvalidRequest(
+            f"{len(violations)} field(s) of the list are malformed", field_violations=violations
+        )
+    return RegionCatalogDocument(region_code, tuple(entries))

@@ -1,0 +1,359 @@
+"""Reading catalog and implementation-list documents, reporting every problem with its place.
+
+A document is JSON (see `standards/README.md`). Parsing never stops at the first problem: it
+returns every violation with a JSON path (`matters[3].code`), so that a standards body or a
+province can fix a file in one pass (`tongban catalog validate`).
+
+Invariants:
+- A parsed `CatalogDocument` satisfies every invariant of `catalog.model`; a document with any
+  violation is not returned.
+- Region lists are checked here for shape only; whether their rows can be routed depends on a
+  catalog version and is decided in `catalog.validation`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+
+from gateway.catalog import codes
+from gateway.catalog.model import (
+    CROSS_REGION_MODES,
+    SERVICE_OBJECTS,
+    TIME_LIMIT_UNITS,
+    CatalogDocument,
+    Material,
+    Matter,
+    RegionCatalogDocument,
+    RegionEntry,
+    TimeLimit,
+    version_key,
+)
+from gateway.errors import FieldViolation
+
+CATALOG_KIND = "tongban.catalog/v1"
+REGION_CATALOG_KIND = "tongban.region-catalog/v1"
+MAX_LOCAL_CODE_LENGTH = 128
+MAX_NAME_LENGTH = 200
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[T]):
+    """A parse result: the value when there were no violations, and every violation."""
+
+    value: T | None
+    violations: tuple[FieldViolation, ...]
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, reason: str, description: str) -> None:
+        self.items.append(FieldViolation(field=field, description=description, reason=reason))
+
+    def string(
+        self,
+        obj: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        required: bool = True,
+        max_length: int = MAX_NAME_LENGTH,
+    ) -> str:
+        value = obj.get(key)
+        if value is None or value == "":
+            if required:
+                self.add(f"{path}{key}", "MISSING", f"{key} is required")
+            return ""
+        if not isinstance(value, str):
+            self.add(f"{path}{key}", "WRONG_TYPE", f"{key} must be a string")
+            return ""
+        if len(value) > max_length:
+            self.add(f"{path}{key}", "TOO_LONG", f"{key} is longer than {max_length} characters")
+        return value
+
+
+def loads_json(text: str | bytes) -> Parsed[dict[str, Any]]:
+    """Parses JSON text whose top level must be an object."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Parsed(None, (FieldViolation("", f"not valid JSON: {exc}", "BAD_JSON"),))
+    if not isinstance(data, dict):
+        return Parsed(None, (FieldViolation("", "the document must be a JSON object", "BAD_JSON"),))
+    return Parsed(data, ())
+
+
+def parse_catalog(data: Mapping[str, Any], provinces: Collection[str]) -> Parsed[CatalogDocument]:
+    """Builds a catalog version from its JSON object, or reports every violation."""
+    p = _Problems()
+    if data.get("kind") != CATALOG_KIND:
+        p.add("kind", "WRONG_KIND", f"kind must be {CATALOG_KIND!r}")
+    version = p.string(data, "version", "")
+    if version:
+        try:
+            version_key(version)
+        except ValueError as exc:
+            p.add("version", "BAD_VERSION", str(exc))
+    effective = _timestamp(p, data.get("effective_time"), "effective_time")
+    publisher = p.string(data, "publisher", "")
+    license_types = _license_types(p, data.get("license_types", {}))
+    raw_matters = data.get("matters")
+    matters: dict[str, Matter] = {}
+    if not isinstance(raw_matters, list) or not raw_matters:
+        p.add("matters", "MISSING", "matters must be a non-empty list")
+        raw_matters = []
+    for i, raw in enumerate(raw_matters):
+        matter = _matter(p, raw, f"matters[{i}].", provinces, license_types)
+        if matter is None:
+            continue
+        if matter.code in matters:
+            p.add(
+                f"matters[{i}].code", "DUPLICATE_CODE", f"matter code {matter.code} appears twice"
+            )
+            continue
+        matters[matter.code] = matter
+    if p.items or effective is None:
+        return Parsed(None, tuple(p.items))
+    return Parsed(
+        CatalogDocument(
+            version=version,
+            effective_time=effective,
+            publisher=publisher,
+            matters=dict(sorted(matters.items())),
+            license_types=license_types,
+            provenance=str(data.get("provenance", "")),
+        ),
+        (),
+    )
+
+
+def parse_region_catalog(
+    data: Mapping[str, Any], provinces: Collection[str]
+) -> Parsed[RegionCatalogDocument]:
+    """Builds an implementation list from its JSON object, or reports every shape violation."""
+    p = _Problems()
+    if data.get("kind") != REGION_CATALOG_KIND:
+        p.add("kind", "WRONG_KIND", f"kind must be {REGION_CATALOG_KIND!r}")
+    region = p.string(data, "region_code", "")
+    if region and not codes.is_province_code(region, provinces):
+        p.add("region_code", "UNKNOWN_REGION", f"{region} is not a province-level GB/T 2260 code")
+    raw_entries = data.get("entries")
+    if not isinstance(raw_entries, list):
+        p.add("entries", "MISSING", "entries must be a list")
+        raw_entries = []
+    entries = [_entry(p, raw, f"entries[{i}].") for i, raw in enumerate(raw_entries)]
+    if p.items:
+        return Parsed(None, tuple(p.items))
+    return Parsed(
+        RegionCatalogDocument(
+            region_code=region,
+            entries=tuple(e for e in entries if e is not None),
+            region_name=str(data.get("region_name", "")),
+            dialect=str(data.get("dialect", "")),
+            catalog_version=str(data.get("catalog_version", "")),
+            provenance=str(data.get("provenance", "")),
+        ),
+        (),
+    )
+
+
+def region_catalog_to_json(doc: RegionCatalogDocument) -> dict[str, Any]:
+    """The JSON object of an implementation list (inverse of `parse_region_catalog`)."""
+    return {
+        "kind": REGION_CATALOG_KIND,
+        "region_code": doc.region_code,
+        "region_name": doc.region_name,
+        "dialect": doc.dialect,
+        "catalog_version": doc.catalog_version,
+        "provenance": doc.provenance,
+        "entries": [
+            {
+                "local_code": e.local_code,
+                "national_codes": list(e.national_codes),
+                "local_name": e.local_name,
+                "agency_name": e.agency_name,
+                "agency_code": e.agency_code,
+                "cancel_date": e.cancel_date.isoformat() if e.cancel_date else None,
+            }
+            for e in doc.entries
+        ],
+    }
+
+
+def _timestamp(p: _Problems, value: object, path: str) -> datetime | None:
+    if not isinstance(value, str):
+        p.add(path, "MISSING", f"{path} must be an ISO 8601 timestamp with an offset")
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        p.add(path, "BAD_TIMESTAMP", f"{path} is not an ISO 8601 timestamp")
+        return None
+    if parsed.tzinfo is None:
+        p.add(path, "BAD_TIMESTAMP", f"{path} must carry a UTC offset")
+        return None
+    return parsed
+
+
+def _license_types(p: _Problems, value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        p.add("license_types", "WRONG_TYPE", "license_types must be an object")
+        return {}
+    result: dict[str, str] = {}
+    for code, name in value.items():
+        if len(code) != 21 or codes.validate_uscc(code[:18]) or not code[18:].isdigit():
+            p.add(
+                f"license_types.{code}",
+                "BAD_LICENSE_TYPE_CODE",
+                "a licence type code is an 18-character USCC plus a 3-digit sequence",
+            )
+        result[str(code)] = str(name)
+    return result
+
+
+def _time_limit(p: _Problems, value: object, path: str) -> TimeLimit:
+    if not isinstance(value, dict):
+        p.add(path, "MISSING", f"{path} must be an object with value and unit")
+        return TimeLimit(0, "WORKING_DAYS")
+    days = value.get("value")
+    unit = value.get("unit")
+    if not isinstance(days, int) or isinstance(days, bool) or days < 0 or days > 3650:
+        p.add(f"{path}.value", "BAD_TIME_LIMIT", "value must be a whole number of days, 0 to 3650")
+        days = 0
+    if unit not in TIME_LIMIT_UNITS:
+        p.add(
+            f"{path}.unit", "BAD_TIME_LIMIT", f"unit must be one of {', '.join(TIME_LIMIT_UNITS)}"
+        )
+        unit = "WORKING_DAYS"
+    return TimeLimit(days, str(unit))
+
+
+def _str_list(p: _Problems, value: object, path: str, allowed: Collection[str]) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        p.add(path, "WRONG_TYPE", f"{path} must be a list of strings")
+        return ()
+    for j, v in enumerate(value):
+        if v not in allowed:
+            p.add(f"{path}[{j}]", "UNKNOWN_VALUE", f"{v!r} is not one of {', '.join(allowed)}")
+    if len(set(value)) != len(value):
+        p.add(path, "DUPLICATE_VALUE", f"{path} lists a value twice")
+    return tuple(value)
+
+
+def _matter(
+    p: _Problems,
+    raw: object,
+    path: str,
+    provinces: Collection[str],
+    license_types: Mapping[str, str],
+) -> Matter | None:
+    if not isinstance(raw, dict):
+        p.add(path.rstrip("."), "WRONG_TYPE", "a matter must be an object")
+        return None
+    before = len(p.items)
+    code = p.string(raw, "code", path, max_length=12)
+    mtype = p.string(raw, "type", path, max_length=2)
+    if code:
+        problem = codes.validate_basic_code(code, provinces)
+        if problem is not None:
+            p.add(f"{path}code", problem.reason, problem.message)
+        elif code[2:4] != mtype:
+            p.add(
+                f"{path}type", "TYPE_MISMATCH", f"type {mtype} differs from the code's {code[2:4]}"
+            )
+    materials: list[Material] = []
+    raw_materials = raw.get("materials", [])
+    if not isinstance(raw_materials, list):
+        p.add(f"{path}materials", "WRONG_TYPE", "materials must be a list")
+        raw_materials = []
+    seen: set[str] = set()
+    for j, rm in enumerate(raw_materials):
+        mpath = f"{path}materials[{j}]."
+        if not isinstance(rm, dict):
+            p.add(mpath.rstrip("."), "WRONG_TYPE", "a material must be an object")
+            continue
+        mid = p.string(rm, "id", mpath, max_length=16)
+        if mid in seen:
+            p.add(f"{mpath}id", "DUPLICATE_MATERIAL", f"material id {mid} appears twice")
+        seen.add(mid)
+        ltype = p.string(rm, "license_type_code", mpath, required=False, max_length=21)
+        if ltype and ltype not in license_types:
+            p.add(
+                f"{mpath}license_type_code",
+                "UNKNOWN_LICENSE_TYPE",
+                f"{ltype} is not listed in license_types",
+            )
+        materials.append(
+            Material(mid, p.string(rm, "name", mpath), bool(rm.get("required", True)), ltype)
+        )
+    matter = Matter(
+        code=code,
+        name=p.string(raw, "name", path),
+        type=mtype,
+        competent_department=p.string(raw, "competent_department", path, required=False),
+        cross_region_modes=_str_list(
+            p, raw.get("cross_region_modes", []), f"{path}cross_region_modes", CROSS_REGION_MODES
+        ),
+        legal_time_limit=_time_limit(p, raw.get("legal_time_limit"), f"{path}legal_time_limit"),
+        promised_time_limit=_time_limit(
+            p, raw.get("promised_time_limit"), f"{path}promised_time_limit"
+        ),
+        service_objects=_str_list(
+            p, raw.get("service_objects", []), f"{path}service_objects", SERVICE_OBJECTS
+        ),
+        materials=tuple(materials),
+        synthetic=tuple(str(s) for s in raw.get("synthetic", []) if isinstance(s, str)),
+    )
+    if matter.promised_time_limit.unit == matter.legal_time_limit.unit and (
+        matter.promised_time_limit.value > matter.legal_time_limit.value
+    ):
+        p.add(
+            f"{path}promised_time_limit",
+            "PROMISE_EXCEEDS_LAW",
+            "the promised time limit is longer than the legal one",
+        )
+    return matter if len(p.items) == before else None
+
+
+def _entry(p: _Problems, raw: object, path: str) -> RegionEntry | None:
+    if not isinstance(raw, dict):
+        p.add(path.rstrip("."), "WRONG_TYPE", "an entry must be an object")
+        return None
+    before = len(p.items)
+    local = p.string(raw, "local_code", path, max_length=MAX_LOCAL_CODE_LENGTH)
+    if local and (local != local.strip() or not local.isprintable()):
+        p.add(f"{path}local_code", "BAD_LOCAL_CODE", "local_code has spaces or control characters")
+    nationals = raw.get("national_codes")
+    if (
+        not isinstance(nationals, list)
+        or not nationals
+        or not all(isinstance(n, str) for n in nationals)
+    ):
+        p.add(f"{path}national_codes", "MISSING", "national_codes must be a non-empty list")
+        nationals = []
+    elif len(set(nationals)) != len(nationals):
+        p.add(f"{path}national_codes", "DUPLICATE_VALUE", "national_codes lists a code twice")
+    cancel: date | None = None
+    raw_cancel = raw.get("cancel_date")
+    if raw_cancel not in (None, ""):
+        try:
+            cancel = date.fromisoformat(str(raw_cancel))
+        except ValueError:
+            p.add(f"{path}cancel_date", "BAD_DATE", "cancel_date must be YYYY-MM-DD")
+    entry = RegionEntry(
+        local_code=local,
+        national_codes=tuple(nationals),
+        local_name=p.string(raw, "local_name", path),
+        agency_name=p.string(raw, "agency_name", path, required=False),
+        agency_code=p.string(raw, "agency_code", path, required=False, max_length=64),
+        cancel_date=cancel,
+    )
+    return entry if len(p.items) == before else None

@@ -1,0 +1,298 @@
+"""The CatalogService servicer: thin glue between the API and the catalog registry.
+
+Every handler takes one snapshot at its start and answers from it alone, so a publication that
+lands mid-request does not change the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+import grpc
+
+from gateway.api.v1 import catalog_pb2, catalog_pb2_grpc
+from gateway.catalog import convert, documents, index, signing
+from gateway.catalog.codes import validate_basic_code
+from gateway.catalog.diff import diff_catalogs
+from gateway.catalog.registry import CatalogRegistry
+from gateway.errors import (
+    CatalogInvalid,
+    FieldViolation,
+    InvalidMatterCode,
+    InvalidRequest,
+    MatterNotFound,
+    TongbanError,
+)
+from gateway.pagination import decode_token, encode_token, page_size
+
+MAX_BATCH = 1000
+
+
+def _require(value: str, field: str, *, max_length: int = 128) -> None:
+    if not value:
+        raise InvalidRequest(
+            f"{field} is required", field_violations=[FieldViolation(field, "required", "MISSING")]
+        )
+    if len(value) > max_length or not value.isprintable():
+        raise InvalidRequest(
+            f"{field} is malformed",
+            field_violations=[
+                FieldViolation(field, f"1 to {max_length} printable characters", "MALFORMED")
+            ],
+        )
+
+
+def _region_field(value: str, field: str) -> None:
+    _require(value, field, max_length=6)
+    if len(value) != 6 or not value.isdigit():
+        raise InvalidRequest(
+            f"{field} must be a 6-digit GB/T 2260 code",
+            field_violations=[FieldViolation(field, "a 6-digit GB/T 2260 code", "BAD_REGION_CODE")],
+        )
+
+
+def _version_from_name(name: str, field: str) -> str:
+    prefix, sep, version = name.partition("/")
+    if prefix != "catalogVersions" or not sep or "/" in version:
+        raise InvalidRequest(
+            f"{field} must be catalogVersions/{{version}}",
+            field_violations=[FieldViolation(field, "catalogVersions/{version}", "BAD_NAME")],
+        )
+    return version
+
+
+class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
+    """Serves the catalog from the registry's snapshots."""
+
+    def __init__(
+        self,
+        registry: CatalogRegistry,
+        standards_keys: Mapping[str, signing.PublicKey],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.registry = registry
+        self.standards_keys = standards_keys
+        self.clock = clock
+
+    async def PublishCatalogVersion(
+        self, request: catalog_pb2.PublishCatalogVersionRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.PublishCatalogVersionResponse:
+        _require(
+            request.signed_document, "signed_document", max_length=signing.MAX_DOCUMENT_BYTES * 2
+        )
+        publisher, payload = signing.verify_catalog(request.signed_document, self.standards_keys)
+        loaded = documents.loads_json(payload)
+        if loaded.value is None:
+            raise CatalogInvalid(
+                "the catalog is not a JSON object", field_violations=loaded.violations
+            )
+        parsed = documents.parse_catalog(loaded.value, self.registry.snapshot.provinces)
+        if parsed.value is None:
+            raise CatalogInvalid(
+                f"the catalog has {len(parsed.violations)} problem(s)",
+                field_violations=parsed.violations,
+            )
+        if parsed.value.publisher != publisher:
+            raise CatalogInvalid(
+                "the document's publisher differs from its signer",
+                field_violations=[FieldViolation("publisher", "must equal the signer", "MISMATCH")],
+            )
+        result = await self.registry.publish_version(
+            parsed.value,
+            loaded.value,
+            signed_document=request.signed_document,
+            validate_only=request.validate_only,
+        )
+        snapshot = self.registry.snapshot
+        response = catalog_pb2.PublishCatalogVersionResponse(
+            catalog_version=convert.catalog_version(result.record, snapshot, self.clock()),
+            impacts=convert.impacts(result.impacts),
+        )
+        if result.diff is not None:
+            response.diff.CopyFrom(convert.diff(result.diff))
+        return response
+
+    async def GetCatalogVersion(
+        self, request: catalog_pb2.GetCatalogVersionRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetCatalogVersionResponse:
+        snapshot, now = self.registry.snapshot, self.clock()
+        record = snapshot.version(_version_from_name(request.name, "name"), now)
+        return catalog_pb2.GetCatalogVersionResponse(
+            catalog_version=convert.catalog_version(record, snapshot, now)
+        )
+
+    async def ListCatalogVersions(
+        self, request: catalog_pb2.ListCatalogVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ListCatalogVersionsResponse:
+        snapshot, now = self.registry.snapshot, self.clock()
+        size = page_size(request.page_size, default=50, maximum=200)
+        query = {"m": "ListCatalogVersions"}
+        start = int(decode_token(request.page_token, query) or 0)
+        records = list(reversed(snapshot.versions))
+        page = records[start : start + size]
+        end = start + len(page)
+        return catalog_pb2.ListCatalogVersionsResponse(
+            catalog_versions=[convert.catalog_version(r, snapshot, now) for r in page],
+            next_page_token=encode_token(end, query) if end < len(records) else "",
+        )
+
+    async def GetMatter(
+        self, request: catalog_pb2.GetMatterRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetMatterResponse:
+        parts = request.name.split("/")
+        if len(parts) != 4 or parts[0] != "catalogVersions" or parts[2] != "matters":
+            raise InvalidRequest(
+                "name must be catalogVersions/{version}/matters/{code}",
+                field_violations=[
+                    FieldViolation("name", "catalogVersions/{version}/matters/{code}", "BAD_NAME")
+                ],
+            )
+        snapshot, now = self.registry.snapshot, self.clock()
+        record = snapshot.version(parts[1], now)
+        code = parts[3]
+        problem = validate_basic_code(code, snapshot.provinces)
+        if problem is not None:
+            raise InvalidMatterCode(
+                problem.message,
+                field_violations=[FieldViolation("name", problem.message, problem.reason)],
+            )
+        found = record.document.matters.get(code)
+        if found is None:
+            raise MatterNotFound(
+                f"catalog version {record.document.version} has no matter {code}",
+                metadata={"version": record.document.version},
+            )
+        return catalog_pb2.GetMatterResponse(matter=convert.matter(found, record.document.version))
+
+    async def ListMatters(
+        self, request: catalog_pb2.ListMattersRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ListMattersResponse:
+        snapshot, now = self.registry.snapshot, self.clock()
+        record = snapshot.version(_version_from_name(request.parent, "parent"), now)
+        version = record.document.version
+        size = page_size(request.page_size, default=50, maximum=500)
+        query = {
+            "m": "ListMatters",
+            "v": version,
+            "t": request.type,
+            "c": request.cross_region_mode,
+        }
+        start = int(decode_token(request.page_token, query) or 0)
+        wanted_type = f"{request.type:02d}" if request.type else ""
+        wanted_mode = convert.MODE_NAMES.get(request.cross_region_mode, "")
+        matching = [
+            m
+            for m in record.document.matters.values()
+            if (not wanted_type or m.type == wanted_type)
+            and (not wanted_mode or wanted_mode in m.cross_region_modes)
+        ]
+        page = matching[start : start + size]
+        end = start + len(page)
+        return catalog_pb2.ListMattersResponse(
+            matters=[convert.matter(m, version) for m in page],
+            next_page_token=encode_token(end, query) if end < len(matching) else "",
+            total_size=len(matching),
+        )
+
+    async def DiffCatalogVersions(
+        self, request: catalog_pb2.DiffCatalogVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.DiffCatalogVersionsResponse:
+        _require(request.from_version, "from_version", max_length=16)
+        _require(request.to_version, "to_version", max_length=16)
+        snapshot, now = self.registry.snapshot, self.clock()
+        old = snapshot.version(request.from_version, now).document
+        new = snapshot.version(request.to_version, now).document
+        return catalog_pb2.DiffCatalogVersionsResponse(diff=convert.diff(diff_catalogs(old, new)))
+
+    async def PublishRegionCatalog(
+        self, request: catalog_pb2.PublishRegionCatalogRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.PublishRegionCatalogResponse:
+        if len(request.region_catalog.entries) > 200_000:
+            raise InvalidRequest(
+                "a list has at most 200000 rows",
+                field_violations=[
+                    FieldViolation("region_catalog.entries", "at most 200000", "TOO_MANY")
+                ],
+            )
+        doc = convert.region_document(request.region_catalog)
+        result = await self.registry.publish_region(doc, validate_only=request.validate_only)
+        return catalog_pb2.PublishRegionCatalogResponse(
+            region_catalog=convert.region_catalog(result.index),
+            warnings=[
+                catalog_pb2.RegionCatalogWarning(
+                    entry_index=w.entry_index,
+                    field=w.field,
+                    reason=w.reason,
+                    description=w.description,
+                )
+                for w in result.warnings
+            ],
+        )
+
+    def _resolve(
+        self, snapshot: index.CatalogSnapshot, request: catalog_pb2.ResolveLocalCodeRequest
+    ) -> index.Resolution:
+        _region_field(request.region_code, "region_code")
+        _require(request.local_code, "local_code")
+        return index.resolve(
+            snapshot,
+            request.region_code,
+            request.local_code,
+            now=self.clock(),
+            national_code=request.national_code,
+            version=request.catalog_version,
+        )
+
+    async def ResolveLocalCode(
+        self, request: catalog_pb2.ResolveLocalCodeRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ResolveLocalCodeResponse:
+        resolution = self._resolve(self.registry.snapshot, request)
+        return catalog_pb2.ResolveLocalCodeResponse(resolved=convert.resolved(resolution))
+
+    async def BatchResolveLocalCodes(
+        self, request: catalog_pb2.BatchResolveLocalCodesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.BatchResolveLocalCodesResponse:
+        if not request.requests or len(request.requests) > MAX_BATCH:
+            raise InvalidRequest(
+                f"a batch holds 1 to {MAX_BATCH} requests",
+                field_violations=[
+                    FieldViolation("requests", f"1 to {MAX_BATCH} items", "BAD_SIZE")
+                ],
+            )
+        snapshot = self.registry.snapshot
+        results = []
+        for item in request.requests:
+            try:
+                resolution = self._resolve(snapshot, item)
+            except TongbanError as exc:
+                results.append(
+                    catalog_pb2.BatchResolveResult(
+                        error_reason=exc.reason, error_message=exc.message
+                    )
+                )
+            else:
+                results.append(
+                    catalog_pb2.BatchResolveResult(resolved=convert.resolved(resolution))
+                )
+        return catalog_pb2.BatchResolveLocalCodesResponse(results=results)
+
+    async def TranslateLocalCode(
+        self, request: catalog_pb2.TranslateLocalCodeRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.TranslateLocalCodeResponse:
+        _region_field(request.from_region_code, "from_region_code")
+        _region_field(request.to_region_code, "to_region_code")
+        _require(request.local_code, "local_code")
+        snapshot, now = self.registry.snapshot, self.clock()
+        source = index.resolve(
+            snapshot,
+            request.from_region_code,
+            request.local_code,
+            now=now,
+            national_code=request.national_code,
+            version=request.catalog_version,
+        )
+        found = index.targets(snapshot, source, request.to_region_code, now=now)
+        return catalog_pb2.TranslateLocalCodeResponse(
+            source=convert.resolved(source), targets=[convert.resolved(t) for t in found]
+        )
