@@ -180,3 +180,49 @@ class GetLicenseKeysResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetLicenseKeysResponse: _TypeAlias = GetLicenseKeysResponse  # noqa: Y015
+
+@_typing.final
+class GetLicenseStatusListRequest(_message.Message):
+    """Request for GetLicenseStatusList."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLicenseStatusListRequest: _TypeAlias = GetLicenseStatusListRequest  # noqa: Y015
+
+@_typing.final
+class GetLicenseStatusListResponse(_message.Message):
+    """Response for GetLicenseStatusList."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_LIST_TOKEN_FIELD_NUMBER: _builtins.int
+    MAX_AGE_SECONDS_FIELD_NUMBER: _builtins.int
+    status_list_token: _builtins.str
+    """The signed status list token (`statuslist+jwt`, compact JWS): claims `sub` (the list's
+    uri, `tongban:region:<code>:status`), `iat`, `exp`, `ttl` and `status_list` (`bits`, and
+    `lst`: the zlib-compressed, base64url-encoded statuses).
+    """
+    max_age_seconds: _builtins.int
+    """How long the gateway may cache the list, in seconds."""
+    def __init__(
+        self,
+        *,
+        status_list_token: _builtins.str = ...,
+        max_age_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_age_seconds", b"max_age_seconds", "status_list_token", b"status_list_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLicenseStatusListResponse: _TypeAlias = GetLicenseStatusListResponse  # noqa: Y015

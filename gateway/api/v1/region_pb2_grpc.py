@@ -53,6 +53,11 @@ class RegionServiceStub:
                 request_serializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseKeysRequest.SerializeToString,
                 response_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseKeysResponse.FromString,
                 _registered_method=True)
+        self.GetLicenseStatusList = channel.unary_unary(
+                '/gateway.api.v1.RegionService/GetLicenseStatusList',
+                request_serializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListResponse.FromString,
+                _registered_method=True)
 
 
 class RegionServiceServicer:
@@ -90,6 +95,17 @@ class RegionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLicenseStatusList(self, request, context):
+        """Returns the province's signed status list of the e-licences it issued (IETF OAuth Token
+        Status List, a JWT with `typ` `statuslist+jwt`): 2 bits per licence, 0 VALID, 1 INVALID
+        (revoked), 2 SUSPENDED, at the index each licence carries in `status.status_list.idx`. The
+        list is signed with a key from GetLicenseKeys. Errors: UNAVAILABLE (try again; may carry
+        `RetryInfo`). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +123,11 @@ def add_RegionServiceServicer_to_server(servicer, server):
                     servicer.GetLicenseKeys,
                     request_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseKeysRequest.FromString,
                     response_serializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseKeysResponse.SerializeToString,
+            ),
+            'GetLicenseStatusList': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLicenseStatusList,
+                    request_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -194,6 +215,33 @@ class RegionService:
             '/gateway.api.v1.RegionService/GetLicenseKeys',
             gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseKeysRequest.SerializeToString,
             gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLicenseStatusList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gateway.api.v1.RegionService/GetLicenseStatusList',
+            gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListRequest.SerializeToString,
+            gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,13 @@ class RegionServiceStub:
     """Returns the public keys the province signs its e-licences with, as a JWKS (RFC 7517).
     Keys being rotated in appear before they sign; retired keys disappear. Idempotent.
     """
+    GetLicenseStatusList: _grpc.UnaryUnaryMultiCallable[_region_pb2.GetLicenseStatusListRequest, _region_pb2.GetLicenseStatusListResponse]
+    """Returns the province's signed status list of the e-licences it issued (IETF OAuth Token
+    Status List, a JWT with `typ` `statuslist+jwt`): 2 bits per licence, 0 VALID, 1 INVALID
+    (revoked), 2 SUSPENDED, at the index each licence carries in `status.status_list.idx`. The
+    list is signed with a key from GetLicenseKeys. Errors: UNAVAILABLE (try again; may carry
+    `RetryInfo`). Idempotent.
+    """
 
 @_typing.type_check_only
 class RegionServiceAsyncStub(RegionServiceStub):
@@ -78,6 +85,13 @@ class RegionServiceAsyncStub(RegionServiceStub):
     GetLicenseKeys: _aio.UnaryUnaryMultiCallable[_region_pb2.GetLicenseKeysRequest, _region_pb2.GetLicenseKeysResponse]  # type: ignore[assignment]
     """Returns the public keys the province signs its e-licences with, as a JWKS (RFC 7517).
     Keys being rotated in appear before they sign; retired keys disappear. Idempotent.
+    """
+    GetLicenseStatusList: _aio.UnaryUnaryMultiCallable[_region_pb2.GetLicenseStatusListRequest, _region_pb2.GetLicenseStatusListResponse]  # type: ignore[assignment]
+    """Returns the province's signed status list of the e-licences it issued (IETF OAuth Token
+    Status List, a JWT with `typ` `statuslist+jwt`): 2 bits per licence, 0 VALID, 1 INVALID
+    (revoked), 2 SUSPENDED, at the index each licence carries in `status.status_list.idx`. The
+    list is signed with a key from GetLicenseKeys. Errors: UNAVAILABLE (try again; may carry
+    `RetryInfo`). Idempotent.
     """
 
 class RegionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -119,6 +133,19 @@ class RegionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_region_pb2.GetLicenseKeysResponse, _abc.Awaitable[_region_pb2.GetLicenseKeysResponse]]:
         """Returns the public keys the province signs its e-licences with, as a JWKS (RFC 7517).
         Keys being rotated in appear before they sign; retired keys disappear. Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def GetLicenseStatusList(
+        self,
+        request: _region_pb2.GetLicenseStatusListRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_region_pb2.GetLicenseStatusListResponse, _abc.Awaitable[_region_pb2.GetLicenseStatusListResponse]]:
+        """Returns the province's signed status list of the e-licences it issued (IETF OAuth Token
+        Status List, a JWT with `typ` `statuslist+jwt`): 2 bits per licence, 0 VALID, 1 INVALID
+        (revoked), 2 SUSPENDED, at the index each licence carries in `status.status_list.idx`. The
+        list is signed with a key from GetLicenseKeys. Errors: UNAVAILABLE (try again; may carry
+        `RetryInfo`). Idempotent.
         """
 
 def add_RegionServiceServicer_to_server(servicer: RegionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

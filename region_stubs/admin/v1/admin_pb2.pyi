@@ -8,6 +8,7 @@ from gateway.api.v1 import application_pb2 as _application_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,58 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _LicenseSigningAlgorithm:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LicenseSigningAlgorithmEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LicenseSigningAlgorithm.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LICENSE_SIGNING_ALGORITHM_UNSPECIFIED: _LicenseSigningAlgorithm.ValueType  # 0
+    """Invalid."""
+    LICENSE_SIGNING_ALGORITHM_EDDSA: _LicenseSigningAlgorithm.ValueType  # 1
+    """EdDSA with Ed25519 (RFC 8037)."""
+    LICENSE_SIGNING_ALGORITHM_ES256: _LicenseSigningAlgorithm.ValueType  # 2
+    """ECDSA with P-256 and SHA-256 (RFC 7518)."""
+
+class LicenseSigningAlgorithm(_LicenseSigningAlgorithm, metaclass=_LicenseSigningAlgorithmEnumTypeWrapper):
+    """A JOSE signature algorithm for e-licence keys."""
+
+LICENSE_SIGNING_ALGORITHM_UNSPECIFIED: LicenseSigningAlgorithm.ValueType  # 0
+"""Invalid."""
+LICENSE_SIGNING_ALGORITHM_EDDSA: LicenseSigningAlgorithm.ValueType  # 1
+"""EdDSA with Ed25519 (RFC 8037)."""
+LICENSE_SIGNING_ALGORITHM_ES256: LicenseSigningAlgorithm.ValueType  # 2
+"""ECDSA with P-256 and SHA-256 (RFC 7518)."""
+Global___LicenseSigningAlgorithm: _TypeAlias = LicenseSigningAlgorithm  # noqa: Y015
+
+class _LicenseStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LicenseStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LicenseStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LICENSE_STATUS_UNSPECIFIED: _LicenseStatus.ValueType  # 0
+    """Invalid."""
+    LICENSE_STATUS_VALID: _LicenseStatus.ValueType  # 1
+    """Valid (status list value 0)."""
+    LICENSE_STATUS_REVOKED: _LicenseStatus.ValueType  # 2
+    """Revoked for good (status list value 1, INVALID)."""
+    LICENSE_STATUS_SUSPENDED: _LicenseStatus.ValueType  # 3
+    """Suspended; may become valid again (status list value 2)."""
+
+class LicenseStatus(_LicenseStatus, metaclass=_LicenseStatusEnumTypeWrapper):
+    """The status of an issued e-licence, as its status list carries it."""
+
+LICENSE_STATUS_UNSPECIFIED: LicenseStatus.ValueType  # 0
+"""Invalid."""
+LICENSE_STATUS_VALID: LicenseStatus.ValueType  # 1
+"""Valid (status list value 0)."""
+LICENSE_STATUS_REVOKED: LicenseStatus.ValueType  # 2
+"""Revoked for good (status list value 1, INVALID)."""
+LICENSE_STATUS_SUSPENDED: LicenseStatus.ValueType  # 3
+"""Suspended; may become valid again (status list value 2)."""
+Global___LicenseStatus: _TypeAlias = LicenseStatus  # noqa: Y015
 
 @_typing.final
 class FaultSettings(_message.Message):
@@ -333,3 +386,115 @@ class DecideCaseResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DecideCaseResponse: _TypeAlias = DecideCaseResponse  # noqa: Y015
+
+@_typing.final
+class RotateLicenseKeysRequest(_message.Message):
+    """Request for RotateLicenseKeys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    RETIRE_KEY_ID_FIELD_NUMBER: _builtins.int
+    algorithm: Global___LicenseSigningAlgorithm.ValueType
+    """Required. The new key's algorithm."""
+    retire_key_id: _builtins.str
+    """Optional. A key id to retire (remove from the JWKS) in the same step; empty retires none."""
+    def __init__(
+        self,
+        *,
+        algorithm: Global___LicenseSigningAlgorithm.ValueType = ...,
+        retire_key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "retire_key_id", b"retire_key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateLicenseKeysRequest: _TypeAlias = RotateLicenseKeysRequest  # noqa: Y015
+
+@_typing.final
+class RotateLicenseKeysResponse(_message.Message):
+    """Response for RotateLicenseKeys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    KEY_IDS_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """The new signing key's id (RFC 7638 thumbprint)."""
+    @_builtins.property
+    def key_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The key ids now published in the JWKS, the signing one included."""
+
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        key_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "key_ids", b"key_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateLicenseKeysResponse: _TypeAlias = RotateLicenseKeysResponse  # noqa: Y015
+
+@_typing.final
+class SetLicenseStatusRequest(_message.Message):
+    """Request for SetLicenseStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    STATUS_INDEX_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    token_id: _builtins.str
+    """The licence token's id (`jti`)."""
+    status_index: _builtins.int
+    """The licence's index in the status list (`status.status_list.idx`)."""
+    status: Global___LicenseStatus.ValueType
+    """Required. The new status."""
+    def __init__(
+        self,
+        *,
+        token_id: _builtins.str = ...,
+        status_index: _builtins.int = ...,
+        status: Global___LicenseStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status_index", b"status_index", "target", b"target", "token_id", b"token_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "status_index", b"status_index", "target", b"target", "token_id", b"token_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["token_id", "status_index"]  # noqa: Y015
+    _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_target) -> _WhichOneofReturnType_target | None: ...
+
+Global___SetLicenseStatusRequest: _TypeAlias = SetLicenseStatusRequest  # noqa: Y015
+
+@_typing.final
+class SetLicenseStatusResponse(_message.Message):
+    """Response for SetLicenseStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_INDEX_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    status_index: _builtins.int
+    """The licence's index in the status list."""
+    status: Global___LicenseStatus.ValueType
+    """The status now in force."""
+    def __init__(
+        self,
+        *,
+        status_index: _builtins.int = ...,
+        status: Global___LicenseStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "status_index", b"status_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLicenseStatusResponse: _TypeAlias = SetLicenseStatusResponse  # noqa: Y015

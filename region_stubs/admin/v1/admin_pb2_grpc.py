@@ -59,6 +59,16 @@ class RegionAdminServiceStub:
                 request_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseRequest.SerializeToString,
                 response_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseResponse.FromString,
                 _registered_method=True)
+        self.RotateLicenseKeys = channel.unary_unary(
+                '/region_stubs.admin.v1.RegionAdminService/RotateLicenseKeys',
+                request_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.RotateLicenseKeysRequest.SerializeToString,
+                response_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.RotateLicenseKeysResponse.FromString,
+                _registered_method=True)
+        self.SetLicenseStatus = channel.unary_unary(
+                '/region_stubs.admin.v1.RegionAdminService/SetLicenseStatus',
+                request_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseStatusRequest.SerializeToString,
+                response_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseStatusResponse.FromString,
+                _registered_method=True)
 
 
 class RegionAdminServiceServicer:
@@ -101,6 +111,26 @@ class RegionAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateLicenseKeys(self, request, context):
+        """Adds a new e-licence signing key, which signs every licence and status list from now on;
+        the previous keys stay in the JWKS until retired. Optionally retires a key, removing it
+        from the JWKS. Returns the new key id and the key ids now published. Errors:
+        INVALID_ARGUMENT (unspecified algorithm), NOT_FOUND (unknown `retire_key_id`). Not
+        idempotent: every call adds a key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLicenseStatus(self, request, context):
+        """Sets the status of an issued e-licence in the stub's status list, chosen by token id or
+        by status index; the next status list served carries it. Errors: INVALID_ARGUMENT
+        (unspecified status, no target), NOT_FOUND (unknown token id or index). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegionAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +153,16 @@ def add_RegionAdminServiceServicer_to_server(servicer, server):
                     servicer.DecideCase,
                     request_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseRequest.FromString,
                     response_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseResponse.SerializeToString,
+            ),
+            'RotateLicenseKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateLicenseKeys,
+                    request_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.RotateLicenseKeysRequest.FromString,
+                    response_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.RotateLicenseKeysResponse.SerializeToString,
+            ),
+            'SetLicenseStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLicenseStatus,
+                    request_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseStatusRequest.FromString,
+                    response_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -238,6 +278,60 @@ class RegionAdminService:
             '/region_stubs.admin.v1.RegionAdminService/DecideCase',
             region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseRequest.SerializeToString,
             region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateLicenseKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/region_stubs.admin.v1.RegionAdminService/RotateLicenseKeys',
+            region__stubs_dot_admin_dot_v1_dot_admin__pb2.RotateLicenseKeysRequest.SerializeToString,
+            region__stubs_dot_admin_dot_v1_dot_admin__pb2.RotateLicenseKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLicenseStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/region_stubs.admin.v1.RegionAdminService/SetLicenseStatus',
+            region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseStatusRequest.SerializeToString,
+            region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

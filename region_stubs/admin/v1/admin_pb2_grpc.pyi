@@ -53,6 +53,18 @@ class RegionAdminServiceStub:
     gateway. Errors: NOT_FOUND (unknown application id), FAILED_PRECONDITION (invalid
     transition), UNAVAILABLE (the gateway could not be reached). Idempotent by `event_id`.
     """
+    RotateLicenseKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RotateLicenseKeysRequest, _admin_pb2.RotateLicenseKeysResponse]
+    """Adds a new e-licence signing key, which signs every licence and status list from now on;
+    the previous keys stay in the JWKS until retired. Optionally retires a key, removing it
+    from the JWKS. Returns the new key id and the key ids now published. Errors:
+    INVALID_ARGUMENT (unspecified algorithm), NOT_FOUND (unknown `retire_key_id`). Not
+    idempotent: every call adds a key.
+    """
+    SetLicenseStatus: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetLicenseStatusRequest, _admin_pb2.SetLicenseStatusResponse]
+    """Sets the status of an issued e-licence in the stub's status list, chosen by token id or
+    by status index; the next status list served carries it. Errors: INVALID_ARGUMENT
+    (unspecified status, no target), NOT_FOUND (unknown token id or index). Idempotent.
+    """
 
 @_typing.type_check_only
 class RegionAdminServiceAsyncStub(RegionAdminServiceStub):
@@ -78,6 +90,18 @@ class RegionAdminServiceAsyncStub(RegionAdminServiceStub):
     """Moves a case to a later state (ACCEPTED, REJECTED or COMPLETED) and reports it to the
     gateway. Errors: NOT_FOUND (unknown application id), FAILED_PRECONDITION (invalid
     transition), UNAVAILABLE (the gateway could not be reached). Idempotent by `event_id`.
+    """
+    RotateLicenseKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.RotateLicenseKeysRequest, _admin_pb2.RotateLicenseKeysResponse]  # type: ignore[assignment]
+    """Adds a new e-licence signing key, which signs every licence and status list from now on;
+    the previous keys stay in the JWKS until retired. Optionally retires a key, removing it
+    from the JWKS. Returns the new key id and the key ids now published. Errors:
+    INVALID_ARGUMENT (unspecified algorithm), NOT_FOUND (unknown `retire_key_id`). Not
+    idempotent: every call adds a key.
+    """
+    SetLicenseStatus: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetLicenseStatusRequest, _admin_pb2.SetLicenseStatusResponse]  # type: ignore[assignment]
+    """Sets the status of an issued e-licence in the stub's status list, chosen by token id or
+    by status index; the next status list served carries it. Errors: INVALID_ARGUMENT
+    (unspecified status, no target), NOT_FOUND (unknown token id or index). Idempotent.
     """
 
 class RegionAdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -125,6 +149,30 @@ class RegionAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """Moves a case to a later state (ACCEPTED, REJECTED or COMPLETED) and reports it to the
         gateway. Errors: NOT_FOUND (unknown application id), FAILED_PRECONDITION (invalid
         transition), UNAVAILABLE (the gateway could not be reached). Idempotent by `event_id`.
+        """
+
+    @_abc_1.abstractmethod
+    def RotateLicenseKeys(
+        self,
+        request: _admin_pb2.RotateLicenseKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RotateLicenseKeysResponse, _abc.Awaitable[_admin_pb2.RotateLicenseKeysResponse]]:
+        """Adds a new e-licence signing key, which signs every licence and status list from now on;
+        the previous keys stay in the JWKS until retired. Optionally retires a key, removing it
+        from the JWKS. Returns the new key id and the key ids now published. Errors:
+        INVALID_ARGUMENT (unspecified algorithm), NOT_FOUND (unknown `retire_key_id`). Not
+        idempotent: every call adds a key.
+        """
+
+    @_abc_1.abstractmethod
+    def SetLicenseStatus(
+        self,
+        request: _admin_pb2.SetLicenseStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetLicenseStatusResponse, _abc.Awaitable[_admin_pb2.SetLicenseStatusResponse]]:
+        """Sets the status of an issued e-licence in the stub's status list, chosen by token id or
+        by status index; the next status list served carries it. Errors: INVALID_ARGUMENT
+        (unspecified status, no target), NOT_FOUND (unknown token id or index). Idempotent.
         """
 
 def add_RegionAdminServiceServicer_to_server(servicer: RegionAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,359 @@
+"""The province's cases and delivery counters, in one SQLite file (or in memory).
+
+Invariants:
+- At most one case per application id. `record_delivery` claims the id inside one write
+  transaction (`BEGIN IMMEDIATE`) and the id is the table's unique key, so concurrent deliveries
+  (other threads, other connections, another stub process on the same file) create exactly one
+  case; every other delivery of that id is counted as a suppressed duplicate and gets the same
+  receipt id and receive time back.
+- Counters live in the same file and move in the same transaction as the case they describe,
+  so they survive a restart on the same data directory and never disagree with the cases.
+  `cases_created` and `cases_by_matter` are counted from the cases themselves.
+- A case only moves forward: DELIVERED → ACCEPTED | REJECTED, ACCEPTED → COMPLETED. Asking for
+  the state a case is already in is a repeat, not an error: it returns the case unchanged, with
+  the event id of the transition that put it there, so a report can be re-sent idempotently.
+- sqlite errors are translated here and nowhere else: a locked or failing database becomes
+  `StoreUnavailable`.
+
+Threading: one connection, used on the event loop. Every call is one short local transaction:
+WAL with synchronous=NORMAL does not fsync on commit (a stub may lose its last commits in a power
+cut, never in a crash), and a delivery's two transactions measured ~110 µs on a file and ~40 µs
+in memory, about what a hop to a worker thread and back costs by itself and small beside a gRPC
+call. Running on the loop also serialises the stub's own calls for free. A lock still guards the
+connection so that tests (or tools) may call in from threads.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple, Self
+
+from gateway.errors import ApplicationNotFound, InvalidStateTransition, StoreUnavailable
+
+CHINA = timezone(timedelta(hours=8))
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    seq             INTEGER PRIMARY KEY,
+    application_id  TEXT NOT NULL UNIQUE,
+    receipt_id      TEXT NOT NULL UNIQUE,
+    local_code      TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    reason          TEXT NOT NULL DEFAULT '',
+    receive_time_us INTEGER NOT NULL,
+    update_time_us  INTEGER NOT NULL,
+    event_id        TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS cases_by_local_code ON cases (local_code);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+class CaseState(enum.Enum):
+    """Where a case stands in the province."""
+
+    DELIVERED = "DELIVERED"
+    """Received from the gateway; not decided yet."""
+    ACCEPTED = "ACCEPTED"
+    """Accepted for handling (受理)."""
+    REJECTED = "REJECTED"
+    """Refused (不予受理). Terminal."""
+    COMPLETED = "COMPLETED"
+    """Finished (办结). Terminal."""
+
+
+ALLOWED_TRANSITIONS: dict[CaseState, frozenset[CaseState]] = {
+    CaseState.DELIVERED: frozenset({CaseState.ACCEPTED, CaseState.REJECTED}),
+    CaseState.ACCEPTED: frozenset({CaseState.COMPLETED}),
+    CaseState.REJECTED: frozenset(),
+    CaseState.COMPLETED: frozenset(),
+}
+
+
+class Counter(enum.StrEnum):
+    """The counters a caller bumps itself; the case counters move with the cases."""
+
+    DELIVERIES_RECEIVED = "deliveries_received"
+    FAULTS_INJECTED = "faults_injected"
+    UNKNOWN_MATTER_REFUSED = "unknown_matter_refused"
+
+
+_DUPLICATES = "duplicates_suppressed"
+
+
+class Delivery(NamedTuple):
+    """The answer to one delivery."""
+
+    receipt_id: str
+    """The case's receipt id (受理编号); the same for every delivery of the application."""
+    duplicate: bool
+    """True when the application already had a case."""
+    receive_time: datetime
+    """When the case was created."""
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One case, as stored."""
+
+    application_id: str
+    """The gateway's application id."""
+    receipt_id: str
+    """The province's receipt id."""
+    local_code: str
+    """The local matter code it was delivered under."""
+    state: CaseState
+    """Current state."""
+    reason: str
+    """The province's reason for the current state, if any."""
+    receive_time: datetime
+    """When the case was created."""
+    update_time: datetime
+    """When the case last changed."""
+    event_id: str
+    """Id of the transition into the current state; empty while DELIVERED."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """Delivery counters since the store file was created."""
+
+    deliveries_received: int
+    cases_created: int
+    duplicates_suppressed: int
+    faults_injected: int
+    unknown_matter_refused: int
+    cases_by_matter: dict[str, int]
+
+
+class Transition(NamedTuple):
+    """The outcome of asking a case to move."""
+
+    case: Case
+    """The case afterwards."""
+    changed: bool
+    """False when the case was already in the asked state (a repeat)."""
+
+
+class CaseStore:
+    """Cases and counters of one province. Open with `CaseStore.open`, close when done."""
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        region_code: str,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._db = connection
+        self._region_code = region_code
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | None,
+        *,
+        region_code: str,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> CaseStore:
+        """Opens (creating if needed) the store at `path`, or an in-memory one for None."""
+        try:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(
+                ":memory:" if path is None else path,
+                isolation_level=None,  # transactions are explicit, see _write
+                check_same_thread=False,  # guarded by the store's lock instead
+                timeout=5.0,
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"cannot open the case store: {e}") from e
+        return cls(db, region_code=region_code, clock=clock)
+
+    def close(self) -> None:
+        """Closes the connection; the store cannot be used afterwards."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding SQLite's write lock from its first statement."""
+        with self._lock, _translated():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def record_delivery(self, application_id: str, local_code: str) -> Delivery:
+        """Creates the case for `application_id` unless it exists; counts which it was."""
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(
+                "SELECT receipt_id, receive_time_us FROM cases WHERE application_id = ?",
+                (application_id,),
+            ).fetchone()
+            if row is not None:
+                _bump(db, _DUPLICATES)
+                return Delivery(row[0], True, _from_us(row[1]))
+            (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM cases").fetchone()
+            receipt_id = f"{self._region_code}-{now.astimezone(CHINA):%Y%m%d}-{seq:06d}"
+            db.execute(
+                "INSERT INTO cases (seq, application_id, receipt_id, local_code, state,"
+                " receive_time_us, update_time_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq,
+                    application_id,
+                    receipt_id,
+                    local_code,
+                    CaseState.DELIVERED.value,
+                    _to_us(now),
+                    _to_us(now),
+                ),
+            )
+        return Delivery(receipt_id, False, _from_us(_to_us(now)))
+
+    def count(self, counter: Counter, amount: int = 1) -> None:
+        """Adds `amount` to a counter."""
+        with self._write() as db:
+            _bump(db, counter.value, amount)
+
+    def counters(self) -> Counters:
+        """All counters."""
+        with self._lock, _translated():
+            stored = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+            by_matter = dict(
+                self._db.execute(
+                    "SELECT local_code, COUNT(*) FROM cases GROUP BY local_code"
+                ).fetchall()
+            )
+        return Counters(
+            deliveries_received=stored.get(Counter.DELIVERIES_RECEIVED.value, 0),
+            cases_created=sum(by_matter.values()),
+            duplicates_suppressed=stored.get(_DUPLICATES, 0),
+            faults_injected=stored.get(Counter.FAULTS_INJECTED.value, 0),
+            unknown_matter_refused=stored.get(Counter.UNKNOWN_MATTER_REFUSED.value, 0),
+            cases_by_matter=by_matter,
+        )
+
+    def get(self, application_id: str) -> Case | None:
+        """The case of `application_id`, or None."""
+        with self._lock, _translated():
+            return _case(self._db, application_id)
+
+    def transition(self, application_id: str, state: CaseState, reason: str = "") -> Transition:
+        """Moves a case to `state`; raises `ApplicationNotFound`, `InvalidStateTransition`."""
+        with self._write() as db:
+            case = _case(db, application_id)
+            if case is None:
+                raise ApplicationNotFound(f"no case for application {application_id}")
+            if case.state is state:
+                return Transition(case, changed=False)
+            if state not in ALLOWED_TRANSITIONS[case.state]:
+                raise InvalidStateTransition(
+                    f"a {case.state.value} case cannot become {state.value}",
+                    metadata={"from": case.state.value, "to": state.value},
+                )
+            now = _from_us(_to_us(self._clock()))
+            moved = Case(
+                application_id=case.application_id,
+                receipt_id=case.receipt_id,
+                local_code=case.local_code,
+                state=state,
+                reason=reason,
+                receive_time=case.receive_time,
+                update_time=now,
+                event_id=f"{self._region_code}-{uuid.uuid4()}",
+            )
+            db.execute(
+                "UPDATE cases SET state = ?, reason = ?, update_time_us = ?, event_id = ?"
+                " WHERE application_id = ?",
+                (state.value, reason, _to_us(now), moved.event_id, application_id),
+            )
+        return Transition(moved, changed=True)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        # Locked, busy, disk full, I/O error: conditions a retry may outlive.
+        raise StoreUnavailable(f"case store: {e}") from e
+
+
+def _bump(db: sqlite3.Connection, name: str, amount: int = 1) -> None:
+    db.execute(
+        "INSERT INTO counters (name, value) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        (name, amount),
+    )
+
+
+def _case(db: sqlite3.Connection, application_id: str) -> Case | None:
+    row = db.execute(
+        "SELECT application_id, receipt_id, local_code, state, reason, receive_time_us,"
+        " update_time_us, event_id FROM cases WHERE application_id = ?",
+        (application_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return Case(
+        application_id=row[0],
+        receipt_id=row[1],
+        local_code=row[2],
+        state=CaseState(row[3]),
+        reason=row[4],
+        receive_time=_from_us(row[5]),
+        update_time=_from_us(row[6]),
+        event_id=row[7],
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _to_us(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _from_us(micros: int) -> datetime:
+    return _EPOCH + micros * _MICROSECOND

@@ -1,0 +1,655 @@
+"""The region stub's gRPC server: RegionService as a province plays it, and RegionAdminService.
+
+Invariants:
+- Every error leaves as one `google.rpc.Status` with one ErrorInfo (`gateway.errors`): handlers
+  raise `TongbanError`s and `_ErrorsToStatus` turns them into a status, in that one place.
+- Faults apply before the province looks at a request (`faults.decide`), except
+  commit-then-drop, which records the case and then fails. `down` fails every RegionService
+  call; the other faults only touch DeliverApplication. Admin calls never fault.
+- A delivery is validated before it is recorded, and a recorded application id is answered as a
+  duplicate even if its local code has been retired since.
+- The one outbound call, ReportApplicationStatus on the gateway, has a deadline (the caller's
+  remaining time, at most `GATEWAY_CALL_CEILING`), and its errors are translated where it is
+  made (`GatewayReporter.report`).
+- A server is built, bound and stopped inside the running event loop (`running_stub`), and its
+  resources close in reverse order: server (drained with `grace`), outbound channel, store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NoReturn, cast
+
+import grpc
+from google.protobuf import timestamp_pb2
+from grpc_status import rpc_status
+
+from gateway import serving
+from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2, region_pb2_grpc
+from gateway.errors import (
+    ApplicationNotFound,
+    FieldViolation,
+    InvalidRequest,
+    LocalCodeNotFound,
+    TongbanError,
+    Unavailable,
+)
+from gateway.licenses.status_list import LicenseStatus
+from gateway.routing.client import translate_rpc_error
+from region_stubs import catalog
+from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
+from region_stubs.cases import Case, CaseState, CaseStore, Counter, Counters, utc_now
+from region_stubs.config import ConfigError, StubConfig, parse_args
+from region_stubs.faults import Faults, FaultsInvalid, Outcome, decide
+from region_stubs.issuer import LicenseIssuer
+
+log = logging.getLogger(__name__)
+
+REGION_SERVICE = region_pb2.DESCRIPTOR.services_by_name["RegionService"].full_name
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["RegionAdminService"].full_name
+SERVICE_NAMES = (REGION_SERVICE, ADMIN_SERVICE)
+
+PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
+LICENSE_KEYS_MAX_AGE = 60
+"""Seconds the gateway may cache the JWKS (GetLicenseKeys)."""
+STATUS_LIST_TTL = 60
+"""Seconds the gateway may cache the licence status list (GetLicenseStatusList)."""
+GATEWAY_CALL_CEILING = 5.0
+"""Longest the stub waits for the gateway's ReportApplicationStatus."""
+MAX_REASON_LENGTH = 500
+DEFAULT_VALID_DAYS = 365
+
+_HOLDER_ID_TYPES = {application_pb2.ID_TYPE_CITIZEN_ID: "111", application_pb2.ID_TYPE_USCC: "001"}
+_ALGORITHMS = {
+    admin_pb2.LICENSE_SIGNING_ALGORITHM_EDDSA: "EdDSA",
+    admin_pb2.LICENSE_SIGNING_ALGORITHM_ES256: "ES256",
+}
+_LICENSE_STATUSES = {
+    admin_pb2.LICENSE_STATUS_VALID: LicenseStatus.VALID,
+    admin_pb2.LICENSE_STATUS_REVOKED: LicenseStatus.REVOKED,
+    admin_pb2.LICENSE_STATUS_SUSPENDED: LicenseStatus.SUSPENDED,
+}
+
+_DECIDABLE = {
+    application_pb2.APPLICATION_STATE_ACCEPTED: CaseState.ACCEPTED,
+    application_pb2.APPLICATION_STATE_REJECTED: CaseState.REJECTED,
+    application_pb2.APPLICATION_STATE_COMPLETED: CaseState.COMPLETED,
+}
+_WIRE_STATE = {
+    CaseState.DELIVERED: application_pb2.APPLICATION_STATE_DELIVERED,
+    **{state: wire for wire, state in _DECIDABLE.items()},
+}
+
+
+class StubError(TongbanError):
+    """An error whose code and reason are chosen per instance: injected faults and errors
+    relayed from the gateway. May carry extra trailing metadata (the pushback trailer)."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        reason: str,
+        message: str,
+        *,
+        metadata: dict[str, str] | None = None,
+        retry_delay: float | None = None,
+        trailers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(message, metadata=metadata, retry_delay=retry_delay)
+        self.code = code
+        self.reason = reason
+        self.trailers = tuple(trailers)
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: TongbanError) -> NoReturn:
+    status = rpc_status.to_status(error.to_status())
+    if isinstance(error, StubError) and error.trailers:
+        status = status._replace(trailing_metadata=(*status.trailing_metadata, *error.trailers))
+    await context.abort_with_status(status)
+    raise AssertionError("abort_with_status returned")  # it always raises
+
+
+class _ErrorsToStatus(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Turns a `TongbanError` raised by a unary handler into its rich status."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method: str = details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            inner = handler.unary_unary
+
+            async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await inner(request, context)
+                except TongbanError as error:
+                    await _abort(context, error)
+
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                behavior,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+            self._wrapped[method] = wrapped
+        return wrapped
+
+
+def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _is_canonical_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def _require_uuid(text: str, field_name: str) -> None:
+    if not _is_canonical_uuid(text):
+        raise InvalidRequest(
+            f"{field_name} must be a UUID",
+            field_violations=[
+                FieldViolation(field_name, "must be a UUID in canonical form", "NOT_A_UUID")
+            ],
+        )
+
+
+class GatewayReporter:
+    """The stub's one outbound call: ReportApplicationStatus on the gateway."""
+
+    def __init__(self, address: str) -> None:
+        self._channel = grpc.aio.insecure_channel(address)
+        # grpc ships no types, so the overload for an aio channel cannot be picked by mypy.
+        self._stub = cast(
+            "application_pb2_grpc.ApplicationServiceAsyncStub",
+            application_pb2_grpc.ApplicationServiceStub(self._channel),
+        )
+
+    async def report(
+        self, case: Case, region_code: str, time_left: float | None
+    ) -> application_pb2.ApplicationState.ValueType:
+        """Reports the case's state; returns the gateway's state of the application."""
+        timeout = (
+            GATEWAY_CALL_CEILING if time_left is None else min(time_left, GATEWAY_CALL_CEILING)
+        )
+        request = application_pb2.ReportApplicationStatusRequest(
+            name=f"applications/{case.application_id}",
+            region_code=region_code,
+            state=_WIRE_STATE[case.state],
+            reason=case.reason,
+            event_id=case.event_id,
+        )
+        try:
+            response: application_pb2.ReportApplicationStatusResponse = (
+                await self._stub.ReportApplicationStatus(request, timeout=timeout)
+            )
+        except grpc.aio.AioRpcError as rpc_error:
+            error = translate_rpc_error("gateway", rpc_error)
+            metadata = {"upstream": "gateway"}
+            if error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(
+                    f"the gateway could not be reached: {error.message}", metadata=metadata
+                ) from rpc_error
+            raise StubError(
+                error.code,
+                error.reason or error.code.name,
+                f"the gateway refused the report: {error.message}",
+                metadata=metadata,
+            ) from rpc_error
+        return response.application.state
+
+    async def close(self) -> None:
+        """Closes the channel."""
+        await self._channel.close()
+
+
+@dataclass(eq=False)
+class StubState:
+    """What both servicers share: the province's list, cases, keys and fault settings."""
+
+    config: StubConfig
+    store: CaseStore
+    catalog: catalog.ImplementationList
+    issuer: LicenseIssuer
+    gateway: GatewayReporter | None
+    faults: Faults
+    rng: random.Random
+    clock: Callable[[], datetime] = utc_now
+
+    def injected(
+        self, code: grpc.StatusCode, fault: str, pushback_ms: int | None = None
+    ) -> StubError:
+        """Counts an injected fault and returns the error to raise for it."""
+        self.store.count(Counter.FAULTS_INJECTED)
+        log.debug("injecting %s (%s)", code.name, fault)
+        return StubError(
+            code,
+            code.name,
+            f"province {self.config.region_code}: {code.name.lower()} (injected fault {fault})",
+            metadata={"fault": fault},
+            retry_delay=pushback_ms / 1000 if pushback_ms and pushback_ms > 0 else None,
+            trailers=() if pushback_ms is None else ((PUSHBACK_TRAILER, str(pushback_ms)),),
+        )
+
+    def check_up(self) -> None:
+        """Raises the `down` failure when the province is down."""
+        if self.faults.down:
+            raise self.injected(grpc.StatusCode.UNAVAILABLE, "down")
+
+
+class RegionServicer(region_pb2_grpc.RegionServiceServicer):
+    """RegionService, as the province plays it."""
+
+    def __init__(self, state: StubState) -> None:
+        self._state = state
+
+    async def DeliverApplication(
+        self, request: region_pb2.DeliverApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> region_pb2.DeliverApplicationResponse:
+        state = self._state
+        state.store.count(Counter.DELIVERIES_RECEIVED)
+        plan = decide(state.faults, state.rng)
+        if plan.down:
+            raise state.injected(grpc.StatusCode.UNAVAILABLE, "down")
+        if plan.latency_seconds:
+            await asyncio.sleep(plan.latency_seconds)
+        if plan.hang:
+            state.store.count(Counter.FAULTS_INJECTED)
+            await asyncio.Event().wait()  # until the caller gives up and grpc cancels us
+        if plan.outcome is Outcome.FAIL_BEFORE:
+            raise state.injected(grpc.StatusCode.UNAVAILABLE, "unavailable", plan.pushback_ms)
+        if plan.outcome is Outcome.RESOURCE_EXHAUSTED:
+            raise state.injected(grpc.StatusCode.RESOURCE_EXHAUSTED, "resource_exhausted")
+        application = self._validated(request)
+        delivery = state.store.record_delivery(
+            application.application_id, application.target_local_matter_code
+        )
+        if plan.outcome is Outcome.COMMIT_THEN_DROP:
+            raise state.injected(grpc.StatusCode.UNAVAILABLE, "commit_then_drop")
+        return region_pb2.DeliverApplicationResponse(
+            receipt_id=delivery.receipt_id,
+            duplicate=delivery.duplicate,
+            receive_time=_timestamp(delivery.receive_time),
+        )
+
+    def _validated(
+        self, request: region_pb2.DeliverApplicationRequest
+    ) -> application_pb2.Application:
+        state = self._state
+        region_code = state.config.region_code
+        application = request.application
+        violations: list[FieldViolation] = []
+        if not request.HasField("application"):
+            violations.append(FieldViolation("application", "is required", "REQUIRED"))
+        else:
+            if not _is_canonical_uuid(application.application_id):
+                violations.append(
+                    FieldViolation(
+                        "application.application_id",
+                        "must be a UUID in canonical form",
+                        "NOT_A_UUID",
+                    )
+                )
+            if application.target_region != region_code:
+                violations.append(
+                    FieldViolation(
+                        "application.target_region",
+                        f"this is province {region_code}",
+                        "WRONG_REGION",
+                    )
+                )
+            if not application.target_local_matter_code:
+                violations.append(
+                    FieldViolation(
+                        "application.target_local_matter_code", "is required", "REQUIRED"
+                    )
+                )
+        if request.attempt < 1:
+            violations.append(FieldViolation("attempt", "must be 1 or more", "OUT_OF_RANGE"))
+        if violations:
+            raise InvalidRequest("invalid delivery", field_violations=violations)
+        code = application.target_local_matter_code
+        now = state.clock()
+        if (
+            not state.catalog.is_live(code, now)
+            and state.store.get(application.application_id) is None
+        ):
+            state.store.count(Counter.UNKNOWN_MATTER_REFUSED)
+            retired = state.catalog.is_retired(code, now)
+            raise LocalCodeNotFound(
+                f"province {region_code} {'no longer handles' if retired else 'has no'} "
+                f"matter with local code {code!r}",
+                metadata={"region_code": region_code, "retired": str(retired).lower()},
+            )
+        return application
+
+    async def GetApplicationStatus(
+        self, request: region_pb2.GetApplicationStatusRequest, context: grpc.aio.ServicerContext
+    ) -> region_pb2.GetApplicationStatusResponse:
+        self._state.check_up()
+        _require_uuid(request.application_id, "application_id")
+        case = self._state.store.get(request.application_id)
+        if case is None:
+            raise ApplicationNotFound(f"no case for application {request.application_id}")
+        return region_pb2.GetApplicationStatusResponse(
+            state=_WIRE_STATE[case.state],
+            receipt_id=case.receipt_id,
+            reason=case.reason,
+            update_time=_timestamp(case.update_time),
+        )
+
+    async def GetLicenseKeys(
+        self, request: region_pb2.GetLicenseKeysRequest, context: grpc.aio.ServicerContext
+    ) -> region_pb2.GetLicenseKeysResponse:
+        self._state.check_up()
+        return region_pb2.GetLicenseKeysResponse(
+            jwks_json=self._state.issuer.jwks(), max_age_seconds=LICENSE_KEYS_MAX_AGE
+        )
+
+    async def GetLicenseStatusList(
+        self, request: region_pb2.GetLicenseStatusListRequest, context: grpc.aio.ServicerContext
+    ) -> region_pb2.GetLicenseStatusListResponse:
+        self._state.check_up()
+        return region_pb2.GetLicenseStatusListResponse(
+            status_list_token=self._state.issuer.status_list_token(STATUS_LIST_TTL),
+            max_age_seconds=STATUS_LIST_TTL,
+        )
+
+
+class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
+    """RegionAdminService: faults, counters, licences and case decisions, for tests and demos."""
+
+    def __init__(self, state: StubState) -> None:
+        self._state = state
+
+    async def SetFaults(
+        self, request: admin_pb2.SetFaultsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.SetFaultsResponse:
+        if not request.HasField("faults"):
+            raise InvalidRequest(
+                "faults is required",
+                field_violations=[
+                    FieldViolation("faults", "is required (empty = a healthy stub)", "REQUIRED")
+                ],
+            )
+        try:
+            faults = Faults.from_proto(request.faults)
+        except FaultsInvalid as e:
+            raise InvalidRequest(
+                "invalid fault settings",
+                field_violations=[
+                    FieldViolation(f"faults.{v.field}", v.description, v.reason)
+                    for v in e.violations
+                ],
+            ) from None
+        self._state.faults = faults
+        if request.seed:
+            self._state.rng.seed(request.seed)
+        log.info("faults now %s (seed %s)", faults, request.seed or "kept")
+        return admin_pb2.SetFaultsResponse(faults=faults.to_proto())
+
+    async def GetCounters(
+        self, request: admin_pb2.GetCountersRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.GetCountersResponse:
+        counters = self._state.store.counters()
+        return admin_pb2.GetCountersResponse(
+            deliveries_received=counters.deliveries_received,
+            cases_created=counters.cases_created,
+            duplicates_suppressed=counters.duplicates_suppressed,
+            faults_injected=counters.faults_injected,
+            cases_by_matter=counters.cases_by_matter,
+            unknown_matter_refused=counters.unknown_matter_refused,
+        )
+
+    async def IssueLicense(
+        self, request: admin_pb2.IssueLicenseRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.IssueLicenseResponse:
+        issued = self._state.issuer.issue(
+            request.license_type_code,
+            request.license_number,
+            holder_id_type=_HOLDER_ID_TYPES.get(request.holder_id_type, ""),  # "": BAD_ID_TYPE
+            holder_id_number=request.holder_id_number,
+            valid_days=request.valid_days or DEFAULT_VALID_DAYS,
+            not_before_offset=request.not_before_offset_seconds,
+        )
+        return admin_pb2.IssueLicenseResponse(
+            token=issued.token, identifier=issued.identifier, key_id=issued.key_id
+        )
+
+    async def RotateLicenseKeys(
+        self, request: admin_pb2.RotateLicenseKeysRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RotateLicenseKeysResponse:
+        algorithm = _ALGORITHMS.get(request.algorithm)
+        if algorithm is None:
+            raise InvalidRequest(
+                "algorithm is required",
+                field_violations=[FieldViolation("algorithm", "is required", "REQUIRED")],
+            )
+        issuer = self._state.issuer
+        key_id = issuer.rotate(algorithm, retire_kid=request.retire_key_id or None)
+        log.info("licence signing key now %s (%s)", key_id, algorithm)
+        return admin_pb2.RotateLicenseKeysResponse(key_id=key_id, key_ids=issuer.key_ids)
+
+    async def SetLicenseStatus(
+        self, request: admin_pb2.SetLicenseStatusRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.SetLicenseStatusResponse:
+        status = _LICENSE_STATUSES.get(request.status)
+        if status is None:
+            raise InvalidRequest(
+                "status is required",
+                field_violations=[FieldViolation("status", "is required", "REQUIRED")],
+            )
+        target = request.WhichOneof("target")
+        index = self._state.issuer.set_status(
+            status,
+            token_id=request.token_id if target == "token_id" else None,
+            status_index=request.status_index if target == "status_index" else None,
+        )
+        return admin_pb2.SetLicenseStatusResponse(status_index=index, status=request.status)
+
+    async def DecideCase(
+        self, request: admin_pb2.DecideCaseRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DecideCaseResponse:
+        state = self._state
+        violations: list[FieldViolation] = []
+        if not _is_canonical_uuid(request.application_id):
+            violations.append(
+                FieldViolation("application_id", "must be a UUID in canonical form", "NOT_A_UUID")
+            )
+        target = _DECIDABLE.get(request.state)
+        if target is None:
+            violations.append(
+                FieldViolation("state", "must be ACCEPTED, REJECTED or COMPLETED", "OUT_OF_RANGE")
+            )
+        if len(request.reason) > MAX_REASON_LENGTH:
+            violations.append(
+                FieldViolation("reason", f"at most {MAX_REASON_LENGTH} characters", "TOO_LONG")
+            )
+        if violations or target is None:
+            raise InvalidRequest("invalid decision", field_violations=violations)
+        # The case moves first and the report follows: the province has decided whether or not
+        # the gateway hears of it. A repeat re-sends the same event id, so a DecideCase retried
+        # after the gateway was unreachable delivers the report exactly once.
+        moved = state.store.transition(request.application_id, target, request.reason)
+        if state.gateway is None:
+            return admin_pb2.DecideCaseResponse()
+        gateway_state = await state.gateway.report(
+            moved.case, state.config.region_code, context.time_remaining()
+        )
+        return admin_pb2.DecideCaseResponse(gateway_state=gateway_state)
+
+
+@dataclass(eq=False)
+class RunningStub:
+    """A stub serving in the current event loop, with a client channel to it."""
+
+    config: StubConfig
+    """The configuration it runs with."""
+    address: str
+    """`host:port` it listens on."""
+    port: int
+    """The bound port."""
+    channel: grpc.aio.Channel
+    """A channel to the stub, closed when the stub stops."""
+    region: region_pb2_grpc.RegionServiceAsyncStub
+    """RegionService client on `channel`."""
+    admin: admin_pb2_grpc.RegionAdminServiceAsyncStub
+    """RegionAdminService client on `channel`."""
+
+    async def set_faults(self, faults: Faults | None = None, *, seed: int = 0) -> Faults:
+        """Replaces the fault settings (healthy when None); returns those in force."""
+        response = await self.admin.SetFaults(
+            admin_pb2.SetFaultsRequest(faults=(faults or Faults()).to_proto(), seed=seed)
+        )
+        return Faults.from_proto(response.faults)
+
+    async def counters(self) -> Counters:
+        """The stub's counters."""
+        r = await self.admin.GetCounters(admin_pb2.GetCountersRequest())
+        return Counters(
+            deliveries_received=r.deliveries_received,
+            cases_created=r.cases_created,
+            duplicates_suppressed=r.duplicates_suppressed,
+            faults_injected=r.faults_injected,
+            unknown_matter_refused=r.unknown_matter_refused,
+            cases_by_matter=dict(r.cases_by_matter),
+        )
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@asynccontextmanager
+async def running_stub(
+    config: StubConfig, *, clock: Callable[[], datetime] = utc_now
+) -> AsyncIterator[RunningStub]:
+    """Starts a stub in the running loop; on exit drains it (`config.grace`) and closes all.
+
+    Raises `catalog.CatalogError` for an unusable implementation list, `StoreUnavailable` for
+    an unusable data directory and `OSError` when the address cannot be bound.
+    """
+    async with AsyncExitStack() as stack:
+        implementations = catalog.load(config.implementation_list, config.region_code)
+        log.info(
+            "region %s: %d local codes from %s (catalog %s)",
+            config.region_code,
+            len(implementations.entries),
+            config.implementation_list,
+            implementations.catalog_version,
+        )
+        store = CaseStore.open(config.cases_path, region_code=config.region_code, clock=clock)
+        stack.callback(store.close)
+        gateway = None
+        if config.gateway_address:
+            gateway = GatewayReporter(config.gateway_address)
+            stack.push_async_callback(gateway.close)
+        state = StubState(
+            config=config,
+            store=store,
+            catalog=implementations,
+            issuer=LicenseIssuer(
+                config.region_code, algorithm=config.license_algorithm, clock=clock
+            ),
+            gateway=gateway,
+            faults=config.faults,
+            rng=random.Random(config.seed),
+            clock=clock,
+        )
+        server = grpc.aio.server(interceptors=[_ErrorsToStatus()])
+        region_pb2_grpc.add_RegionServiceServicer_to_server(RegionServicer(state), server)
+        admin_pb2_grpc.add_RegionAdminServiceServicer_to_server(AdminServicer(state), server)
+        health = serving.add_health_and_reflection(server, SERVICE_NAMES)
+        try:
+            port = server.add_insecure_port(_host_port(config.host, config.port))
+        except RuntimeError as e:
+            raise OSError(f"cannot listen on {_host_port(config.host, config.port)}: {e}") from e
+        await server.start()
+        # Probes see NOT_SERVING while the server drains; the stub has no balancer to wait for.
+        stack.push_async_callback(
+            serving.drain, server, health, SERVICE_NAMES, probe_interval=0, grace=config.grace
+        )
+        await serving.set_serving(health, SERVICE_NAMES, serving=True)
+        address = _host_port(config.host, port)
+        channel = grpc.aio.insecure_channel(address)
+        stack.push_async_callback(channel.close)
+        yield RunningStub(
+            config=config,
+            address=address,
+            port=port,
+            channel=channel,
+            region=cast(
+                "region_pb2_grpc.RegionServiceAsyncStub", region_pb2_grpc.RegionServiceStub(channel)
+            ),
+            admin=cast(
+                "admin_pb2_grpc.RegionAdminServiceAsyncStub",
+                admin_pb2_grpc.RegionAdminServiceStub(channel),
+            ),
+        )
+
+
+async def serve(
+    config: StubConfig,
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serves until `stop` is set (by default: until SIGINT or SIGTERM), then drains.
+
+    Announces `{"event": "listening", "service": "region-stub", "region", "address"}` on stdout
+    once bound, then sets `ready`.
+    """
+    if stop is None:
+        stop = serving.stop_event_on_signals()
+    async with running_stub(config) as stub:
+        serving.announce(
+            "listening", service="region-stub", region=config.region_code, address=stub.address
+        )
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("stopping region stub %s", config.region_code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m region_stubs` / `tongban region-stub`: runs a stub; returns the exit status."""
+    try:
+        config = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    except SystemExit as e:  # argparse's way of saying usage or --help
+        return e.code if isinstance(e.code, int) else 2
+    except ConfigError as e:
+        print(f"region-stub: {e}", file=sys.stderr)
+        return 2
+    # stdout carries only the announcement; logs go to stderr.
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        asyncio.run(serve(config))
+    except (catalog.CatalogError, TongbanError, OSError) as e:
+        print(f"region-stub {config.region_code}: cannot start: {e}", file=sys.stderr)
+        return 1
+    return 0
