@@ -1,0 +1,98 @@
+"""The LicenseService servicer: requests in, verdicts out.
+
+An invalid licence is a verdict (the call answers OK); only a request that cannot be a
+licence at all (empty, over 16 KiB) is an error, raised as `InvalidRequest` for the error
+interceptor to turn into a status. The holder's id goes out masked.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from gateway.api.v1 import application_pb2, license_pb2, license_pb2_grpc
+from gateway.errors import FieldViolation, InvalidRequest
+from gateway.licenses.token import CHINA_TZ, MAX_TOKEN_BYTES, Verdict
+from gateway.licenses.verifier import LicenseVerifier, Verification, VerifiedLicense
+
+__all__ = ["LicenseServicer", "to_response"]
+
+_VERDICTS: dict[Verdict, license_pb2.LicenseVerdict.ValueType] = {
+    verdict: license_pb2.LicenseVerdict.Value(f"LICENSE_VERDICT_{verdict.name}")
+    for verdict in Verdict
+}
+_ID_TYPES: dict[str, application_pb2.IdType.ValueType] = {
+    "111": application_pb2.ID_TYPE_CITIZEN_ID,
+    "001": application_pb2.ID_TYPE_USCC,
+}
+
+
+class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
+    """`gateway.api.v1.LicenseService` over a LicenseVerifier."""
+
+    def __init__(self, verifier: LicenseVerifier) -> None:
+        self._verifier = verifier
+
+    async def VerifyLicense(
+        self, request: license_pb2.VerifyLicenseRequest, context: Any
+    ) -> license_pb2.VerifyLicenseResponse:
+        token = request.token
+        if not token:
+            raise InvalidRequest(
+                "The licence token is empty.",
+                field_violations=[
+                    FieldViolation("token", "Required: a compact JWS.", "TOKEN_EMPTY")
+                ],
+            )
+        if len(token) > MAX_TOKEN_BYTES or len(token.encode("utf-8")) > MAX_TOKEN_BYTES:
+            raise InvalidRequest(
+                "The licence token is over 16 KiB.",
+                field_violations=[
+                    FieldViolation("token", "At most 16 KiB (16384 bytes).", "TOKEN_TOO_LARGE")
+                ],
+            )
+        verification = await self._verifier.verify(
+            token,
+            expected_type_code=request.expected_type_code or None,
+            expected_holder_id=request.expected_holder_id_number or None,
+        )
+        return to_response(verification)
+
+
+def to_response(verification: Verification) -> license_pb2.VerifyLicenseResponse:
+    """The wire form of a verification."""
+    response = license_pb2.VerifyLicenseResponse(
+        verdict=_VERDICTS[verification.verdict], detail=verification.detail
+    )
+    if verification.license is not None:
+        response.license.CopyFrom(_license(verification.license))
+    return response
+
+
+def _license(lic: VerifiedLicense) -> license_pb2.License:
+    return license_pb2.License(
+        identifier=lic.identifier,
+        type_code=lic.type_code,
+        license_number=lic.number,
+        issuer_region=lic.issuer_region,
+        issuing_agency_code=lic.issuing_agency_code,
+        holder_id_type=_ID_TYPES[lic.holder_id_type],
+        holder_id_masked=lic.holder_id_masked,
+        valid_from=_timestamp(datetime.combine(lic.valid_from, time(), CHINA_TZ)),
+        # valid_until is inclusive: the last second of that day in China.
+        valid_until=_timestamp(_end_of_day(lic.valid_until)),
+        key_id=lic.key_id,
+        token_id=lic.token_id,
+    )
+
+
+def _end_of_day(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(), CHINA_TZ) - timedelta(seconds=1)
+
+
+def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp

@@ -1,0 +1,266 @@
+"""Verification of e-licence tokens against the trust list, the keys and the status lists.
+
+The order is the contract (each step can only run once the ones before it passed):
+
+ 1. size, format and header (typ, forbidden members, kid shape) — no I/O, no pyjwt;
+ 2. the issuer named in the (unverified) `iss` is a trusted province, and the header's `alg`
+    is one allowed for it — still no I/O, so garbage never makes the gateway fetch;
+ 3. the key by kid from that province's JWKS; `alg` must be the key's own algorithm;
+ 4. the signature, audience and required claims (pyjwt, one algorithm); then the claims'
+    shape; then the times against the injected clock with the bounded leeway;
+ 5. the province is trusted for this licence type;
+ 6. the 证照标识 check character, and its type code and number equal the claims';
+ 7. the expected type, then the holder's id (its check) and the expected holder;
+ 8. only then the status, from the province's status list.
+
+A verdict's `detail` never contains key material or a holder's id in clear; a decoded
+licence is returned once the signature has verified, with the holder id masked.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import date
+
+from gateway.catalog.codes import (
+    CodeError,
+    mask_citizen_id,
+    parse_license_identifier,
+    validate_citizen_id,
+    validate_uscc,
+)
+from gateway.licenses.keys import KeyCache, KeyUnavailable
+from gateway.licenses.status_list import LicenseStatus, StatusListCache, StatusListUnavailable
+from gateway.licenses.token import (
+    LICENSE_TOKEN_TYPE,
+    REQUIRED_LICENSE_CLAIMS,
+    Clock,
+    LicenseClaims,
+    TokenRejected,
+    Verdict,
+    check_times,
+    china_date,
+    decode_verified,
+    parse_license_claims,
+    read_unverified,
+    region_of_issuer,
+)
+from gateway.licenses.trust import TrustList, UnreachablePolicy
+
+__all__ = ["LicenseVerifier", "Verdict", "Verification", "VerifiedLicense"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedLicense:
+    """A licence whose signature verified; safe to log (the holder id is masked)."""
+
+    identifier: str
+    type_code: str
+    number: str
+    issuer_region: str
+    issuing_agency_code: str
+    holder_id_type: str
+    """"111" (公民身份号码) or "001" (统一社会信用代码)."""
+    holder_id_masked: str
+    valid_from: date
+    valid_until: date
+    not_before: float
+    expires_at: float
+    key_id: str
+    token_id: str
+    status_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The outcome of one verification."""
+
+    verdict: Verdict
+    detail: str
+    """A sentence for people; no key material, no clear holder id."""
+    license: VerifiedLicense | None = None
+    """Set once the signature verified, whatever the verdict."""
+
+
+class LicenseVerifier:
+    """Verifies licence tokens; see the module docstring for the order of checks."""
+
+    def __init__(
+        self, trust: TrustList, keys: KeyCache, status_lists: StatusListCache, clock: Clock
+    ) -> None:
+        self._trust = trust
+        self._keys = keys
+        self._status_lists = status_lists
+        self._clock = clock
+
+    async def verify(
+        self,
+        token: str,
+        *,
+        expected_type_code: str | None = None,
+        expected_holder_id: str | None = None,
+    ) -> Verification:
+        """Verifies `token`. Never raises for a bad token: every problem is a verdict."""
+        try:
+            claims, kid = await self._authenticate(token)
+        except TokenRejected as rejected:
+            return Verification(rejected.verdict, rejected.detail)
+        decoded = _decoded(claims, kid)
+        try:
+            self._judge(claims, expected_type_code, expected_holder_id)
+        except TokenRejected as rejected:
+            return Verification(rejected.verdict, rejected.detail, decoded)
+        return await self._status(claims, decoded)
+
+    async def _authenticate(self, token: str) -> tuple[LicenseClaims, str]:
+        """Steps 1-4 up to the times: the claims of a token signed by a trusted province's key."""
+        unverified = read_unverified(token, expected_type=LICENSE_TOKEN_TYPE)
+        header = unverified.header
+        region = region_of_issuer(unverified.payload.get("iss"))
+        if region is None:
+            raise TokenRejected(
+                Verdict.MALFORMED, "The token's iss is not 'tongban:region:<6-digit code>'."
+            )
+        issuer = self._trust.issuer(region)
+        if issuer is None:
+            raise TokenRejected(
+                Verdict.UNTRUSTED_ISSUER, f"Region {region} is not a trusted licence issuer."
+            )
+        if header.alg not in issuer.algorithms:
+            raise TokenRejected(
+                Verdict.BAD_SIGNATURE,
+                f"Algorithm {header.alg!r} is not allowed for region {region}'s licences.",
+            )
+        try:
+            key = await self._keys.get(region, header.kid)
+        except KeyUnavailable:
+            raise TokenRejected(
+                Verdict.STATUS_UNAVAILABLE, f"Region {region}'s signing keys cannot be fetched."
+            ) from None
+        if key is None:
+            raise TokenRejected(
+                Verdict.UNKNOWN_KEY, f"Key {header.kid} is not among region {region}'s keys."
+            )
+        if header.alg != key.algorithm:
+            raise TokenRejected(
+                Verdict.BAD_SIGNATURE, f"Algorithm {header.alg!r} is not the key's algorithm."
+            )
+        payload = decode_verified(
+            token,
+            key.public_key,
+            key.algorithm,
+            audience=self._trust.audience,
+            require=REQUIRED_LICENSE_CLAIMS,
+        )
+        return parse_license_claims(payload), key.kid
+
+    def _judge(
+        self,
+        claims: LicenseClaims,
+        expected_type_code: str | None,
+        expected_holder_id: str | None,
+    ) -> None:
+        """The rest of step 4 and steps 5-7: pure checks of verified claims."""
+        check_times(
+            claims.issued_at,
+            claims.not_before,
+            claims.expires_at,
+            self._clock(),
+            self._trust.leeway_seconds,
+        )
+        lic = claims.license
+        if not self._trust.trusts(claims.region_code, lic.type_code):
+            raise TokenRejected(
+                Verdict.UNTRUSTED_ISSUER,
+                f"Region {claims.region_code} is not trusted for licence type {lic.type_code}.",
+            )
+        try:
+            parsed = parse_license_identifier(lic.identifier)
+        except CodeError as exc:
+            raise TokenRejected(
+                Verdict.MALFORMED, f"The licence identifier: {exc.problem.message}"
+            ) from None
+        if (parsed.type_code, parsed.number, parsed.issuer_code) != (
+            lic.type_code,
+            lic.number,
+            lic.issuing_agency_code,
+        ):
+            raise TokenRejected(
+                Verdict.MALFORMED,
+                "The licence identifier's type, agency or number differs from the licence's.",
+            )
+        if expected_type_code is not None and lic.type_code != expected_type_code:
+            raise TokenRejected(
+                Verdict.WRONG_TYPE,
+                f"The licence is of type {lic.type_code}, not {expected_type_code}.",
+            )
+        if claims.holder_id_type == "111":
+            problem = validate_citizen_id(
+                claims.holder_id,
+                self._trust.holder_provinces,
+                today=china_date(self._clock()),
+            )
+        else:
+            problem = validate_uscc(claims.holder_id)
+        if problem is not None:
+            raise TokenRejected(Verdict.MALFORMED, f"The holder's id: {problem.message}")
+        if expected_holder_id is not None and not hmac.compare_digest(
+            claims.holder_id.encode(), expected_holder_id.encode()
+        ):
+            raise TokenRejected(
+                Verdict.HOLDER_MISMATCH, "The licence's holder is not the expected holder."
+            )
+
+    async def _status(self, claims: LicenseClaims, decoded: VerifiedLicense) -> Verification:
+        """Step 8: the status list, or the type's policy when it cannot be had."""
+        try:
+            status = await self._status_lists.status_of(claims.region_code, claims.status_index)
+        except StatusListUnavailable:
+            if self._trust.unreachable_policy(decoded.type_code) is UnreachablePolicy.FAIL_OPEN:
+                return Verification(
+                    Verdict.VALID,
+                    "The licence is valid; its status list could not be had and its type "
+                    "fails open, so its status was not checked.",
+                    decoded,
+                )
+            return Verification(
+                Verdict.STATUS_UNAVAILABLE,
+                f"Region {claims.region_code}'s status list cannot be had.",
+                decoded,
+            )
+        except IndexError:
+            return Verification(
+                Verdict.MALFORMED, "The licence's status index is outside its status list.", decoded
+            )
+        if status == LicenseStatus.VALID:
+            return Verification(Verdict.VALID, "The licence is valid.", decoded)
+        if status == LicenseStatus.SUSPENDED:
+            return Verification(Verdict.SUSPENDED, "The licence is suspended.", decoded)
+        if status == LicenseStatus.REVOKED:
+            return Verification(Verdict.REVOKED, "The licence has been revoked.", decoded)
+        return Verification(
+            Verdict.REVOKED,
+            f"The licence has unknown status {status}; treated as invalid.",
+            decoded,
+        )
+
+
+def _decoded(claims: LicenseClaims, kid: str) -> VerifiedLicense:
+    lic = claims.license
+    return VerifiedLicense(
+        identifier=lic.identifier,
+        type_code=lic.type_code,
+        number=lic.number,
+        issuer_region=claims.region_code,
+        issuing_agency_code=lic.issuing_agency_code,
+        holder_id_type=claims.holder_id_type,
+        holder_id_masked=mask_citizen_id(claims.holder_id),
+        valid_from=lic.valid_from,
+        valid_until=lic.valid_until,
+        not_before=claims.not_before,
+        expires_at=claims.expires_at,
+        key_id=kid,
+        token_id=claims.token_id,
+        status_index=claims.status_index,
+    )

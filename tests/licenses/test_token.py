@@ -1,0 +1,366 @@
+"""The token profile: pre-parse checks, the one pyjwt call, times and claims, pure."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import date
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.licenses.token import (
+    LICENSE_TOKEN_TYPE,
+    MAX_TOKEN_BYTES,
+    REQUIRED_LICENSE_CLAIMS,
+    LicenseInfo,
+    TokenRejected,
+    Verdict,
+    check_times,
+    decode_verified,
+    encode_compact,
+    jwk_thumbprint,
+    license_claims,
+    parse_license_claims,
+    read_unverified,
+    region_of_issuer,
+)
+
+KID = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+NOW = 1_767_225_600  # 2026-01-01T00:00:00Z = 08:00 in China
+
+
+def b64(data: bytes | str) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def compact(header: Any, payload: Any = None, signature: str = "c2ln") -> str:
+    header_text = header if isinstance(header, str) else json.dumps(header)
+    payload_text = json.dumps({"iss": "tongban:region:330000"} if payload is None else payload)
+    return f"{b64(header_text)}.{b64(payload_text)}.{signature}"
+
+
+GOOD_HEADER = {"alg": "EdDSA", "typ": LICENSE_TOKEN_TYPE, "kid": KID}
+
+
+def info(**changes: Any) -> LicenseInfo:
+    fields: dict[str, Any] = {
+        "identifier": "1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.F",
+        "type_code": "11100000000013338W032",
+        "number": "2430599",
+        "issuing_agency_code": "11220000013544541J",
+        "valid_from": date(2026, 1, 1),
+        "valid_until": date(2026, 12, 31),
+    }
+    fields.update(changes)
+    return LicenseInfo(**fields)
+
+
+def claims(**changes: Any) -> dict[str, Any]:
+    base = license_claims(
+        region_code="330000",
+        audience="tongban-gateway",
+        holder_id_type="111",
+        holder_id="110105199003071239",
+        token_id="6f1c5a1e-2b7d-4c55-9d0a-0c9f4c0a7b11",
+        issued_at=NOW,
+        not_before=NOW,
+        expires_at=NOW + 86400,
+        license=info(),
+        status_index=7,
+    )
+    base.update(changes)
+    return base
+
+
+# -- thumbprints ---------------------------------------------------------------------------
+
+
+def test_thumbprint_matches_rfc_8037_appendix_a3() -> None:
+    jwk = {"crv": "Ed25519", "kty": "OKP", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    assert jwk_thumbprint(jwk) == KID
+    assert jwk_thumbprint({**jwk, "kid": "ignored", "alg": "EdDSA"}) == KID
+
+
+def test_thumbprint_refuses_unknown_types_and_missing_members() -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        jwk_thumbprint({"kty": "RSA", "n": "x", "e": "AQAB"})
+    with pytest.raises(ValueError, match="'y'"):
+        jwk_thumbprint({"kty": "EC", "crv": "P-256", "x": "AA"})
+
+
+# -- pre-parse checks ------------------------------------------------------------------------
+
+
+def test_a_well_formed_token_reads() -> None:
+    token = read_unverified(compact(GOOD_HEADER), expected_type=LICENSE_TOKEN_TYPE)
+    assert (token.header.alg, token.header.kid) == ("EdDSA", KID)
+    assert token.payload["iss"] == "tongban:region:330000"
+
+
+@pytest.mark.parametrize(
+    ("token", "words"),
+    [
+        ("x" * (MAX_TOKEN_BYTES + 1), "16 KiB"),
+        (compact(GOOD_HEADER) + "é", "not ASCII"),
+        ("abc.def", "three"),
+        ("a.b.c.d", "three"),
+        (compact(GOOD_HEADER, signature=""), "signature is empty"),
+        (compact(GOOD_HEADER, signature="a+b/"), "signature is empty or not base64url"),
+        (compact(GOOD_HEADER).replace(".", "..", 1), "three"),
+        (compact("not json"), "header is not base64url-encoded JSON"),
+        (compact([1, 2]), "header is not a JSON object"),
+        (compact('{"alg":"EdDSA","alg":"ES256","typ":"license+jwt","kid":"k"}'), "JSON"),
+        (compact('{"alg":NaN,"typ":"license+jwt","kid":"k"}'), "JSON"),
+        (compact({**GOOD_HEADER, "cty": "JWT"}), "other than alg, typ and kid"),
+        (compact({**GOOD_HEADER, "typ": "JWT"}), "typ"),
+        (compact({"alg": "EdDSA", "kid": KID}), "typ"),
+        (compact({**GOOD_HEADER, "typ": "statuslist+jwt"}), "typ"),
+        (compact({"typ": LICENSE_TOKEN_TYPE, "kid": KID}), "no algorithm"),
+        (compact({**GOOD_HEADER, "alg": 5}), "no algorithm"),
+        (compact({**GOOD_HEADER, "alg": ""}), "no algorithm"),
+        (compact({**GOOD_HEADER, "alg": "<script>" + "A" * 40}), "not a JOSE algorithm"),
+        (compact({**GOOD_HEADER, "alg": "A" * 33}), "not a JOSE algorithm"),
+        (compact({**GOOD_HEADER, "kid": 7}), "kid"),
+        (compact({"alg": "EdDSA", "typ": LICENSE_TOKEN_TYPE}), "kid"),
+        (compact({**GOOD_HEADER, "kid": "k" * 129}), "kid"),
+        (compact({**GOOD_HEADER, "kid": "A" * 2000}), "header is too long"),
+        (compact(GOOD_HEADER, payload=[1]), "payload is not a JSON object"),
+        (compact(GOOD_HEADER).replace(".", ".!!", 1), "payload is empty or not base64url"),
+    ],
+)
+def test_malformed_tokens_are_refused_before_any_verification(token: str, words: str) -> None:
+    with pytest.raises(TokenRejected, match=words) as caught:
+        read_unverified(token, expected_type=LICENSE_TOKEN_TYPE)
+    assert caught.value.verdict is Verdict.MALFORMED
+
+
+@pytest.mark.parametrize("member", ["jku", "x5u", "jwk", "x5c", "crit", "b64"])
+def test_headers_that_bring_their_own_keys_or_extensions_are_refused(member: str) -> None:
+    header = {**GOOD_HEADER, member: ["b64"] if member == "crit" else "https://evil.example/k"}
+    with pytest.raises(TokenRejected, match=member):
+        read_unverified(compact(header), expected_type=LICENSE_TOKEN_TYPE)
+
+
+@pytest.mark.parametrize(
+    "kid",
+    ["../../etc/passwd", "..%2f..", "a'b", 'a"b', "1; DROP TABLE keys;--", "' OR '1'='1", "", " "],
+)
+def test_kids_with_path_quote_or_sql_characters_are_refused(kid: str) -> None:
+    with pytest.raises(TokenRejected, match="kid"):
+        read_unverified(compact({**GOOD_HEADER, "kid": kid}), expected_type=LICENSE_TOKEN_TYPE)
+
+
+def test_deeply_nested_payload_is_malformed_not_a_crash() -> None:
+    token = f"{b64(json.dumps(GOOD_HEADER))}.{b64('[' * 5000)}.c2ln"
+    with pytest.raises(TokenRejected):
+        read_unverified(token, expected_type=LICENSE_TOKEN_TYPE)
+
+
+@pytest.mark.parametrize(
+    ("iss", "region"),
+    [
+        ("tongban:region:330000", "330000"),
+        ("tongban:region:33000", None),
+        ("tongban:region:330000:status", None),
+        ("tongban:region:33000a", None),
+        (330000, None),
+        (None, None),
+    ],
+)
+def test_region_of_issuer(iss: object, region: str | None) -> None:
+    assert region_of_issuer(iss) == region
+
+
+# -- the pyjwt boundary ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def signed(key: Ed25519PrivateKey, payload: dict[str, Any], **header: Any) -> str:
+    return encode_compact({**GOOD_HEADER, **header}, payload, key.sign)
+
+
+def test_encode_compact_is_a_standard_jws(key: Ed25519PrivateKey) -> None:
+    token = signed(key, claims())
+    decoded = jwt.decode_complete(
+        token,
+        key.public_key(),
+        algorithms=["EdDSA"],
+        audience="tongban-gateway",
+        options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
+    )
+    assert decoded["header"] == GOOD_HEADER
+    assert decoded["payload"] == claims()
+
+
+def test_decode_verified_returns_claims(key: Ed25519PrivateKey) -> None:
+    payload = decode_verified(
+        signed(key, claims()),
+        key.public_key(),
+        "EdDSA",
+        audience="tongban-gateway",
+        require=REQUIRED_LICENSE_CLAIMS,
+    )
+    assert payload["sub"] == "110105199003071239"
+
+
+def test_decode_verified_ignores_the_wall_clock(key: Ed25519PrivateKey) -> None:
+    # Long expired by the wall clock: time is judged by check_times with the injected clock.
+    token = signed(key, claims(iat=1000, nbf=1000, exp=2000))
+    payload = decode_verified(
+        token, key.public_key(), "EdDSA", audience="tongban-gateway", require=["exp"]
+    )
+    assert payload["exp"] == 2000
+
+
+def test_a_bad_signature_is_bad_signature(key: Ed25519PrivateKey) -> None:
+    token = signed(key, claims())
+    tampered = token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB")
+    with pytest.raises(TokenRejected, match="signature") as caught:
+        decode_verified(
+            tampered,
+            key.public_key(),
+            "EdDSA",
+            audience="tongban-gateway",
+            require=REQUIRED_LICENSE_CLAIMS,
+        )
+    assert caught.value.verdict is Verdict.BAD_SIGNATURE
+
+
+def test_a_signed_payload_that_is_not_json_is_malformed(key: Ed25519PrivateKey) -> None:
+    signing_input = f"{b64(json.dumps(GOOD_HEADER))}.{b64('not json')}"
+    token = f"{signing_input}.{b64(key.sign(signing_input.encode()))}"
+    with pytest.raises(TokenRejected, match="cannot be decoded") as caught:
+        decode_verified(token, key.public_key(), "EdDSA", audience=None, require=())
+    assert caught.value.verdict is Verdict.MALFORMED
+
+
+@pytest.mark.parametrize("missing", ["exp", "nbf", "iat", "iss", "aud", "sub", "jti"])
+def test_every_required_claim_is_required(key: Ed25519PrivateKey, missing: str) -> None:
+    payload = claims()
+    del payload[missing]
+    with pytest.raises(TokenRejected, match=f"'{missing}'") as caught:
+        decode_verified(
+            signed(key, payload),
+            key.public_key(),
+            "EdDSA",
+            audience="tongban-gateway",
+            require=REQUIRED_LICENSE_CLAIMS,
+        )
+    assert caught.value.verdict is Verdict.MALFORMED
+
+
+@pytest.mark.parametrize("aud", ["someone-else", ["tongban-gateway", "x"], ["tongban-gateway"]])
+def test_audience_must_match_exactly(key: Ed25519PrivateKey, aud: object) -> None:
+    with pytest.raises(TokenRejected, match="audience"):
+        decode_verified(
+            signed(key, claims(aud=aud)),
+            key.public_key(),
+            "EdDSA",
+            audience="tongban-gateway",
+            require=REQUIRED_LICENSE_CLAIMS,
+        )
+
+
+def test_another_algorithm_than_the_keys_is_refused(key: Ed25519PrivateKey) -> None:
+    with pytest.raises(TokenRejected) as caught:
+        decode_verified(
+            signed(key, claims()),
+            key.public_key(),
+            "ES256",
+            audience="tongban-gateway",
+            require=REQUIRED_LICENSE_CLAIMS,
+        )
+    assert caught.value.verdict is Verdict.BAD_SIGNATURE
+
+
+# -- times -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("times", "now", "leeway", "verdict"),
+    [
+        ((0, 0, 100), 50, 0, None),
+        ((0, 0, 100), 100, 0, Verdict.EXPIRED),  # exp is exclusive
+        ((0, 0, 100), 129, 30, None),
+        ((0, 0, 100), 130, 30, Verdict.EXPIRED),
+        ((0, 60, 100), 30, 30, None),
+        ((0, 61, 100), 30, 30, Verdict.NOT_YET_VALID),
+        ((61, 0, 100), 30, 30, Verdict.NOT_YET_VALID),
+        ((0, 0, 100), 101, 300, None),
+    ],
+)
+def test_check_times(
+    times: tuple[float, float, float], now: float, leeway: float, verdict: Verdict | None
+) -> None:
+    if verdict is None:
+        check_times(*times, now, leeway)
+        return
+    with pytest.raises(TokenRejected) as caught:
+        check_times(*times, now, leeway)
+    assert caught.value.verdict is verdict
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+
+def test_claims_round_trip() -> None:
+    parsed = parse_license_claims(claims())
+    assert parsed.region_code == "330000"
+    assert parsed.license == info()
+    assert parsed.status_index == 7
+    assert parsed.status_uri == "tongban:region:330000:status"
+    assert "110105199003071239" not in repr(parsed)
+
+
+def _license(**changes: Any) -> dict[str, Any]:
+    lic: dict[str, Any] = dict(claims()["license"])
+    lic.update(changes)
+    return lic
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"iss": "tongban:region:3300"}, "iss"),
+        ({"holder_id_type": "112"}, "holder_id_type"),
+        ({"holder_id_type": 111}, "holder_id_type"),
+        ({"exp": "tomorrow"}, "'exp' is not a NumericDate"),
+        ({"exp": True}, "'exp' is not a NumericDate"),
+        ({"nbf": -1}, "'nbf' is out of range"),
+        ({"iat": 10.0**20}, "'iat' is out of range"),
+        ({"nbf": NOW + 86400}, "nbf is not before its exp"),
+        ({"sub": 110105199003071239}, "'sub'"),
+        ({"sub": ""}, "'sub'"),
+        ({"jti": None}, "'jti'"),
+        ({"license": "x"}, "'license'"),
+        ({"license": _license(identifier=None)}, "identifier"),
+        ({"license": _license(type_code="1110000000001333W032")}, "21 characters"),
+        ({"license": _license(valid_from="2026/01/01")}, "ISO date"),
+        ({"license": _license(valid_until="20261231")}, "ISO date"),
+        ({"license": _license(valid_from="2026-02-30")}, "ISO date"),
+        ({"license": _license(valid_from="2027-01-01")}, "valid_from is after"),
+        ({"license": _license(valid_from="2026-01-02")}, "outside the licence's validity"),
+        ({"license": _license(valid_until="2026-01-01")}, "outside the licence's validity"),
+        ({"status": {}}, "'status_list'"),
+        ({"status": {"status_list": {"idx": -1, "uri": "x"}}}, "idx"),
+        ({"status": {"status_list": {"idx": True, "uri": "x"}}}, "idx"),
+        ({"status": {"status_list": {"idx": "3", "uri": "x"}}}, "idx"),
+        (
+            {"status": {"status_list": {"idx": 3, "uri": "tongban:region:370000:status"}}},
+            "not its issuer's",
+        ),
+    ],
+)
+def test_malformed_claims(changes: dict[str, Any], words: str) -> None:
+    with pytest.raises(TokenRejected, match=words) as caught:
+        parse_license_claims(claims(**changes))
+    assert caught.value.verdict is Verdict.MALFORMED
+    assert "110105199003071239" not in caught.value.detail
