@@ -62,6 +62,9 @@ class GatewayConfig:
     """Standards body name → public key (PEM) that signs its catalog publications."""
     license_audience: str = "tongban-gateway"
     """The `aud` the gateway expects in e-licence tokens."""
+    license_trust: Path | None = None
+    """JSON trust list (which provinces issue which licence types); None trusts every
+    connected province for every licence type of the catalog (the local federation)."""
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     """Delivery and retry settings."""
     metrics_port: int = DEFAULT_METRICS_PORT
@@ -180,6 +183,9 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         regions=parse_regions(merged.get("TONGBAN_REGIONS", "")),
         standards_keys=parse_keys(merged.get("TONGBAN_STANDARDS_KEYS", "")),
         license_audience=merged.get("TONGBAN_LICENSE_AUDIENCE", "tongban-gateway"),
+        license_trust=Path(merged["TONGBAN_LICENSE_TRUST"])
+        if merged.get("TONGBAN_LICENSE_TRUST")
+        else None,
         delivery=delivery,
         metrics_port=_port(
             merged, "TONGBAN_METRICS_PORT", DEFAULT_METRICS_PORT, allow_disable=True

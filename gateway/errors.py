@@ -1,7 +1,7 @@
 """The one error tree of Tongban, and its translation into a `google.rpc.Status`.
 
     TongbanError                         (abstract: code + reason + message)
-    ├── InvalidRequest                   INVALID_ARGUMENT   INVALID_REQUEST      (+ field violations)
+    ├── InvalidRequest                   INVALID_ARGUMENT   INVALID_REQUEST    (+ violations)
     │   ├── InvalidPageToken             INVALID_ARGUMENT   INVALID_PAGE_TOKEN
     │   ├── InvalidMatterCode            INVALID_ARGUMENT   INVALID_MATTER_CODE
     │   ├── CatalogInvalid               INVALID_ARGUMENT   CATALOG_INVALID
@@ -28,8 +28,8 @@
     ├── Unauthenticated                  UNAUTHENTICATED
     │   └── CatalogSignatureInvalid                         CATALOG_SIGNATURE_INVALID
     ├── PermissionDenied                 PERMISSION_DENIED  PERMISSION_DENIED
-    ├── ResourceExhausted                RESOURCE_EXHAUSTED RESOURCE_EXHAUSTED   (+ retry delay)
-    ├── Unavailable                      UNAVAILABLE        UNAVAILABLE          (+ retry delay)
+    ├── ResourceExhausted                RESOURCE_EXHAUSTED RESOURCE_EXHAUSTED (+ retry delay)
+    ├── Unavailable                      UNAVAILABLE        UNAVAILABLE        (+ retry delay)
     │   └── StoreUnavailable                                STORE_UNAVAILABLE
     └── RegionCallError                  (a southbound call failed; carries the province's code)
 
@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import grpc
 from google.protobuf import duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 DOMAIN = "tongban.gov.cn"
@@ -263,6 +264,22 @@ def all_error_types() -> list[type[TongbanError]]:
         cls = pending.pop()
         found.append(cls)
         pending.extend(cls.__subclasses__())
+    return found
+
+
+def unpack_details(status: status_pb2.Status) -> list[Message]:
+    """The ErrorInfo, BadRequest and RetryInfo details of a status, unpacked (others skipped)."""
+    found: list[Message] = []
+    for detail in status.details:
+        for cls in (
+            error_details_pb2.ErrorInfo,
+            error_details_pb2.BadRequest,
+            error_details_pb2.RetryInfo,
+        ):
+            if detail.Is(cls.DESCRIPTOR):
+                message = cls()
+                detail.Unpack(message)
+                found.append(message)
     return found
 
 

@@ -1,0 +1,1 @@
+"""Inter-provincial applications: validation, lifecycle, submission, delivery and watching."""

@@ -1,0 +1,262 @@
+"""Applications as stored: the `Application` message in the store, changed only by transitions.
+
+Invariants:
+- The stored body is the whole `Application` (history included); every change goes through
+  one read-modify-write transaction, checked against `lifecycle`, and is then announced to
+  watchers.
+- An application awaiting delivery has a due time; delivered and terminal ones have none.
+- Nothing here decides routing; it records what routing decided.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from gateway.api.v1 import application_pb2
+from gateway.applications import lifecycle
+from gateway.applications.watch import WatchHub
+from gateway.catalog.convert import timestamp
+from gateway.errors import ApplicationNotFound, InvalidStateTransition, PermissionDenied
+from gateway.store import ApplicationRow, Store
+
+if TYPE_CHECKING:
+    from gateway.applications.delivery import DeliveryOutcome
+
+GATEWAY = "gateway"
+
+
+def _decode(row: ApplicationRow) -> application_pb2.Application:
+    app = application_pb2.Application()
+    app.ParseFromString(row.body)
+    return app
+
+
+def add_event(
+    app: application_pb2.Application, state: int, reason: str, actor: str, now: float
+) -> None:
+    """Moves `app` to `state` and appends the event to its history."""
+    app.state = state  # type: ignore[assignment]
+    app.state_reason = reason
+    app.update_time.CopyFrom(timestamp(now))
+    app.events.add(state=state, reason=reason, event_time=timestamp(now), actor=actor)
+
+
+class ApplicationRecords:
+    """Reads and changes stored applications."""
+
+    def __init__(
+        self,
+        store: Store,
+        hub: WatchHub,
+        *,
+        queue_expiry: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.queue_expiry = queue_expiry
+        self.clock = clock
+
+    async def find_by_request(
+        self, origin_region: str, request_id: str
+    ) -> tuple[application_pb2.Application, str] | None:
+        """The application an idempotency key names, with its request digest."""
+        row = await self.store.find_request(origin_region, request_id)
+        return (_decode(row), row.request_digest) if row else None
+
+    async def create(
+        self,
+        app: application_pb2.Application,
+        request_digest: str,
+        *,
+        lease_owner: str,
+        lease_seconds: float,
+    ) -> tuple[application_pb2.Application, str, bool]:
+        """Stores a new application, due now and leased to its inline deliverer.
+
+        Returns (the stored application, its digest, whether it was created by this call);
+        when the idempotency key was taken in the meantime, the earlier application.
+        """
+        now = self.clock()
+        row = ApplicationRow(
+            application_id=app.application_id,
+            origin_region=app.origin_region,
+            request_id=app.request_id,
+            request_digest=request_digest,
+            target_region=app.target_region,
+            state=app.state,
+            create_time=now,
+            update_time=now,
+            next_attempt_time=now,
+            expire_time=now + self.queue_expiry,
+            lease_owner=lease_owner,
+            lease_until=now + lease_seconds,
+            body=app.SerializeToString(),
+        )
+        stored, created = await self.store.claim_request(row)
+        return _decode(stored), stored.request_digest, created
+
+    async def get(self, application_id: str) -> application_pb2.Application:
+        """One application; APPLICATION_NOT_FOUND if there is none."""
+        row = await self.store.get_application(application_id)
+        if row is None:
+            raise ApplicationNotFound(f"no application {application_id}")
+        return _decode(row)
+
+    async def list_for_region(
+        self,
+        region_code: str,
+        *,
+        as_origin: bool,
+        as_target: bool,
+        state: int | None,
+        limit: int,
+        before: tuple[float, str] | None,
+    ) -> list[tuple[application_pb2.Application, float]]:
+        """Applications of a province, newest first, with their create times (page keys)."""
+        rows = await self.store.list_applications(
+            region_code,
+            as_origin=as_origin,
+            as_target=as_target,
+            state=state,
+            limit=limit,
+            before=before,
+        )
+        return [(_decode(r), r.create_time) for r in rows]
+
+    async def claim_due(
+        self, owner: str, *, lease_seconds: float, limit: int
+    ) -> list[application_pb2.Application]:
+        """Leases due applications to `owner`."""
+        rows = await self.store.claim_due(
+            now=self.clock(), owner=owner, lease_seconds=lease_seconds, limit=limit
+        )
+        return [_decode(r) for r in rows]
+
+    async def release(self, application_id: str, owner: str) -> None:
+        """Gives a lease back without changing the application."""
+
+        def change(row: ApplicationRow) -> ApplicationRow | None:
+            if row.lease_owner != owner:
+                return None
+            return _replace(row, lease_owner="", lease_until=0.0)
+
+        await self.store.update_with(application_id, change)
+
+    def expired(self, app: application_pb2.Application) -> bool:
+        """Whether an undelivered application has outlived the queue expiry."""
+        return app.create_time.ToNanoseconds() / 1e9 + self.queue_expiry <= self.clock()
+
+    async def finish_delivery(
+        self,
+        application_id: str,
+        outcome: DeliveryOutcome,
+        *,
+        lease_owner: str,
+        retry_in: float | None,
+    ) -> application_pb2.Application:
+        """Records what a delivery call achieved and releases its lease."""
+        now = self.clock()
+        result: list[application_pb2.Application] = []
+
+        def change(row: ApplicationRow) -> ApplicationRow | None:
+            app = _decode(row)
+            app.delivery_attempts += outcome.attempts
+            next_time: float | None = None
+            if outcome.state == application_pb2.APPLICATION_STATE_DELIVERED:
+                if not app.receipt_id:
+                    app.receipt_id = outcome.receipt_id
+                if app.state in lifecycle.AWAITING_DELIVERY:
+                    add_event(app, outcome.state, "", GATEWAY, now)
+            elif app.state not in lifecycle.AWAITING_DELIVERY:
+                pass  # the province confirmed it meanwhile; nothing left to do
+            elif outcome.state == application_pb2.APPLICATION_STATE_FAILED:
+                add_event(app, outcome.state, outcome.reason, GATEWAY, now)
+            else:
+                if app.state != application_pb2.APPLICATION_STATE_QUEUED:
+                    add_event(
+                        app, application_pb2.APPLICATION_STATE_QUEUED, outcome.reason, GATEWAY, now
+                    )
+                else:
+                    app.state_reason = outcome.reason
+                    app.update_time.CopyFrom(timestamp(now))
+                next_time = now + (retry_in if retry_in is not None else 0.0)
+            result.append(app)
+            keep_lease = row.lease_owner != lease_owner
+            return _replace(
+                row,
+                state=app.state,
+                update_time=now,
+                body=app.SerializeToString(),
+                next_attempt_time=next_time,
+                lease_owner=row.lease_owner if keep_lease else "",
+                lease_until=row.lease_until if keep_lease else 0.0,
+            )
+
+        if await self.store.update_with(application_id, change) is None:
+            raise ApplicationNotFound(f"no application {application_id}")
+        self.hub.publish(result[0])
+        return result[0]
+
+    async def report(
+        self, application_id: str, *, region_code: str, state: int, reason: str, event_id: str
+    ) -> application_pb2.Application:
+        """Records a province's report of a later state (idempotent by event id)."""
+        current = await self.get(application_id)
+        if current.target_region != region_code:
+            raise PermissionDenied(
+                "only the handling province reports the state of an application",
+                metadata={"denial": "NOT_DELIVERED_TO_CALLER"},
+            )
+        if not await self.store.record_status_report(application_id, event_id):
+            return await self.get(application_id)
+        now = self.clock()
+        result: list[application_pb2.Application] = []
+        refused: list[int] = []
+
+        def change(row: ApplicationRow) -> ApplicationRow | None:
+            app = _decode(row)
+            path = lifecycle.province_report_path(app.state, state)
+            if path is None:
+                refused.append(app.state)
+                return None
+            for step in path:
+                add_event(
+                    app,
+                    step,
+                    reason if step == state else "CONFIRMED_BY_PROVINCE",
+                    region_code,
+                    now,
+                )
+            result.append(app)
+            return _replace(
+                row,
+                state=app.state,
+                update_time=now,
+                body=app.SerializeToString(),
+                next_attempt_time=None,
+            )
+
+        await self.store.update_with(application_id, change)
+        if refused:
+            await self.store.forget_status_report(application_id, event_id)
+            raise InvalidStateTransition(
+                f"cannot report {application_pb2.ApplicationState.Name(application_pb2.ApplicationState.ValueType(state))} for an application "
+                f"in {application_pb2.ApplicationState.Name(application_pb2.ApplicationState.ValueType(refused[0]))}",
+                metadata={
+                    "state": application_pb2.ApplicationState.Name(
+                        application_pb2.ApplicationState.ValueType(refused[0])
+                    )
+                },
+            )
+        if not result:
+            return await self.get(application_id)
+        self.hub.publish(result[0])
+        return result[0]
+
+
+def _replace(row: ApplicationRow, **changes: object) -> ApplicationRow:
+    return replace(row, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,404 @@
+"""The ApplicationService servicer: submission, reading, watching and province reports.
+
+Submission order, each step failing before any side effect of the next:
+validate (pure) → idempotency lookup → resolve and translate the matter code (one catalog
+snapshot) → check and verify materials → commit to the store → deliver inline within the
+caller's deadline → answer DELIVERED, QUEUED or FAILED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Protocol
+
+import grpc
+
+from gateway.api.v1 import application_pb2, application_pb2_grpc, catalog_pb2
+from gateway.applications import lifecycle
+from gateway.applications.canonical import request_digest
+from gateway.applications.delivery import Deliverer, Dispatcher
+from gateway.applications.records import GATEWAY, ApplicationRecords, add_event
+from gateway.applications.validation import validate_submission
+from gateway.catalog import index
+from gateway.catalog.convert import MODES, timestamp
+from gateway.catalog.model import Matter
+from gateway.catalog.registry import CatalogRegistry
+from gateway.errors import (
+    FieldViolation,
+    InvalidRequest,
+    LicenseInvalid,
+    MaterialMissing,
+    MatterNotCrossRegion,
+    RequestIdReused,
+)
+from gateway.pagination import decode_token, encode_token, page_size
+
+
+class LicenseFacts(Protocol):
+    """What submission needs of a verified licence."""
+
+    @property
+    def identifier(self) -> str: ...
+    @property
+    def type_code(self) -> str: ...
+
+
+class VerdictLike(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class VerificationLike(Protocol):
+    @property
+    def verdict(self) -> VerdictLike: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def license(self) -> LicenseFacts | None: ...
+
+
+class LicenseChecker(Protocol):
+    """The licence verifier as submission uses it."""
+
+    async def verify(
+        self,
+        token: str,
+        *,
+        expected_type_code: str | None = None,
+        expected_holder_id: str | None = None,
+    ) -> VerificationLike: ...
+
+
+def _mode(request: application_pb2.SubmitApplicationRequest, matter: Matter) -> int:
+    if not matter.cross_region_modes:
+        raise MatterNotCrossRegion(
+            f"national matter {matter.code} ({matter.name}) is not handled across provinces",
+            metadata={"national_code": matter.code},
+        )
+    if request.cross_region_mode == catalog_pb2.CROSS_REGION_MODE_UNSPECIFIED:
+        return MODES[matter.cross_region_modes[0]]
+    allowed = [MODES[m] for m in matter.cross_region_modes]
+    if request.cross_region_mode not in allowed:
+        raise InvalidRequest(
+            "the matter does not offer this cross-region mode",
+            field_violations=[
+                FieldViolation(
+                    "cross_region_mode",
+                    f"one of {', '.join(matter.cross_region_modes)}",
+                    "MODE_NOT_OFFERED",
+                )
+            ],
+        )
+    return request.cross_region_mode
+
+
+class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
+    """Accepts applications and owns them until their province has them."""
+
+    def __init__(
+        self,
+        *,
+        registry: CatalogRegistry,
+        records: ApplicationRecords,
+        deliverer: Deliverer,
+        dispatcher: Dispatcher,
+        licenses: LicenseChecker,
+        worker_id: str,
+        wall_clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+        watch_poll: float = 1.0,
+    ) -> None:
+        self.registry = registry
+        self.records = records
+        self.deliverer = deliverer
+        self.dispatcher = dispatcher
+        self.licenses = licenses
+        self.worker_id = worker_id
+        self.wall_clock = wall_clock
+        self.monotonic = monotonic
+        self.watch_poll = watch_poll
+        self._inflight: dict[str, asyncio.Future[None]] = {}
+
+    async def SubmitApplication(
+        self, request: application_pb2.SubmitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> application_pb2.SubmitApplicationResponse:
+        started = self.monotonic()
+        budget = self.deliverer.policy.default_budget
+        remaining = context.time_remaining()
+        if remaining is not None:
+            budget = min(budget, remaining - self.deliverer.policy.deadline_margin)
+        deadline = started + max(0.0, budget)
+        snapshot = self.registry.snapshot
+        violations = validate_submission(request, snapshot.provinces)
+        if violations:
+            raise InvalidRequest(
+                f"the application has {len(violations)} invalid field(s)",
+                field_violations=violations,
+            )
+        digest = request_digest(request)
+        existing = await self.records.find_by_request(request.origin_region, request.request_id)
+        if existing is not None:
+            return await self._replay(*existing, digest, deadline)
+        app = await self._build(request, snapshot)
+        stored, stored_digest, created = await self.records.create(
+            app,
+            digest,
+            lease_owner=self.worker_id,
+            lease_seconds=max(1.0, deadline - started) + 5.0,
+        )
+        if not created:
+            return await self._replay(stored, stored_digest, digest, deadline)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight[stored.application_id] = done
+        try:
+            outcome = await self.deliverer.deliver(stored, deadline=deadline)
+            final = await self.records.finish_delivery(
+                stored.application_id,
+                outcome,
+                lease_owner=self.worker_id,
+                retry_in=self.dispatcher.backoff(outcome.attempts),
+            )
+        finally:
+            del self._inflight[stored.application_id]
+            done.set_result(None)
+        return application_pb2.SubmitApplicationResponse(application=final)
+
+    async def _replay(
+        self,
+        app: application_pb2.Application,
+        stored_digest: str,
+        digest: str,
+        deadline: float,
+    ) -> application_pb2.SubmitApplicationResponse:
+        if stored_digest != digest:
+            raise RequestIdReused(
+                "this request_id was used for a different application",
+                metadata={"application": app.name},
+            )
+        pending = self._inflight.get(app.application_id)
+        if pending is not None:
+            # The first submission is still delivering: wait for it rather than send twice.
+            await asyncio.wait({pending}, timeout=max(0.0, deadline - self.monotonic()))
+            app = await self.records.get(app.application_id)
+        return application_pb2.SubmitApplicationResponse(application=app, replayed=True)
+
+    async def _build(
+        self, request: application_pb2.SubmitApplicationRequest, snapshot: index.CatalogSnapshot
+    ) -> application_pb2.Application:
+        now = self.wall_clock()
+        source = index.resolve(
+            snapshot,
+            request.origin_region,
+            request.local_matter_code,
+            now=now,
+            national_code=request.national_matter_code,
+            national_field="national_matter_code",
+        )
+        target = index.targets(snapshot, source, request.target_region, now=now)[0]
+        mode = _mode(request, source.matter)
+        materials = await self._materials(request, source.matter)
+        application_id = str(uuid.uuid4())
+        app = application_pb2.Application(
+            name=f"applications/{application_id}",
+            application_id=application_id,
+            request_id=request.request_id,
+            origin_region=request.origin_region,
+            target_region=request.target_region,
+            local_matter_code=request.local_matter_code,
+            national_matter_code=source.matter.code,
+            target_local_matter_code=target.entry.local_code,
+            catalog_version=source.version,
+            cross_region_mode=mode,  # type: ignore[arg-type]
+            applicant=request.applicant,
+            form_fields=request.form_fields,
+            materials=materials,
+            create_time=timestamp(now),
+            matter_display_name=source.matter.name,
+        )
+        add_event(app, application_pb2.APPLICATION_STATE_RECEIVED, "", GATEWAY, now.timestamp())
+        return app
+
+    async def _materials(
+        self, request: application_pb2.SubmitApplicationRequest, matter: Matter
+    ) -> list[application_pb2.MaterialRecord]:
+        unknown = [
+            FieldViolation(
+                f"materials[{i}].material_id",
+                f"matter {matter.code} has no material with this id",
+                "UNKNOWN_MATERIAL",
+            )
+            for i, m in enumerate(request.materials)
+            if matter.material(m.material_id) is None
+        ]
+        if unknown:
+            raise InvalidRequest(
+                "the application names unknown materials", field_violations=unknown
+            )
+        supplied = {m.material_id for m in request.materials}
+        missing = [m for m in matter.materials if m.required and m.id not in supplied]
+        if missing:
+            raise MaterialMissing(
+                f"{len(missing)} required material(s) missing",
+                field_violations=[
+                    FieldViolation(
+                        "materials", f"{m.id} ({m.name}) is required", "MATERIAL_MISSING"
+                    )
+                    for m in missing
+                ],
+                metadata={"missing": ",".join(m.id for m in missing)},
+            )
+        records = []
+        for i, m in enumerate(request.materials):
+            requirement = matter.material(m.material_id)
+            assert requirement is not None
+            if m.WhichOneof("source") != "license_token":
+                records.append(
+                    application_pb2.MaterialRecord(material_id=m.material_id, paper=m.paper)
+                )
+                continue
+            field = f"materials[{i}].license_token"
+            if not requirement.license_type_code:
+                raise InvalidRequest(
+                    f"no e-licence can stand in for material {m.material_id}",
+                    field_violations=[
+                        FieldViolation(field, "this material takes paper only", "NO_LICENSE_TYPE")
+                    ],
+                )
+            verification = await self.licenses.verify(
+                m.license_token,
+                expected_type_code=requirement.license_type_code,
+                expected_holder_id=request.applicant.id_number,
+            )
+            licence = verification.license
+            if verification.verdict.name != "VALID" or licence is None:
+                raise LicenseInvalid(
+                    f"the licence for material {m.material_id} is not valid: {verification.detail}",
+                    field_violations=[
+                        FieldViolation(field, verification.detail, verification.verdict.name)
+                    ],
+                    metadata={"verdict": verification.verdict.name, "material_id": m.material_id},
+                )
+            records.append(
+                application_pb2.MaterialRecord(
+                    material_id=m.material_id,
+                    waived=True,
+                    license_identifier=licence.identifier,
+                    license_type_code=licence.type_code,
+                )
+            )
+        return records
+
+    async def GetApplication(
+        self, request: application_pb2.GetApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> application_pb2.GetApplicationResponse:
+        app = await self.records.get(_application_id(request.name, "name"))
+        return application_pb2.GetApplicationResponse(application=app)
+
+    async def ListApplications(
+        self, request: application_pb2.ListApplicationsRequest, context: grpc.aio.ServicerContext
+    ) -> application_pb2.ListApplicationsResponse:
+        if len(request.region_code) != 6 or not request.region_code.isdigit():
+            raise InvalidRequest(
+                "region_code must be a 6-digit GB/T 2260 code",
+                field_violations=[
+                    FieldViolation("region_code", "a 6-digit code", "BAD_REGION_CODE")
+                ],
+            )
+        size = page_size(request.page_size, default=50, maximum=500)
+        query = {
+            "m": "ListApplications",
+            "r": request.region_code,
+            "o": request.role,
+            "s": request.state,
+        }
+        position = decode_token(request.page_token, query)
+        before = None
+        if position is not None:
+            if not (isinstance(position, list) and len(position) == 2):
+                raise InvalidRequest("page_token is malformed")
+            before = (float(position[0]), str(position[1]))
+        role = request.role
+        found = await self.records.list_for_region(
+            request.region_code,
+            as_origin=role
+            in (application_pb2.REGION_ROLE_UNSPECIFIED, application_pb2.REGION_ROLE_ORIGIN),
+            as_target=role
+            in (application_pb2.REGION_ROLE_UNSPECIFIED, application_pb2.REGION_ROLE_TARGET),
+            state=request.state or None,
+            limit=size + 1,
+            before=before,
+        )
+        page = found[:size]
+        token = ""
+        if len(found) > size:
+            last_app, last_time = page[-1]
+            token = encode_token([last_time, last_app.application_id], query)
+        return application_pb2.ListApplicationsResponse(
+            applications=[a for a, _ in page], next_page_token=token
+        )
+
+    async def WatchApplication(
+        self, request: application_pb2.WatchApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[application_pb2.WatchApplicationResponse]:
+        application_id = _application_id(request.name, "name")
+        hub = self.records.hub
+        with hub.subscribe(application_id) as queue:
+            app = await self.records.get(application_id)
+            yield application_pb2.WatchApplicationResponse(application=app)
+            seen = len(app.events)
+            while not lifecycle.is_terminal(app.state):
+                try:
+                    app = await asyncio.wait_for(queue.get(), self.watch_poll)
+                except TimeoutError:
+                    app = await self.records.get(application_id)
+                if len(app.events) > seen:
+                    seen = len(app.events)
+                    yield application_pb2.WatchApplicationResponse(application=app)
+
+    async def ReportApplicationStatus(
+        self,
+        request: application_pb2.ReportApplicationStatusRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> application_pb2.ReportApplicationStatusResponse:
+        violations = []
+        if request.state not in lifecycle.PROVINCE_REPORTABLE:
+            violations.append(
+                FieldViolation("state", "one of ACCEPTED, REJECTED, COMPLETED", "NOT_REPORTABLE")
+            )
+        if not request.event_id or len(request.event_id) > 64 or not request.event_id.isprintable():
+            violations.append(
+                FieldViolation("event_id", "1 to 64 printable characters", "MALFORMED")
+            )
+        if len(request.reason) > 500:
+            violations.append(FieldViolation("reason", "at most 500 characters", "TOO_LONG"))
+        if len(request.region_code) != 6 or not request.region_code.isdigit():
+            violations.append(FieldViolation("region_code", "a 6-digit code", "BAD_REGION_CODE"))
+        application_id = _application_id(request.name, "name")
+        if violations:
+            raise InvalidRequest("the report is malformed", field_violations=violations)
+        app = await self.records.report(
+            application_id,
+            region_code=request.region_code,
+            state=request.state,
+            reason=request.reason,
+            event_id=request.event_id,
+        )
+        return application_pb2.ReportApplicationStatusResponse(application=app)
+
+
+def _application_id(name: str, field: str) -> str:
+    prefix, _, application_id = name.partition("/")
+    try:
+        parsed = uuid.UUID(application_id)
+    except ValueError:
+        parsed = None
+    if prefix != "applications" or parsed is None or str(parsed) != application_id:
+        raise InvalidRequest(
+            f"{field} must be applications/{{uuid}}",
+            field_violations=[FieldViolation(field, "applications/{application_id}", "BAD_NAME")],
+        )
+    return application_id

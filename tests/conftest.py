@@ -1,0 +1,111 @@
+"""Shared fixtures: a real gateway on port 0 with real region stubs, on a real SQLite file.
+
+`world` starts the gateway first (so the stubs know where to report), then one in-process
+region stub per province (each a real grpc.aio server on its own port with its own case
+store), then points the gateway's channels at them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc.error_details_pb2 import BadRequest, ErrorInfo
+from grpc_status import rpc_status
+
+from gateway.api.v1 import application_pb2_grpc, catalog_pb2_grpc, license_pb2_grpc
+from gateway.config import DeliveryConfig, GatewayConfig
+from gateway.server import RunningGateway, running_gateway
+from region_stubs.config import StubConfig
+from region_stubs.server import RunningStub, running_stub
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDARDS = ROOT / "standards"
+WORLD_REGIONS = ("440000", "510000", "520000", "330000")
+
+
+@dataclass
+class World:
+    """A gateway, its stubs and client stubs for calling the gateway."""
+
+    gateway: RunningGateway
+    stubs: dict[str, RunningStub]
+    channel: grpc.aio.Channel
+    data_dir: Path
+    applications: application_pb2_grpc.ApplicationServiceStub = field(init=False)
+    catalog: catalog_pb2_grpc.CatalogServiceStub = field(init=False)
+    licenses: license_pb2_grpc.LicenseServiceStub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.applications = application_pb2_grpc.ApplicationServiceStub(self.channel)
+        self.catalog = catalog_pb2_grpc.CatalogServiceStub(self.channel)
+        self.licenses = license_pb2_grpc.LicenseServiceStub(self.channel)
+
+
+def gateway_config(data_dir: Path, **overrides: object) -> GatewayConfig:
+    """A test configuration: port 0, no metrics port, fast dispatcher."""
+    values: dict[str, object] = {
+        "port": 0,
+        "data_dir": data_dir,
+        "standards_dir": STANDARDS,
+        "metrics_port": -1,
+        "grace": 1.0,
+        "delivery": DeliveryConfig(dispatch_interval=0.05, redeliver_backoff_max=0.5),
+    }
+    values.update(overrides)
+    return GatewayConfig(**values)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def start_world(
+    data_dir: Path, regions: tuple[str, ...] = WORLD_REGIONS, **overrides: object
+) -> AsyncIterator[World]:
+    """Starts a gateway and its stubs; stops everything on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        gateway = await stack.enter_async_context(
+            running_gateway(gateway_config(data_dir, **overrides))
+        )
+        stubs: dict[str, RunningStub] = {}
+        for code in regions:
+            stubs[code] = await stack.enter_async_context(
+                running_stub(
+                    StubConfig(
+                        region_code=code,
+                        implementation_list=STANDARDS / "implementations" / f"{code}.json",
+                        data_dir=data_dir / "regions",
+                        gateway_address=gateway.address,
+                        grace=0.5,
+                    )
+                )
+            )
+            gateway.client.set_endpoint(code, stubs[code].address)
+        channel = await stack.enter_async_context(grpc.aio.insecure_channel(gateway.address))
+        yield World(gateway, stubs, channel, data_dir)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with start_world(tmp_path) as w:
+        yield w
+
+
+def rich_error(error: grpc.aio.AioRpcError) -> tuple[ErrorInfo, BadRequest | None]:
+    """The ErrorInfo (exactly one is required) and BadRequest of a failed call."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "the error carries no google.rpc.Status"
+    infos, bad = [], None
+    for detail in status.details:
+        if detail.Is(ErrorInfo.DESCRIPTOR):
+            info = ErrorInfo()
+            detail.Unpack(info)
+            infos.append(info)
+        elif detail.Is(BadRequest.DESCRIPTOR):
+            bad = BadRequest()
+            detail.Unpack(bad)
+    assert len(infos) == 1, f"expected one ErrorInfo, got {len(infos)}"
+    assert infos[0].domain == "tongban.gov.cn"
+    return infos[0], bad
