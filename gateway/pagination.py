@@ -24,14 +24,15 @@ def page_size(requested: int, *, default: int, maximum: int) -> int:
     return default if requested == 0 else min(requested, maximum)
 
 
-def _query_tag(query: Any) -> str:
-    text = json.dumps(query, sort_keys=True, separators=(",", ":"))
+def _tag(position: Any, query: Any) -> str:
+    # Covers the position too, so an edited position is refused like a token of another query.
+    text = json.dumps([position, query], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def encode_token(position: Any, query: Any) -> str:
     """A token for resuming `query` at `position`."""
-    raw = json.dumps({"p": position, "q": _query_tag(query)}, separators=(",", ":")).encode()
+    raw = json.dumps({"p": position, "q": _tag(position, query)}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -42,9 +43,9 @@ def decode_token(token: str, query: Any) -> Any:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deeply nested JSON recurses
         data = None
-    if not isinstance(data, dict) or data.get("q") != _query_tag(query) or "p" not in data:
+    if not isinstance(data, dict) or "p" not in data or data.get("q") != _tag(data["p"], query):
         raise InvalidPageToken(
             "page_token is not a token of this query",
             field_violations=[

@@ -77,6 +77,7 @@ class _Problems:
             return ""
         if len(value) > max_length:
             self.add(f"{path}{key}", "TOO_LONG", f"{key} is longer than {max_length} characters")
+            return ""  # reported once: later checks of this value would report it again
         return value
 
 
@@ -129,7 +130,7 @@ def parse_catalog(data: Mapping[str, Any], provinces: Collection[str]) -> Parsed
             publisher=publisher,
             matters=dict(sorted(matters.items())),
             license_types=license_types,
-            provenance=str(data.get("provenance", "")),
+            provenance=_text(data, "provenance"),
         ),
         (),
     )
@@ -156,10 +157,10 @@ def parse_region_catalog(
         RegionCatalogDocument(
             region_code=region,
             entries=tuple(e for e in entries if e is not None),
-            region_name=str(data.get("region_name", "")),
-            dialect=str(data.get("dialect", "")),
-            catalog_version=str(data.get("catalog_version", "")),
-            provenance=str(data.get("provenance", "")),
+            region_name=_text(data, "region_name"),
+            dialect=_text(data, "dialect"),
+            catalog_version=_text(data, "catalog_version"),
+            provenance=_text(data, "provenance"),
         ),
         (),
     )
@@ -188,6 +189,12 @@ def region_catalog_to_json(doc: RegionCatalogDocument) -> dict[str, Any]:
     }
 
 
+def _text(data: Mapping[str, Any], key: str) -> str:
+    """An optional free-text field; JSON null is absent, not the string "None"."""
+    value = data.get(key)
+    return "" if value is None else str(value)
+
+
 def _timestamp(p: _Problems, value: object, path: str) -> datetime | None:
     if not isinstance(value, str):
         p.add(path, "MISSING", f"{path} must be an ISO 8601 timestamp with an offset")
@@ -209,7 +216,7 @@ def _license_types(p: _Problems, value: object) -> dict[str, str]:
         return {}
     result: dict[str, str] = {}
     for code, name in value.items():
-        if len(code) != 21 or codes.validate_uscc(code[:18]) or not code[18:].isdigit():
+        if len(code) != 21 or codes.validate_uscc(code[:18]) or not _ascii_digits(code[18:]):
             p.add(
                 f"license_types.{code}",
                 "BAD_LICENSE_TYPE_CODE",
@@ -217,6 +224,10 @@ def _license_types(p: _Problems, value: object) -> dict[str, str]:
             )
         result[str(code)] = str(name)
     return result
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # str.isdigit alone accepts full-width digits
 
 
 def _time_limit(p: _Problems, value: object, path: str) -> TimeLimit:
@@ -265,7 +276,7 @@ def _matter(
         problem = codes.validate_basic_code(code, provinces)
         if problem is not None:
             p.add(f"{path}code", problem.reason, problem.message)
-        elif code[2:4] != mtype:
+        elif mtype and code[2:4] != mtype:
             p.add(
                 f"{path}type", "TYPE_MISMATCH", f"type {mtype} differs from the code's {code[2:4]}"
             )
@@ -281,7 +292,7 @@ def _matter(
             p.add(mpath.rstrip("."), "WRONG_TYPE", "a material must be an object")
             continue
         mid = p.string(rm, "id", mpath, max_length=16)
-        if mid in seen:
+        if mid and mid in seen:
             p.add(f"{mpath}id", "DUPLICATE_MATERIAL", f"material id {mid} appears twice")
         seen.add(mid)
         ltype = p.string(rm, "license_type_code", mpath, required=False, max_length=21)
@@ -291,9 +302,14 @@ def _matter(
                 "UNKNOWN_LICENSE_TYPE",
                 f"{ltype} is not listed in license_types",
             )
-        materials.append(
-            Material(mid, p.string(rm, "name", mpath), bool(rm.get("required", True)), ltype)
-        )
+        required = rm.get("required", True)
+        if not isinstance(required, bool):
+            p.add(f"{mpath}required", "WRONG_TYPE", "required must be true or false")
+        materials.append(Material(mid, p.string(rm, "name", mpath), required is not False, ltype))
+    before_limits = len(p.items)
+    legal = _time_limit(p, raw.get("legal_time_limit"), f"{path}legal_time_limit")
+    promised = _time_limit(p, raw.get("promised_time_limit"), f"{path}promised_time_limit")
+    limits_read = len(p.items) == before_limits  # a broken limit is not compared: reported once
     matter = Matter(
         code=code,
         name=p.string(raw, "name", path),
@@ -302,19 +318,15 @@ def _matter(
         cross_region_modes=_str_list(
             p, raw.get("cross_region_modes", []), f"{path}cross_region_modes", CROSS_REGION_MODES
         ),
-        legal_time_limit=_time_limit(p, raw.get("legal_time_limit"), f"{path}legal_time_limit"),
-        promised_time_limit=_time_limit(
-            p, raw.get("promised_time_limit"), f"{path}promised_time_limit"
-        ),
+        legal_time_limit=legal,
+        promised_time_limit=promised,
         service_objects=_str_list(
             p, raw.get("service_objects", []), f"{path}service_objects", SERVICE_OBJECTS
         ),
         materials=tuple(materials),
         synthetic=tuple(str(s) for s in raw.get("synthetic", []) if isinstance(s, str)),
     )
-    if matter.promised_time_limit.unit == matter.legal_time_limit.unit and (
-        matter.promised_time_limit.value > matter.legal_time_limit.value
-    ):
+    if limits_read and promised.unit == legal.unit and promised.value > legal.value:
         p.add(
             f"{path}promised_time_limit",
             "PROMISE_EXCEEDS_LAW",
