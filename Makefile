@@ -34,11 +34,11 @@ proto: $(STAMP)
 	  --mypy_out=. --mypy_grpc_out=. $(PROTOS)
 
 fmt: $(STAMP)
-	$(BIN)/ruff format gateway region_stubs tests bench
+	$(BIN)/ruff format gateway region_stubs tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway region_stubs tests bench
-	$(BIN)/ruff format --check gateway region_stubs tests bench
+	$(BIN)/ruff check gateway region_stubs tests
+	$(BIN)/ruff format --check gateway region_stubs tests
 
 types: $(STAMP)
 	$(BIN)/mypy

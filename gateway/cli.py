@@ -88,7 +88,7 @@ def _channel(address: str) -> grpc.aio.Channel:
 
 
 def _print_error(error: grpc.aio.AioRpcError) -> None:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     out: dict[str, object] = {"code": error.code().name, "message": error.details()}
     if status is not None:
         out["details"] = [json.loads(json_format.MessageToJson(d)) for d in unpack_details(status)]
@@ -97,9 +97,9 @@ def _print_error(error: grpc.aio.AioRpcError) -> None:
 
 def summarize(app: application_pb2.Application) -> dict[str, object]:
     """A printable view of an application, the applicant's id masked."""
-    data = json.loads(json_format.MessageToJson(app))
-    applicant = data.get("applicant", {})
-    if "idNumber" in applicant:
+    data: dict[str, object] = json.loads(json_format.MessageToJson(app))
+    applicant = data.get("applicant")
+    if isinstance(applicant, dict) and "idNumber" in applicant:
         applicant["idNumber"] = codes.mask_citizen_id(app.applicant.id_number)
     return data
 

@@ -78,7 +78,7 @@ async def expect_rpc_error(call: Awaitable[object], code: grpc.StatusCode) -> st
         await call
     except grpc.aio.AioRpcError as error:
         check(error.code() == code, f"expected {code.name}, got {error.code().name}")
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        status = rpc_status.from_call(error)
         reasons = [getattr(d, "reason", "") for d in unpack_details(status)] if status else []
         return f"{error.code().name} {next((r for r in reasons if r), '')}"
     raise AssertionError(f"expected {code.name}, the call succeeded")

@@ -82,7 +82,8 @@ async def test_catalog_validate_reports_every_problem_with_its_place(tmp_path: P
     )
     assert code == 0
     assert "0 error(s)" in out
-    assert "warning TRUNCATED_USCC" in out and "warning PLACEHOLDER" in out
+    assert "warning TRUNCATED_USCC" in out
+    assert "warning PLACEHOLDER" in out
     broken = json.loads((STANDARDS / "catalog" / "2025.1.json").read_text("utf-8"))
     broken["matters"][0]["code"] = "001"
     broken["matters"][3]["type"] = "99"
@@ -90,7 +91,8 @@ async def test_catalog_validate_reports_every_problem_with_its_place(tmp_path: P
     path.write_text(json.dumps(broken, ensure_ascii=False), encoding="utf-8")
     code, out, _ = await run("catalog", "validate", str(path))
     assert code == 1
-    assert "matters[0].code" in out and "matters[3].type" in out
+    assert "matters[0].code" in out
+    assert "matters[3].type" in out
 
 
 async def test_keygen_sign_and_diff_offline(tmp_path: Path) -> None:

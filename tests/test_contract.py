@@ -65,7 +65,7 @@ def test_generated_code_is_in_sync(tmp_path: Path) -> None:
         generated = sorted(p.name for p in (tmp_path / package).glob("*_pb2*"))
         committed = sorted(p.name for p in (ROOT / package).glob("*_pb2*"))
         assert generated == committed, f"{package}: run `make proto`"
-        match, mismatch, errors = filecmp.cmpfiles(
+        _match, mismatch, errors = filecmp.cmpfiles(
             tmp_path / package, ROOT / package, generated, shallow=False
         )
         assert (mismatch, errors) == ([], []), f"{package}: stale {mismatch + errors}: make proto"

@@ -243,14 +243,10 @@ class ApplicationRecords:
         await self.store.update_with(application_id, change)
         if refused:
             await self.store.forget_status_report(application_id, event_id)
+            reported, now_in = _state_name(state), _state_name(refused[0])
             raise InvalidStateTransition(
-                f"cannot report {application_pb2.ApplicationState.Name(application_pb2.ApplicationState.ValueType(state))} for an application "
-                f"in {application_pb2.ApplicationState.Name(application_pb2.ApplicationState.ValueType(refused[0]))}",
-                metadata={
-                    "state": application_pb2.ApplicationState.Name(
-                        application_pb2.ApplicationState.ValueType(refused[0])
-                    )
-                },
+                f"cannot report {reported} for an application in {now_in}",
+                metadata={"state": now_in},
             )
         if not result:
             return await self.get(application_id)
@@ -260,3 +256,7 @@ class ApplicationRecords:
 
 def _replace(row: ApplicationRow, **changes: object) -> ApplicationRow:
     return replace(row, **changes)  # type: ignore[arg-type]
+
+
+def _state_name(state: int) -> str:
+    return application_pb2.ApplicationState.Name(application_pb2.ApplicationState.ValueType(state))

@@ -201,7 +201,8 @@ async def test_missing_required_material(world: World) -> None:
         grpc.StatusCode.FAILED_PRECONDITION,
         "MATERIAL_MISSING",
     )
-    assert fields and all(f == "materials" for f in fields)
+    assert fields
+    assert all(f == "materials" for f in fields)
 
 
 async def test_merged_local_code_needs_a_national_code(world: World) -> None:
@@ -224,7 +225,8 @@ async def test_idempotent_replay_and_reuse(world: World) -> None:
     request = submission(world, local, national)
     first = await world.applications.SubmitApplication(request)
     again = await world.applications.SubmitApplication(request)
-    assert again.replayed and not first.replayed
+    assert again.replayed
+    assert not first.replayed
     assert again.application.application_id == first.application.application_id
     changed = submission(world, local, national, form_fields=[pb.FormField(key="phone", value="1")])
     await expect_reuse(world, changed)
