@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/gateway/api/v1/*.proto) $(wildcard proto/region_stubs/admin/v1/*.proto)
 GEN_DIRS := gateway/api/v1 region_stubs/admin/v1
 
-.PHONY: help install proto proto-check fmt lint types buf buf-breaking test check run demo bench clean
+.PHONY: help install proto fmt lint types buf buf-breaking test check run demo bench clean
 
 help:
 	@echo "make run    - set up and run the gateway with its local federation"
