@@ -41,10 +41,10 @@ from gateway.licenses.token import (
     TokenRejected,
     Verdict,
     check_times,
-    decode_verified,
     numeric_date,
     read_unverified,
     status_list_uri,
+    verify_signature,
 )
 from gateway.licenses.trust import TrustList
 
@@ -233,8 +233,8 @@ class StatusListCache:
                 raise StatusListUnavailable(f"region {region_code}: unknown key")
             if header.alg != key.algorithm:
                 raise StatusListUnavailable(f"region {region_code}: algorithm is not the key's")
-            claims = decode_verified(
-                token, key.public_key, key.algorithm, audience=None, require=_REQUIRED
+            claims = verify_signature(
+                unverified, key.public_key, key.algorithm, audience=None, require=_REQUIRED
             )
             now = self._clock()
             iat, exp = numeric_date(claims, "iat"), numeric_date(claims, "exp")

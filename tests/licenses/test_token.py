@@ -1,15 +1,22 @@
-"""The token profile: pre-parse checks, the one pyjwt call, times and claims, pure."""
+"""The token profile: pre-parse checks, the signature check (and pyjwt, its reference), times
+and claims, pure."""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.licenses.token import (
     LICENSE_TOKEN_TYPE,
@@ -26,6 +33,7 @@ from gateway.licenses.token import (
     parse_license_claims,
     read_unverified,
     region_of_issuer,
+    verify_signature,
 )
 
 KID = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
@@ -200,8 +208,21 @@ def test_encode_compact_is_a_standard_jws(key: Ed25519PrivateKey) -> None:
     assert decoded["payload"] == claims()
 
 
-def test_decode_verified_returns_claims(key: Ed25519PrivateKey) -> None:
-    payload = decode_verified(
+def fast(
+    token: str, key: Any, algorithm: str, *, audience: str | None, require: Sequence[str]
+) -> Mapping[str, Any]:
+    """The serving path: `verify_signature` on what `read_unverified` split and decoded."""
+    unverified = read_unverified(token, expected_type=LICENSE_TOKEN_TYPE)
+    return verify_signature(unverified, key, algorithm, audience=audience, require=require)
+
+
+Decode = Callable[..., Mapping[str, Any]]
+BOTH = pytest.mark.parametrize("decode", [fast, decode_verified], ids=["fast", "pyjwt"])
+
+
+@BOTH
+def test_decode_verified_returns_claims(key: Ed25519PrivateKey, decode: Decode) -> None:
+    payload = decode(
         signed(key, claims()),
         key.public_key(),
         "EdDSA",
@@ -211,20 +232,20 @@ def test_decode_verified_returns_claims(key: Ed25519PrivateKey) -> None:
     assert payload["sub"] == "110105199003071239"
 
 
-def test_decode_verified_ignores_the_wall_clock(key: Ed25519PrivateKey) -> None:
+@BOTH
+def test_decode_verified_ignores_the_wall_clock(key: Ed25519PrivateKey, decode: Decode) -> None:
     # Long expired by the wall clock: time is judged by check_times with the injected clock.
     token = signed(key, claims(iat=1000, nbf=1000, exp=2000))
-    payload = decode_verified(
-        token, key.public_key(), "EdDSA", audience="tongban-gateway", require=["exp"]
-    )
+    payload = decode(token, key.public_key(), "EdDSA", audience="tongban-gateway", require=["exp"])
     assert payload["exp"] == 2000
 
 
-def test_a_bad_signature_is_bad_signature(key: Ed25519PrivateKey) -> None:
+@BOTH
+def test_a_bad_signature_is_bad_signature(key: Ed25519PrivateKey, decode: Decode) -> None:
     token = signed(key, claims())
     tampered = token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB")
     with pytest.raises(TokenRejected, match="signature") as caught:
-        decode_verified(
+        decode(
             tampered,
             key.public_key(),
             "EdDSA",
@@ -234,20 +255,26 @@ def test_a_bad_signature_is_bad_signature(key: Ed25519PrivateKey) -> None:
     assert caught.value.verdict is Verdict.BAD_SIGNATURE
 
 
-def test_a_signed_payload_that_is_not_json_is_malformed(key: Ed25519PrivateKey) -> None:
+@BOTH
+def test_a_signed_payload_that_is_not_json_is_malformed(
+    key: Ed25519PrivateKey, decode: Decode
+) -> None:
     signing_input = f"{b64(json.dumps(GOOD_HEADER))}.{b64('not json')}"
     token = f"{signing_input}.{b64(key.sign(signing_input.encode()))}"
-    with pytest.raises(TokenRejected, match="cannot be decoded") as caught:
-        decode_verified(token, key.public_key(), "EdDSA", audience=None, require=())
+    with pytest.raises(TokenRejected) as caught:
+        decode(token, key.public_key(), "EdDSA", audience=None, require=())
     assert caught.value.verdict is Verdict.MALFORMED
 
 
+@BOTH
 @pytest.mark.parametrize("missing", ["exp", "nbf", "iat", "iss", "aud", "sub", "jti"])
-def test_every_required_claim_is_required(key: Ed25519PrivateKey, missing: str) -> None:
+def test_every_required_claim_is_required(
+    key: Ed25519PrivateKey, missing: str, decode: Decode
+) -> None:
     payload = claims()
     del payload[missing]
     with pytest.raises(TokenRejected, match=f"'{missing}'") as caught:
-        decode_verified(
+        decode(
             signed(key, payload),
             key.public_key(),
             "EdDSA",
@@ -257,10 +284,11 @@ def test_every_required_claim_is_required(key: Ed25519PrivateKey, missing: str) 
     assert caught.value.verdict is Verdict.MALFORMED
 
 
+@BOTH
 @pytest.mark.parametrize("aud", ["someone-else", ["tongban-gateway", "x"], ["tongban-gateway"]])
-def test_audience_must_match_exactly(key: Ed25519PrivateKey, aud: object) -> None:
+def test_audience_must_match_exactly(key: Ed25519PrivateKey, aud: object, decode: Decode) -> None:
     with pytest.raises(TokenRejected, match="audience"):
-        decode_verified(
+        decode(
             signed(key, claims(aud=aud)),
             key.public_key(),
             "EdDSA",
@@ -269,9 +297,10 @@ def test_audience_must_match_exactly(key: Ed25519PrivateKey, aud: object) -> Non
         )
 
 
-def test_another_algorithm_than_the_keys_is_refused(key: Ed25519PrivateKey) -> None:
+@BOTH
+def test_another_algorithm_than_the_keys_is_refused(key: Ed25519PrivateKey, decode: Decode) -> None:
     with pytest.raises(TokenRejected) as caught:
-        decode_verified(
+        decode(
             signed(key, claims()),
             key.public_key(),
             "ES256",
@@ -279,6 +308,99 @@ def test_another_algorithm_than_the_keys_is_refused(key: Ed25519PrivateKey) -> N
             require=REQUIRED_LICENSE_CLAIMS,
         )
     assert caught.value.verdict is Verdict.BAD_SIGNATURE
+
+
+@BOTH
+def test_a_key_of_another_type_than_the_algorithm_cannot_be_used(
+    key: Ed25519PrivateKey, decode: Decode
+) -> None:
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(TokenRejected) as caught:
+        decode(
+            signed(key, claims()),
+            p256.public_key(),
+            "EdDSA",
+            audience="tongban-gateway",
+            require=REQUIRED_LICENSE_CLAIMS,
+        )
+    assert caught.value.verdict is Verdict.UNKNOWN_KEY
+
+
+# -- the fast path decides exactly as pyjwt does ---------------------------------------------
+
+_ABSENT = object()
+_EC_KEY = ec.generate_private_key(ec.SECP256R1())
+_ED_KEY = Ed25519PrivateKey.generate()
+_OTHER_ED_KEY = Ed25519PrivateKey.generate()
+
+
+def _es256(message: bytes) -> bytes:
+    r, s = decode_dss_signature(_EC_KEY.sign(message, ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+_CLAIM_VALUES = st.sampled_from(
+    [_ABSENT, None, "", "tongban-gateway", "someone-else", ["tongban-gateway"], [], 0, 7, True]
+)
+_SIGNATURES = st.sampled_from(["good", "flipped", "short", "empty-ish", "long", "other-key", "der"])
+
+
+def _outcome(call: Callable[[], Mapping[str, Any]]) -> object:
+    try:
+        return dict(call())
+    except TokenRejected as rejected:
+        return rejected.verdict
+    except TypeError:  # pyjwt given an Ed25519 key for ES256: not even a PyJWTError
+        return TypeError
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    header_alg=st.sampled_from(["EdDSA", "ES256"]),
+    key_alg=st.sampled_from(["EdDSA", "ES256"]),
+    checked_alg=st.sampled_from(["EdDSA", "ES256"]),
+    changes=st.dictionaries(st.sampled_from(["aud", "sub", "jti", "exp", "iss"]), _CLAIM_VALUES),
+    signature=_SIGNATURES,
+    audience=st.sampled_from(["tongban-gateway", None]),
+    require=st.sampled_from([REQUIRED_LICENSE_CLAIMS, (), ("exp", "aud")]),
+)
+def test_the_fast_path_and_pyjwt_always_agree(
+    *,
+    header_alg: str,
+    key_alg: str,
+    checked_alg: str,
+    changes: dict[str, object],
+    signature: str,
+    audience: str | None,
+    require: Sequence[str],
+) -> None:
+    payload = claims()
+    for name, value in changes.items():
+        if value is _ABSENT:
+            payload.pop(name, None)
+        else:
+            payload[name] = value
+    sign: Callable[[bytes], bytes] = _ED_KEY.sign if key_alg == "EdDSA" else _es256
+
+    def signer(message: bytes) -> bytes:
+        good = sign(message)
+        return {
+            "good": good,
+            "flipped": bytes([good[0] ^ 1]) + good[1:],
+            "short": good[:-1],
+            "empty-ish": b"\0",
+            "long": good + b"\0",
+            "other-key": _OTHER_ED_KEY.sign(message),
+            "der": _EC_KEY.sign(message, ec.ECDSA(hashes.SHA256())),
+        }[signature]
+
+    token = encode_compact({**GOOD_HEADER, "alg": header_alg}, payload, signer)
+    public = _ED_KEY.public_key() if key_alg == "EdDSA" else _EC_KEY.public_key()
+    options: dict[str, Any] = {"audience": audience, "require": require}
+    expected = _outcome(lambda: decode_verified(token, public, checked_alg, **options))
+    if expected is TypeError:
+        expected = Verdict.UNKNOWN_KEY  # the fast path refuses the key instead of crashing
+    assert _outcome(lambda: fast(token, public, checked_alg, **options)) == expected
 
 
 # -- times -----------------------------------------------------------------------------------
