@@ -59,6 +59,8 @@ class VerificationLike(Protocol):
     def detail(self) -> str: ...
     @property
     def license(self) -> LicenseFacts | None: ...
+    @property
+    def status_checked(self) -> bool: ...
 
 
 class LicenseChecker(Protocol):
@@ -288,6 +290,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                     waived=True,
                     license_identifier=licence.identifier,
                     license_type_code=licence.type_code,
+                    license_status_checked=verification.status_checked,
                 )
             )
         return records

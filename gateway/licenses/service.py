@@ -64,7 +64,9 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
 def to_response(verification: Verification) -> license_pb2.VerifyLicenseResponse:
     """The wire form of a verification."""
     response = license_pb2.VerifyLicenseResponse(
-        verdict=_VERDICTS[verification.verdict], detail=verification.detail
+        verdict=_VERDICTS[verification.verdict],
+        detail=verification.detail,
+        status_checked=verification.status_checked,
     )
     if verification.license is not None:
         response.license.CopyFrom(_license(verification.license))

@@ -6,7 +6,7 @@ The order is the contract (each step can only run once the ones before it passed
  2. the issuer named in the (unverified) `iss` is a trusted province, and the header's `alg`
     is one allowed for it — still no I/O, so garbage never makes the gateway fetch;
  3. the key by kid from that province's JWKS; `alg` must be the key's own algorithm;
- 4. the signature, audience and required claims (pyjwt, one algorithm); then the claims'
+ 4. the signature (one algorithm, the key's), audience and required claims; then the claims'
     shape; then the times against the injected clock with the bounded leeway;
  5. the province is trusted for this licence type;
  6. the 证照标识 check character, and its type code and number equal the claims';
@@ -15,6 +15,17 @@ The order is the contract (each step can only run once the ones before it passed
 
 A verdict's `detail` never contains key material or a holder's id in clear; a decoded
 licence is returned once the signature has verified, with the holder id masked.
+
+The authenticated-token cache memoizes steps 1-4 up to the claims' shape, and nothing else:
+a pure function of the token's exact text and the key that verified it (a kid is its key's RFC
+7638 thumbprint, so a kid names one key). A hit still passes through everything that can change
+with time: the issuer must still be trusted with that algorithm, the key cache must still
+publish that kid (a retired key stops verifying within the key bound, cached or not), and the
+times, the trust for the licence type, the holder and the status list are judged on every
+call. So a cached token can never be VALID once it has expired or been revoked under the
+configured bounds: only the signature check and the parsing are skipped. Only tokens whose
+signature verified are remembered, so garbage cannot fill the cache; it is bounded (oldest
+out first) and lives in memory only.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from gateway.catalog.codes import (
     validate_citizen_id,
     validate_uscc,
 )
-from gateway.licenses.keys import KeyCache, KeyUnavailable
+from gateway.licenses.keys import KeyCache, KeyUnavailable, VerificationKey
 from gateway.licenses.status_list import LicenseStatus, StatusListCache, StatusListUnavailable
 from gateway.licenses.token import (
     LICENSE_TOKEN_TYPE,
@@ -41,14 +52,23 @@ from gateway.licenses.token import (
     Verdict,
     check_times,
     china_date,
-    decode_verified,
     parse_license_claims,
     read_unverified,
     region_of_issuer,
+    verify_signature,
 )
 from gateway.licenses.trust import TrustList, UnreachablePolicy
 
-__all__ = ["LicenseVerifier", "Verdict", "Verification", "VerifiedLicense"]
+__all__ = [
+    "DEFAULT_TOKEN_CACHE_SIZE",
+    "LicenseVerifier",
+    "Verdict",
+    "Verification",
+    "VerifiedLicense",
+]
+
+DEFAULT_TOKEN_CACHE_SIZE = 4096
+"""Authenticated tokens remembered (a licence token is ~1 KiB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +101,44 @@ class Verification:
     """A sentence for people; no key material, no clear holder id."""
     license: VerifiedLicense | None = None
     """Set once the signature verified, whatever the verdict."""
+    status_checked: bool = False
+    """Whether the verdict rests on the issuer's status list: true for VALID, REVOKED and
+    SUSPENDED read from a fresh list; false when a FAIL_OPEN type was answered VALID without
+    one, and for verdicts reached before the status step."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Authenticated:
+    """A cache entry: what steps 1-4 established for one exact token text."""
+
+    claims: LicenseClaims
+    region_code: str
+    kid: str
+    algorithm: str
+    decoded: VerifiedLicense
 
 
 class LicenseVerifier:
     """Verifies licence tokens; see the module docstring for the order of checks."""
 
     def __init__(
-        self, trust: TrustList, keys: KeyCache, status_lists: StatusListCache, clock: Clock
+        self,
+        trust: TrustList,
+        keys: KeyCache,
+        status_lists: StatusListCache,
+        clock: Clock,
+        *,
+        token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     ) -> None:
+        """`token_cache_size` bounds the authenticated-token cache; 0 turns it off."""
         self._trust = trust
         self._keys = keys
         self._status_lists = status_lists
         self._clock = clock
+        self._cache_size = token_cache_size
+        self._authenticated: dict[str, _Authenticated] = {}
+        self.cache_hits = 0
+        """Verifications that skipped the signature check (for metrics and tests)."""
 
     async def verify(
         self,
@@ -102,18 +148,47 @@ class LicenseVerifier:
         expected_holder_id: str | None = None,
     ) -> Verification:
         """Verifies `token`. Never raises for a bad token: every problem is a verdict."""
-        try:
-            claims, kid = await self._authenticate(token)
-        except TokenRejected as rejected:
-            return Verification(rejected.verdict, rejected.detail)
-        decoded = _decoded(claims, kid)
+        entry = self._authenticated.get(token)
+        if entry is None or not await self._still_published(entry):
+            try:
+                claims, key = await self._authenticate(token)
+            except TokenRejected as rejected:
+                return Verification(rejected.verdict, rejected.detail)
+            entry = _Authenticated(
+                claims, key.region_code, key.kid, key.algorithm, _decoded(claims, key.kid)
+            )
+            self._remember(token, entry)
+        else:
+            self.cache_hits += 1
+        claims, decoded = entry.claims, entry.decoded
         try:
             self._judge(claims, expected_type_code, expected_holder_id)
         except TokenRejected as rejected:
             return Verification(rejected.verdict, rejected.detail, decoded)
         return await self._status(claims, decoded)
 
-    async def _authenticate(self, token: str) -> tuple[LicenseClaims, str]:
+    async def _still_published(self, entry: _Authenticated) -> bool:
+        """Whether a cached token's issuer, algorithm and key are all still current; when not
+        (or when the keys cannot be had), the token goes through the full path again."""
+        issuer = self._trust.issuer(entry.region_code)
+        if issuer is None or entry.algorithm not in issuer.algorithms:
+            return False
+        try:
+            key = await self._keys.get(entry.region_code, entry.kid)
+        except KeyUnavailable:
+            return False
+        return key is not None and key.algorithm == entry.algorithm
+
+    def _remember(self, token: str, entry: _Authenticated) -> None:
+        if self._cache_size <= 0:
+            return
+        cache = self._authenticated
+        cache.pop(token, None)
+        while len(cache) >= self._cache_size:
+            del cache[next(iter(cache))]
+        cache[token] = entry
+
+    async def _authenticate(self, token: str) -> tuple[LicenseClaims, VerificationKey]:
         """Steps 1-4 up to the times: the claims of a token signed by a trusted province's key."""
         unverified = read_unverified(token, expected_type=LICENSE_TOKEN_TYPE)
         header = unverified.header
@@ -146,14 +221,14 @@ class LicenseVerifier:
             raise TokenRejected(
                 Verdict.BAD_SIGNATURE, f"Algorithm {header.alg!r} is not the key's algorithm."
             )
-        payload = decode_verified(
-            token,
+        payload = verify_signature(
+            unverified,
             key.public_key,
             key.algorithm,
             audience=self._trust.audience,
             require=REQUIRED_LICENSE_CLAIMS,
         )
-        return parse_license_claims(payload), key.kid
+        return parse_license_claims(payload), key
 
     def _judge(
         self,
@@ -223,6 +298,7 @@ class LicenseVerifier:
                     "The licence is valid; its status list could not be had and its type "
                     "fails open, so its status was not checked.",
                     decoded,
+                    status_checked=False,
                 )
             return Verification(
                 Verdict.STATUS_UNAVAILABLE,
@@ -234,15 +310,16 @@ class LicenseVerifier:
                 Verdict.MALFORMED, "The licence's status index is outside its status list.", decoded
             )
         if status == LicenseStatus.VALID:
-            return Verification(Verdict.VALID, "The licence is valid.", decoded)
+            return Verification(Verdict.VALID, "The licence is valid.", decoded, True)
         if status == LicenseStatus.SUSPENDED:
-            return Verification(Verdict.SUSPENDED, "The licence is suspended.", decoded)
+            return Verification(Verdict.SUSPENDED, "The licence is suspended.", decoded, True)
         if status == LicenseStatus.REVOKED:
-            return Verification(Verdict.REVOKED, "The licence has been revoked.", decoded)
+            return Verification(Verdict.REVOKED, "The licence has been revoked.", decoded, True)
         return Verification(
             Verdict.REVOKED,
             f"The licence has unknown status {status}; treated as invalid.",
             decoded,
+            True,
         )
 
 

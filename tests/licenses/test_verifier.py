@@ -854,3 +854,162 @@ async def test_servicer_counts_bytes_not_characters(world: World) -> None:
         await servicer.VerifyLicense(
             license_pb2.VerifyLicenseRequest(token="证" * (MAX_TOKEN_BYTES // 3 + 1)), None
         )
+
+
+# -- status_checked -----------------------------------------------------------------------------
+
+
+async def test_status_checked_says_whether_the_verdict_rests_on_a_status_list() -> None:
+    world = make_world(unreachable_policies={TYPE_A: "FAIL_OPEN"})
+    revoked = world.issue()
+    world.issuers["330000"].set_status(LicenseStatus.REVOKED, token_id=revoked.token_id)
+    assert (await world.verify(world.issue().token)).status_checked is True
+    assert (await world.verify(revoked.token)).status_checked is True
+    expired = world.issue(valid_days=1)
+    world.clock.advance(2 * 86400)
+    assert (await world.verify(expired.token)).verdict is Verdict.EXPIRED
+    assert (await world.verify(expired.token)).status_checked is False
+    world.lists_down.add("330000")
+    world.clock.advance(121)  # past the list's bound: it cannot be had any more
+    fail_open = await world.verify(world.issue(type_code=TYPE_A).token)
+    assert (fail_open.verdict, fail_open.status_checked) == (Verdict.VALID, False)
+    wire = LicenseServicer(world.verifier)
+    response = await wire.VerifyLicense(
+        license_pb2.VerifyLicenseRequest(token=world.issue(type_code=TYPE_A).token), None
+    )
+    assert response.verdict == license_pb2.LICENSE_VERDICT_VALID
+    assert not response.status_checked
+
+
+# -- the authenticated-token cache ---------------------------------------------------------------
+
+
+async def test_a_repeated_token_skips_only_the_signature_check(world: World) -> None:
+    issued = world.issue()
+    first = await world.verify(issued.token, expected_type_code=TYPE_A, expected_holder_id=HOLDER)
+    again = await world.verify(issued.token, expected_type_code=TYPE_A, expected_holder_id=HOLDER)
+    assert world.verifier.cache_hits == 1
+    assert again == first
+    # Everything that depends on the call is judged again on a hit.
+    wrong_type = await world.verify(issued.token, expected_type_code=TYPE_B)
+    assert wrong_type.verdict is Verdict.WRONG_TYPE
+    mismatch = await world.verify(issued.token, expected_holder_id=OTHER_HOLDER)
+    assert mismatch.verdict is Verdict.HOLDER_MISMATCH
+    assert world.verifier.cache_hits == 3
+
+
+async def test_a_cached_token_still_expires(world: World) -> None:
+    issued = world.issue(valid_days=1)
+    assert (await world.verify(issued.token)).verdict is Verdict.VALID
+    world.clock.advance(86400 - 1)
+    assert (await world.verify(issued.token)).verdict is Verdict.VALID
+    world.clock.advance(31)  # past exp and the 30 s leeway
+    assert (await world.verify(issued.token)).verdict is Verdict.EXPIRED
+    assert world.verifier.cache_hits == 2
+
+
+async def test_a_cached_token_is_revoked_within_the_status_list_bound(world: World) -> None:
+    issued = world.issue()
+    assert (await world.verify(issued.token)).verdict is Verdict.VALID
+    world.issuers["330000"].set_status(LicenseStatus.REVOKED, token_id=issued.token_id)
+    world.clock.advance(world.trust.status_lists.max_ttl_seconds)
+    assert (await world.verify(issued.token)).verdict is Verdict.REVOKED
+    assert world.verifier.cache_hits == 1
+
+
+async def test_a_cached_token_stops_verifying_when_its_key_is_retired(world: World) -> None:
+    issuer = world.issuers["330000"]
+    old = world.issue()
+    assert (await world.verify(old.token)).verdict is Verdict.VALID
+    old_kid = issuer.key_id
+    issuer.rotate("EdDSA")
+    issuer.retire(old_kid)
+    world.clock.advance(world.trust.keys.max_ttl_seconds)
+    assert (await world.verify(old.token)).verdict is Verdict.UNKNOWN_KEY
+    assert world.verifier.cache_hits == 0  # the hit was refused: the key is gone
+
+
+async def test_a_cached_token_from_a_province_that_cannot_be_reached(world: World) -> None:
+    issued = world.issue()
+    assert (await world.verify(issued.token)).verdict is Verdict.VALID
+    world.keys_down.add("330000")
+    world.lists_down.add("330000")
+    world.clock.advance(world.trust.keys.max_ttl_seconds + world.trust.keys.max_stale_seconds)
+    assert (await world.verify(issued.token)).verdict is Verdict.STATUS_UNAVAILABLE
+
+
+async def test_only_tokens_whose_signature_verified_are_remembered(world: World) -> None:
+    token = world.issue().token
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for _ in range(3):
+        assert (await world.verify(forged)).verdict is Verdict.BAD_SIGNATURE
+    assert world.verifier.cache_hits == 0
+
+
+async def test_the_cache_is_bounded_and_can_be_off(world: World) -> None:
+    small = LicenseVerifier(
+        world.trust, world.keys, world.status_lists, world.clock, token_cache_size=2
+    )
+    tokens = [world.issue().token for _ in range(3)]
+    for token in tokens:
+        await small.verify(token)
+    await small.verify(tokens[0])  # the oldest went first
+    assert small.cache_hits == 0
+    await small.verify(tokens[2])
+    assert small.cache_hits == 1
+    off = LicenseVerifier(
+        world.trust, world.keys, world.status_lists, world.clock, token_cache_size=0
+    )
+    for _ in range(2):
+        assert (await off.verify(tokens[0])).verdict is Verdict.VALID
+    assert off.cache_hits == 0
+
+
+_EVENTS = st.lists(
+    st.one_of(
+        st.tuples(st.just("verify"), st.integers(0, 3), st.sampled_from([None, HOLDER, COMPANY])),
+        st.tuples(st.just("advance"), st.sampled_from([1, 29, 31, 61, 121, 301, 601, 86400])),
+        st.tuples(
+            st.just("status"),
+            st.integers(0, 3),
+            st.sampled_from([LicenseStatus.VALID, LicenseStatus.REVOKED, LicenseStatus.SUSPENDED]),
+        ),
+        st.tuples(st.just("rotate"), st.booleans()),
+        st.tuples(st.just("down"), st.booleans()),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=_EVENTS)
+async def test_with_or_without_the_cache_every_verdict_is_the_same(
+    events: list[tuple[Any, ...]],
+) -> None:
+    world = make_world()
+    uncached = LicenseVerifier(
+        world.trust, world.keys, world.status_lists, world.clock, token_cache_size=0
+    )
+    issuer = world.issuers["330000"]
+    issued = [world.issue(valid_days=days) for days in (1, 2, 30, 365)]
+    for event in events:
+        if event[0] == "verify":
+            token = issued[event[1]].token
+            with_cache = await world.verifier.verify(token, expected_holder_id=event[2])
+            without = await uncached.verify(token, expected_holder_id=event[2])
+            assert with_cache == without
+        elif event[0] == "advance":
+            world.clock.advance(event[1])
+        elif event[0] == "status":
+            issuer.set_status(event[2], token_id=issued[event[1]].token_id)
+        elif event[0] == "rotate":
+            retired = issuer.key_id
+            issuer.rotate("ES256" if event[1] else "EdDSA")
+            if retired in issuer.key_ids and len(issuer.key_ids) > 1:
+                issuer.retire(retired)
+        elif event[1]:
+            world.keys_down.add("330000")
+            world.lists_down.add("330000")
+        else:
+            world.keys_down.clear()
+            world.lists_down.clear()

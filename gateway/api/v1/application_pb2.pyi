@@ -246,6 +246,7 @@ class MaterialRecord(_message.Message):
     LICENSE_IDENTIFIER_FIELD_NUMBER: _builtins.int
     LICENSE_TYPE_CODE_FIELD_NUMBER: _builtins.int
     PAPER_FIELD_NUMBER: _builtins.int
+    LICENSE_STATUS_CHECKED_FIELD_NUMBER: _builtins.int
     material_id: _builtins.str
     """The catalog's material id."""
     waived: _builtins.bool
@@ -254,6 +255,11 @@ class MaterialRecord(_message.Message):
     """The 证照标识 of the verified licence, when waived."""
     license_type_code: _builtins.str
     """The licence type code of the verified licence, when waived."""
+    license_status_checked: _builtins.bool
+    """When waived: whether the licence's revocation status was checked against its issuer's
+    status list. False means the list could not be had and the licence type's policy fails
+    open (see `VerifyLicenseResponse.status_checked`).
+    """
     @_builtins.property
     def paper(self) -> Global___PaperMaterial:
         """The paper material, when not waived."""
@@ -266,10 +272,11 @@ class MaterialRecord(_message.Message):
         license_identifier: _builtins.str = ...,
         license_type_code: _builtins.str = ...,
         paper: Global___PaperMaterial | None = ...,
+        license_status_checked: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["paper", b"paper"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["license_identifier", b"license_identifier", "license_type_code", b"license_type_code", "material_id", b"material_id", "paper", b"paper", "waived", b"waived"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["license_identifier", b"license_identifier", "license_status_checked", b"license_status_checked", "license_type_code", b"license_type_code", "material_id", b"material_id", "paper", b"paper", "waived", b"waived"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -188,10 +188,18 @@ class VerifyLicenseResponse(_message.Message):
     VERDICT_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     LICENSE_FIELD_NUMBER: _builtins.int
+    STATUS_CHECKED_FIELD_NUMBER: _builtins.int
     verdict: Global___LicenseVerdict.ValueType
     """The verdict."""
     detail: _builtins.str
     """A sentence for people explaining the verdict."""
+    status_checked: _builtins.bool
+    """Whether the verdict rests on the issuer's status list: true for VALID, REVOKED and
+    SUSPENDED read from a list within the gateway's freshness bound. False when the list could
+    not be had and the licence type's policy fails open, so VALID was answered without a
+    revocation check (callers that need one must treat it as unchecked); false too for verdicts
+    reached before the status step.
+    """
     @_builtins.property
     def license(self) -> Global___License:
         """The decoded licence, when the token could be decoded and its signature verified."""
@@ -202,10 +210,11 @@ class VerifyLicenseResponse(_message.Message):
         verdict: Global___LicenseVerdict.ValueType = ...,
         detail: _builtins.str = ...,
         license: Global___License | None = ...,
+        status_checked: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["license", b"license"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "license", b"license", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "license", b"license", "status_checked", b"status_checked", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
