@@ -8,9 +8,12 @@ Invariants, in plain words:
 - Signing goes through the small `Signer` protocol: an algorithm is a plug (a factory in
   `SIGNER_FACTORIES`, or one passed in), never a branch. SM2 — which JOSE has no name for —
   would be one more factory.
-- A key id is the RFC 7638 thumbprint of the public JWK. The newest key signs everything from
-  the moment it is added; older keys stay in the JWKS until retired, so tokens they signed
-  keep verifying through the overlap. The signing key cannot be retired.
+- A key id is the RFC 7638 thumbprint of the public JWK. A new key is published in the JWKS
+  the moment it is added and signs from its activation, `activation_delay` later (0: at once),
+  so a verifier that refreshes its keys within that delay never meets a token signed by a key
+  it could not have fetched. Older keys stay in the JWKS until retired, so tokens they signed
+  keep verifying through the overlap. Neither the signing key nor one waiting to sign can be
+  retired.
 - The JWKS holds public keys only.
 - Every licence gets its own index in the status list (sequentially; a production issuer would
   shuffle them), and VALID until told otherwise. The list always covers every index issued,
@@ -29,7 +32,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -187,6 +190,8 @@ class LicenseIssuer:
         self._min_entries = min_status_list_entries
         self._signers: dict[str, Signer] = {}
         self._current = ""
+        self._pending: tuple[str, float] | None = None
+        """A key published but not signing yet, and when it starts (epoch seconds)."""
         self._statuses = bytearray()
         self._index_by_token: dict[str, int] = {}
         self.rotate(algorithm)
@@ -196,15 +201,45 @@ class LicenseIssuer:
     @property
     def key_id(self) -> str:
         """The kid of the key signing now."""
+        pending = self._pending
+        if pending is not None and self._clock().timestamp() >= pending[1]:
+            self._current, self._pending = pending[0], None
         return self._current
+
+    @property
+    def pending_key(self) -> tuple[str, datetime] | None:
+        """The key published but not signing yet, and when it will, or None."""
+        self.key_id  # noqa: B018 - promotes a key whose time has come
+        if self._pending is None:
+            return None
+        kid, at = self._pending
+        return kid, datetime.fromtimestamp(at, UTC)
 
     @property
     def key_ids(self) -> list[str]:
         """The kids published in the JWKS, oldest first."""
         return list(self._signers)
 
-    def rotate(self, algorithm: str = "EdDSA", retire_kid: str | None = None) -> str:
-        """Adds a key that signs from now on; optionally retires another. Returns its kid."""
+    def rotate(
+        self,
+        algorithm: str = "EdDSA",
+        retire_kid: str | None = None,
+        *,
+        activation_delay: float = 0.0,
+    ) -> str:
+        """Publishes a new key that signs `activation_delay` seconds from now (0: at once);
+        optionally retires another in the same step. Returns the new kid.
+
+        A key still waiting to sign when another rotation comes stays published but never
+        signs. Nothing changes when the call is refused.
+        """
+        if activation_delay < 0:
+            raise InvalidRequest(
+                "The activation delay cannot be negative.",
+                field_violations=[
+                    FieldViolation("activation_delay", "zero or more", "OUT_OF_RANGE")
+                ],
+            )
         factory = self._factories.get(algorithm)
         if factory is None:
             raise InvalidRequest(
@@ -215,27 +250,35 @@ class LicenseIssuer:
                     )
                 ],
             )
-        if retire_kid is not None and retire_kid not in self._signers:
-            raise NotFound(f"No key {retire_kid!r} to retire.")
+        if retire_kid is not None:
+            if retire_kid not in self._signers:
+                raise NotFound(f"No key {retire_kid!r} to retire.")
+            if activation_delay > 0 and retire_kid == self.key_id:
+                self._refuse_retiring_the_signer()
         signer = factory()
         kid = jwk_thumbprint(signer.public_jwk())
         self._signers[kid] = signer
-        self._current = kid
+        if activation_delay > 0 and self._current:
+            self._pending = (kid, self._clock().timestamp() + activation_delay)
+        else:
+            self._current, self._pending = kid, None
         if retire_kid is not None:
             self.retire(retire_kid)
         return kid
+
+    @staticmethod
+    def _refuse_retiring_the_signer() -> NoReturn:
+        raise InvalidRequest(
+            "The signing key cannot be retired; rotate first.",
+            field_violations=[FieldViolation("retire_key_id", "is the signing key", "SIGNING_KEY")],
+        )
 
     def retire(self, kid: str) -> None:
         """Removes a key from the JWKS; tokens it signed stop verifying once caches refresh."""
         if kid not in self._signers:
             raise NotFound(f"No key {kid!r} to retire.")
-        if kid == self._current:
-            raise InvalidRequest(
-                "The signing key cannot be retired; rotate first.",
-                field_violations=[
-                    FieldViolation("retire_key_id", "is the signing key", "SIGNING_KEY")
-                ],
-            )
+        if kid == self.key_id or (self._pending is not None and kid == self._pending[0]):
+            self._refuse_retiring_the_signer()
         del self._signers[kid]
 
     def jwks(self) -> str:
@@ -312,10 +355,11 @@ class LicenseIssuer:
             ),
             status_index=index,
         )
-        token = self.sign(claims, token_type=LICENSE_TOKEN_TYPE)
+        kid = self.key_id
+        token = self._sign_with(kid, claims, LICENSE_TOKEN_TYPE, None)
         self._index_by_token[token_id] = index
         self._statuses.append(LicenseStatus.VALID)
-        return IssuedLicense(token, identifier, self._current, index, token_id)
+        return IssuedLicense(token, identifier, kid, index, token_id)
 
     def _check_issue(
         self,
@@ -370,8 +414,17 @@ class LicenseIssuer:
         `issue` uses it; tests use it, with `header` members added or replaced, to play a
         province that signs something malformed.
         """
-        signer = self._signers[self._current]
-        full_header = {"alg": signer.algorithm, "typ": token_type, "kid": self._current}
+        return self._sign_with(self.key_id, claims, token_type, header)
+
+    def _sign_with(
+        self,
+        kid: str,
+        claims: Mapping[str, Any],
+        token_type: str,
+        header: Mapping[str, Any] | None,
+    ) -> str:
+        signer = self._signers[kid]
+        full_header = {"alg": signer.algorithm, "typ": token_type, "kid": kid}
         full_header.update(header or {})
         return encode_compact(full_header, claims, signer.sign)
 

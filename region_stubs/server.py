@@ -430,26 +430,56 @@ class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
             request.license_number,
             holder_id_type=_HOLDER_ID_TYPES.get(request.holder_id_type, ""),  # "": BAD_ID_TYPE
             holder_id_number=request.holder_id_number,
+            issuing_agency_code=request.issuing_agency_code or None,
             valid_days=request.valid_days or DEFAULT_VALID_DAYS,
             not_before_offset=request.not_before_offset_seconds,
         )
         return admin_pb2.IssueLicenseResponse(
-            token=issued.token, identifier=issued.identifier, key_id=issued.key_id
+            token=issued.token,
+            identifier=issued.identifier,
+            key_id=issued.key_id,
+            token_id=issued.token_id,
+            status_index=issued.status_index,
         )
 
     async def RotateLicenseKeys(
         self, request: admin_pb2.RotateLicenseKeysRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.RotateLicenseKeysResponse:
         algorithm = _ALGORITHMS.get(request.algorithm)
-        if algorithm is None:
-            raise InvalidRequest(
-                "algorithm is required",
-                field_violations=[FieldViolation("algorithm", "is required", "REQUIRED")],
-            )
         issuer = self._state.issuer
-        key_id = issuer.rotate(algorithm, retire_kid=request.retire_key_id or None)
-        log.info("licence signing key now %s (%s)", key_id, algorithm)
-        return admin_pb2.RotateLicenseKeysResponse(key_id=key_id, key_ids=issuer.key_ids)
+        if algorithm is None:
+            if not request.retire_key_id:
+                raise InvalidRequest(
+                    "algorithm is required unless the call only retires a key",
+                    field_violations=[FieldViolation("algorithm", "is required", "REQUIRED")],
+                )
+            issuer.retire(request.retire_key_id)
+            log.info("licence key %s retired", request.retire_key_id)
+            return admin_pb2.RotateLicenseKeysResponse(
+                key_ids=issuer.key_ids, signing_key_id=issuer.key_id
+            )
+        delay = (
+            request.activation_delay.ToTimedelta().total_seconds()
+            if request.HasField("activation_delay")
+            else float(LICENSE_KEYS_MAX_AGE)
+        )
+        key_id = issuer.rotate(
+            algorithm, retire_kid=request.retire_key_id or None, activation_delay=delay
+        )
+        pending = issuer.pending_key
+        activate_time = pending[1] if pending is not None and pending[0] == key_id else None
+        log.info(
+            "licence key %s (%s) published, signing from %s",
+            key_id,
+            algorithm,
+            activate_time or "now",
+        )
+        return admin_pb2.RotateLicenseKeysResponse(
+            key_id=key_id,
+            key_ids=issuer.key_ids,
+            activate_time=_timestamp(activate_time or self._state.clock()),
+            signing_key_id=issuer.key_id,
+        )
 
     async def SetLicenseStatus(
         self, request: admin_pb2.SetLicenseStatusRequest, context: grpc.aio.ServicerContext

@@ -190,6 +190,38 @@ def test_rotation_overlaps_then_retires() -> None:
     verify(new.token, issuer)
 
 
+def test_a_delayed_key_is_published_first_and_signs_from_its_activation() -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    issuer = LicenseIssuer("330000", clock=lambda: now[0])
+    old_kid = issuer.key_id
+    new_kid = issuer.rotate("ES256", activation_delay=60)
+    assert issuer.key_ids == [old_kid, new_kid]  # published at once
+    assert issuer.key_id == old_kid  # but not signing
+    assert issuer.pending_key == (new_kid, datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
+    assert issue(issuer).key_id == old_kid
+    assert header_of(issuer.status_list_token())["kid"] == old_kid
+    with pytest.raises(InvalidRequest):
+        issuer.retire(new_kid)  # waiting to sign
+    with pytest.raises(InvalidRequest):
+        issuer.rotate("EdDSA", retire_kid=old_kid, activation_delay=60)  # still signing
+    assert issuer.key_ids == [old_kid, new_kid]  # the refused rotation added nothing
+    now[0] = datetime(2026, 1, 1, 0, 0, 59, 999_000, tzinfo=UTC)
+    assert issuer.key_id == old_kid
+    now[0] = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    assert issue(issuer).key_id == new_kid
+    assert issuer.pending_key is None
+    issuer.retire(old_kid)
+    assert issuer.key_ids == [new_kid]
+
+
+def test_a_negative_activation_delay_is_refused() -> None:
+    issuer = make()
+    with pytest.raises(InvalidRequest) as caught:
+        issuer.rotate("EdDSA", activation_delay=-1)
+    assert caught.value.field_violations[0].field == "activation_delay"
+    assert len(issuer.key_ids) == 1
+
+
 def test_rotate_can_retire_in_the_same_step() -> None:
     issuer = make()
     first = issuer.key_id

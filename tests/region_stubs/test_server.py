@@ -10,11 +10,13 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import jwt
 import pytest
+from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -611,10 +613,13 @@ async def test_rotation_publishes_the_new_key_and_retires_the_old(stub: RunningS
     old = await stub.admin.IssueLicense(issue_request())
     rotated = await stub.admin.RotateLicenseKeys(
         admin_pb2.RotateLicenseKeysRequest(
-            algorithm=admin_pb2.LICENSE_SIGNING_ALGORITHM_ES256, retire_key_id=old.key_id
+            algorithm=admin_pb2.LICENSE_SIGNING_ALGORITHM_ES256,
+            retire_key_id=old.key_id,
+            activation_delay=duration_pb2.Duration(seconds=0),  # explicitly: sign at once
         )
     )
     assert list(rotated.key_ids) == [rotated.key_id]
+    assert rotated.signing_key_id == rotated.key_id
     new = await stub.admin.IssueLicense(issue_request())
     assert new.key_id == rotated.key_id
     keys = await published_keys(stub)
@@ -622,6 +627,93 @@ async def test_rotation_publishes_the_new_key_and_retires_the_old(stub: RunningS
     verify(new.token, keys)
     with pytest.raises(KeyError):
         keys[old.key_id]
+
+
+async def test_by_default_a_new_key_is_published_a_max_age_before_it_signs(
+    stub: RunningStub,
+) -> None:
+    old = await stub.admin.IssueLicense(issue_request())
+    before = datetime.now(UTC)
+    rotated = await stub.admin.RotateLicenseKeys(
+        admin_pb2.RotateLicenseKeysRequest(algorithm=admin_pb2.LICENSE_SIGNING_ALGORITHM_ES256)
+    )
+    assert list(rotated.key_ids) == [old.key_id, rotated.key_id]
+    assert rotated.signing_key_id == old.key_id
+    starts = rotated.activate_time.ToDatetime(tzinfo=UTC)
+    assert timedelta(seconds=59) <= starts - before <= timedelta(seconds=61)
+    keys = await published_keys(stub)
+    assert rotated.key_id in {key.key_id for key in keys.keys}
+    again = await stub.admin.IssueLicense(issue_request())
+    assert again.key_id == old.key_id  # the published key does not sign yet
+    with pytest.raises(grpc.aio.AioRpcError) as signer:
+        await stub.admin.RotateLicenseKeys(
+            admin_pb2.RotateLicenseKeysRequest(retire_key_id=rotated.key_id)
+        )
+    assert signer.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(signer.value) == {"retire_key_id": "SIGNING_KEY"}
+
+
+async def test_a_new_key_signs_once_its_delay_has_passed_then_the_old_one_retires(
+    stub: RunningStub,
+) -> None:
+    old = await stub.admin.IssueLicense(issue_request())
+    rotated = await stub.admin.RotateLicenseKeys(
+        admin_pb2.RotateLicenseKeysRequest(
+            algorithm=admin_pb2.LICENSE_SIGNING_ALGORITHM_EDDSA,
+            activation_delay=duration_pb2.Duration(nanos=200_000_000),
+        )
+    )
+    assert rotated.signing_key_id == old.key_id
+    with pytest.raises(grpc.aio.AioRpcError) as too_early:
+        await stub.admin.RotateLicenseKeys(
+            admin_pb2.RotateLicenseKeysRequest(retire_key_id=old.key_id)
+        )
+    assert field_violations(too_early.value) == {"retire_key_id": "SIGNING_KEY"}
+    await asyncio.sleep(0.3)
+    new = await stub.admin.IssueLicense(issue_request())
+    assert new.key_id == rotated.key_id
+    retired = await stub.admin.RotateLicenseKeys(
+        admin_pb2.RotateLicenseKeysRequest(retire_key_id=old.key_id)
+    )
+    assert list(retired.key_ids) == [rotated.key_id]
+    assert retired.key_id == ""
+    assert retired.signing_key_id == rotated.key_id
+    verify(new.token, await published_keys(stub))
+
+
+async def test_rotation_refuses_a_negative_delay_and_a_call_that_does_nothing(
+    stub: RunningStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as negative:
+        await stub.admin.RotateLicenseKeys(
+            admin_pb2.RotateLicenseKeysRequest(
+                algorithm=admin_pb2.LICENSE_SIGNING_ALGORITHM_EDDSA,
+                activation_delay=duration_pb2.Duration(seconds=-1),
+            )
+        )
+    assert field_violations(negative.value) == {"activation_delay": "OUT_OF_RANGE"}
+    keys = await published_keys(stub)
+    assert len(keys.keys) == 1  # nothing was added
+
+
+async def test_issuing_answers_the_token_id_and_index_and_takes_an_agency(
+    stub: RunningStub,
+) -> None:
+    agency = "11440300MB2C92050G"
+    first = await stub.admin.IssueLicense(issue_request(issuing_agency_code=agency))
+    second = await stub.admin.IssueLicense(issue_request())
+    claims = verify(first.token, await published_keys(stub))
+    assert claims["jti"] == first.token_id
+    assert claims["status"] == {
+        "status_list": {"idx": first.status_index, "uri": f"tongban:region:{REGION}:status"}
+    }
+    assert claims["license"]["issuing_agency_code"] == agency  # type: ignore[index]
+    assert f".{agency}." in first.identifier
+    assert second.status_index == first.status_index + 1
+    assert second.token_id != first.token_id
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await stub.admin.IssueLicense(issue_request(issuing_agency_code="not an agency"))
+    assert field_violations(bad.value) == {"issuing_agency_code": "BAD_AGENCY_CODE"}
 
 
 async def test_rotation_refuses_an_unspecified_algorithm_and_an_unknown_key(

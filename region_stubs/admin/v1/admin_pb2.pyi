@@ -6,7 +6,9 @@ isort:skip_file
 from collections import abc as _abc
 from gateway.api.v1 import application_pb2 as _application_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -275,6 +277,7 @@ class IssueLicenseRequest(_message.Message):
     HOLDER_ID_NUMBER_FIELD_NUMBER: _builtins.int
     VALID_DAYS_FIELD_NUMBER: _builtins.int
     NOT_BEFORE_OFFSET_SECONDS_FIELD_NUMBER: _builtins.int
+    ISSUING_AGENCY_CODE_FIELD_NUMBER: _builtins.int
     license_type_code: _builtins.str
     """Required. The licence type code (证照类型代码), 21 characters."""
     license_number: _builtins.str
@@ -287,6 +290,10 @@ class IssueLicenseRequest(_message.Message):
     """Optional. Validity in days from now; default 365."""
     not_before_offset_seconds: _builtins.int
     """Optional. Seconds from now at which validity starts (negative for the past); default 0."""
+    issuing_agency_code: _builtins.str
+    """Optional. The issuing agency's code (颁发机构代码), 1-64 of 0-9A-Z, usually its
+    统一社会信用代码; part of the 证照标识. Default: the stub's own (its region code).
+    """
     def __init__(
         self,
         *,
@@ -296,10 +303,11 @@ class IssueLicenseRequest(_message.Message):
         holder_id_number: _builtins.str = ...,
         valid_days: _builtins.int = ...,
         not_before_offset_seconds: _builtins.int = ...,
+        issuing_agency_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder_id_number", b"holder_id_number", "holder_id_type", b"holder_id_type", "license_number", b"license_number", "license_type_code", b"license_type_code", "not_before_offset_seconds", b"not_before_offset_seconds", "valid_days", b"valid_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder_id_number", b"holder_id_number", "holder_id_type", b"holder_id_type", "issuing_agency_code", b"issuing_agency_code", "license_number", b"license_number", "license_type_code", b"license_type_code", "not_before_offset_seconds", b"not_before_offset_seconds", "valid_days", b"valid_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -314,22 +322,30 @@ class IssueLicenseResponse(_message.Message):
     TOKEN_FIELD_NUMBER: _builtins.int
     IDENTIFIER_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    STATUS_INDEX_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """The signed licence JWT."""
     identifier: _builtins.str
     """Its 证照标识."""
     key_id: _builtins.str
     """The key id used."""
+    token_id: _builtins.str
+    """The token's id (`jti`): the handle for SetLicenseStatus."""
+    status_index: _builtins.int
+    """The licence's index in the status list (`status.status_list.idx`)."""
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
         identifier: _builtins.str = ...,
         key_id: _builtins.str = ...,
+        token_id: _builtins.str = ...,
+        status_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier", "key_id", b"key_id", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier", "key_id", b"key_id", "status_index", b"status_index", "token", b"token", "token_id", b"token_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -395,19 +411,28 @@ class RotateLicenseKeysRequest(_message.Message):
 
     ALGORITHM_FIELD_NUMBER: _builtins.int
     RETIRE_KEY_ID_FIELD_NUMBER: _builtins.int
+    ACTIVATION_DELAY_FIELD_NUMBER: _builtins.int
     algorithm: Global___LicenseSigningAlgorithm.ValueType
     """Required. The new key's algorithm."""
     retire_key_id: _builtins.str
     """Optional. A key id to retire (remove from the JWKS) in the same step; empty retires none."""
+    @_builtins.property
+    def activation_delay(self) -> _duration_pb2.Duration:
+        """Optional. How long the new key is published before it signs. Unset: the JWKS max-age the
+        stub advertises in GetLicenseKeys (60 s). Zero: it signs at once, which a gateway whose
+        cached JWKS predates the key may answer with UNKNOWN_KEY until its rate-limited refresh.
+        """
+
     def __init__(
         self,
         *,
         algorithm: Global___LicenseSigningAlgorithm.ValueType = ...,
         retire_key_id: _builtins.str = ...,
+        activation_delay: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activation_delay", b"activation_delay"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "retire_key_id", b"retire_key_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation_delay", b"activation_delay", "algorithm", b"algorithm", "retire_key_id", b"retire_key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -421,21 +446,31 @@ class RotateLicenseKeysResponse(_message.Message):
 
     KEY_ID_FIELD_NUMBER: _builtins.int
     KEY_IDS_FIELD_NUMBER: _builtins.int
+    ACTIVATE_TIME_FIELD_NUMBER: _builtins.int
+    SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
     """The new signing key's id (RFC 7638 thumbprint)."""
+    signing_key_id: _builtins.str
+    """The key that signs at the time of the answer: the previous one until `activate_time`."""
     @_builtins.property
     def key_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The key ids now published in the JWKS, the signing one included."""
+
+    @_builtins.property
+    def activate_time(self) -> _timestamp_pb2.Timestamp:
+        """When the new key starts signing (unset when the call only retired a key)."""
 
     def __init__(
         self,
         *,
         key_id: _builtins.str = ...,
         key_ids: _abc.Iterable[_builtins.str] | None = ...,
+        activate_time: _timestamp_pb2.Timestamp | None = ...,
+        signing_key_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activate_time", b"activate_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "key_ids", b"key_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activate_time", b"activate_time", "key_id", b"key_id", "key_ids", b"key_ids", "signing_key_id", b"signing_key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

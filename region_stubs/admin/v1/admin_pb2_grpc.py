@@ -112,11 +112,15 @@ class RegionAdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RotateLicenseKeys(self, request, context):
-        """Adds a new e-licence signing key, which signs every licence and status list from now on;
-        the previous keys stay in the JWKS until retired. Optionally retires a key, removing it
-        from the JWKS. Returns the new key id and the key ids now published. Errors:
-        INVALID_ARGUMENT (unspecified algorithm), NOT_FOUND (unknown `retire_key_id`). Not
-        idempotent: every call adds a key.
+        """Adds a new e-licence signing key and publishes it in the JWKS at once; it starts signing
+        every licence and status list only after `activation_delay` (by default the JWKS max-age
+        the stub advertises), so every gateway has fetched it before it meets a token it signed.
+        Until then the previous key signs; the previous keys stay in the JWKS until retired.
+        Optionally retires a key, removing it from the JWKS; with `algorithm` unspecified, only
+        retires. Returns the new key id, when it signs, and the key ids now published. Errors:
+        INVALID_ARGUMENT (neither `algorithm` nor `retire_key_id`, a negative delay, retiring the
+        key that signs now or is about to), NOT_FOUND (unknown `retire_key_id`). Not idempotent:
+        every call with an algorithm adds a key.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

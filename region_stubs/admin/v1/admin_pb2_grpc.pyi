@@ -54,11 +54,15 @@ class RegionAdminServiceStub:
     transition), UNAVAILABLE (the gateway could not be reached). Idempotent by `event_id`.
     """
     RotateLicenseKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RotateLicenseKeysRequest, _admin_pb2.RotateLicenseKeysResponse]
-    """Adds a new e-licence signing key, which signs every licence and status list from now on;
-    the previous keys stay in the JWKS until retired. Optionally retires a key, removing it
-    from the JWKS. Returns the new key id and the key ids now published. Errors:
-    INVALID_ARGUMENT (unspecified algorithm), NOT_FOUND (unknown `retire_key_id`). Not
-    idempotent: every call adds a key.
+    """Adds a new e-licence signing key and publishes it in the JWKS at once; it starts signing
+    every licence and status list only after `activation_delay` (by default the JWKS max-age
+    the stub advertises), so every gateway has fetched it before it meets a token it signed.
+    Until then the previous key signs; the previous keys stay in the JWKS until retired.
+    Optionally retires a key, removing it from the JWKS; with `algorithm` unspecified, only
+    retires. Returns the new key id, when it signs, and the key ids now published. Errors:
+    INVALID_ARGUMENT (neither `algorithm` nor `retire_key_id`, a negative delay, retiring the
+    key that signs now or is about to), NOT_FOUND (unknown `retire_key_id`). Not idempotent:
+    every call with an algorithm adds a key.
     """
     SetLicenseStatus: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetLicenseStatusRequest, _admin_pb2.SetLicenseStatusResponse]
     """Sets the status of an issued e-licence in the stub's status list, chosen by token id or
@@ -92,11 +96,15 @@ class RegionAdminServiceAsyncStub(RegionAdminServiceStub):
     transition), UNAVAILABLE (the gateway could not be reached). Idempotent by `event_id`.
     """
     RotateLicenseKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.RotateLicenseKeysRequest, _admin_pb2.RotateLicenseKeysResponse]  # type: ignore[assignment]
-    """Adds a new e-licence signing key, which signs every licence and status list from now on;
-    the previous keys stay in the JWKS until retired. Optionally retires a key, removing it
-    from the JWKS. Returns the new key id and the key ids now published. Errors:
-    INVALID_ARGUMENT (unspecified algorithm), NOT_FOUND (unknown `retire_key_id`). Not
-    idempotent: every call adds a key.
+    """Adds a new e-licence signing key and publishes it in the JWKS at once; it starts signing
+    every licence and status list only after `activation_delay` (by default the JWKS max-age
+    the stub advertises), so every gateway has fetched it before it meets a token it signed.
+    Until then the previous key signs; the previous keys stay in the JWKS until retired.
+    Optionally retires a key, removing it from the JWKS; with `algorithm` unspecified, only
+    retires. Returns the new key id, when it signs, and the key ids now published. Errors:
+    INVALID_ARGUMENT (neither `algorithm` nor `retire_key_id`, a negative delay, retiring the
+    key that signs now or is about to), NOT_FOUND (unknown `retire_key_id`). Not idempotent:
+    every call with an algorithm adds a key.
     """
     SetLicenseStatus: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetLicenseStatusRequest, _admin_pb2.SetLicenseStatusResponse]  # type: ignore[assignment]
     """Sets the status of an issued e-licence in the stub's status list, chosen by token id or
@@ -157,11 +165,15 @@ class RegionAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.RotateLicenseKeysRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.RotateLicenseKeysResponse, _abc.Awaitable[_admin_pb2.RotateLicenseKeysResponse]]:
-        """Adds a new e-licence signing key, which signs every licence and status list from now on;
-        the previous keys stay in the JWKS until retired. Optionally retires a key, removing it
-        from the JWKS. Returns the new key id and the key ids now published. Errors:
-        INVALID_ARGUMENT (unspecified algorithm), NOT_FOUND (unknown `retire_key_id`). Not
-        idempotent: every call adds a key.
+        """Adds a new e-licence signing key and publishes it in the JWKS at once; it starts signing
+        every licence and status list only after `activation_delay` (by default the JWKS max-age
+        the stub advertises), so every gateway has fetched it before it meets a token it signed.
+        Until then the previous key signs; the previous keys stay in the JWKS until retired.
+        Optionally retires a key, removing it from the JWKS; with `algorithm` unspecified, only
+        retires. Returns the new key id, when it signs, and the key ids now published. Errors:
+        INVALID_ARGUMENT (neither `algorithm` nor `retire_key_id`, a negative delay, retiring the
+        key that signs now or is about to), NOT_FOUND (unknown `retire_key_id`). Not idempotent:
+        every call with an algorithm adds a key.
         """
 
     @_abc_1.abstractmethod
