@@ -7,6 +7,7 @@ interceptor to turn into a status. The holder's id goes out masked.
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -73,7 +74,10 @@ def to_response(verification: Verification) -> license_pb2.VerifyLicenseResponse
     return response
 
 
+@functools.lru_cache(maxsize=4096)
 def _license(lic: VerifiedLicense) -> license_pb2.License:
+    """The wire form of a decoded licence; memoized (a repeated token decodes to an equal
+    VerifiedLicense), so the answer must only ever be copied from, never changed."""
     return license_pb2.License(
         identifier=lic.identifier,
         type_code=lic.type_code,

@@ -16,8 +16,9 @@ The order is the contract (each step can only run once the ones before it passed
 A verdict's `detail` never contains key material or a holder's id in clear; a decoded
 licence is returned once the signature has verified, with the holder id masked.
 
-The authenticated-token cache memoizes steps 1-4 up to the claims' shape, and nothing else:
-a pure function of the token's exact text and the key that verified it (a kid is its key's RFC
+The authenticated-token cache memoizes steps 1-4 up to the claims' shape, and the verdict of
+step 6 (the identifier's check, which depends on the claims alone), and nothing else: a pure
+function of the token's exact text and the key that verified it (a kid is its key's RFC
 7638 thumbprint, so a kid names one key). A hit still passes through everything that can change
 with time: the issuer must still be trusted with that algorithm, the key cache must still
 publish that kid (a retired key stops verifying within the key bound, cached or not), and the
@@ -116,6 +117,7 @@ class _Authenticated:
     kid: str
     algorithm: str
     decoded: VerifiedLicense
+    identifier_problem: str | None
 
 
 class LicenseVerifier:
@@ -155,14 +157,19 @@ class LicenseVerifier:
             except TokenRejected as rejected:
                 return Verification(rejected.verdict, rejected.detail)
             entry = _Authenticated(
-                claims, key.region_code, key.kid, key.algorithm, _decoded(claims, key.kid)
+                claims,
+                key.region_code,
+                key.kid,
+                key.algorithm,
+                _decoded(claims, key.kid),
+                _identifier_problem(claims),
             )
             self._remember(token, entry)
         else:
             self.cache_hits += 1
         claims, decoded = entry.claims, entry.decoded
         try:
-            self._judge(claims, expected_type_code, expected_holder_id)
+            self._judge(claims, entry.identifier_problem, expected_type_code, expected_holder_id)
         except TokenRejected as rejected:
             return Verification(rejected.verdict, rejected.detail, decoded)
         return await self._status(claims, decoded)
@@ -233,10 +240,15 @@ class LicenseVerifier:
     def _judge(
         self,
         claims: LicenseClaims,
+        identifier_problem: str | None,
         expected_type_code: str | None,
         expected_holder_id: str | None,
     ) -> None:
-        """The rest of step 4 and steps 5-7: pure checks of verified claims."""
+        """The rest of step 4 and steps 5-7: pure checks of verified claims.
+
+        `identifier_problem` is `_identifier_problem(claims)`, worked out once per token (it
+        depends on nothing else) and raised here, in its place in the order of checks.
+        """
         check_times(
             claims.issued_at,
             claims.not_before,
@@ -250,21 +262,8 @@ class LicenseVerifier:
                 Verdict.UNTRUSTED_ISSUER,
                 f"Region {claims.region_code} is not trusted for licence type {lic.type_code}.",
             )
-        try:
-            parsed = parse_license_identifier(lic.identifier)
-        except CodeError as exc:
-            raise TokenRejected(
-                Verdict.MALFORMED, f"The licence identifier: {exc.problem.message}"
-            ) from None
-        if (parsed.type_code, parsed.number, parsed.issuer_code) != (
-            lic.type_code,
-            lic.number,
-            lic.issuing_agency_code,
-        ):
-            raise TokenRejected(
-                Verdict.MALFORMED,
-                "The licence identifier's type, agency or number differs from the licence's.",
-            )
+        if identifier_problem is not None:
+            raise TokenRejected(Verdict.MALFORMED, identifier_problem)
         if expected_type_code is not None and lic.type_code != expected_type_code:
             raise TokenRejected(
                 Verdict.WRONG_TYPE,
@@ -321,6 +320,23 @@ class LicenseVerifier:
             decoded,
             True,
         )
+
+
+def _identifier_problem(claims: LicenseClaims) -> str | None:
+    """Step 6, pure: why the 证照标识 is not this licence's (its check character, or its type,
+    agency or number differing from the claims'), or None."""
+    lic = claims.license
+    try:
+        parsed = parse_license_identifier(lic.identifier)
+    except CodeError as exc:
+        return f"The licence identifier: {exc.problem.message}"
+    if (parsed.type_code, parsed.number, parsed.issuer_code) != (
+        lic.type_code,
+        lic.number,
+        lic.issuing_agency_code,
+    ):
+        return "The licence identifier's type, agency or number differs from the licence's."
+    return None
 
 
 def _decoded(claims: LicenseClaims, kid: str) -> VerifiedLicense:
