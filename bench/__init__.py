@@ -1,0 +1,1 @@
+"""Benchmarks; `python -m bench.<name>` runs one (see each module's docstring)."""
