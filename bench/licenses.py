@@ -60,6 +60,8 @@ TYPE_CODE = "11100000000013127D001"  # 居民身份证
 HOLDER = "110105199003071239"
 AGENCY = "11330105002500287C"
 REGIONS = {"330000": "EdDSA", "370000": "ES256"}
+_ROOT = Path(__file__).resolve().parent.parent
+"""Where `bench` is importable from: the client process runs there."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,7 @@ async def bench_rpc(settings: Settings) -> dict[str, Any]:
             "--client",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            cwd=Path(__file__).resolve().parent.parent,  # where `bench` is importable
+            cwd=_ROOT,
         )
         assert client.stdin is not None
         assert client.stdout is not None
