@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -117,7 +118,7 @@ class Federation:
         )
 
 
-def write_trust(path: Path) -> Path:
+def write_trust(path: Path, fail_open: tuple[str, ...] = (BUSINESS,)) -> Path:
     path.write_text(
         json.dumps(
             {
@@ -139,7 +140,7 @@ def write_trust(path: Path) -> Path:
                     "refresh_min_interval_seconds": 0.5,
                     "fetch_timeout_seconds": 2,
                 },
-                "unreachable_policies": {BUSINESS: "FAIL_OPEN"},
+                "unreachable_policies": dict.fromkeys(fail_open, "FAIL_OPEN"),
             }
         ),
         encoding="utf-8",
@@ -149,7 +150,15 @@ def write_trust(path: Path) -> Path:
 
 @pytest.fixture
 async def federation(tmp_path: Path) -> AsyncIterator[Federation]:
-    config = gateway_config(tmp_path, license_trust=write_trust(tmp_path / "trust.json"))
+    async with start_federation(tmp_path) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def start_federation(
+    tmp_path: Path, fail_open: tuple[str, ...] = (BUSINESS,)
+) -> AsyncIterator[Federation]:
+    config = gateway_config(tmp_path, license_trust=write_trust(tmp_path / "trust.json", fail_open))
     async with running_local(config, (ORIGIN, TARGET, BIZ_ONLY)) as (gateway, stubs):
         channels = {code: grpc.aio.insecure_channel(s.address) for code, s in stubs.items()}
         channel = grpc.aio.insecure_channel(gateway.address)
@@ -367,3 +376,19 @@ async def test_an_unreachable_province_fails_closed_or_open_per_type(
     await verdict_becomes(f, business.token, V.LICENSE_VERDICT_REVOKED, within=BOUND + SLACK)
     back = await f.verify(id_card.token)
     assert (back.verdict, back.status_checked) == (V.LICENSE_VERDICT_VALID, True)
+
+
+async def test_a_material_waived_without_a_status_check_says_so(tmp_path: Path) -> None:
+    async with start_federation(tmp_path, fail_open=(ID_CARD,)) as f:
+        licence = await f.issue()
+        assert (await f.submit(licence.token, 4)).materials[0].license_status_checked
+        await f.set_down(ORIGIN, True)
+
+        async def unchecked() -> bool:
+            return not (await f.verify(licence.token)).status_checked
+
+        await until(unchecked, within=BOUND + SLACK)
+        application = await f.submit(licence.token, 5)
+        m01 = application.materials[0]
+        assert (m01.waived, m01.license_status_checked) == (True, False)
+        assert application.state == app_pb.APPLICATION_STATE_DELIVERED
