@@ -11,7 +11,9 @@ Every call, in this order, before the handler runs:
    decided by their handler (`guard.check`); health is open; reflection is for operators
    when so configured; any other method is administrative (operators only).
 4. The per-caller, per-method rate limit (RESOURCE_EXHAUSTED with RetryInfo).
-5. The caller is set in a contextvar for the handler.
+5. A request whose bytes do not parse as its message is INVALID_ARGUMENT (gRPC itself would
+   answer INTERNAL, which is not the caller's to cause).
+6. The caller is set in a contextvar for the handler.
 
 Refusals are raised as `TongbanError`s: listed after `ErrorInterceptor`, this interceptor's
 errors become rich statuses there. Streaming-request handlers (reflection), which the error
@@ -28,7 +30,13 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
-from gateway.errors import PermissionDenied, ResourceExhausted, TongbanError, Unauthenticated
+from gateway.errors import (
+    InvalidRequest,
+    PermissionDenied,
+    ResourceExhausted,
+    TongbanError,
+    Unauthenticated,
+)
 from gateway.security.auditing import Auditor
 from gateway.security.authz import (
     DENIAL_METADATA_KEY,
@@ -60,6 +68,31 @@ _DECIDED_HERE: dict[type[Action], Action] = {
     VerifyLicense: VerifyLicense(),
     PublishCatalogVersion: PublishCatalogVersion(),
 }
+
+
+class _Undecodable:
+    """Stands for a request whose bytes are not its message."""
+
+
+UNDECODABLE = _Undecodable()
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # DecodeError, recursion limits: the bytes are the caller's
+            return UNDECODABLE
+
+    return parse
+
+
+def _decoded(request: Any) -> None:
+    if request is UNDECODABLE:
+        raise InvalidRequest("the request message cannot be parsed")
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -130,6 +163,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> Callable[..., Awaitable[Any]]:
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
             caller = self.admit(method, context)
+            _decoded(request)
             token = set_caller(caller)
             try:
                 return await behavior(request, context)
@@ -146,6 +180,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> Callable[..., AsyncIterator[Any]]:
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             caller = self.admit(method, context)
+            _decoded(request)
             token = set_caller(caller)
             try:
                 async for item in behavior(request, context):
@@ -189,13 +224,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_unary is not None:
             wrapped = grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         elif handler.unary_stream is not None:
             wrapped = grpc.unary_stream_rpc_method_handler(
                 self._wrap_unary_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         elif handler.stream_stream is not None:
