@@ -190,8 +190,8 @@ async def _status(args: argparse.Namespace) -> int:
         if args.application.startswith("applications/")
         else (f"applications/{args.application}")
     )
-    role, _, name = (args.as_identity or f"ops/{DEV_OPS}").partition("/")
-    async with _channel(args, role, name) as channel:
+    role, _, identity = (args.as_identity or f"ops/{DEV_OPS}").partition("/")
+    async with _channel(args, role, identity) as channel:
         stub = application_pb2_grpc.ApplicationServiceStub(channel)
         try:
             if args.watch:

@@ -107,7 +107,16 @@ async def test_up_serves_every_service_and_stops_on_sigterm(tmp_path: Path) -> N
         ]
         code, out, err = await run(*apply)
         assert code == 0, err
+        submitted = json.loads(out)
+        assert submitted["state"] == "APPLICATION_STATE_DELIVERED"
+        status = ["status", submitted["applicationId"], "--gateway", addresses["gateway"]]
+        status += ["--pki-dir", str(pki)]
+        code, out, err = await run(*status)  # as the operator
+        assert code == 0, err
         assert json.loads(out)["state"] == "APPLICATION_STATE_DELIVERED"
+        code, _, err = await run(*status, "--as", "region/330000")  # not a party
+        assert code == 1
+        assert "NOT_A_PARTY" in err
         # Claiming to be Guangdong with Sichuan's certificate is refused.
         impostor = [*apply, "--cert", str(pki / "clients" / "region-510000.pem")]
         impostor += ["--key", str(pki / "clients" / "region-510000.key")]
