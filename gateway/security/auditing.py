@@ -18,6 +18,7 @@ from gateway.api.v1 import application_pb2
 from gateway.applications.watch import WatchHub
 from gateway.audit import AuditEvent, AuditLog, FsyncPolicy
 from gateway.security.guard import current_caller
+from gateway.security.identity import Role, identity_uri, is_valid_name
 from gateway.security.pki import write_atomically
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,9 @@ class Auditor:
         )
         self.record(
             AuditEvent(
-                actor=GATEWAY_ACTOR if actor in ("", "gateway") else f"region/{actor}",
+                actor=identity_uri(Role.REGION, actor)
+                if is_valid_name(Role.REGION, actor)
+                else GATEWAY_ACTOR,
                 action=action,
                 outcome=state,
                 application_id=app.application_id,

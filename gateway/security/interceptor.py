@@ -152,11 +152,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
 
     def _audit_denial(self, caller: Caller, method: str, error: BaseException) -> None:
+        # Policy denials carry their `denial`; other refusals (a catalog signed by no known
+        # body) are recorded by their reason.
         if isinstance(error, PermissionDenied | Unauthenticated):
-            denial = error.metadata.get(DENIAL_METADATA_KEY)
-            if denial:
-                actor = caller.actor if caller.identity is not None else "anonymous"
-                self.auditor.denial(actor, method, denial)
+            outcome = error.metadata.get(DENIAL_METADATA_KEY) or error.reason
+            self.auditor.denial(caller.actor, method, outcome)
 
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str

@@ -34,6 +34,7 @@ from region_stubs.admin.v1 import admin_pb2
 
 ORIGIN, TARGET, BYSTANDER = "440000", "510000", "520000"
 CITIZEN = "110105199003071239"
+TARGET_URI = f"spiffe://tongban/region/{TARGET}"
 WAIT = 10.0
 
 
@@ -385,6 +386,14 @@ async def test_audit_log_records_the_journey_and_the_denials(tmp_path: Path) -> 
         impostor = await as_region(world, TARGET)
         with pytest.raises(grpc.aio.AioRpcError):
             await impostor.SubmitApplication(submission(world, local, national, request_id="req-2"))
+        body = catalog_pb2_grpc.CatalogServiceStub(
+            await world.channel_as(Role.STANDARDS_BODY, STANDARDS_BODY)
+        )
+        forged = signing.sign_catalog(b"{}", signing.generate_private_key(), STANDARDS_BODY)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await body.PublishCatalogVersion(
+                catalog_pb2.PublishCatalogVersionRequest(signed_document=forged)
+            )
         path = world.gateway.config.audit_path
     verdict = verify_audit_log(path)
     assert verdict.ok, verdict
@@ -403,11 +412,15 @@ async def test_audit_log_records_the_journey_and_the_denials(tmp_path: Path) -> 
         "APPLICATION_STATE_DELIVERED",
         "spiffe://tongban/gateway",
     ) in seen
-    assert any(r["outcome"] == "APPLICATION_STATE_ACCEPTED" for r in records)
+    accepted = ("application.state_changed", "APPLICATION_STATE_ACCEPTED", TARGET_URI)
+    assert accepted in seen
     assert (
         "ApplicationService.SubmitApplication",
         "NOT_OWN_REGION",
         f"spiffe://tongban/region/{TARGET}",
     ) in seen
+    body_uri = f"spiffe://tongban/standards/{STANDARDS_BODY}"
+    forged_seen = ("CatalogService.PublishCatalogVersion", "CATALOG_SIGNATURE_INVALID", body_uri)
+    assert forged_seen in seen
     submitted = next(r for r in records if r["outcome"] == "OK")
     assert set(submitted["personal"]) == {"applicant_id", "applicant_name"}
