@@ -15,6 +15,7 @@ Invariants, in plain words:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from dataclasses import dataclass
 
@@ -57,8 +58,10 @@ def set_caller(caller: Caller) -> contextvars.Token[Caller]:
 
 
 def reset_caller(token: contextvars.Token[Caller]) -> None:
-    """Undoes `set_caller`."""
-    _CALLER.reset(token)
+    """Undoes `set_caller` (a no-op when a stream is finalized in another context: each RPC
+    runs in its own task, whose context dies with it)."""
+    with contextlib.suppress(ValueError):
+        _CALLER.reset(token)
 
 
 def check(action: Action) -> Identity | None:
