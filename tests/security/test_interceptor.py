@@ -424,3 +424,23 @@ async def test_audit_log_records_the_journey_and_the_denials(tmp_path: Path) -> 
     assert forged_seen in seen
     submitted = next(r for r in records if r["outcome"] == "OK")
     assert set(submitted["personal"]) == {"applicant_id", "applicant_name"}
+
+
+async def test_insecure_mode_is_loud_and_skips_authorization(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with start_world(tmp_path, (ORIGIN, TARGET)) as world:
+        local, national = one_to_one_pair(world)
+        # No identities: one plaintext channel acts for any province, as the test suite does.
+        app = (
+            await world.applications.SubmitApplication(submission(world, local, national))
+        ).application
+        await world.applications.ReportApplicationStatus(
+            pb.ReportApplicationStatusRequest(
+                name=app.name, region_code=TARGET, state=pb.APPLICATION_STATE_ACCEPTED, event_id="e"
+            )
+        )
+        path = world.gateway.config.audit_path
+    assert any("INSECURE MODE" in r.message and r.levelname == "WARNING" for r in caplog.records)
+    actors = {json.loads(line)["actor"] for line in path.read_text("utf-8").splitlines()}
+    assert "insecure" in actors
