@@ -45,6 +45,7 @@ from gateway.errors import (
 )
 from gateway.licenses.status_list import LicenseStatus
 from gateway.routing.client import translate_rpc_error
+from gateway.security.southbound import GatewayOnly
 from gateway.security.tls import ServerTlsFiles, channel_credentials, server_credentials
 from region_stubs import catalog
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -589,7 +590,10 @@ async def running_stub(
             rng=random.Random(config.seed),
             clock=clock,
         )
-        server = grpc.aio.server(interceptors=[_ErrorsToStatus()])
+        interceptors: list[grpc.aio.ServerInterceptor] = [_ErrorsToStatus()]
+        if config.tls is not None:
+            interceptors.append(GatewayOnly())
+        server = grpc.aio.server(interceptors=interceptors)
         region_pb2_grpc.add_RegionServiceServicer_to_server(RegionServicer(state), server)
         admin_pb2_grpc.add_RegionAdminServiceServicer_to_server(AdminServicer(state), server)
         health = serving.add_health_and_reflection(server, SERVICE_NAMES)

@@ -23,7 +23,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from gateway.api.v1 import application_pb2 as pb
-from gateway.api.v1 import application_pb2_grpc, catalog_pb2, catalog_pb2_grpc
+from gateway.api.v1 import (
+    application_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    region_pb2,
+    region_pb2_grpc,
+)
 from gateway.audit import verify_audit_log
 from gateway.catalog import signing
 from gateway.security.identity import Role
@@ -444,3 +450,23 @@ async def test_insecure_mode_is_loud_and_skips_authorization(
     assert any("INSECURE MODE" in r.message and r.levelname == "WARNING" for r in caplog.records)
     actors = {json.loads(line)["actor"] for line in path.read_text("utf-8").splitlines()}
     assert "insecure" in actors
+
+
+async def test_a_province_cannot_call_another_province_around_the_gateway(world: World) -> None:
+    assert world.pki is not None
+    pair = world.pki.regions[ORIGIN]
+    credentials = channel_credentials(world.pki.ca_cert, pair.cert, pair.key)
+    async with grpc.aio.secure_channel(world.stubs[TARGET].address, credentials) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await region_pb2_grpc.RegionServiceStub(channel).GetLicenseKeys(
+                region_pb2.GetLicenseKeysRequest()
+            )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert denial(caught.value) == "NOT_THE_GATEWAY"
+    # The gateway itself gets through (it fetches licence keys the same way).
+    gateway = world.pki.gateway
+    credentials = channel_credentials(world.pki.ca_cert, gateway.cert, gateway.key)
+    async with grpc.aio.secure_channel(world.stubs[TARGET].address, credentials) as channel:
+        await region_pb2_grpc.RegionServiceStub(channel).GetLicenseKeys(
+            region_pb2.GetLicenseKeysRequest()
+        )
