@@ -199,7 +199,7 @@ async def test_the_target_may_report_on_a_queued_application(world: World) -> No
     )
     origin = await as_region(world, ORIGIN)
     app = (
-        await origin.SubmitApplication(submission(world, local, national), timeout=1.0)
+        await origin.SubmitApplication(submission(world, local, national), timeout=10.0)
     ).application
     assert app.state in (pb.APPLICATION_STATE_QUEUED, pb.APPLICATION_STATE_RECEIVED)
     target = await as_region(world, TARGET)

@@ -56,7 +56,7 @@ async def test_concurrency_cap_sheds_excess_calls(tmp_path: Path) -> None:
                         if m.required
                     ],
                 ),
-                timeout=2.0,
+                timeout=10.0,
             )
         ).application
         watch = world.applications.WatchApplication(pb.WatchApplicationRequest(name=app.name))
