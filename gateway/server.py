@@ -89,20 +89,64 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def _open_auditor(config: GatewayConfig) -> Auditor:
+    if not config.audit:
+        return Auditor(None)
+    return Auditor.open(config.audit_path, config.audit_key_path, FsyncPolicy(config.audit_fsync))
+
+
+def _new_server(config: GatewayConfig, auditor: Auditor) -> grpc.aio.Server:
+    """The gRPC server with its interceptors and limits (no services yet)."""
+    auth = AuthInterceptor(
+        enforce=config.tls is not None,
+        deny_list=DenyList(config.deny_serials),
+        limiter=RateLimiter(config.rate_limits),
+        auditor=auditor,
+        reflection_ops_only=config.reflection_ops_only,
+    )
+    # ErrorInterceptor first: the auth interceptor's refusals become rich statuses there.
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor(), auth],
+        options=[
+            ("grpc.max_receive_message_length", config.max_receive_message_bytes),
+            ("grpc.max_metadata_size", config.max_metadata_bytes),
+            ("grpc.absolute_max_metadata_size", config.max_metadata_bytes),
+        ],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
+    )
+    return server
+
+
+def _bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
+    """Binds the port: mTLS, or plaintext with a loud warning in insecure mode."""
+    if config.tls is None:
+        log.warning(
+            "INSECURE MODE: plaintext gRPC on %s:%s, no caller identities, authorization "
+            "skipped; use only on loopback for development",
+            config.host,
+            config.port,
+        )
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+    else:
+        port = server.add_secure_port(
+            f"{config.host}:{config.port}", server_credentials(config.tls)
+        )
+    return int(port)
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway]:
     """Starts the gateway in the running loop and stops it gracefully on exit."""
-    store = await Store.open(config.store_path)
+    # Read before anything is opened: a missing certificate fails the start with nothing to undo.
     tls = config.tls
-    client = GrpcRegionClient(
-        config.regions,
-        credentials=None if tls is None else channel_credentials(tls.ca_cert, tls.cert, tls.key),
-    )
-    auditor = (
-        Auditor.open(config.audit_path, config.audit_key_path, FsyncPolicy(config.audit_fsync))
-        if config.audit
-        else Auditor(None)
-    )
+    credentials = None if tls is None else channel_credentials(tls.ca_cert, tls.cert, tls.key)
+    auditor = _open_auditor(config)
+    try:
+        store = await Store.open(config.store_path)
+    except BaseException:
+        await auditor.aclose()
+        raise
+    client = GrpcRegionClient(config.regions, credentials=credentials)
     dispatcher_task: asyncio.Task[None] | None = None
     server: grpc.aio.Server | None = None
     try:
@@ -118,23 +162,7 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
         worker_id = worker_identity()
         dispatcher = Dispatcher(records, deliverer, config.delivery, worker_id=worker_id)
         verifier = build_license_verifier(config, client, registry)
-        auth = AuthInterceptor(
-            enforce=tls is not None,
-            deny_list=DenyList(config.deny_serials),
-            limiter=RateLimiter(config.rate_limits),
-            auditor=auditor,
-            reflection_ops_only=config.reflection_ops_only,
-        )
-        # ErrorInterceptor first: the auth interceptor's refusals become rich statuses there.
-        server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(), auth],
-            options=[
-                ("grpc.max_receive_message_length", config.max_receive_message_bytes),
-                ("grpc.max_metadata_size", config.max_metadata_bytes),
-                ("grpc.absolute_max_metadata_size", config.max_metadata_bytes),
-            ],
-            maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
-        )
+        server = _new_server(config, auditor)
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
             CatalogServicer(
                 registry,
@@ -161,16 +189,7 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
         health = add_health_and_reflection(
             server, SERVICE_NAMES, reflection_enabled=config.reflection
         )
-        if tls is None:
-            log.warning(
-                "INSECURE MODE: plaintext gRPC on %s:%s, no caller identities, authorization "
-                "skipped; use only on loopback for development",
-                config.host,
-                config.port,
-            )
-            port = server.add_insecure_port(f"{config.host}:{config.port}")
-        else:
-            port = server.add_secure_port(f"{config.host}:{config.port}", server_credentials(tls))
+        port = _bind(server, config)
         await server.start()
         await set_serving(health, SERVICE_NAMES, serving=True)
         dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
