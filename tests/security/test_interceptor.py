@@ -470,3 +470,37 @@ async def test_a_province_cannot_call_another_province_around_the_gateway(world:
         await region_pb2_grpc.RegionServiceStub(channel).GetLicenseKeys(
             region_pb2.GetLicenseKeysRequest()
         )
+
+
+async def test_implementation_lists_operators_and_server_certificates(world: World) -> None:
+    listing = catalog_pb2.PublishRegionCatalogRequest(
+        region_catalog=catalog_pb2.RegionCatalog(
+            name=f"regions/{ORIGIN}/catalog",
+            entries=[catalog_pb2.RegionCatalogEntry(local_code="L1", national_codes=["x"])],
+        ),
+        validate_only=True,
+    )
+    other = catalog_pb2_grpc.CatalogServiceStub(await world.channel_as(Role.REGION, TARGET))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await other.PublishRegionCatalog(listing)
+    assert denial(caught.value) == "NOT_OWN_REGION"
+    own = catalog_pb2_grpc.CatalogServiceStub(await world.channel_as(Role.REGION, ORIGIN))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await own.PublishRegionCatalog(listing)  # admitted; refused for its content
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    local, national = one_to_one_pair(world)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # the operator channel
+        await world.applications.SubmitApplication(submission(world, local, national))
+    assert denial(caught.value) == "NOT_A_REGION"
+
+    # A province's *server* certificate is not a client identity.
+    assert world.pki is not None
+    server = world.pki.region_servers[ORIGIN]
+    credentials = channel_credentials(world.pki.ca_cert, server.cert, server.key)
+    async with grpc.aio.secure_channel(world.gateway.address, credentials) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await catalog_pb2_grpc.CatalogServiceStub(channel).ListCatalogVersions(
+                catalog_pb2.ListCatalogVersionsRequest()
+            )
+    assert caught.value.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE)
