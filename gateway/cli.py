@@ -27,6 +27,7 @@ from gateway.catalog.registry import load_provinces, utc_now
 from gateway.catalog.validation import check_region_catalog
 from gateway.config import DEFAULT_PORT, load_config
 from gateway.errors import TongbanError, unpack_details
+from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY
 
 ID_TYPES = {"citizen": application_pb2.ID_TYPE_CITIZEN_ID, "uscc": application_pb2.ID_TYPE_USCC}
 
@@ -55,6 +56,12 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
                 "regions": "TONGBAN_REGIONS",
                 "standards_keys": "TONGBAN_STANDARDS_KEYS",
                 "metrics_port": "TONGBAN_METRICS_PORT",
+                "tls_ca": "TONGBAN_TLS_CA",
+                "tls_cert": "TONGBAN_TLS_CERT",
+                "tls_key": "TONGBAN_TLS_KEY",
+                "deny_serials": "TONGBAN_DENY_SERIALS",
+                "rate_limits": "TONGBAN_RATE_LIMITS",
+                "insecure": "TONGBAN_INSECURE",
             },
         )
     )
@@ -73,6 +80,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             stub_base_port=args.stub_base_port,
             regions=args.regions.split(","),
             metrics_port=args.metrics_port,
+            insecure=args.insecure,
         )
     )
 
@@ -83,8 +91,35 @@ def _cmd_region_stub(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return stub_main(list(rest))
 
 
-def _channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address)
+DEV_PKI_DIR = Path("data") / "pki"
+"""Where `tongban up` keeps its development PKI (under its data dir)."""
+
+
+def _channel(args: argparse.Namespace, role: str, name: str) -> grpc.aio.Channel:
+    """A channel to `--gateway`: mTLS with --ca/--cert/--key, else the dev PKI's certificate
+    of `role`/`name` when `tongban up` made one, else plaintext (said on stderr)."""
+    from gateway.security.tls import channel_credentials
+
+    if args.insecure:
+        return grpc.aio.insecure_channel(args.gateway)
+    if args.cert or args.key or args.ca:
+        if not (args.cert and args.key and args.ca):
+            raise SystemExit("tongban: --cert, --key and --ca go together")
+        files = (Path(args.ca), Path(args.cert), Path(args.key))
+    else:
+        pki = Path(args.pki_dir)
+        files = (
+            pki / "ca.pem",
+            pki / "clients" / f"{role}-{name}.pem",
+            pki / "clients" / f"{role}-{name}.key",
+        )
+        if not all(f.exists() for f in files):
+            print(
+                f"tongban: no certificate for {role}/{name} under {pki}; calling in plaintext",
+                file=sys.stderr,
+            )
+            return grpc.aio.insecure_channel(args.gateway)
+    return grpc.aio.secure_channel(args.gateway, channel_credentials(*files))
 
 
 def _print_error(error: grpc.aio.AioRpcError) -> None:
@@ -138,7 +173,7 @@ async def _apply(args: argparse.Namespace) -> int:
         ],
         materials=_materials(args),
     )
-    async with _channel(args.gateway) as channel:
+    async with _channel(args, "region", args.origin) as channel:
         stub = application_pb2_grpc.ApplicationServiceStub(channel)
         try:
             response = await stub.SubmitApplication(request, timeout=args.timeout)
@@ -155,7 +190,8 @@ async def _status(args: argparse.Namespace) -> int:
         if args.application.startswith("applications/")
         else (f"applications/{args.application}")
     )
-    async with _channel(args.gateway) as channel:
+    role, _, identity = (args.as_identity or f"ops/{DEV_OPS}").partition("/")
+    async with _channel(args, role, identity) as channel:
         stub = application_pb2_grpc.ApplicationServiceStub(channel)
         try:
             if args.watch:
@@ -216,7 +252,7 @@ def _cmd_catalog_sign(args: argparse.Namespace) -> int:
 
 
 async def _catalog_publish(args: argparse.Namespace, signed: str) -> int:
-    async with _channel(args.gateway) as channel:
+    async with _channel(args, "standards", args.body) as channel:
         stub = catalog_pb2_grpc.CatalogServiceStub(channel)
         try:
             response = await stub.PublishCatalogVersion(
@@ -306,6 +342,71 @@ def _cmd_catalog_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- security commands ----------------------------------------------------------------------
+
+
+def _cmd_certs(args: argparse.Namespace) -> int:
+    from gateway.local import dev_pki
+
+    layout = dev_pki(Path(args.out_dir), args.regions.split(","))
+    print(
+        json.dumps(
+            {
+                "ca": str(layout.ca_cert),
+                "gateway": str(layout.gateway.cert),
+                "regions": {c: str(p.cert) for c, p in layout.regions.items()},
+                "standards_bodies": {n: str(p.cert) for n, p in layout.standards_bodies.items()},
+                "ops": {n: str(p.cert) for n, p in layout.ops.items()},
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway.audit import AuditHead, verify_audit_log
+
+    anchor = None
+    if args.expect_head:
+        seq, _, digest = args.expect_head.partition(":")
+        anchor = AuditHead(int(seq), digest)
+    try:
+        verdict = verify_audit_log(Path(args.path), expected_head=anchor)
+    except OSError as error:
+        print(f"tongban: cannot read {args.path}: {error}", file=sys.stderr)
+        return 2
+    head = None if verdict.head is None else f"{verdict.head.seq}:{verdict.head.hash}"
+    if verdict.ok:
+        print(json.dumps({"ok": True, "records": verdict.records_checked, "head": head}))
+        return 0
+    print(
+        json.dumps(
+            {
+                "ok": False,
+                "kind": verdict.kind.value if verdict.kind else None,
+                "record": verdict.first_bad_seq,
+                "line": verdict.line,
+                "verified_records": verdict.records_checked,
+                "last_good_head": head,
+            }
+        )
+    )
+    return 1
+
+
+def _client_tls_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ca", help="CA certificate (PEM) the gateway's certificate chains to")
+    parser.add_argument("--cert", help="client certificate (PEM)")
+    parser.add_argument("--key", help="client private key (PEM)")
+    parser.add_argument(
+        "--pki-dir",
+        default=str(DEV_PKI_DIR),
+        help="dev PKI of `tongban up`, used when --cert is not given",
+    )
+    parser.add_argument("--insecure", action="store_true", help="plaintext (development only)")
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -322,7 +423,22 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--stub-base-port", type=int, default=50061)
     up.add_argument("--metrics-port", type=int, default=9464)
     up.add_argument("--regions", default="440000,510000,330000,110000,370000,520000,420000")
+    up.add_argument(
+        "--insecure", action="store_true", help="plaintext, no identities (development only)"
+    )
     up.set_defaults(func=_cmd_up)
+
+    certs = sub.add_parser("certs", help="create or refresh the development PKI")
+    certs.add_argument("--out-dir", default=str(DEV_PKI_DIR))
+    certs.add_argument("--regions", default="440000,510000,330000,110000,370000,520000,420000")
+    certs.set_defaults(func=_cmd_certs)
+
+    audit = sub.add_parser("audit", help="audit log tools")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = asub.add_parser("verify", help="check an audit log's hash chain")
+    verify.add_argument("path")
+    verify.add_argument("--expect-head", help="SEQ:HASH of a head kept elsewhere")
+    verify.set_defaults(func=_cmd_audit_verify)
 
     gw = sub.add_parser("gateway", help="run the gateway alone (flags override TONGBAN_* env)")
     gw.add_argument("--config", help="a JSON file of TONGBAN_* keys")
@@ -333,6 +449,19 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--regions", help="CODE=HOST:PORT,...")
     gw.add_argument("--standards-keys", help="BODY=PUBLIC_KEY_PEM,...")
     gw.add_argument("--metrics-port", type=int)
+    gw.add_argument("--tls-ca", help="CA that client certificates must chain to")
+    gw.add_argument("--tls-cert", help="the gateway's certificate (reloaded on change)")
+    gw.add_argument("--tls-key", help="the gateway's key")
+    gw.add_argument(
+        "--deny-serials", help="refused client certificate serials, hex, comma-separated"
+    )
+    gw.add_argument("--rate-limits", help="METHOD=RATE/BURST,... per caller (`*` for all)")
+    gw.add_argument(
+        "--insecure",
+        action="store_const",
+        const="true",
+        help="plaintext, no identities, authorization skipped (development only)",
+    )
     gw.set_defaults(func=_cmd_gateway)
 
     sub.add_parser(
@@ -353,12 +482,17 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--paper", action="append", help="MATERIAL_ID[=DESCRIPTION]")
     apply.add_argument("--license", action="append", help="MATERIAL_ID=TOKEN or MATERIAL_ID=@FILE")
     apply.add_argument("--timeout", type=float, default=10.0)
+    _client_tls_flags(apply)
     apply.set_defaults(func=lambda a: asyncio.run(_apply(a)))
 
     status = sub.add_parser("status", help="get (or --watch) an application")
     status.add_argument("application", help="application id or applications/{id}")
     status.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}")
     status.add_argument("--watch", action="store_true")
+    status.add_argument(
+        "--as", dest="as_identity", help="dev PKI identity, e.g. region/440000 (default ops/ops)"
+    )
+    _client_tls_flags(status)
     status.set_defaults(func=lambda a: asyncio.run(_status(a)))
 
     demo = sub.add_parser("demo", help="run a scripted journey on a fresh federation")
@@ -383,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("signed")
     publish.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}")
     publish.add_argument("--validate-only", action="store_true")
+    publish.add_argument("--body", default=DEV_STANDARDS_BODY, help="dev PKI standards body")
+    _client_tls_flags(publish)
     publish.set_defaults(
         func=lambda a: asyncio.run(
             _catalog_publish(a, Path(a.signed).read_text(encoding="utf-8").strip())

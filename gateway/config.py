@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.errors import InvalidRequest
+from gateway.security.ratelimit import RateLimit, parse_rate_limits
+from gateway.security.tls import ServerTlsFiles, parse_serial
 
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9464
+DEFAULT_MAX_RECEIVE_BYTES = 16 * 1024 * 1024
+"""Implementation lists are large: a province's list of 200 000 rows fits."""
 
 
 class ConfigError(InvalidRequest):
@@ -75,11 +79,45 @@ class GatewayConfig:
     """Grace period for in-flight calls at shutdown, in seconds."""
     probe_interval: float = 0.0
     """Time between health NOT_SERVING and stopping, so probes notice, in seconds."""
+    tls: ServerTlsFiles | None = None
+    """CA, certificate and key of the gateway (served with client auth required, reloaded on
+    change, and presented to the provinces); None is insecure mode: plaintext, no identities,
+    authorization skipped (a warning is logged)."""
+    deny_serials: frozenset[int] = frozenset()
+    """Client certificate serials refused on every call (revocation)."""
+    reflection_ops_only: bool = True
+    """With TLS, serve reflection to operator identities only."""
+    audit: bool = True
+    """Write the tamper-evident audit log."""
+    audit_log: Path | None = None
+    """The audit log file; None means `data_dir/audit.jsonl`."""
+    audit_key_file: Path | None = None
+    """The key of personal-data digests (created if missing); None means `data_dir/audit.key`."""
+    audit_fsync: str = "always"
+    """When audit records reach the disk: `always`, `interval` (1 s) or `never`."""
+    max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_BYTES
+    """Largest request message accepted."""
+    max_metadata_bytes: int = 16 * 1024
+    """Largest request metadata (headers) accepted."""
+    max_concurrent_rpcs: int = 1000
+    """Calls served at once; excess calls get RESOURCE_EXHAUSTED. 0 means no cap."""
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    """Per-caller token buckets by method (short name, full name or `*`); empty: no limits."""
 
     @property
     def store_path(self) -> Path:
         """The SQLite file."""
         return self.data_dir / "gateway.sqlite3"
+
+    @property
+    def audit_path(self) -> Path:
+        """The audit log file."""
+        return self.audit_log or self.data_dir / "audit.jsonl"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The file of the personal-data digest key."""
+        return self.audit_key_file or self.data_dir / "audit.key"
 
 
 def parse_regions(text: str) -> dict[str, str]:
@@ -141,6 +179,27 @@ def _bool(mapping: Mapping[str, str], key: str, default: bool) -> bool:
     raise ConfigError(f"{key}={raw!r} is not a boolean")
 
 
+def _tls(merged: Mapping[str, str]) -> ServerTlsFiles | None:
+    if _bool(merged, "TONGBAN_INSECURE", False):
+        return None
+    paths = [merged.get(f"TONGBAN_TLS_{name}", "") for name in ("CA", "CERT", "KEY")]
+    if not any(paths):
+        raise ConfigError(
+            "TLS is required: set TONGBAN_TLS_CA, TONGBAN_TLS_CERT and TONGBAN_TLS_KEY "
+            "(see `tongban certs`), or TONGBAN_INSECURE=true for plaintext development"
+        )
+    if not all(paths):
+        raise ConfigError("TONGBAN_TLS_CA, TONGBAN_TLS_CERT and TONGBAN_TLS_KEY go together")
+    return ServerTlsFiles(Path(paths[0]), Path(paths[1]), Path(paths[2]))
+
+
+def _int(mapping: Mapping[str, str], key: str, default: int) -> int:
+    value = _number(mapping, key, default)
+    if value != int(value):
+        raise ConfigError(f"{key} must be a whole number")
+    return int(value)
+
+
 def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
     """Builds the configuration from `TONGBAN_*` keys (and the JSON file they may name)."""
     merged: dict[str, str] = {}
@@ -193,4 +252,35 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         reflection=_bool(merged, "TONGBAN_REFLECTION", True),
         grace=_number(merged, "TONGBAN_GRACE", 5.0),
         probe_interval=_number(merged, "TONGBAN_PROBE_INTERVAL", 0.0),
+        **_security(merged),  # type: ignore[arg-type]
     )
+
+
+def _security(merged: Mapping[str, str]) -> dict[str, object]:
+    try:
+        deny = frozenset(
+            parse_serial(s) for s in merged.get("TONGBAN_DENY_SERIALS", "").split(",") if s.strip()
+        )
+        limits = parse_rate_limits(merged.get("TONGBAN_RATE_LIMITS", ""))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    fsync = merged.get("TONGBAN_AUDIT_FSYNC", "always")
+    if fsync not in ("always", "interval", "never"):
+        raise ConfigError(f"TONGBAN_AUDIT_FSYNC={fsync!r} is not always, interval or never")
+    return {
+        "tls": _tls(merged),
+        "deny_serials": deny,
+        "reflection_ops_only": _bool(merged, "TONGBAN_REFLECTION_OPS_ONLY", True),
+        "audit": _bool(merged, "TONGBAN_AUDIT", True),
+        "audit_log": Path(merged["TONGBAN_AUDIT_LOG"]) if merged.get("TONGBAN_AUDIT_LOG") else None,
+        "audit_key_file": Path(merged["TONGBAN_AUDIT_KEY_FILE"])
+        if merged.get("TONGBAN_AUDIT_KEY_FILE")
+        else None,
+        "audit_fsync": fsync,
+        "max_receive_message_bytes": _int(
+            merged, "TONGBAN_MAX_RECEIVE_MESSAGE_BYTES", DEFAULT_MAX_RECEIVE_BYTES
+        ),
+        "max_metadata_bytes": _int(merged, "TONGBAN_MAX_METADATA_BYTES", 16 * 1024),
+        "max_concurrent_rpcs": _int(merged, "TONGBAN_MAX_CONCURRENT_RPCS", 1000),
+        "rate_limits": limits,
+    }

@@ -283,6 +283,23 @@ def unpack_details(status: status_pb2.Status) -> list[Message]:
     return found
 
 
+MAX_MESSAGE_BYTES = 300
+"""Longest status message (UTF-8 bytes). The status travels in trailers, which a client drops
+above its metadata limit (8 KiB soft by default): an error that echoes a hostile input must
+stay small enough to arrive."""
+MAX_METADATA_VALUE_BYTES = 128
+"""Longest ErrorInfo metadata value (UTF-8 bytes)."""
+MAX_VIOLATIONS_BYTES = 3000
+"""Serialized size of BadRequest beyond which further violations are counted, not listed."""
+
+
+def _clip(text: str, limit: int) -> str:
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "..."
+
+
 def build_status(
     code: grpc.StatusCode,
     reason: str,
@@ -292,15 +309,36 @@ def build_status(
     field_violations: Iterable[FieldViolation] = (),
     retry_delay: float | None = None,
 ) -> status_pb2.Status:
-    """Builds the wire status: one ErrorInfo, BadRequest if any violations, RetryInfo if set."""
-    status = status_pb2.Status(code=_CODE_NUMBERS[code], message=message)
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=dict(metadata or {}))
+    """Builds the wire status: one ErrorInfo, BadRequest if any violations, RetryInfo if set.
+
+    Sizes are bounded (`MAX_*`): long texts are clipped, and violations past the budget are
+    replaced by one `TRUNCATED` violation that counts them.
+    """
+    status = status_pb2.Status(code=_CODE_NUMBERS[code], message=_clip(message, MAX_MESSAGE_BYTES))
+    info = error_details_pb2.ErrorInfo(
+        reason=reason,
+        domain=DOMAIN,
+        metadata={
+            _clip(k, MAX_METADATA_VALUE_BYTES): _clip(v, MAX_METADATA_VALUE_BYTES)
+            for k, v in (metadata or {}).items()
+        },
+    )
     status.details.add().Pack(info)
     violations = list(field_violations)
     if violations:
         bad = error_details_pb2.BadRequest()
-        for v in violations:
-            bad.field_violations.add(field=v.field, description=v.description, reason=v.reason)
+        for shown, v in enumerate(violations):
+            if bad.ByteSize() > MAX_VIOLATIONS_BYTES:
+                bad.field_violations.add(
+                    description=f"{len(violations) - shown} more violation(s) not listed",
+                    reason="TRUNCATED",
+                )
+                break
+            bad.field_violations.add(
+                field=_clip(v.field, MAX_METADATA_VALUE_BYTES),
+                description=_clip(v.description, MAX_MESSAGE_BYTES),
+                reason=_clip(v.reason, MAX_METADATA_VALUE_BYTES),
+            )
         status.details.add().Pack(bad)
     if retry_delay is not None:
         delay = duration_pb2.Duration()

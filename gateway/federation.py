@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.security.pki import PkiLayout
+
 DEFAULT_REGIONS = ("440000", "510000", "330000", "110000", "370000", "520000", "420000")
 
 
@@ -115,6 +117,25 @@ async def stop_stub(stub: StubProcess, grace: float = 10.0) -> int:
     return stub.process.returncode or 0
 
 
+def tls_args(pki: PkiLayout | None, region_code: str) -> list[str]:
+    """The stub flags for serving and reporting over mTLS with the dev PKI."""
+    if pki is None:
+        return []
+    server, client = pki.region_servers[region_code], pki.regions[region_code]
+    return [
+        "--tls-ca",
+        str(pki.ca_cert),
+        "--tls-cert",
+        str(server.cert),
+        "--tls-key",
+        str(server.key),
+        "--client-cert",
+        str(client.cert),
+        "--client-key",
+        str(client.key),
+    ]
+
+
 @contextlib.asynccontextmanager
 async def running_federation(
     regions: Sequence[str],
@@ -124,8 +145,13 @@ async def running_federation(
     gateway_address: str,
     base_port: int = 0,
     extra_args: Sequence[str] = (),
+    pki: PkiLayout | None = None,
 ) -> AsyncIterator[dict[str, StubProcess]]:
-    """Starts a stub per region (ports base_port + i, or any free port when 0)."""
+    """Starts a stub per region (ports base_port + i, or any free port when 0).
+
+    With `pki`, each stub serves mTLS with its server certificate and reports with its region
+    client certificate.
+    """
     stubs: dict[str, StubProcess] = {}
     try:
         results = await asyncio.gather(
@@ -137,7 +163,7 @@ async def running_federation(
                         data_dir=data_dir / "regions",
                         standards_dir=standards_dir,
                         gateway_address=gateway_address,
-                        extra=extra_args,
+                        extra=[*extra_args, *tls_args(pki, code)],
                     ),
                     code,
                 )

@@ -36,10 +36,21 @@ def encode_token(position: Any, query: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_TOKEN_LENGTH = 1024
+"""Longest page token accepted."""
+
+
 def decode_token(token: str, query: Any) -> Any:
     """The position in a token, or None for an empty token; INVALID_PAGE_TOKEN otherwise."""
     if not token:
         return None
+    if len(token) > MAX_TOKEN_LENGTH:  # ours are short: do not decode a hostile megabyte
+        raise InvalidPageToken(
+            "page_token is not a token of this query",
+            field_violations=[
+                FieldViolation("page_token", "not a token of this query", "BAD_TOKEN")
+            ],
+        )
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)

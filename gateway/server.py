@@ -30,7 +30,7 @@ from gateway.api.v1 import (
 from gateway.applications.delivery import Deliverer, Dispatcher
 from gateway.applications.records import ApplicationRecords
 from gateway.applications.service import ApplicationServicer
-from gateway.applications.watch import WatchHub
+from gateway.audit import FsyncPolicy
 from gateway.catalog import signing
 from gateway.catalog.registry import CatalogRegistry, load_provinces, utc_now
 from gateway.catalog.service import CatalogServicer
@@ -39,6 +39,10 @@ from gateway.interceptors import ErrorInterceptor
 from gateway.licenses.service import LicenseServicer
 from gateway.licenses.wiring import build_license_verifier
 from gateway.routing.client import GrpcRegionClient
+from gateway.security.auditing import AuditingHub, Auditor
+from gateway.security.interceptor import AuthInterceptor
+from gateway.security.ratelimit import RateLimiter
+from gateway.security.tls import DenyList, channel_credentials, server_credentials
 from gateway.serving import (
     add_health_and_reflection,
     announce,
@@ -72,6 +76,7 @@ class RunningGateway:
     dispatcher: Dispatcher
     records: ApplicationRecords
     client: GrpcRegionClient
+    auditor: Auditor | None = None
 
     @property
     def address(self) -> str:
@@ -84,11 +89,64 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def _open_auditor(config: GatewayConfig) -> Auditor:
+    if not config.audit:
+        return Auditor(None)
+    return Auditor.open(config.audit_path, config.audit_key_path, FsyncPolicy(config.audit_fsync))
+
+
+def _new_server(config: GatewayConfig, auditor: Auditor) -> grpc.aio.Server:
+    """The gRPC server with its interceptors and limits (no services yet)."""
+    auth = AuthInterceptor(
+        enforce=config.tls is not None,
+        deny_list=DenyList(config.deny_serials),
+        limiter=RateLimiter(config.rate_limits),
+        auditor=auditor,
+        reflection_ops_only=config.reflection_ops_only,
+    )
+    # ErrorInterceptor first: the auth interceptor's refusals become rich statuses there.
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor(), auth],
+        options=[
+            ("grpc.max_receive_message_length", config.max_receive_message_bytes),
+            ("grpc.max_metadata_size", config.max_metadata_bytes),
+            ("grpc.absolute_max_metadata_size", config.max_metadata_bytes),
+        ],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
+    )
+    return server
+
+
+def _bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
+    """Binds the port: mTLS, or plaintext with a loud warning in insecure mode."""
+    if config.tls is None:
+        log.warning(
+            "INSECURE MODE: plaintext gRPC on %s:%s, no caller identities, authorization "
+            "skipped; use only on loopback for development",
+            config.host,
+            config.port,
+        )
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+    else:
+        port = server.add_secure_port(
+            f"{config.host}:{config.port}", server_credentials(config.tls)
+        )
+    return int(port)
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway]:
     """Starts the gateway in the running loop and stops it gracefully on exit."""
-    store = await Store.open(config.store_path)
-    client = GrpcRegionClient(config.regions)
+    # Read before anything is opened: a missing certificate fails the start with nothing to undo.
+    tls = config.tls
+    credentials = None if tls is None else channel_credentials(tls.ca_cert, tls.cert, tls.key)
+    auditor = _open_auditor(config)
+    try:
+        store = await Store.open(config.store_path)
+    except BaseException:
+        await auditor.aclose()
+        raise
+    client = GrpcRegionClient(config.regions, credentials=credentials)
     dispatcher_task: asyncio.Task[None] | None = None
     server: grpc.aio.Server | None = None
     try:
@@ -98,15 +156,20 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
             config.standards_dir / BOOTSTRAP_CATALOG, config.standards_dir / "implementations"
         ):
             log.info("seeded the store from %s", config.standards_dir)
-        hub = WatchHub()
+        hub = AuditingHub(auditor)
         records = ApplicationRecords(store, hub, queue_expiry=config.delivery.queue_expiry)
         deliverer = Deliverer(client, config.delivery)
         worker_id = worker_identity()
         dispatcher = Dispatcher(records, deliverer, config.delivery, worker_id=worker_id)
         verifier = build_license_verifier(config, client, registry)
-        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        server = _new_server(config, auditor)
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
-            CatalogServicer(registry, signing.load_public_keys(config.standards_keys), utc_now),
+            CatalogServicer(
+                registry,
+                signing.load_public_keys(config.standards_keys),
+                utc_now,
+                auditor=auditor,
+            ),
             server,
         )
         application_pb2_grpc.add_ApplicationServiceServicer_to_server(
@@ -118,6 +181,7 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
                 licenses=verifier,
                 worker_id=worker_id,
                 wall_clock=utc_now,
+                auditor=auditor,
             ),
             server,
         )
@@ -125,12 +189,12 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
         health = add_health_and_reflection(
             server, SERVICE_NAMES, reflection_enabled=config.reflection
         )
-        port = server.add_insecure_port(f"{config.host}:{config.port}")
+        port = _bind(server, config)
         await server.start()
         await set_serving(health, SERVICE_NAMES, serving=True)
         dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
         running = RunningGateway(
-            config, server, port, store, registry, deliverer, dispatcher, records, client
+            config, server, port, store, registry, deliverer, dispatcher, records, client, auditor
         )
         try:
             yield running
@@ -150,6 +214,7 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
         if server is not None:
             await server.stop(0)
         await client.close(1.0)
+        await auditor.aclose()
         await store.close()
 
 

@@ -22,6 +22,12 @@ such a mapping (the process environment, when `main` passes it). Nothing else re
     PUSHBACK_MS                     --pushback-ms                   0
     HANG                            --hang                          false
     DOWN                            --down                          false
+    TLS_CA                          --tls-ca                        (plaintext)
+    TLS_CERT, TLS_KEY               --tls-cert, --tls-key           the stub's server certificate
+    CLIENT_CERT, CLIENT_KEY         --client-cert, --client-key     its certificate for reports
+
+With TLS_CA the stub serves mTLS (client certificates from that CA required) and reports to
+the gateway over TLS with its region client certificate; all five files go together.
 """
 
 from __future__ import annotations
@@ -52,6 +58,22 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class StubTls:
+    """The PEM files of a stub that serves and calls over mTLS."""
+
+    ca_cert: Path
+    """The CA every party's certificate chains to."""
+    cert: Path
+    """The stub's server certificate."""
+    key: Path
+    """Its key."""
+    client_cert: Path
+    """The province's client certificate (`spiffe://tongban/region/{code}`), for reports."""
+    client_key: Path
+    """Its key."""
+
+
+@dataclass(frozen=True, slots=True)
 class StubConfig:
     """Everything a region stub needs to run."""
 
@@ -75,6 +97,8 @@ class StubConfig:
     """Seed of the fault random generator; None seeds from the system."""
     grace: float = 5.0
     """Seconds in-flight calls may run on after a stop is requested."""
+    tls: StubTls | None = None
+    """mTLS files; None serves and reports in plaintext."""
 
     @property
     def cases_path(self) -> Path | None:
@@ -121,7 +145,13 @@ class StubConfig:
             raise ConfigError(
                 f"{PREFIX}LICENSE_ALGORITHM: {algorithm!r} is not one of {sorted(SIGNER_FACTORIES)}"
             )
+        tls_names = ("TLS_CA", "TLS_CERT", "TLS_KEY", "CLIENT_CERT", "CLIENT_KEY")
+        tls_paths = [reader.text(name) for name in tls_names]
+        if any(tls_paths) and not all(tls_paths):
+            raise ConfigError(f"{PREFIX}{', '.join(tls_names)} go together")
+        tls = StubTls(*(Path(p) for p in tls_paths if p)) if all(tls_paths) else None
         return cls(
+            tls=tls,
             region_code=region,
             implementation_list=Path(listing)
             if listing
@@ -182,6 +212,11 @@ _FLAGS: dict[str, str] = {
     "--latency-ms": "LATENCY_MS",
     "--latency-jitter-ms": "LATENCY_JITTER_MS",
     "--pushback-ms": "PUSHBACK_MS",
+    "--tls-ca": "TLS_CA",
+    "--tls-cert": "TLS_CERT",
+    "--tls-key": "TLS_KEY",
+    "--client-cert": "CLIENT_CERT",
+    "--client-key": "CLIENT_KEY",
 }
 _SWITCHES: dict[str, str] = {"--hang": "HANG", "--down": "DOWN"}
 

@@ -45,6 +45,8 @@ from gateway.errors import (
 )
 from gateway.licenses.status_list import LicenseStatus
 from gateway.routing.client import translate_rpc_error
+from gateway.security.southbound import GatewayOnly
+from gateway.security.tls import ServerTlsFiles, channel_credentials, server_credentials
 from region_stubs import catalog
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
 from region_stubs.cases import Case, CaseState, CaseStore, Counter, Counters, utc_now
@@ -178,8 +180,12 @@ def _require_uuid(text: str, field_name: str) -> None:
 class GatewayReporter:
     """The stub's one outbound call: ReportApplicationStatus on the gateway."""
 
-    def __init__(self, address: str) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
+    def __init__(self, address: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+        self._channel = (
+            grpc.aio.insecure_channel(address)
+            if credentials is None
+            else grpc.aio.secure_channel(address, credentials)
+        )
         # grpc ships no types, so the overload for an aio channel cannot be picked by mypy.
         self._stub = cast(
             "application_pb2_grpc.ApplicationServiceAsyncStub",
@@ -592,8 +598,15 @@ async def running_stub(
         store = CaseStore.open(config.cases_path, region_code=config.region_code, clock=clock)
         stack.callback(store.close)
         gateway = None
+        client_credentials = (
+            None
+            if config.tls is None
+            else channel_credentials(
+                config.tls.ca_cert, config.tls.client_cert, config.tls.client_key
+            )
+        )
         if config.gateway_address:
-            gateway = GatewayReporter(config.gateway_address)
+            gateway = GatewayReporter(config.gateway_address, client_credentials)
             stack.push_async_callback(gateway.close)
         state = StubState(
             config=config,
@@ -607,12 +620,20 @@ async def running_stub(
             rng=random.Random(config.seed),
             clock=clock,
         )
-        server = grpc.aio.server(interceptors=[_ErrorsToStatus()])
+        interceptors: list[grpc.aio.ServerInterceptor] = [_ErrorsToStatus()]
+        if config.tls is not None:
+            interceptors.append(GatewayOnly())
+        server = grpc.aio.server(interceptors=interceptors)
         region_pb2_grpc.add_RegionServiceServicer_to_server(RegionServicer(state), server)
         admin_pb2_grpc.add_RegionAdminServiceServicer_to_server(AdminServicer(state), server)
         health = serving.add_health_and_reflection(server, SERVICE_NAMES)
         try:
-            port = server.add_insecure_port(_host_port(config.host, config.port))
+            bind = _host_port(config.host, config.port)
+            if config.tls is None:
+                port = server.add_insecure_port(bind)
+            else:
+                files = ServerTlsFiles(config.tls.ca_cert, config.tls.cert, config.tls.key)
+                port = server.add_secure_port(bind, server_credentials(files))
         except RuntimeError as e:
             raise OSError(f"cannot listen on {_host_port(config.host, config.port)}: {e}") from e
         await server.start()
@@ -622,7 +643,11 @@ async def running_stub(
         )
         await serving.set_serving(health, SERVICE_NAMES, serving=True)
         address = _host_port(config.host, port)
-        channel = grpc.aio.insecure_channel(address)
+        channel = (
+            grpc.aio.insecure_channel(address)
+            if client_credentials is None
+            else grpc.aio.secure_channel(address, client_credentials)
+        )
         stack.push_async_callback(channel.close)
         yield RunningStub(
             config=config,

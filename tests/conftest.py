@@ -19,13 +19,18 @@ from grpc_status import rpc_status
 
 from gateway.api.v1 import application_pb2_grpc, catalog_pb2_grpc, license_pb2_grpc
 from gateway.config import DeliveryConfig, GatewayConfig
+from gateway.security.identity import Role
+from gateway.security.pki import PkiLayout, generate_dev_pki
+from gateway.security.tls import ServerTlsFiles, channel_credentials
 from gateway.server import RunningGateway, running_gateway
-from region_stubs.config import StubConfig
+from region_stubs.config import StubConfig, StubTls
 from region_stubs.server import RunningStub, running_stub
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDARDS = ROOT / "standards"
 WORLD_REGIONS = ("440000", "510000", "520000", "330000")
+STANDARDS_BODY = "national-standards-body"
+OPS = "noc"
 
 
 @dataclass
@@ -36,6 +41,9 @@ class World:
     stubs: dict[str, RunningStub]
     channel: grpc.aio.Channel
     data_dir: Path
+    pki: PkiLayout | None = None
+    """The dev PKI of a `tls=True` world; `channel` then calls as the operator `noc`."""
+    stack: contextlib.AsyncExitStack | None = None
     applications: application_pb2_grpc.ApplicationServiceStub = field(init=False)
     catalog: catalog_pb2_grpc.CatalogServiceStub = field(init=False)
     licenses: license_pb2_grpc.LicenseServiceStub = field(init=False)
@@ -44,6 +52,16 @@ class World:
         self.applications = application_pb2_grpc.ApplicationServiceStub(self.channel)
         self.catalog = catalog_pb2_grpc.CatalogServiceStub(self.channel)
         self.licenses = license_pb2_grpc.LicenseServiceStub(self.channel)
+
+    async def channel_as(self, role: Role, name: str) -> grpc.aio.Channel:
+        """A channel to the gateway presenting the client certificate of `role`/`name`."""
+        assert self.pki is not None, "start_world(tls=True) only"
+        assert self.stack is not None
+        pair = self.pki.client(role, name)
+        credentials = channel_credentials(self.pki.ca_cert, pair.cert, pair.key)
+        return await self.stack.enter_async_context(
+            grpc.aio.secure_channel(self.gateway.address, credentials)
+        )
 
 
 def gateway_config(data_dir: Path, **overrides: object) -> GatewayConfig:
@@ -62,10 +80,24 @@ def gateway_config(data_dir: Path, **overrides: object) -> GatewayConfig:
 
 @contextlib.asynccontextmanager
 async def start_world(
-    data_dir: Path, regions: tuple[str, ...] = WORLD_REGIONS, **overrides: object
+    data_dir: Path,
+    regions: tuple[str, ...] = WORLD_REGIONS,
+    *,
+    tls: bool = False,
+    **overrides: object,
 ) -> AsyncIterator[World]:
-    """Starts a gateway and its stubs; stops everything on exit."""
+    """Starts a gateway and its stubs; stops everything on exit.
+
+    With `tls`, a dev PKI under `data_dir/pki` and mTLS everywhere (the stubs report with
+    their region certificates); otherwise plaintext, the gateway in insecure mode.
+    """
     async with contextlib.AsyncExitStack() as stack:
+        pki = None
+        if tls:
+            pki = generate_dev_pki(
+                data_dir / "pki", regions=regions, standards_bodies=(STANDARDS_BODY,), ops=(OPS,)
+            )
+            overrides.setdefault("tls", ServerTlsFiles.from_layout(pki))
         gateway = await stack.enter_async_context(
             running_gateway(gateway_config(data_dir, **overrides))
         )
@@ -79,12 +111,28 @@ async def start_world(
                         data_dir=data_dir / "regions",
                         gateway_address=gateway.address,
                         grace=0.5,
+                        tls=None
+                        if pki is None
+                        else StubTls(
+                            pki.ca_cert,
+                            pki.region_servers[code].cert,
+                            pki.region_servers[code].key,
+                            pki.regions[code].cert,
+                            pki.regions[code].key,
+                        ),
                     )
                 )
             )
             gateway.client.set_endpoint(code, stubs[code].address)
-        channel = await stack.enter_async_context(grpc.aio.insecure_channel(gateway.address))
-        yield World(gateway, stubs, channel, data_dir)
+        if pki is None:
+            channel = grpc.aio.insecure_channel(gateway.address)
+        else:
+            ops = pki.client(Role.OPS, OPS)
+            channel = grpc.aio.secure_channel(
+                gateway.address, channel_credentials(pki.ca_cert, ops.cert, ops.key)
+            )
+        channel = await stack.enter_async_context(channel)
+        yield World(gateway, stubs, channel, data_dir, pki, stack)
 
 
 @pytest.fixture

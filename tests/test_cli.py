@@ -63,17 +63,74 @@ async def test_up_serves_every_service_and_stops_on_sigterm(tmp_path: Path) -> N
             if event.get("event") == "listening":
                 addresses[event.get("region", event["service"])] = event["address"]
         assert set(addresses) == {"gateway", "440000", "510000", "330000", "110000"}
+        # mTLS by default, with the dev PKI made on first start.
+        pki = tmp_path / "data" / "pki"
+        credentials = grpc.ssl_channel_credentials(
+            (pki / "ca.pem").read_bytes(),
+            (pki / "clients" / "ops-ops.key").read_bytes(),
+            (pki / "clients" / "ops-ops.pem").read_bytes(),
+        )
         for address in addresses.values():
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with grpc.aio.secure_channel(address, credentials) as channel:
                 reply = await health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=10
                 )
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            async with grpc.aio.insecure_channel(address) as channel:
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=10
+                    )
         assert (tmp_path / "data" / "gateway.sqlite3").exists()
+
+        # A platform submits with its own certificate, found in the dev PKI.
+        apply = [
+            "apply",
+            "--gateway",
+            addresses["gateway"],
+            "--pki-dir",
+            str(pki),
+            "--origin",
+            "440000",
+            "--target",
+            "510000",
+            "--local-code",
+            "11440000MBFYX5N41F2002035011000",
+            "--id-number",
+            "110105199003071239",
+            "--name",
+            "张三",
+            "--paper",
+            "M01=居民身份证复印件",
+            "--paper",
+            "M03=备案登记表",
+        ]
+        code, out, err = await run(*apply)
+        assert code == 0, err
+        submitted = json.loads(out)
+        assert submitted["state"] == "APPLICATION_STATE_DELIVERED"
+        status = ["status", submitted["applicationId"], "--gateway", addresses["gateway"]]
+        status += ["--pki-dir", str(pki)]
+        code, out, err = await run(*status)  # as the operator
+        assert code == 0, err
+        assert json.loads(out)["state"] == "APPLICATION_STATE_DELIVERED"
+        code, _, err = await run(*status, "--as", "region/330000")  # not a party
+        assert code == 1
+        assert "NOT_A_PARTY" in err
+        # Claiming to be Guangdong with Sichuan's certificate is refused.
+        impostor = [*apply, "--cert", str(pki / "clients" / "region-510000.pem")]
+        impostor += ["--key", str(pki / "clients" / "region-510000.key")]
+        impostor += ["--ca", str(pki / "ca.pem")]
+        code, _, err = await run(*impostor)
+        assert code == 1
+        assert "NOT_OWN_REGION" in err
     finally:
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), 60)
     assert code == 0
+    code, out, _ = await run("audit", "verify", str(tmp_path / "data" / "audit.jsonl"))
+    assert code == 0, out
+    assert json.loads(out)["records"] >= 3  # submission, delivery, denial
 
 
 async def test_catalog_validate_reports_every_problem_with_its_place(tmp_path: Path) -> None:

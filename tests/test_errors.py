@@ -324,3 +324,28 @@ def test_every_reason_a_proto_comment_names_is_accounted_for() -> None:
         "DUPLICATE_ROW",
         "RETIRED",
     }
+
+
+def test_status_size_is_bounded_whatever_the_error_echoes() -> None:
+    from gateway.errors import (
+        MAX_MESSAGE_BYTES,
+        MAX_VIOLATIONS_BYTES,
+        FieldViolation,
+        InvalidRequest,
+    )
+
+    huge = "码" * 100_000
+    error = InvalidRequest(
+        f"no catalog version {huge}",
+        metadata={"version": huge},
+        field_violations=[FieldViolation(f"entries[{i}]", huge, "BAD") for i in range(10_000)],
+    )
+    status = error.to_status()
+    assert len(status.message.encode()) <= MAX_MESSAGE_BYTES
+    assert status.ByteSize() < 2 * MAX_VIOLATIONS_BYTES
+    bad = error_details_pb2.BadRequest()
+    status.details[1].Unpack(bad)
+    assert bad.field_violations[-1].reason == "TRUNCATED"
+    assert bad.field_violations[-1].description.startswith(
+        f"{10_000 - len(bad.field_violations) + 1} more"
+    )

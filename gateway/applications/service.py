@@ -28,6 +28,7 @@ from gateway.catalog.convert import MODES, timestamp
 from gateway.catalog.model import Matter
 from gateway.catalog.registry import CatalogRegistry
 from gateway.errors import (
+    ApplicationNotFound,
     FieldViolation,
     InvalidRequest,
     LicenseInvalid,
@@ -36,6 +37,8 @@ from gateway.errors import (
     RequestIdReused,
 )
 from gateway.pagination import decode_token, encode_token, page_size
+from gateway.security import authz, guard
+from gateway.security.auditing import Auditor
 
 
 class LicenseFacts(Protocol):
@@ -113,6 +116,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         wall_clock: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
         watch_poll: float = 1.0,
+        auditor: Auditor | None = None,
     ) -> None:
         self.registry = registry
         self.records = records
@@ -123,11 +127,13 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self.wall_clock = wall_clock
         self.monotonic = monotonic
         self.watch_poll = watch_poll
+        self.auditor = auditor or Auditor(None)
         self._inflight: dict[str, asyncio.Future[None]] = {}
 
     async def SubmitApplication(
         self, request: application_pb2.SubmitApplicationRequest, context: grpc.aio.ServicerContext
     ) -> application_pb2.SubmitApplicationResponse:
+        guard.check(authz.SubmitApplication(request.origin_region))
         started = self.monotonic()
         budget = self.deliverer.policy.default_budget
         remaining = context.time_remaining()
@@ -154,6 +160,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         )
         if not created:
             return await self._replay(stored, stored_digest, digest, deadline)
+        self.auditor.submission(stored)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[stored.application_id] = done
         try:
@@ -298,8 +305,19 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
     async def GetApplication(
         self, request: application_pb2.GetApplicationRequest, context: grpc.aio.ServicerContext
     ) -> application_pb2.GetApplicationResponse:
-        app = await self.records.get(_application_id(request.name, "name"))
+        app = await self._readable(_application_id(request.name, "name"))
         return application_pb2.GetApplicationResponse(application=app)
+
+    async def _readable(self, application_id: str) -> application_pb2.Application:
+        """The application, if the caller submitted it, handles it, or is an operator."""
+        try:
+            app = await self.records.get(application_id)
+        except ApplicationNotFound:
+            # A province is refused exactly as for somebody else's application: no probing.
+            guard.check(authz.ReadApplication("", ""))
+            raise
+        guard.check(authz.ReadApplication(app.origin_region, app.target_region))
+        return app
 
     async def ListApplications(
         self, request: application_pb2.ListApplicationsRequest, context: grpc.aio.ServicerContext
@@ -311,6 +329,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                     FieldViolation("region_code", "a 6-digit code", "BAD_REGION_CODE")
                 ],
             )
+        guard.check(authz.ListApplications(request.region_code))
         size = page_size(request.page_size, default=50, maximum=500)
         query = {
             "m": "ListApplications",
@@ -348,6 +367,8 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self, request: application_pb2.WatchApplicationRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[application_pb2.WatchApplicationResponse]:
         application_id = _application_id(request.name, "name")
+        if guard.current_caller().enforced:
+            await self._readable(application_id)
         hub = self.records.hub
         with hub.subscribe(application_id) as queue:
             app = await self.records.get(application_id)
@@ -383,6 +404,8 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         application_id = _application_id(request.name, "name")
         if violations:
             raise InvalidRequest("the report is malformed", field_violations=violations)
+        if guard.current_caller().enforced:
+            await self._may_report(application_id)
         app = await self.records.report(
             application_id,
             region_code=request.region_code,
@@ -391,6 +414,18 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
             event_id=request.event_id,
         )
         return application_pb2.ReportApplicationStatusResponse(application=app)
+
+    async def _may_report(self, application_id: str) -> None:
+        try:
+            app = await self.records.get(application_id)
+        except ApplicationNotFound:
+            guard.check(authz.ReportStatus("", delivered=False))
+            raise
+        # RECEIVED and QUEUED count as delivered: a delivery attempt may have landed, and the
+        # lifecycle takes the target's report as the proof. Only a FAILED application was
+        # never in the target's hands.
+        delivered = app.state != application_pb2.APPLICATION_STATE_FAILED
+        guard.check(authz.ReportStatus(app.target_region, delivered=delivered))
 
 
 def _application_id(name: str, field: str) -> str:

@@ -145,6 +145,12 @@ def region_catalog(index: RegionIndex) -> catalog_pb2.RegionCatalog:
     )
 
 
+MAX_NATIONAL_CODES_PER_ROW = 100
+"""National matters one local code may stand for (an N:1 row)."""
+MAX_ROW_TEXT = 200
+"""Longest name, agency or date text of a list row."""
+
+
 def region_document(msg: catalog_pb2.RegionCatalog) -> RegionCatalogDocument:
     """The plain form of a published list; field violations name every malformed row."""
     prefix, _, rest = msg.name.partition("/")
@@ -169,6 +175,19 @@ def region_document(msg: catalog_pb2.RegionCatalog) -> RegionCatalogDocument:
             violations.append(
                 FieldViolation(f"{path}.national_codes", "at least one national code", "MISSING")
             )
+        elif len(e.national_codes) > MAX_NATIONAL_CODES_PER_ROW:
+            violations.append(
+                FieldViolation(
+                    f"{path}.national_codes", f"at most {MAX_NATIONAL_CODES_PER_ROW}", "TOO_MANY"
+                )
+            )
+        for name in ("local_name", "agency_name", "agency_code", "cancel_date"):
+            if len(getattr(e, name)) > MAX_ROW_TEXT:
+                violations.append(
+                    FieldViolation(
+                        f"{path}.{name}", f"at most {MAX_ROW_TEXT} characters", "TOO_LONG"
+                    )
+                )
         cancel = None
         if e.cancel_date:
             try:

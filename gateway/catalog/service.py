@@ -25,6 +25,8 @@ from gateway.errors import (
     TongbanError,
 )
 from gateway.pagination import decode_token, encode_token, page_size
+from gateway.security import authz, guard
+from gateway.security.auditing import Auditor
 
 MAX_BATCH = 1000
 
@@ -70,10 +72,13 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         registry: CatalogRegistry,
         standards_keys: Mapping[str, signing.PublicKey],
         clock: Callable[[], datetime],
+        *,
+        auditor: Auditor | None = None,
     ) -> None:
         self.registry = registry
         self.standards_keys = standards_keys
         self.clock = clock
+        self.auditor = auditor or Auditor(None)
 
     async def PublishCatalogVersion(
         self, request: catalog_pb2.PublishCatalogVersionRequest, context: grpc.aio.ServicerContext
@@ -104,6 +109,10 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             signed_document=request.signed_document,
             validate_only=request.validate_only,
         )
+        if not request.validate_only:
+            self.auditor.publication(
+                "CatalogService.PublishCatalogVersion", version=parsed.value.version
+            )
         snapshot = self.registry.snapshot
         response = catalog_pb2.PublishCatalogVersionResponse(
             catalog_version=convert.catalog_version(result.record, snapshot, self.clock()),
@@ -208,6 +217,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def PublishRegionCatalog(
         self, request: catalog_pb2.PublishRegionCatalogRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.PublishRegionCatalogResponse:
+        prefix, _, rest = request.region_catalog.name.partition("/")
+        named_region = rest.partition("/")[0] if prefix == "regions" else ""
+        guard.check(authz.PublishRegionCatalog(named_region))
         if len(request.region_catalog.entries) > 200_000:
             raise InvalidRequest(
                 "a list has at most 200000 rows",
@@ -217,6 +229,10 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             )
         doc = convert.region_document(request.region_catalog)
         result = await self.registry.publish_region(doc, validate_only=request.validate_only)
+        if not request.validate_only:
+            self.auditor.publication(
+                "CatalogService.PublishRegionCatalog", region_code=doc.region_code
+            )
         return catalog_pb2.PublishRegionCatalogResponse(
             region_catalog=convert.region_catalog(result.index),
             warnings=[

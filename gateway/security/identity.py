@@ -149,3 +149,12 @@ def identity_from_auth_context(auth_context: Mapping[str, Iterable[bytes]]) -> I
         return None
     role, name = parsed
     return Identity(role, name, facts.serial, facts.not_after)
+
+
+def presents_uri(auth_context: Mapping[str, Iterable[bytes]], uri: str) -> bool:
+    """Whether the TLS-verified client certificate carries `uri` as a real URI SAN."""
+    pems = list(auth_context.get(PEM_KEY, ()))
+    if len(pems) != 1:
+        return False
+    facts = _certificate_facts(pems[0])
+    return facts is not None and facts.client_auth and uri in facts.uris

@@ -40,6 +40,11 @@ from gateway.security.identity import Role, identity_uri, is_valid_name
 GATEWAY_URI = "spiffe://tongban/gateway"
 """The URI SAN of the gateway's own certificate (server, and client of the provinces)."""
 
+DEV_STANDARDS_BODY = "national-standards-body"
+"""The standards body of the local federation (`tongban certs`, `tongban up`)."""
+DEV_OPS = "ops"
+"""The operator of the local federation."""
+
 DEFAULT_VALIDITY = timedelta(days=30)
 DEFAULT_CA_VALIDITY = timedelta(days=365)
 _CLOCK_SKEW = timedelta(minutes=5)
