@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         "--only-applications", action="store_true", help="skip the catalog and licence benches"
     )
     parser.add_argument("--standards-dir", type=Path, default=Path("standards"))
+    parser.add_argument(
+        "--baseline", type=Path, help="another source tree whose gateway is measured too"
+    )
     parser.add_argument("--note", default="", help="a sentence recorded with the figures")
     return parser
 
@@ -46,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=[int(n) for n in args.workers.split(",") if n],
         warmup=0.3 if args.quick else 1.0,
         standards_dir=args.standards_dir,
+        baseline=args.baseline,
     )
     unknown = set(options.scenarios) - set(harness.SCENARIOS)
     if unknown or not options.workers or options.workers[0] != 1:

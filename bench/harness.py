@@ -109,6 +109,9 @@ class Options:
     """Gateway worker counts measured (each its own gateway)."""
     warmup: float = 1.0
     standards_dir: Path = Path("standards")
+    baseline: Path | None = None
+    """Another source tree (e.g. `git archive` of an earlier commit) whose gateway is measured
+    too, as path `baseline`: an optimization's effect in the same run."""
 
 
 def submission(token: str) -> application_pb2.SubmitApplicationRequest:
@@ -254,6 +257,16 @@ async def run(options: Options, log: Callable[[str], None] = print) -> list[Resu
                 )
                 started.append(gw)
                 gateways[n] = gw
+            baseline = None
+            if options.baseline is not None:
+                tree = str(options.baseline.resolve())
+                baseline = await procs.start(
+                    "baseline",
+                    gateway_command(regions, root / "gateway-baseline", standards, 1),
+                    env={**os.environ, "PYTHONPATH": tree},
+                    cwd=tree,
+                )
+                started.append(baseline)
             log(
                 f"started: stubs {regions}, proxy {proxy.address}, "
                 + ", ".join(f"gateway×{n} {g.address}" for n, g in gateways.items())
@@ -273,6 +286,15 @@ async def run(options: Options, log: Callable[[str], None] = print) -> list[Resu
                 name = "gateway" if n == 1 else f"gateway×{n}"
                 paths.append(
                     Path_(name, Target(gw.address, SUBMIT, submit), [gw.pid], all_stub_pids)
+                )
+            if baseline is not None:
+                paths.append(
+                    Path_(
+                        "baseline",
+                        Target(baseline.address, SUBMIT, submit),
+                        [baseline.pid],
+                        all_stub_pids,
+                    )
                 )
             targets.extend(p.target for p in paths)
             for path in paths:  # warm up: channels, caches, JIT-free Python's own warm-up

@@ -66,7 +66,12 @@ def rss_bytes(pid: int, *, tree: bool = True) -> int:
 
 
 async def start(
-    name: str, command: Sequence[str], *, env: dict[str, str] | None = None, startup: float = 60
+    name: str,
+    command: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    startup: float = 60,
 ) -> Proc:
     """Starts `command` and waits for its `{"event": "listening", "address": ...}` line."""
     process = await asyncio.create_subprocess_exec(
@@ -74,6 +79,7 @@ async def start(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=env,
+        cwd=cwd,
         start_new_session=True,
     )
     assert process.stdout is not None

@@ -97,6 +97,23 @@ def ratios(results: list[Result], gateway: str = "gateway") -> str:
     return "\n".join(lines)
 
 
+def baseline_ratios(results: list[Result]) -> str:
+    """gateway ÷ baseline (an earlier tree's gateway), when one was measured."""
+    lines = []
+    for scenario in dict.fromkeys(r.scenario for r in results):
+        g, b = _find(results, scenario, "gateway"), _find(results, scenario, "baseline")
+        if g is None or b is None:
+            continue
+        cpu = _ratio(g.per_request(g.hop_cpu), b.per_request(b.hop_cpu))
+        rate = _ratio(_rate(g), _rate(b))
+        p50 = _ratio(percentile(g.sample.latencies, 0.5), percentile(b.sample.latencies, 0.5))
+        lines.append(f"| {scenario} | {cpu:.2f} | {rate:.2f} | {p50:.2f} |")
+    if not lines:
+        return ""
+    head = "| scenario | CPU/req gateway÷baseline | throughput | p50 |\n|---|---:|---:|---:|\n"
+    return "Against the baseline tree (same run):\n\n" + head + "\n".join(lines) + "\n\n"
+
+
 def targets(results: list[Result]) -> str:
     """Each target of issue 8 with the measured figure and a verdict."""
     out = []
@@ -161,6 +178,7 @@ def render(results: list[Result], *, machine_line: str, load_before: str, note: 
         f"Load average before / after: {load_before} / {load_after}. {note}\n\n"
         f"{table(results)}\n\n"
         f"Ratios (gateway ÷ bare proxy, same run):\n\n{ratios(results)}\n\n"
+        f"{baseline_ratios(results)}"
         f"Against the targets of issue 8:\n\n{targets(results)}\n"
     )
 
