@@ -58,6 +58,12 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
             },
         )
     )
+    if args.workers > 1:
+        from gateway.workers import supervise
+
+        return asyncio.run(
+            supervise(args.argv, host=config.host, port=config.port, workers=args.workers)
+        )
     asyncio.run(serve(config))
     return 0
 
@@ -333,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--regions", help="CODE=HOST:PORT,...")
     gw.add_argument("--standards-keys", help="BODY=PUBLIC_KEY_PEM,...")
     gw.add_argument("--metrics-port", type=int)
+    gw.add_argument(
+        "--workers", type=int, default=1, help="processes serving one port (SO_REUSEPORT)"
+    )
     gw.set_defaults(func=_cmd_gateway)
 
     sub.add_parser(
@@ -408,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_region_stub(argparse.Namespace(), args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
+    args.argv = args_list  # `gateway --workers N` starts each worker with the same command line
     logging.basicConfig(
         level=args.log_level,
         stream=sys.stderr,

@@ -104,7 +104,11 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
         worker_id = worker_identity()
         dispatcher = Dispatcher(records, deliverer, config.delivery, worker_id=worker_id)
         verifier = build_license_verifier(config, client, registry)
-        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        # SO_REUSEPORT (gRPC's default on Linux, stated here): `--workers N` binds N servers
+        # to one port.
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()], options=[("grpc.so_reuseport", 1)]
+        )
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
             CatalogServicer(registry, signing.load_public_keys(config.standards_keys), utc_now),
             server,
