@@ -148,9 +148,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         try:
             app = await self._build(request, snapshot)
         except TongbanError:
-            existing = await self.records.find_by_request(
-                request.origin_region, request.request_id
-            )
+            existing = await self.records.find_by_request(request.origin_region, request.request_id)
             if existing is None:
                 raise
             return await self._replay(*existing, digest, deadline)
