@@ -58,6 +58,9 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
             },
         )
     )
+    if args.workers < 1:
+        print("tongban gateway: --workers must be 1 or more", file=sys.stderr)
+        return 2
     if args.workers > 1:
         from gateway.workers import supervise
 
