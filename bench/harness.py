@@ -68,7 +68,7 @@ SCENARIOS = {
 
 
 @dataclass
-class Path_:
+class Route:
     """One way to the stub, and the processes whose CPU it costs."""
 
     name: str
@@ -216,7 +216,7 @@ def gateway_command(
 
 
 async def _measure(
-    scenario: Scenario, path: Path_, seconds: float, result: Result, loadgen_pid: int
+    scenario: Scenario, path: Route, seconds: float, result: Result, loadgen_pid: int
 ) -> None:
     hop0 = sum(procs.cpu_seconds(p) for p in path.hop)
     stub0 = sum(procs.cpu_seconds(p) for p in path.backends)
@@ -278,18 +278,18 @@ async def run(options: Options, log: Callable[[str], None] = print) -> list[Resu
             submit = submit_payloads(template)
             stub_pids = [stubs[TARGET].pid]
             paths = [
-                Path_("direct", Target(regions[TARGET], DELIVER, deliver), [], stub_pids),
-                Path_("proxy", Target(proxy.address, DELIVER, deliver), [proxy.pid], stub_pids),
+                Route("direct", Target(regions[TARGET], DELIVER, deliver), [], stub_pids),
+                Route("proxy", Target(proxy.address, DELIVER, deliver), [proxy.pid], stub_pids),
             ]
             all_stub_pids = [s.pid for s in stubs.values()]
             for n, gw in gateways.items():
                 name = "gateway" if n == 1 else f"gateway×{n}"
                 paths.append(
-                    Path_(name, Target(gw.address, SUBMIT, submit), [gw.pid], all_stub_pids)
+                    Route(name, Target(gw.address, SUBMIT, submit), [gw.pid], all_stub_pids)
                 )
             if baseline is not None:
                 paths.append(
-                    Path_(
+                    Route(
                         "baseline",
                         Target(baseline.address, SUBMIT, submit),
                         [baseline.pid],
@@ -297,7 +297,7 @@ async def run(options: Options, log: Callable[[str], None] = print) -> list[Resu
                     )
                 )
             targets.extend(p.target for p in paths)
-            for path in paths:  # warm up: channels, caches, JIT-free Python's own warm-up
+            for path in paths:  # warm up: connections, key and status-list caches
                 await closed_loop(path.target, concurrency=8, seconds=options.warmup)
             return await _interleave(options, paths, log)
         finally:
@@ -308,7 +308,7 @@ async def run(options: Options, log: Callable[[str], None] = print) -> list[Resu
 
 
 async def _interleave(
-    options: Options, paths: list[Path_], log: Callable[[str], None]
+    options: Options, paths: list[Route], log: Callable[[str], None]
 ) -> list[Result]:
     results: list[Result] = []
     for scenario_name in options.scenarios:
