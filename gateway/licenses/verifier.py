@@ -15,19 +15,10 @@ The order is the contract (each step can only run once the ones before it passed
 
 A verdict's `detail` never contains key material or a holder's id in clear; a decoded
 licence is returned once the signature has verified, with the holder id masked.
-
-The authenticated-token cache never changes a verdict. It keeps, by the token's SHA-256, what
-steps 1-3 read and step 4's signature check produced (the parsed claims) — a pure function
-of the token and the key — and is used only while the key cache still hands out that very
-key object (a refreshed or retired key misses). Everything that depends on time or state is
-judged again on every call, hit or not: the trust list and algorithm, the key lookup, the times
-against the clock (so never VALID after `exp`), steps 5-7, and the status from the status-list
-cache (so a revocation shows within the status lists' freshness bound, as without the cache).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import date
@@ -39,7 +30,7 @@ from gateway.catalog.codes import (
     validate_citizen_id,
     validate_uscc,
 )
-from gateway.licenses.keys import KeyCache, KeyUnavailable, VerificationKey
+from gateway.licenses.keys import KeyCache, KeyUnavailable
 from gateway.licenses.status_list import LicenseStatus, StatusListCache, StatusListUnavailable
 from gateway.licenses.token import (
     LICENSE_TOKEN_TYPE,
@@ -92,41 +83,16 @@ class Verification:
     """Set once the signature verified, whatever the verdict."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Authenticated:
-    """What a token's signature check established, valid only with `key`."""
-
-    region: str
-    alg: str
-    kid: str
-    key: VerificationKey
-    claims: LicenseClaims
-
-
-DEFAULT_CACHE_SIZE = 4096
-"""Authenticated tokens remembered (oldest forgotten first); 0 turns the cache off."""
-
-
 class LicenseVerifier:
     """Verifies licence tokens; see the module docstring for the order of checks."""
 
     def __init__(
-        self,
-        trust: TrustList,
-        keys: KeyCache,
-        status_lists: StatusListCache,
-        clock: Clock,
-        *,
-        cache_size: int = DEFAULT_CACHE_SIZE,
+        self, trust: TrustList, keys: KeyCache, status_lists: StatusListCache, clock: Clock
     ) -> None:
         self._trust = trust
         self._keys = keys
         self._status_lists = status_lists
         self._clock = clock
-        self._cache_size = cache_size
-        self._authenticated: dict[bytes, _Authenticated] = {}
-        self.cache_hits = 0
-        """Signature checks saved by the authenticated-token cache (for tests and metrics)."""
 
     async def verify(
         self,
@@ -149,46 +115,37 @@ class LicenseVerifier:
 
     async def _authenticate(self, token: str) -> tuple[LicenseClaims, str]:
         """Steps 1-4 up to the times: the claims of a token signed by a trusted province's key."""
-        fingerprint = hashlib.sha256(token.encode()).digest()
-        cached = self._authenticated.get(fingerprint)
-        if cached is not None:
-            region, alg, kid = cached.region, cached.alg, cached.kid
-        else:
-            unverified = read_unverified(token, expected_type=LICENSE_TOKEN_TYPE)
-            alg, kid = unverified.header.alg, unverified.header.kid
-            found = region_of_issuer(unverified.payload.get("iss"))
-            if found is None:
-                raise TokenRejected(
-                    Verdict.MALFORMED, "The token's iss is not 'tongban:region:<6-digit code>'."
-                )
-            region = found
+        unverified = read_unverified(token, expected_type=LICENSE_TOKEN_TYPE)
+        header = unverified.header
+        region = region_of_issuer(unverified.payload.get("iss"))
+        if region is None:
+            raise TokenRejected(
+                Verdict.MALFORMED, "The token's iss is not 'tongban:region:<6-digit code>'."
+            )
         issuer = self._trust.issuer(region)
         if issuer is None:
             raise TokenRejected(
                 Verdict.UNTRUSTED_ISSUER, f"Region {region} is not a trusted licence issuer."
             )
-        if alg not in issuer.algorithms:
+        if header.alg not in issuer.algorithms:
             raise TokenRejected(
                 Verdict.BAD_SIGNATURE,
-                f"Algorithm {alg!r} is not allowed for region {region}'s licences.",
+                f"Algorithm {header.alg!r} is not allowed for region {region}'s licences.",
             )
         try:
-            key = await self._keys.get(region, kid)
+            key = await self._keys.get(region, header.kid)
         except KeyUnavailable:
             raise TokenRejected(
                 Verdict.STATUS_UNAVAILABLE, f"Region {region}'s signing keys cannot be fetched."
             ) from None
         if key is None:
             raise TokenRejected(
-                Verdict.UNKNOWN_KEY, f"Key {kid} is not among region {region}'s keys."
+                Verdict.UNKNOWN_KEY, f"Key {header.kid} is not among region {region}'s keys."
             )
-        if alg != key.algorithm:
+        if header.alg != key.algorithm:
             raise TokenRejected(
-                Verdict.BAD_SIGNATURE, f"Algorithm {alg!r} is not the key's algorithm."
+                Verdict.BAD_SIGNATURE, f"Algorithm {header.alg!r} is not the key's algorithm."
             )
-        if cached is not None and cached.key is key:
-            self.cache_hits += 1
-            return cached.claims, key.kid
         payload = decode_verified(
             token,
             key.public_key,
@@ -196,12 +153,7 @@ class LicenseVerifier:
             audience=self._trust.audience,
             require=REQUIRED_LICENSE_CLAIMS,
         )
-        claims = parse_license_claims(payload)
-        if self._cache_size > 0:
-            if len(self._authenticated) >= self._cache_size:
-                del self._authenticated[next(iter(self._authenticated))]
-            self._authenticated[fingerprint] = _Authenticated(region, alg, kid, key, claims)
-        return claims, key.kid
+        return parse_license_claims(payload), key.kid
 
     def _judge(
         self,
