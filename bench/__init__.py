@@ -1,2 +1,1 @@
-"""Benchmarks: the application path against a bare proxy (`harness`), and the catalog and
-licence benchmarks of their own issues when present. `python -m bench --help`."""
+"""Benchmarks; `python -m bench.<name>` runs one (see each module's docstring)."""
