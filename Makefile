@@ -47,10 +47,12 @@ types: $(STAMP)
 buf: $(STAMP)
 	$(BIN)/buf lint
 
-# FILE-level compatibility against main; skipped where main has no proto yet.
+# FILE-level compatibility against where this branch left main (its merge base): a branch
+# behind main is judged on its own changes, not on protos main gained since; on main itself
+# the base is main. Skipped where main has no proto yet.
 buf-breaking: $(STAMP)
 	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:buf.yaml 2>/dev/null; then \
-	  $(BIN)/buf breaking --against '.git#branch=main'; \
+	  $(BIN)/buf breaking --against ".git#ref=$$(git merge-base HEAD main)"; \
 	else echo "buf breaking: no main to compare with"; fi
 
 test: $(STAMP)
