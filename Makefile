@@ -10,13 +10,14 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/gateway/api/v1/*.proto) $(wildcard proto/region_stubs/admin/v1/*.proto)
 GEN_DIRS := gateway/api/v1 region_stubs/admin/v1
 
-.PHONY: help install proto fmt lint types buf buf-breaking test check run demo bench clean
+.PHONY: help install proto fmt lint types buf buf-breaking test check run demo bench soak clean
 
 help:
 	@echo "make run    - set up and run the gateway with its local federation"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make check  - format check, lint, types, buf lint/breaking, tests"
-	@echo "make bench  - benchmarks (see bench/)"
+	@echo "make bench  - benchmarks (see bench/), under 10 minutes; appends bench/RESULTS.md"
+	@echo "make soak   - 10-minute soak of the gateway at a steady rate: RSS slope"
 	@echo "make proto  - regenerate gRPC code from proto/"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -34,11 +35,11 @@ proto: $(STAMP)
 	  --mypy_out=. --mypy_grpc_out=. $(PROTOS)
 
 fmt: $(STAMP)
-	$(BIN)/ruff format gateway region_stubs tests
+	$(BIN)/ruff format gateway region_stubs tests bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway region_stubs tests
-	$(BIN)/ruff format --check gateway region_stubs tests
+	$(BIN)/ruff check gateway region_stubs tests bench
+	$(BIN)/ruff format --check gateway region_stubs tests bench
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -46,10 +47,12 @@ types: $(STAMP)
 buf: $(STAMP)
 	$(BIN)/buf lint
 
-# FILE-level compatibility against main; skipped where main has no proto yet.
+# FILE-level compatibility against where this branch left main (its merge base): a branch
+# behind main is judged on its own changes, not on protos main gained since; on main itself
+# the base is main. Skipped where main has no proto yet.
 buf-breaking: $(STAMP)
 	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:buf.yaml 2>/dev/null; then \
-	  $(BIN)/buf breaking --against '.git#branch=main'; \
+	  $(BIN)/buf breaking --against ".git#ref=$$(git merge-base HEAD main)"; \
 	else echo "buf breaking: no main to compare with"; fi
 
 test: $(STAMP)
@@ -65,6 +68,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+soak: $(STAMP)
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis data

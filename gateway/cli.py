@@ -65,6 +65,15 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
             },
         )
     )
+    if args.workers < 1:
+        print("tongban gateway: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        from gateway.workers import supervise
+
+        return asyncio.run(
+            supervise(args.argv, host=config.host, port=config.port, workers=args.workers)
+        )
     asyncio.run(serve(config))
     return 0
 
@@ -462,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
         const="true",
         help="plaintext, no identities, authorization skipped (development only)",
     )
+    gw.add_argument(
+        "--workers", type=int, default=1, help="processes serving one port (SO_REUSEPORT)"
+    )
     gw.set_defaults(func=_cmd_gateway)
 
     sub.add_parser(
@@ -544,6 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_region_stub(argparse.Namespace(), args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
+    args.argv = args_list  # `gateway --workers N` starts each worker with the same command line
     logging.basicConfig(
         level=args.log_level,
         stream=sys.stderr,

@@ -111,6 +111,9 @@ def _new_server(config: GatewayConfig, auditor: Auditor) -> grpc.aio.Server:
             ("grpc.max_receive_message_length", config.max_receive_message_bytes),
             ("grpc.max_metadata_size", config.max_metadata_bytes),
             ("grpc.absolute_max_metadata_size", config.max_metadata_bytes),
+            # SO_REUSEPORT (gRPC's default on Linux, stated here): `--workers N` binds N
+            # servers to one port.
+            ("grpc.so_reuseport", 1),
         ],
         maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
     )

@@ -184,7 +184,9 @@ class Store:
             start = not self._draining
             self._draining = True
         if start:
-            loop.run_in_executor(self._writer, self._drain)
+            # A bare submit: nothing awaits the drain itself (each write has its own future),
+            # so no asyncio wrapper and no completion callback crossing back to the loop.
+            self._writer.submit(self._drain)
         return await future
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -241,8 +243,8 @@ class Store:
             failure = StoreUnavailable(f"store commit failed: {exc}")
             outcomes = [(future, None, failure) for _, future in batch]
         assert self._loop is not None
-        for future, result, error in outcomes:
-            self._loop.call_soon_threadsafe(_settle, future, result, error)
+        # One wake-up of the event loop per transaction, not one per write.
+        self._loop.call_soon_threadsafe(_settle_all, outcomes)
 
     # -- catalog ---------------------------------------------------------------------------
 
@@ -516,10 +518,11 @@ def _translate(exc: Exception) -> BaseException:
     return exc
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)

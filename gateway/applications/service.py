@@ -1,9 +1,10 @@
 """The ApplicationService servicer: submission, reading, watching and province reports.
 
 Submission order, each step failing before any side effect of the next:
-validate (pure) → idempotency lookup → resolve and translate the matter code (one catalog
-snapshot) → check and verify materials → commit to the store → deliver inline within the
-caller's deadline → answer DELIVERED, QUEUED or FAILED.
+validate (pure) → resolve and translate the matter code (one catalog snapshot) → check and
+verify materials → claim the idempotency key and commit to the store in one insert → deliver
+inline within the caller's deadline → answer DELIVERED, QUEUED or FAILED. A key already taken
+replays the first answer (from the claim; or, when this build failed, from a lookup).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from gateway.errors import (
     MaterialMissing,
     MatterNotCrossRegion,
     RequestIdReused,
+    TongbanError,
 )
 from gateway.pagination import decode_token, encode_token, page_size
 from gateway.security import authz, guard
@@ -148,10 +150,16 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 field_violations=violations,
             )
         digest = request_digest(request)
-        existing = await self.records.find_by_request(request.origin_region, request.request_id)
-        if existing is not None:
+        # No idempotency read on the happy path: the claim below is the atomic check, and a
+        # taken key is replayed from there. Only a build that fails looks the key up, so a
+        # replay still answers as the first time did after its licence or matter changed.
+        try:
+            app = await self._build(request, snapshot)
+        except TongbanError:
+            existing = await self.records.find_by_request(request.origin_region, request.request_id)
+            if existing is None:
+                raise
             return await self._replay(*existing, digest, deadline)
-        app = await self._build(request, snapshot)
         stored, stored_digest, created = await self.records.create(
             app,
             digest,

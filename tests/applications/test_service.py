@@ -11,6 +11,7 @@ import pytest
 from conftest import World, rich_error, start_world
 
 from gateway.api.v1 import application_pb2 as pb
+from gateway.api.v1 import license_pb2
 from gateway.catalog.index import CatalogSnapshot
 from region_stubs.admin.v1 import admin_pb2
 
@@ -336,3 +337,68 @@ async def test_get_unknown_and_malformed_names(world: World) -> None:
             await world.applications.GetApplication(pb.GetApplicationRequest(name=name))
         assert caught.value.code() == code
         rich_error(caught.value)
+
+
+async def test_reused_id_with_content_that_would_not_build_is_still_reuse(world: World) -> None:
+    local, national, _ = one_to_one_pair(world)
+    await world.applications.SubmitApplication(submission(world, local, national))
+    unknown = pb.Material(material_id="M99", paper=pb.PaperMaterial(description="?"))
+    await expect_reuse(world, submission(world, local, national, materials=[unknown]))
+
+
+MATTER_WITH_LICENCE = "002035011000"  # 异地就医结算备案: M01 may be a 居民身份证 licence
+ID_CARD = "11100000000013127D001"
+
+
+async def test_replay_answers_as_the_first_time_after_the_licence_is_revoked(
+    tmp_path: Path,
+) -> None:
+    trust = tmp_path / "trust.json"
+    trust.write_text(
+        '{"issuers": {"440000": {"license_types": ["' + ID_CARD + '"]}},'
+        ' "status_lists": {"min_ttl_seconds": 1, "max_ttl_seconds": 1,'
+        ' "refresh_min_interval_seconds": 1}}',
+        encoding="utf-8",
+    )
+    async with start_world(tmp_path / "w", license_trust=trust) as world:
+        issued = await world.stubs[ORIGIN].admin.IssueLicense(
+            admin_pb2.IssueLicenseRequest(
+                license_type_code=ID_CARD,
+                license_number="440305199003071239",
+                holder_id_type=pb.ID_TYPE_CITIZEN_ID,
+                holder_id_number=CITIZEN,
+            )
+        )
+        local = live_codes(world.gateway.registry.snapshot, ORIGIN, MATTER_WITH_LICENCE)[0]
+        request = submission(world, local, MATTER_WITH_LICENCE, request_id="lic-1")
+        materials = [m for m in request.materials if m.material_id != "M01"]
+        materials.append(pb.Material(material_id="M01", license_token=issued.token))
+        request = submission(
+            world, local, MATTER_WITH_LICENCE, request_id="lic-1", materials=materials
+        )
+        first = await world.applications.SubmitApplication(request)
+        assert first.application.state == pb.APPLICATION_STATE_DELIVERED
+        verified = await world.licenses.VerifyLicense(
+            license_pb2.VerifyLicenseRequest(token=issued.token)
+        )
+        await world.stubs[ORIGIN].admin.SetLicenseStatus(
+            admin_pb2.SetLicenseStatusRequest(
+                token_id=verified.license.token_id, status=admin_pb2.LICENSE_STATUS_REVOKED
+            )
+        )
+        fresh = submission(
+            world, local, MATTER_WITH_LICENCE, request_id="lic-2", materials=materials
+        )
+        refused = ""
+        for attempt in range(60):  # until the gateway's status list shows the revocation
+            try:
+                await world.applications.SubmitApplication(fresh)
+            except grpc.aio.AioRpcError as error:
+                refused = rich_error(error)[0].reason
+                break
+            fresh.request_id = f"lic-2-{attempt}"
+            await asyncio.sleep(0.1)
+        assert refused == "LICENSE_INVALID"
+        again = await world.applications.SubmitApplication(request)
+        assert again.replayed
+        assert again.application.application_id == first.application.application_id

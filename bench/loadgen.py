@@ -1,0 +1,115 @@
+"""A grpc.aio load generator: closed loop at a fixed concurrency, or open loop at a fixed rate.
+
+Calls carry raw bytes (the payloads are serialized up front, so the generator's own cost is the
+same for every path). Closed loop: `concurrency` workers, each sending its next call when the
+last one answered. Open loop: calls start on a fixed schedule whatever happens to earlier ones,
+and each latency is measured from the call's *intended* send time, so a stalled server (or a
+stalled generator) shows in the figures instead of hiding in a slower send rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+CALL_TIMEOUT = 10.0
+"""Seconds allowed for one call."""
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+@dataclass
+class Sample:
+    """What one measured segment saw."""
+
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    """Seconds, of successful calls."""
+    errors: Counter[str] = field(default_factory=Counter)
+    """Status code name → count."""
+
+    @property
+    def requests(self) -> int:
+        """Calls completed, successful or not."""
+        return len(self.latencies) + sum(self.errors.values())
+
+    def merge(self, other: Sample) -> None:
+        """Adds another segment's figures to these."""
+        self.seconds += other.seconds
+        self.latencies.extend(other.latencies)
+        self.errors.update(other.errors)
+
+
+class Target:
+    """One unary method on one channel, called with pre-serialized requests."""
+
+    def __init__(self, address: str, method: str, payload: Callable[[], bytes]) -> None:
+        self.channel = grpc.aio.insecure_channel(address)
+        self.call = self.channel.unary_unary(
+            method, request_serializer=_identity, response_deserializer=_identity
+        )
+        self.payload = payload
+
+    async def once(self, sample: Sample, started: float) -> None:
+        """One call; its latency counted from `started` (perf_counter seconds)."""
+        try:
+            await self.call(self.payload(), timeout=CALL_TIMEOUT)
+        except grpc.aio.AioRpcError as error:
+            sample.errors[error.code().name] += 1
+        else:
+            sample.latencies.append(time.perf_counter() - started)
+
+    async def close(self) -> None:
+        """Closes the channel."""
+        await self.channel.close()
+
+
+async def closed_loop(target: Target, *, concurrency: int, seconds: float) -> Sample:
+    """`concurrency` callers, each calling back to back for `seconds`."""
+    sample = Sample()
+    start = time.perf_counter()
+    end = start + seconds
+
+    async def caller() -> None:
+        while (now := time.perf_counter()) < end:
+            await target.once(sample, now)
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    sample.seconds = time.perf_counter() - start
+    return sample
+
+
+async def open_loop(target: Target, *, rate: float, seconds: float) -> Sample:
+    """Calls started `rate` times a second for `seconds`, latency from the intended start."""
+    sample = Sample()
+    start = time.perf_counter()
+    total = int(rate * seconds)
+    tasks: set[asyncio.Task[None]] = set()
+    for i in range(total):
+        intended = start + i / rate
+        delay = intended - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(target.once(sample, intended))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.gather(*tasks)
+    sample.seconds = time.perf_counter() - start
+    return sample
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The `q` quantile (0..1) by nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))
+    return ordered[rank]

@@ -1,0 +1,51 @@
+"""The benchmark harness starts every process, measures each path briefly and prints its table.
+
+A smoke run, not a benchmark: it asserts what was measured and printed, never how fast.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_quick_run_prints_the_table_and_the_ratios(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--seconds",
+            "0.3",
+            "--scenarios",
+            "c1,c16,open500",
+            "--workers",
+            "1",
+            "--only-applications",
+            "--results",
+            str(results),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    assert "| scenario | path | req/s |" in out
+    for row in ("| c1 | direct |", "| c1 | proxy |", "| c1 | gateway |", "| open500 | gateway |"):
+        assert row in out
+    assert "gateway÷proxy" in out
+    assert "Against the targets of issue 8" in out
+    written = results.read_text(encoding="utf-8")
+    assert "## Application benchmark" in written
+    assert "Machine: " in written
