@@ -9,6 +9,7 @@ caller's deadline → answer DELIVERED, QUEUED or FAILED.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -162,6 +163,12 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 lease_owner=self.worker_id,
                 retry_in=self.dispatcher.backoff(outcome.attempts),
             )
+        except asyncio.CancelledError:
+            # The caller went away (or the server is stopping): the application is stored and
+            # due now; give the lease back so the dispatcher delivers it without waiting.
+            with contextlib.suppress(Exception):
+                await self.records.release(stored.application_id, self.worker_id)
+            raise
         finally:
             del self._inflight[stored.application_id]
             done.set_result(None)
