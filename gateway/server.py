@@ -39,6 +39,7 @@ from gateway.interceptors import ErrorInterceptor
 from gateway.licenses.service import LicenseServicer
 from gateway.licenses.wiring import build_license_verifier
 from gateway.routing.client import GrpcRegionClient
+from gateway.routing.health import RegionHealth
 from gateway.serving import (
     add_health_and_reflection,
     announce,
@@ -125,6 +126,9 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
         health = add_health_and_reflection(
             server, SERVICE_NAMES, reflection_enabled=config.reflection
         )
+        region_health = RegionHealth(health)
+        await region_health.start(config.regions)
+        deliverer.breaker_listeners.append(region_health.on_breaker_change)
         port = server.add_insecure_port(f"{config.host}:{config.port}")
         await server.start()
         await set_serving(health, SERVICE_NAMES, serving=True)

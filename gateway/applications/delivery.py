@@ -85,21 +85,28 @@ class Deliverer:
         )
         self.observer = observer
         self.clock = clock
-        self._on_breaker_change = on_breaker_change
+        self.breaker_listeners: list[Callable[[str, int, int], None]] = []
+        """Called as (region code, old state, new state) on every breaker transition."""
+        if on_breaker_change is not None:
+            self.breaker_listeners.append(on_breaker_change)
         self._budget_config = budget_config or BudgetConfig()
         self._breaker_config = breaker_config or BreakerConfig()
         self.budgets: dict[str, RetryBudget] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
 
+    def blocked_regions(self) -> list[str]:
+        """Provinces whose breaker refuses calls right now (asked without side effects)."""
+        return [code for code, breaker in self.breakers.items() if breaker.blocking()]
+
     def breaker(self, region_code: str) -> CircuitBreaker:
         """The province's breaker, created on first use."""
         breaker = self.breakers.get(region_code)
         if breaker is None:
-            hook = self._on_breaker_change
+            listeners = self.breaker_listeners
 
             def transition(old: object, new: object, region: str = region_code) -> None:
-                if hook is not None:
-                    hook(region, int(old), int(new))  # type: ignore[call-overload]
+                for listener in listeners:
+                    listener(region, int(old), int(new))  # type: ignore[call-overload]
 
             breaker = CircuitBreaker(
                 self._breaker_config, clock=self.clock, on_transition=transition
