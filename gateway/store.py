@@ -473,16 +473,30 @@ class Store:
         return [_row(r) for r in rows]
 
     async def claim_due(
-        self, *, now: float, owner: str, lease_seconds: float, limit: int
+        self,
+        *,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        skip_targets: Sequence[str] = (),
     ) -> list[ApplicationRow]:
-        """Atomically leases up to `limit` applications due for delivery whose lease expired."""
+        """Atomically leases up to `limit` applications due for delivery whose lease expired.
+
+        Applications for `skip_targets` (provinces refusing calls) are left alone unless they
+        have expired, so that they can still be failed on time.
+        """
+        skip = ""
+        if skip_targets:
+            marks = ", ".join("?" for _ in skip_targets)
+            skip = f"AND (target_region NOT IN ({marks}) OR expire_time <= ?) "
 
         def run(conn: sqlite3.Connection) -> list[ApplicationRow]:
             found = conn.execute(
                 f"SELECT {_APP_COLUMNS} FROM applications WHERE next_attempt_time IS NOT NULL "
-                "AND next_attempt_time <= ? AND lease_until <= ? "
+                f"AND next_attempt_time <= ? AND lease_until <= ? {skip}"
                 "ORDER BY next_attempt_time LIMIT ?",
-                (now, now, limit),
+                (now, now, *skip_targets, *([now] if skip_targets else []), limit),
             ).fetchall()
             claimed = []
             for values in found:

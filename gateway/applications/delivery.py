@@ -27,7 +27,7 @@ from gateway.api.v1 import application_pb2, region_pb2
 from gateway.applications import lifecycle
 from gateway.applications.records import ApplicationRecords
 from gateway.config import DeliveryConfig
-from gateway.routing.breaker import BreakerConfig, CircuitBreaker
+from gateway.routing.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from gateway.routing.budget import BudgetConfig, RetryBudget
 from gateway.routing.client import RegionClient
 from gateway.routing.delivery import AttemptObserver, DeliveryFailed, call_with_retries
@@ -168,7 +168,15 @@ class Deliverer:
 
 
 class Dispatcher:
-    """Redelivers due applications (queued, or orphaned by a dead worker) until done."""
+    """Redelivers due applications (queued, or orphaned by a dead worker) until done.
+
+    It claims only as many applications as it has free delivery slots (a claimed application
+    waiting for a slot would burn its lease), and none for a province whose breaker refuses
+    calls (they would come straight back, costing two store writes each, every pass); when a
+    breaker closes it is woken to deliver the backlog at once. A delivery cancelled by shutdown
+    gives its lease back, so that a restarted worker picks the application up without waiting
+    for the lease to run out.
+    """
 
     def __init__(
         self,
@@ -186,16 +194,26 @@ class Dispatcher:
         self.config = config
         self.worker_id = worker_id
         self.batch = batch
+        self.concurrency = concurrency
         self.rng = rng
-        self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.passes = 0
         """Dispatch passes made, for tests."""
+        deliverer.breaker_listeners.append(self._breaker_changed)
 
     def wake(self) -> None:
         """Asks for a pass now (e.g. a province came back)."""
         self._wake.set()
+
+    def _breaker_changed(self, region_code: str, old: int, new: int) -> None:
+        if new == BreakerState.CLOSED:
+            self.wake()
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a dispatcher delivery holds its application: its budget plus a margin."""
+        return self.config.per_attempt_timeout * self.deliverer.policy.max_attempts + 5.0
 
     def backoff(self, attempts: int) -> float:
         """Full-jitter wait before the next dispatcher attempt of an application."""
@@ -206,7 +224,9 @@ class Dispatcher:
         """Dispatches until cancelled."""
         try:
             while True:
-                await self.run_once()
+                free = min(self.batch, self.concurrency - len(self._tasks))
+                if free > 0 and await self.run_once() == free:
+                    continue  # a full claim: more may be due, claim again
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.config.dispatch_interval)
                 self._wake.clear()
@@ -219,10 +239,16 @@ class Dispatcher:
     async def run_once(self) -> int:
         """One pass: leases due applications and starts their deliveries; returns how many."""
         self.passes += 1
-        lease = self.config.per_attempt_timeout * self.deliverer.policy.max_attempts + 5.0
-        due = await self.records.claim_due(self.worker_id, lease_seconds=lease, limit=self.batch)
+        free = min(self.batch, self.concurrency - len(self._tasks))
+        if free <= 0:
+            return 0
+        due = await self.records.claim_due(
+            self.worker_id,
+            lease_seconds=self.lease_seconds,
+            limit=free,
+            skip_targets=self.deliverer.blocked_regions(),
+        )
         for app in due:
-            await self._slots.acquire()
             task = asyncio.create_task(self._redeliver(app))
             self._tasks.add(task)
             task.add_done_callback(self._done)
@@ -230,11 +256,19 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._slots.release()
         if not task.cancelled() and task.exception() is not None:
             log.error("redelivery failed", exc_info=task.exception())
 
     async def _redeliver(self, app: application_pb2.Application) -> None:
+        try:
+            await self._redeliver_leased(app)
+        except asyncio.CancelledError:
+            # Shutting down: give the lease back so the next worker need not wait it out.
+            with contextlib.suppress(Exception):
+                await self.records.release(app.application_id, self.worker_id)
+            raise
+
+    async def _redeliver_leased(self, app: application_pb2.Application) -> None:
         if lifecycle.is_terminal(app.state) or app.state not in lifecycle.AWAITING_DELIVERY:
             await self.records.release(app.application_id, self.worker_id)
             return
