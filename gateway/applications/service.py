@@ -4,6 +4,10 @@ Submission order, each step failing before any side effect of the next:
 validate (pure) → idempotency lookup → resolve and translate the matter code (one catalog
 snapshot) → check and verify materials → commit to the store → deliver inline within the
 caller's deadline → answer DELIVERED, QUEUED or FAILED.
+
+A repeat of a request_id while the first call runs in this process waits for it (up to its own
+deadline) and answers what it stored, so a duplicate never sends twice and never sees the
+application half-way (committed, not yet delivered) when the first call is about to finish.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from gateway.errors import (
     MaterialMissing,
     MatterNotCrossRegion,
     RequestIdReused,
+    Unavailable,
 )
 from gateway.pagination import decode_token, encode_token, page_size
 
@@ -122,7 +127,8 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self.wall_clock = wall_clock
         self.monotonic = monotonic
         self.watch_poll = watch_poll
-        self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
+        """Submissions running in this process, by idempotency key (origin, request id)."""
 
     async def SubmitApplication(
         self, request: application_pb2.SubmitApplicationRequest, context: grpc.aio.ServicerContext
@@ -141,9 +147,38 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 field_violations=violations,
             )
         digest = request_digest(request)
+        key = (request.origin_region, request.request_id)
+        while (pending := self._inflight.get(key)) is not None:
+            # A call with this request_id is running here (perhaps between its commit and its
+            # delivery): wait for it rather than race it, then answer what it stored.
+            await asyncio.wait({pending}, timeout=max(0.0, deadline - self.monotonic()))
+            if not pending.done():
+                existing = await self.records.find_by_request(*key)
+                if existing is None:
+                    raise Unavailable(
+                        "a submission with this request_id is still in progress",
+                        retry_delay=1.0,
+                    )
+                return self._replay(*existing, digest)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = done
+        try:
+            return await self._submit(request, snapshot, digest, started, deadline)
+        finally:
+            del self._inflight[key]
+            done.set_result(None)
+
+    async def _submit(
+        self,
+        request: application_pb2.SubmitApplicationRequest,
+        snapshot: index.CatalogSnapshot,
+        digest: str,
+        started: float,
+        deadline: float,
+    ) -> application_pb2.SubmitApplicationResponse:
         existing = await self.records.find_by_request(request.origin_region, request.request_id)
         if existing is not None:
-            return await self._replay(*existing, digest, deadline)
+            return self._replay(*existing, digest)
         app = await self._build(request, snapshot)
         stored, stored_digest, created = await self.records.create(
             app,
@@ -151,10 +186,8 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
             lease_owner=self.worker_id,
             lease_seconds=max(1.0, deadline - started) + 5.0,
         )
-        if not created:
-            return await self._replay(stored, stored_digest, digest, deadline)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._inflight[stored.application_id] = done
+        if not created:  # another worker took the request_id meanwhile
+            return self._replay(stored, stored_digest, digest)
         try:
             outcome = await self.deliverer.deliver(stored, deadline=deadline)
             final = await self.records.finish_delivery(
@@ -169,28 +202,16 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
             with contextlib.suppress(Exception):
                 await self.records.release(stored.application_id, self.worker_id)
             raise
-        finally:
-            del self._inflight[stored.application_id]
-            done.set_result(None)
         return application_pb2.SubmitApplicationResponse(application=final)
 
-    async def _replay(
-        self,
-        app: application_pb2.Application,
-        stored_digest: str,
-        digest: str,
-        deadline: float,
+    def _replay(
+        self, app: application_pb2.Application, stored_digest: str, digest: str
     ) -> application_pb2.SubmitApplicationResponse:
         if stored_digest != digest:
             raise RequestIdReused(
                 "this request_id was used for a different application",
                 metadata={"application": app.name},
             )
-        pending = self._inflight.get(app.application_id)
-        if pending is not None:
-            # The first submission is still delivering: wait for it rather than send twice.
-            await asyncio.wait({pending}, timeout=max(0.0, deadline - self.monotonic()))
-            app = await self.records.get(app.application_id)
         return application_pb2.SubmitApplicationResponse(application=app, replayed=True)
 
     async def _build(
