@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.errors import InvalidRequest
+from gateway.routing.breaker import BreakerConfig
 
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9464
@@ -42,6 +43,8 @@ class DeliveryConfig:
     """How often the dispatcher looks for due applications, in seconds."""
     redeliver_backoff_max: float = 30.0
     """Longest wait between two dispatcher attempts of one application, in seconds."""
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    """When a province's circuit breaker opens and how long it stays open."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,22 @@ def _bool(mapping: Mapping[str, str], key: str, default: bool) -> bool:
     raise ConfigError(f"{key}={raw!r} is not a boolean")
 
 
+def _breaker(mapping: Mapping[str, str], default: BreakerConfig) -> BreakerConfig:
+    try:
+        return BreakerConfig(
+            consecutive_failures=int(
+                _number(
+                    mapping, "TONGBAN_BREAKER_CONSECUTIVE_FAILURES", default.consecutive_failures
+                )
+            ),
+            failure_ratio=_number(mapping, "TONGBAN_BREAKER_FAILURE_RATIO", default.failure_ratio),
+            open_base=_number(mapping, "TONGBAN_BREAKER_OPEN_BASE", default.open_base),
+            open_max=_number(mapping, "TONGBAN_BREAKER_OPEN_MAX", default.open_max),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"breaker settings: {exc}") from None
+
+
 def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
     """Builds the configuration from `TONGBAN_*` keys (and the JSON file they may name)."""
     merged: dict[str, str] = {}
@@ -174,6 +193,7 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         redeliver_backoff_max=_number(
             merged, "TONGBAN_REDELIVER_BACKOFF_MAX", delivery_defaults.redeliver_backoff_max
         ),
+        breaker=_breaker(merged, delivery_defaults.breaker),
     )
     return GatewayConfig(
         host=merged.get("TONGBAN_HOST", "127.0.0.1"),

@@ -90,7 +90,7 @@ class Deliverer:
         if on_breaker_change is not None:
             self.breaker_listeners.append(on_breaker_change)
         self._budget_config = budget_config or BudgetConfig()
-        self._breaker_config = breaker_config or BreakerConfig()
+        self._breaker_config = breaker_config or config.breaker
         self.budgets: dict[str, RetryBudget] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
 
