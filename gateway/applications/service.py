@@ -196,9 +196,10 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 lease_owner=self.worker_id,
                 retry_in=self.dispatcher.backoff(outcome.attempts),
             )
-        except asyncio.CancelledError:
-            # The caller went away (or the server is stopping): the application is stored and
-            # due now; give the lease back so the dispatcher delivers it without waiting.
+        except BaseException:
+            # The caller went away, the server is stopping or the store failed: the application
+            # is stored and due now; give the lease back so the dispatcher delivers it without
+            # waiting the lease out (a province deduplicates on the application id).
             with contextlib.suppress(Exception):
                 await self.records.release(stored.application_id, self.worker_id)
             raise
