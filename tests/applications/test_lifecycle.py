@@ -1,0 +1,205 @@
+"""The application lifecycle end to end: queued, delivered, decided by the province, expired.
+
+RECEIVED → QUEUED → DELIVERED → ACCEPTED/REJECTED → COMPLETED, or FAILED
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import World, rich_error, start_world
+from google.rpc.error_details_pb2 import RetryInfo
+from grpc_status import rpc_status
+from test_service import TARGET, one_to_one_pair, submission
+
+from gateway.api.v1 import application_pb2 as pb
+from gateway.applications.delivery import DeliveryOutcome
+from gateway.config import DeliveryConfig
+from gateway.store import ApplicationRow
+from region_stubs.admin.v1 import admin_pb2
+from region_stubs.faults import Faults
+
+
+async def watch_states(world: World, name: str, into: list[pb.Application]) -> None:
+    async for item in world.applications.WatchApplication(pb.WatchApplicationRequest(name=name)):
+        into.append(item.application)
+
+
+async def eventually_state(world: World, application_id: str, state: int) -> pb.Application:
+    for _ in range(500):
+        answer = await world.applications.GetApplication(
+            pb.GetApplicationRequest(name=f"applications/{application_id}")
+        )
+        if answer.application.state == state:
+            return answer.application
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{application_id} never reached {pb.ApplicationState.Name(state)}")
+
+
+@pytest.fixture
+async def expiring_world(tmp_path: Path) -> AsyncIterator[World]:
+    delivery = DeliveryConfig(dispatch_interval=0.05, redeliver_backoff_max=0.2, queue_expiry=1.0)
+    async with start_world(tmp_path, delivery=delivery) as w:
+        yield w
+
+
+async def test_queued_past_expiry_fails_and_watch_streams_queued_then_failed(
+    expiring_world: World,
+) -> None:
+    world = expiring_world
+    local, national, _ = one_to_one_pair(world)
+    await world.stubs[TARGET].set_faults(Faults(down=True))
+    answer = await world.applications.SubmitApplication(
+        submission(world, local, national), timeout=2
+    )
+    app = answer.application
+    assert app.state == pb.APPLICATION_STATE_QUEUED
+    seen: list[pb.Application] = []
+    await asyncio.wait_for(watch_states(world, app.name, seen), 20)
+    assert [a.state for a in seen] == [pb.APPLICATION_STATE_QUEUED, pb.APPLICATION_STATE_FAILED]
+    assert seen[-1].state_reason == "DELIVERY_EXPIRED"
+    assert [e.state for e in seen[-1].events] == [
+        pb.APPLICATION_STATE_RECEIVED,
+        pb.APPLICATION_STATE_QUEUED,
+        pb.APPLICATION_STATE_FAILED,
+    ]
+    assert (await world.stubs[TARGET].counters()).cases_created == 0
+
+
+async def test_queued_then_delivered_then_rejected_streams_every_change(world: World) -> None:
+    local, national, _ = one_to_one_pair(world)
+    await world.stubs[TARGET].set_faults(Faults(down=True))
+    app = (
+        await world.applications.SubmitApplication(submission(world, local, national), timeout=2)
+    ).application
+    assert app.state == pb.APPLICATION_STATE_QUEUED
+    seen: list[pb.Application] = []
+    watcher = asyncio.create_task(watch_states(world, app.name, seen))
+    await world.stubs[TARGET].set_faults()
+    world.gateway.dispatcher.wake()
+    await eventually_state(world, app.application_id, pb.APPLICATION_STATE_DELIVERED)
+    decided = await world.stubs[TARGET].admin.DecideCase(
+        admin_pb2.DecideCaseRequest(
+            application_id=app.application_id,
+            state=pb.APPLICATION_STATE_REJECTED,
+            reason="材料不全",
+        )
+    )
+    assert decided.gateway_state == pb.APPLICATION_STATE_REJECTED
+    await asyncio.wait_for(watcher, 10)
+    assert [a.state for a in seen] == [
+        pb.APPLICATION_STATE_QUEUED,
+        pb.APPLICATION_STATE_DELIVERED,
+        pb.APPLICATION_STATE_REJECTED,
+    ]
+    assert [e.state for e in seen[-1].events] == [
+        pb.APPLICATION_STATE_RECEIVED,
+        pb.APPLICATION_STATE_QUEUED,
+        pb.APPLICATION_STATE_DELIVERED,
+        pb.APPLICATION_STATE_REJECTED,
+    ]
+    assert seen[-1].receipt_id
+    assert (await world.stubs[TARGET].counters()).cases_created == 1
+
+
+async def test_a_late_delivery_result_never_moves_a_decided_application_back(
+    world: World,
+) -> None:
+    local, national, _ = one_to_one_pair(world)
+    # The case is created but every answer is lost: the gateway keeps it queued.
+    await world.stubs[TARGET].set_faults(Faults(commit_then_drop_fraction=1.0))
+    app = (
+        await world.applications.SubmitApplication(submission(world, local, national), timeout=2)
+    ).application
+    assert app.state == pb.APPLICATION_STATE_QUEUED
+    # The province reports its decision: proof of delivery.
+    await world.stubs[TARGET].admin.DecideCase(
+        admin_pb2.DecideCaseRequest(
+            application_id=app.application_id, state=pb.APPLICATION_STATE_ACCEPTED
+        )
+    )
+    accepted = await eventually_state(world, app.application_id, pb.APPLICATION_STATE_ACCEPTED)
+    records = world.gateway.records
+    # Deliveries that were in flight meanwhile now finish, successful or not.
+    for outcome in (
+        DeliveryOutcome(pb.APPLICATION_STATE_DELIVERED, 1, receipt_id="R-late"),
+        DeliveryOutcome(pb.APPLICATION_STATE_QUEUED, 1, reason="UNAVAILABLE"),
+        DeliveryOutcome(pb.APPLICATION_STATE_FAILED, 1, reason="REFUSED_BY_PROVINCE:X"),
+    ):
+        after = await records.finish_delivery(
+            app.application_id, outcome, lease_owner="another-worker", retry_in=0.0
+        )
+        assert after.state == pb.APPLICATION_STATE_ACCEPTED
+        assert len(after.events) == len(accepted.events)
+    row = await world.gateway.store.get_application(app.application_id)
+    assert row is not None
+    assert row.next_attempt_time is None, "a decided application is never redelivered"
+    assert (await world.stubs[TARGET].counters()).cases_created == 1
+
+
+def failing_once(world: World, method: str) -> list[str]:
+    """Makes the store's next `method` write fail as SQLite fails (disk I/O error)."""
+    store = world.gateway.store
+    real = store.update_with
+    failed: list[str] = []
+
+    def boom(conn_or_row: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    if method == "update_with":
+
+        async def update_with(application_id: str, fn: object) -> ApplicationRow | None:
+            if not failed:
+                failed.append(application_id)
+                return await real(application_id, boom)
+            return await real(application_id, fn)
+
+        store.update_with = update_with  # type: ignore[method-assign]
+    else:
+        real_claim = store.claim_request
+
+        async def claim_request(row: ApplicationRow) -> tuple[ApplicationRow, bool]:
+            if not failed:
+                failed.append(row.application_id)
+                await store.write(boom)
+            return await real_claim(row)
+
+        store.claim_request = claim_request  # type: ignore[method-assign]
+    return failed
+
+
+@pytest.mark.parametrize("method", ["claim_request", "update_with"])
+async def test_store_failure_mid_submission_is_unavailable_and_a_retry_delivers_once(
+    world: World, method: str
+) -> None:
+    local, national, _ = one_to_one_pair(world)
+    request = submission(world, local, national, request_id=f"store-{method}")
+    failed = failing_once(world, method)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await world.applications.SubmitApplication(request, timeout=5)
+    assert failed
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert rich_error(caught.value)[0].reason == "STORE_UNAVAILABLE"
+    status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
+    assert status is not None
+    assert any(d.Is(RetryInfo.DESCRIPTOR) for d in status.details), "the caller may retry"
+    retried = await world.applications.SubmitApplication(request, timeout=5)
+    app = await eventually_state(
+        world, retried.application.application_id, pb.APPLICATION_STATE_DELIVERED
+    )
+    counters = await world.stubs[TARGET].counters()
+    assert counters.cases_created == 1
+    if method == "update_with":
+        # The first delivery went through before its result could be stored: the retry finds
+        # the stored application, and the dispatcher's redelivery is a suppressed duplicate.
+        assert retried.replayed
+        assert app.application_id == failed[0]
+        assert counters.duplicates_suppressed == 1
+    else:
+        assert not retried.replayed
+        assert counters.deliveries_received == 1
