@@ -110,18 +110,16 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
             CatalogServicer(registry, signing.load_public_keys(config.standards_keys), utc_now),
             server,
         )
-        application_pb2_grpc.add_ApplicationServiceServicer_to_server(
-            ApplicationServicer(
-                registry=registry,
-                records=records,
-                deliverer=deliverer,
-                dispatcher=dispatcher,
-                licenses=verifier,
-                worker_id=worker_id,
-                wall_clock=utc_now,
-            ),
-            server,
+        applications = ApplicationServicer(
+            registry=registry,
+            records=records,
+            deliverer=deliverer,
+            dispatcher=dispatcher,
+            licenses=verifier,
+            worker_id=worker_id,
+            wall_clock=utc_now,
         )
+        application_pb2_grpc.add_ApplicationServiceServicer_to_server(applications, server)
         license_pb2_grpc.add_LicenseServiceServicer_to_server(LicenseServicer(verifier), server)
         health = add_health_and_reflection(
             server, SERVICE_NAMES, reflection_enabled=config.reflection
@@ -146,6 +144,7 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
                 probe_interval=config.probe_interval,
                 grace=config.grace,
             )
+            await applications.wait_idle(config.grace)
     finally:
         if dispatcher_task is not None:
             dispatcher_task.cancel()

@@ -130,6 +130,16 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
         """Submissions running in this process, by idempotency key (origin, request id)."""
 
+    async def wait_idle(self, timeout: float) -> None:  # noqa: ASYNC109 - a bounded wait
+        """Waits (up to `timeout` seconds) until no submission runs here, cleanup included.
+
+        grpc's `server.stop` may return while a cancelled handler still gives its lease back;
+        the store must not close under it.
+        """
+        running = list(self._inflight.values())
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+
     async def SubmitApplication(
         self, request: application_pb2.SubmitApplicationRequest, context: grpc.aio.ServicerContext
     ) -> application_pb2.SubmitApplicationResponse:
