@@ -6,23 +6,28 @@ RECEIVED → QUEUED → DELIVERED → ACCEPTED/REJECTED → COMPLETED, or FAILED
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import World, rich_error, start_world
+from conftest import STANDARDS, World, gateway_config, rich_error, start_world
 from google.rpc.error_details_pb2 import RetryInfo
 from grpc_status import rpc_status
-from test_service import TARGET, one_to_one_pair, submission
+from test_service import ORIGIN, TARGET, one_to_one_pair, submission
 
 from gateway.api.v1 import application_pb2 as pb
+from gateway.api.v1 import application_pb2_grpc
 from gateway.applications.delivery import DeliveryOutcome
 from gateway.config import DeliveryConfig
-from gateway.store import ApplicationRow
+from gateway.server import running_gateway
+from gateway.store import ApplicationRow, Store
 from region_stubs.admin.v1 import admin_pb2
+from region_stubs.config import StubConfig
 from region_stubs.faults import Faults
+from region_stubs.server import running_stub
 
 
 async def watch_states(world: World, name: str, into: list[pb.Application]) -> None:
@@ -203,3 +208,49 @@ async def test_store_failure_mid_submission_is_unavailable_and_a_retry_delivers_
     else:
         assert not retried.replayed
         assert counters.deliveries_received == 1
+
+
+async def test_shutdown_gives_in_flight_leases_back(tmp_path: Path) -> None:
+    """A gateway stopped mid-delivery leaves nothing leased: a restart resumes at once."""
+    stub_config = StubConfig(
+        region_code=TARGET,
+        implementation_list=STANDARDS / "implementations" / f"{TARGET}.json",
+        data_dir=tmp_path / "regions",
+        faults=Faults(hang=True),
+        grace=0.5,
+    )
+    async with running_stub(stub_config) as stub:
+        config = gateway_config(tmp_path, regions={TARGET: stub.address})
+        async with (
+            running_gateway(config) as gateway,
+            grpc.aio.insecure_channel(gateway.address) as channel,
+        ):
+            applications = application_pb2_grpc.ApplicationServiceStub(channel)
+            world_like = World(gateway, {TARGET: stub}, channel, tmp_path)
+            local, national, _ = one_to_one_pair(world_like)
+            queued = await applications.SubmitApplication(
+                submission(world_like, local, national, request_id="queued"), timeout=1.0
+            )
+            assert queued.application.state == pb.APPLICATION_STATE_QUEUED
+            # One delivery inline (no caller deadline: 5 s), one by the dispatcher, both hung.
+            inline = applications.SubmitApplication(
+                submission(world_like, local, national, request_id="inline")
+            )
+            for _ in range(1000):
+                if (await stub.counters()).deliveries_received >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            rows = [await gateway.store.find_request(ORIGIN, r) for r in ("queued", "inline")]
+            assert all(r is not None and r.lease_owner for r in rows), "both are leased"
+        # Closing the client channel cancelled the inline call (the handler saw it cancelled).
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+            await inline
+    store = await Store.open(tmp_path / "gateway.sqlite3")
+    try:
+        for request_id in ("queued", "inline"):
+            row = await store.find_request(ORIGIN, request_id)
+            assert row is not None
+            assert (row.lease_owner, row.lease_until) == ("", 0.0), request_id
+            assert row.next_attempt_time is not None
+    finally:
+        await store.close()
