@@ -27,6 +27,7 @@ from gateway.api.v1 import application_pb2, region_pb2
 from gateway.applications import lifecycle
 from gateway.applications.records import ApplicationRecords
 from gateway.config import DeliveryConfig
+from gateway.errors import RegionCallError
 from gateway.routing.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from gateway.routing.budget import BudgetConfig, RetryBudget
 from gateway.routing.client import RegionClient
@@ -275,9 +276,7 @@ class Dispatcher:
         if self.records.expired(app):
             await self.records.finish_delivery(
                 app.application_id,
-                DeliveryOutcome(
-                    application_pb2.APPLICATION_STATE_FAILED, 0, reason="DELIVERY_EXPIRED"
-                ),
+                await self._last_look(app),
                 lease_owner=self.worker_id,
                 retry_in=None,
             )
@@ -289,4 +288,26 @@ class Dispatcher:
             outcome,
             lease_owner=self.worker_id,
             retry_in=self.backoff(app.delivery_attempts + outcome.attempts),
+        )
+
+    async def _last_look(self, app: application_pb2.Application) -> DeliveryOutcome:
+        """Before an expired application fails, asks its province whether it has the case.
+
+        A delivery whose answer was lost (the province committed, then the response dropped)
+        must end DELIVERED, not FAILED, or the province's later reports would be refused. The
+        one call bypasses the breaker (an open breaker may be the very losses that kept the
+        application queued); a province that cannot answer leaves it FAILED.
+        """
+        try:
+            status = await self.deliverer.client.get_status(
+                app.target_region, app.application_id, self.config.per_attempt_timeout
+            )
+        except RegionCallError:
+            pass
+        else:
+            return DeliveryOutcome(
+                application_pb2.APPLICATION_STATE_DELIVERED, 0, receipt_id=status.receipt_id
+            )
+        return DeliveryOutcome(
+            application_pb2.APPLICATION_STATE_FAILED, 0, reason="DELIVERY_EXPIRED"
         )

@@ -76,6 +76,30 @@ async def test_queued_past_expiry_fails_and_watch_streams_queued_then_failed(
     assert (await world.stubs[TARGET].counters()).cases_created == 0
 
 
+async def test_expired_but_committed_by_the_province_ends_delivered_not_failed(
+    expiring_world: World,
+) -> None:
+    world = expiring_world
+    local, national, _ = one_to_one_pair(world)
+    # The province records the case every time but every answer is lost, until expiry.
+    await world.stubs[TARGET].set_faults(Faults(commit_then_drop_fraction=1.0))
+    app = (
+        await world.applications.SubmitApplication(submission(world, local, national), timeout=2)
+    ).application
+    assert app.state == pb.APPLICATION_STATE_QUEUED
+    seen: list[pb.Application] = []
+    watcher = asyncio.create_task(watch_states(world, app.name, seen))
+    done = await eventually_state(world, app.application_id, pb.APPLICATION_STATE_DELIVERED)
+    watcher.cancel()
+    assert done.receipt_id
+    assert [e.state for e in done.events] == [
+        pb.APPLICATION_STATE_RECEIVED,
+        pb.APPLICATION_STATE_QUEUED,
+        pb.APPLICATION_STATE_DELIVERED,
+    ]
+    assert (await world.stubs[TARGET].counters()).cases_created == 1
+
+
 async def test_queued_then_delivered_then_rejected_streams_every_change(world: World) -> None:
     local, national, _ = one_to_one_pair(world)
     await world.stubs[TARGET].set_faults(Faults(down=True))
