@@ -46,10 +46,11 @@ types: $(STAMP)
 buf: $(STAMP)
 	$(BIN)/buf lint
 
-# FILE-level compatibility against main; skipped where main has no proto yet.
+# FILE-level compatibility against where this branch left main (what main gained since is
+# not this branch's deletion); skipped where main has no proto yet.
 buf-breaking: $(STAMP)
-	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:buf.yaml 2>/dev/null; then \
-	  $(BIN)/buf breaking --against '.git#branch=main'; \
+	@if base=$$(git merge-base HEAD main 2>/dev/null) && git cat-file -e $$base:buf.yaml 2>/dev/null; then \
+	  $(BIN)/buf breaking --against ".git#ref=$$base"; \
 	else echo "buf breaking: no main to compare with"; fi
 
 test: $(STAMP)
