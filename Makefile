@@ -47,12 +47,13 @@ types: $(STAMP)
 buf: $(STAMP)
 	$(BIN)/buf lint
 
-# FILE-level compatibility against where this branch left main (its merge base): a branch
-# behind main is judged on its own changes, not on protos main gained since; on main itself
-# the base is main. Skipped where main has no proto yet.
+# FILE-level compatibility: a branch is judged against where it left main (its merge base),
+# main itself against its previous commit. Skipped where there is no proto to compare with.
 buf-breaking: $(STAMP)
-	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:buf.yaml 2>/dev/null; then \
-	  $(BIN)/buf breaking --against ".git#ref=$$(git merge-base HEAD main)"; \
+	@base=$$(git merge-base HEAD main 2>/dev/null); \
+	if [ "$$base" = "$$(git rev-parse HEAD)" ]; then base=$$(git rev-parse -q --verify HEAD^1); fi; \
+	if [ -n "$$base" ] && git cat-file -e $$base:buf.yaml 2>/dev/null; then \
+	  $(BIN)/buf breaking --against ".git#ref=$$base"; \
 	else echo "buf breaking: no main to compare with"; fi
 
 test: $(STAMP)

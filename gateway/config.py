@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.errors import InvalidRequest
+from gateway.routing.breaker import BreakerConfig
 from gateway.security.ratelimit import RateLimit, parse_rate_limits
 from gateway.security.tls import ServerTlsFiles, parse_serial
 
@@ -38,14 +39,17 @@ class DeliveryConfig:
     """Upper bound of one attempt, in seconds."""
     default_budget: float = 5.0
     """Time budget of a submission whose caller set no deadline, in seconds."""
-    deadline_margin: float = 0.05
-    """Time kept back from the caller's deadline to answer in time, in seconds."""
+    deadline_margin: float = 0.1
+    """Time kept back from the caller's deadline to answer in time, in seconds: the result's
+    durable write and the answer must fit in it (50 ms missed 300 ms deadlines under load)."""
     queue_expiry: float = 86400.0
     """How long a queued application is retried before it becomes FAILED, in seconds."""
     dispatch_interval: float = 0.2
     """How often the dispatcher looks for due applications, in seconds."""
     redeliver_backoff_max: float = 30.0
     """Longest wait between two dispatcher attempts of one application, in seconds."""
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    """When a province's circuit breaker opens and how long it stays open."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,22 @@ def _int(mapping: Mapping[str, str], key: str, default: int) -> int:
     return int(value)
 
 
+def _breaker(mapping: Mapping[str, str], default: BreakerConfig) -> BreakerConfig:
+    try:
+        return BreakerConfig(
+            consecutive_failures=int(
+                _number(
+                    mapping, "TONGBAN_BREAKER_CONSECUTIVE_FAILURES", default.consecutive_failures
+                )
+            ),
+            failure_ratio=_number(mapping, "TONGBAN_BREAKER_FAILURE_RATIO", default.failure_ratio),
+            open_base=_number(mapping, "TONGBAN_BREAKER_OPEN_BASE", default.open_base),
+            open_max=_number(mapping, "TONGBAN_BREAKER_OPEN_MAX", default.open_max),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"breaker settings: {exc}") from None
+
+
 def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
     """Builds the configuration from `TONGBAN_*` keys (and the JSON file they may name)."""
     merged: dict[str, str] = {}
@@ -233,6 +253,7 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         redeliver_backoff_max=_number(
             merged, "TONGBAN_REDELIVER_BACKOFF_MAX", delivery_defaults.redeliver_backoff_max
         ),
+        breaker=_breaker(merged, delivery_defaults.breaker),
     )
     return GatewayConfig(
         host=merged.get("TONGBAN_HOST", "127.0.0.1"),

@@ -9,6 +9,7 @@ own) and cancellation pass through untouched.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -38,6 +39,22 @@ def _wrap_unary(
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await _abort(context, error, method)
+
+    return handler
+
+
+def _wrap_writer(
+    behavior: Callable[..., Awaitable[None]], method: str
+) -> Callable[..., Awaitable[None]]:
+    # A streaming handler that writes with `context.write` (grpc_health's Watch) is a plain
+    # coroutine, not an async generator: wrapping it in `async for` failed every call.
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> None:
+        try:
+            await behavior(request, context)
         except grpc.aio.AbortError:
             raise
         except Exception as error:
@@ -84,8 +101,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 response_serializer=handler.response_serializer,
             )
         elif handler.unary_stream is not None:
+            stream = handler.unary_stream
             wrapped = grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(stream, method)
+                if inspect.isasyncgenfunction(stream)
+                else _wrap_writer(stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

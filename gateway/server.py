@@ -39,6 +39,7 @@ from gateway.interceptors import ErrorInterceptor
 from gateway.licenses.service import LicenseServicer
 from gateway.licenses.wiring import build_license_verifier
 from gateway.routing.client import GrpcRegionClient
+from gateway.routing.health import RegionHealth
 from gateway.security.auditing import AuditingHub, Auditor
 from gateway.security.interceptor import AuthInterceptor
 from gateway.security.ratelimit import RateLimiter
@@ -138,7 +139,7 @@ def _bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway]:
+async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway]:  # noqa: PLR0915
     """Starts the gateway in the running loop and stops it gracefully on exit."""
     # Read before anything is opened: a missing certificate fails the start with nothing to undo.
     tls = config.tls
@@ -175,23 +176,24 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
             ),
             server,
         )
-        application_pb2_grpc.add_ApplicationServiceServicer_to_server(
-            ApplicationServicer(
-                registry=registry,
-                records=records,
-                deliverer=deliverer,
-                dispatcher=dispatcher,
-                licenses=verifier,
-                worker_id=worker_id,
-                wall_clock=utc_now,
-                auditor=auditor,
-            ),
-            server,
+        applications = ApplicationServicer(
+            registry=registry,
+            records=records,
+            deliverer=deliverer,
+            dispatcher=dispatcher,
+            licenses=verifier,
+            worker_id=worker_id,
+            wall_clock=utc_now,
+            auditor=auditor,
         )
+        application_pb2_grpc.add_ApplicationServiceServicer_to_server(applications, server)
         license_pb2_grpc.add_LicenseServiceServicer_to_server(LicenseServicer(verifier), server)
         health = add_health_and_reflection(
             server, SERVICE_NAMES, reflection_enabled=config.reflection
         )
+        region_health = RegionHealth(health)
+        await region_health.start(config.regions)
+        deliverer.breaker_listeners.append(region_health.on_breaker_change)
         port = _bind(server, config)
         await server.start()
         await set_serving(health, SERVICE_NAMES, serving=True)
@@ -209,6 +211,7 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
                 probe_interval=config.probe_interval,
                 grace=config.grace,
             )
+            await applications.wait_idle(config.grace)
     finally:
         if dispatcher_task is not None:
             dispatcher_task.cancel()

@@ -29,6 +29,9 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 
+RETRY_DELAY = 1.0
+"""Seconds a caller is told to wait (RetryInfo) after a store failure: it is usually busy."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS catalog_versions (
@@ -142,7 +145,9 @@ class Store:
             store._wconn = await store._loop.run_in_executor(store._writer, store._init_writer)
             store._rconn = await store._loop.run_in_executor(store._reader, _connect, path)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open the store: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot open the store: {exc}", retry_delay=RETRY_DELAY
+            ) from exc
         return store
 
     def _init_writer(self) -> sqlite3.Connection:
@@ -176,7 +181,7 @@ class Store:
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `fn` in the next group-committed transaction; returns once it is durable."""
         if self._closed:
-            raise StoreUnavailable("the store is closed")
+            raise StoreUnavailable("the store is closed", retry_delay=RETRY_DELAY)
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
@@ -192,18 +197,18 @@ class Store:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `fn` on the read connection, off the event loop."""
         if self._closed:
-            raise StoreUnavailable("the store is closed")
+            raise StoreUnavailable("the store is closed", retry_delay=RETRY_DELAY)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader, self._run_read, fn)
 
     def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._rconn
         if conn is None:
-            raise StoreUnavailable("the store is closed")
+            raise StoreUnavailable("the store is closed", retry_delay=RETRY_DELAY)
         try:
             return fn(conn)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"store read failed: {exc}") from exc
+            raise StoreUnavailable(f"store read failed: {exc}", retry_delay=RETRY_DELAY) from exc
 
     def _drain(self) -> None:
         while True:
@@ -240,7 +245,7 @@ class Store:
         except sqlite3.Error as exc:
             if conn is not None and conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failure = StoreUnavailable(f"store commit failed: {exc}")
+            failure = StoreUnavailable(f"store commit failed: {exc}", retry_delay=RETRY_DELAY)
             outcomes = [(future, None, failure) for _, future in batch]
         assert self._loop is not None
         # One wake-up of the event loop per transaction, not one per write.
@@ -470,16 +475,30 @@ class Store:
         return [_row(r) for r in rows]
 
     async def claim_due(
-        self, *, now: float, owner: str, lease_seconds: float, limit: int
+        self,
+        *,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        skip_targets: Sequence[str] = (),
     ) -> list[ApplicationRow]:
-        """Atomically leases up to `limit` applications due for delivery whose lease expired."""
+        """Atomically leases up to `limit` applications due for delivery whose lease expired.
+
+        Applications for `skip_targets` (provinces refusing calls) are left alone unless they
+        have expired, so that they can still be failed on time.
+        """
+        skip = ""
+        if skip_targets:
+            marks = ", ".join("?" for _ in skip_targets)
+            skip = f"AND (target_region NOT IN ({marks}) OR expire_time <= ?) "
 
         def run(conn: sqlite3.Connection) -> list[ApplicationRow]:
             found = conn.execute(
                 f"SELECT {_APP_COLUMNS} FROM applications WHERE next_attempt_time IS NOT NULL "
-                "AND next_attempt_time <= ? AND lease_until <= ? "
+                f"AND next_attempt_time <= ? AND lease_until <= ? {skip}"
                 "ORDER BY next_attempt_time LIMIT ?",
-                (now, now, limit),
+                (now, now, *skip_targets, *([now] if skip_targets else []), limit),
             ).fetchall()
             claimed = []
             for values in found:
@@ -514,7 +533,7 @@ class Store:
 
 def _translate(exc: Exception) -> BaseException:
     if isinstance(exc, sqlite3.Error):
-        return StoreUnavailable(f"store write failed: {exc}")
+        return StoreUnavailable(f"store write failed: {exc}", retry_delay=RETRY_DELAY)
     return exc
 
 

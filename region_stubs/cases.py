@@ -94,6 +94,10 @@ class Counter(enum.StrEnum):
     DELIVERIES_RECEIVED = "deliveries_received"
     FAULTS_INJECTED = "faults_injected"
     UNKNOWN_MATTER_REFUSED = "unknown_matter_refused"
+    HUNG_CALLS_CANCELLED = "hung_calls_cancelled"
+    CALLS_WITHOUT_DEADLINE = "calls_without_deadline"
+    LONGEST_DEADLINE_MS = "longest_deadline_ms"
+    """A high-water mark, raised with `CaseStore.raise_to`, not counted."""
 
 
 _DUPLICATES = "duplicates_suppressed"
@@ -142,6 +146,9 @@ class Counters:
     faults_injected: int
     unknown_matter_refused: int
     cases_by_matter: dict[str, int]
+    hung_calls_cancelled: int = 0
+    longest_deadline_ms: int = 0
+    calls_without_deadline: int = 0
 
 
 class Transition(NamedTuple):
@@ -255,6 +262,15 @@ class CaseStore:
         with self._write() as db:
             _bump(db, counter.value, amount)
 
+    def raise_to(self, counter: Counter, value: int) -> None:
+        """Raises a high-water mark to `value` if it is lower."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                (counter.value, value),
+            )
+
     def counters(self) -> Counters:
         """All counters."""
         with self._lock, _translated():
@@ -271,6 +287,9 @@ class CaseStore:
             faults_injected=stored.get(Counter.FAULTS_INJECTED.value, 0),
             unknown_matter_refused=stored.get(Counter.UNKNOWN_MATTER_REFUSED.value, 0),
             cases_by_matter=by_matter,
+            hung_calls_cancelled=stored.get(Counter.HUNG_CALLS_CANCELLED.value, 0),
+            longest_deadline_ms=stored.get(Counter.LONGEST_DEADLINE_MS.value, 0),
+            calls_without_deadline=stored.get(Counter.CALLS_WITHOUT_DEADLINE.value, 0),
         )
 
     def get(self, application_id: str) -> Case | None:

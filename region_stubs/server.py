@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import sys
@@ -275,6 +276,12 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
     ) -> region_pb2.DeliverApplicationResponse:
         state = self._state
         state.store.count(Counter.DELIVERIES_RECEIVED)
+        # Which deadline the gateway gave this attempt: tests check none outlives its budget.
+        remaining = context.time_remaining()
+        if remaining is None:
+            state.store.count(Counter.CALLS_WITHOUT_DEADLINE)
+        else:
+            state.store.raise_to(Counter.LONGEST_DEADLINE_MS, math.ceil(remaining * 1000))
         plan = decide(state.faults, state.rng)
         if plan.down:
             raise state.injected(grpc.StatusCode.UNAVAILABLE, "down")
@@ -282,7 +289,11 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
             await asyncio.sleep(plan.latency_seconds)
         if plan.hang:
             state.store.count(Counter.FAULTS_INJECTED)
-            await asyncio.Event().wait()  # until the caller gives up and grpc cancels us
+            try:
+                await asyncio.Event().wait()  # until the caller gives up and grpc cancels us
+            except asyncio.CancelledError:
+                state.store.count(Counter.HUNG_CALLS_CANCELLED)
+                raise
         if plan.outcome is Outcome.FAIL_BEFORE:
             raise state.injected(grpc.StatusCode.UNAVAILABLE, "unavailable", plan.pushback_ms)
         if plan.outcome is Outcome.RESOURCE_EXHAUSTED:
@@ -426,6 +437,9 @@ class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
             faults_injected=counters.faults_injected,
             cases_by_matter=counters.cases_by_matter,
             unknown_matter_refused=counters.unknown_matter_refused,
+            hung_calls_cancelled=counters.hung_calls_cancelled,
+            longest_deadline_ms=counters.longest_deadline_ms,
+            calls_without_deadline=counters.calls_without_deadline,
         )
 
     async def IssueLicense(
@@ -570,6 +584,9 @@ class RunningStub:
             faults_injected=r.faults_injected,
             unknown_matter_refused=r.unknown_matter_refused,
             cases_by_matter=dict(r.cases_by_matter),
+            hung_calls_cancelled=r.hung_calls_cancelled,
+            longest_deadline_ms=r.longest_deadline_ms,
+            calls_without_deadline=r.calls_without_deadline,
         )
 
 

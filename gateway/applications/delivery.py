@@ -27,7 +27,8 @@ from gateway.api.v1 import application_pb2, region_pb2
 from gateway.applications import lifecycle
 from gateway.applications.records import ApplicationRecords
 from gateway.config import DeliveryConfig
-from gateway.routing.breaker import BreakerConfig, CircuitBreaker
+from gateway.errors import RegionCallError
+from gateway.routing.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from gateway.routing.budget import BudgetConfig, RetryBudget
 from gateway.routing.client import RegionClient
 from gateway.routing.delivery import AttemptObserver, DeliveryFailed, call_with_retries
@@ -85,21 +86,28 @@ class Deliverer:
         )
         self.observer = observer
         self.clock = clock
-        self._on_breaker_change = on_breaker_change
+        self.breaker_listeners: list[Callable[[str, int, int], None]] = []
+        """Called as (region code, old state, new state) on every breaker transition."""
+        if on_breaker_change is not None:
+            self.breaker_listeners.append(on_breaker_change)
         self._budget_config = budget_config or BudgetConfig()
-        self._breaker_config = breaker_config or BreakerConfig()
+        self._breaker_config = breaker_config or config.breaker
         self.budgets: dict[str, RetryBudget] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
+
+    def blocked_regions(self) -> list[str]:
+        """Provinces whose breaker refuses calls right now (asked without side effects)."""
+        return [code for code, breaker in self.breakers.items() if breaker.blocking()]
 
     def breaker(self, region_code: str) -> CircuitBreaker:
         """The province's breaker, created on first use."""
         breaker = self.breakers.get(region_code)
         if breaker is None:
-            hook = self._on_breaker_change
+            listeners = self.breaker_listeners
 
             def transition(old: object, new: object, region: str = region_code) -> None:
-                if hook is not None:
-                    hook(region, int(old), int(new))  # type: ignore[call-overload]
+                for listener in listeners:
+                    listener(region, int(old), int(new))  # type: ignore[call-overload]
 
             breaker = CircuitBreaker(
                 self._breaker_config, clock=self.clock, on_transition=transition
@@ -161,7 +169,15 @@ class Deliverer:
 
 
 class Dispatcher:
-    """Redelivers due applications (queued, or orphaned by a dead worker) until done."""
+    """Redelivers due applications (queued, or orphaned by a dead worker) until done.
+
+    It claims only as many applications as it has free delivery slots (a claimed application
+    waiting for a slot would burn its lease), and none for a province whose breaker refuses
+    calls (they would come straight back, costing two store writes each, every pass); when a
+    breaker closes it is woken to deliver the backlog at once. A delivery cancelled by shutdown
+    gives its lease back, so that a restarted worker picks the application up without waiting
+    for the lease to run out.
+    """
 
     def __init__(
         self,
@@ -179,16 +195,26 @@ class Dispatcher:
         self.config = config
         self.worker_id = worker_id
         self.batch = batch
+        self.concurrency = concurrency
         self.rng = rng
-        self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.passes = 0
         """Dispatch passes made, for tests."""
+        deliverer.breaker_listeners.append(self._breaker_changed)
 
     def wake(self) -> None:
         """Asks for a pass now (e.g. a province came back)."""
         self._wake.set()
+
+    def _breaker_changed(self, region_code: str, old: int, new: int) -> None:
+        if new == BreakerState.CLOSED:
+            self.wake()
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a dispatcher delivery holds its application: its budget plus a margin."""
+        return self.config.per_attempt_timeout * self.deliverer.policy.max_attempts + 5.0
 
     def backoff(self, attempts: int) -> float:
         """Full-jitter wait before the next dispatcher attempt of an application."""
@@ -199,7 +225,9 @@ class Dispatcher:
         """Dispatches until cancelled."""
         try:
             while True:
-                await self.run_once()
+                free = min(self.batch, self.concurrency - len(self._tasks))
+                if free > 0 and await self.run_once() == free:
+                    continue  # a full claim: more may be due, claim again
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.config.dispatch_interval)
                 self._wake.clear()
@@ -212,10 +240,16 @@ class Dispatcher:
     async def run_once(self) -> int:
         """One pass: leases due applications and starts their deliveries; returns how many."""
         self.passes += 1
-        lease = self.config.per_attempt_timeout * self.deliverer.policy.max_attempts + 5.0
-        due = await self.records.claim_due(self.worker_id, lease_seconds=lease, limit=self.batch)
+        free = min(self.batch, self.concurrency - len(self._tasks))
+        if free <= 0:
+            return 0
+        due = await self.records.claim_due(
+            self.worker_id,
+            lease_seconds=self.lease_seconds,
+            limit=free,
+            skip_targets=self.deliverer.blocked_regions(),
+        )
         for app in due:
-            await self._slots.acquire()
             task = asyncio.create_task(self._redeliver(app))
             self._tasks.add(task)
             task.add_done_callback(self._done)
@@ -223,20 +257,26 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._slots.release()
         if not task.cancelled() and task.exception() is not None:
             log.error("redelivery failed", exc_info=task.exception())
 
     async def _redeliver(self, app: application_pb2.Application) -> None:
+        try:
+            await self._redeliver_leased(app)
+        except asyncio.CancelledError:
+            # Shutting down: give the lease back so the next worker need not wait it out.
+            with contextlib.suppress(Exception):
+                await self.records.release(app.application_id, self.worker_id)
+            raise
+
+    async def _redeliver_leased(self, app: application_pb2.Application) -> None:
         if lifecycle.is_terminal(app.state) or app.state not in lifecycle.AWAITING_DELIVERY:
             await self.records.release(app.application_id, self.worker_id)
             return
         if self.records.expired(app):
             await self.records.finish_delivery(
                 app.application_id,
-                DeliveryOutcome(
-                    application_pb2.APPLICATION_STATE_FAILED, 0, reason="DELIVERY_EXPIRED"
-                ),
+                await self._last_look(app),
                 lease_owner=self.worker_id,
                 retry_in=None,
             )
@@ -248,4 +288,26 @@ class Dispatcher:
             outcome,
             lease_owner=self.worker_id,
             retry_in=self.backoff(app.delivery_attempts + outcome.attempts),
+        )
+
+    async def _last_look(self, app: application_pb2.Application) -> DeliveryOutcome:
+        """Before an expired application fails, asks its province whether it has the case.
+
+        A delivery whose answer was lost (the province committed, then the response dropped)
+        must end DELIVERED, not FAILED, or the province's later reports would be refused. The
+        one call bypasses the breaker (an open breaker may be the very losses that kept the
+        application queued); a province that cannot answer leaves it FAILED.
+        """
+        try:
+            status = await self.deliverer.client.get_status(
+                app.target_region, app.application_id, self.config.per_attempt_timeout
+            )
+        except RegionCallError:
+            pass
+        else:
+            return DeliveryOutcome(
+                application_pb2.APPLICATION_STATE_DELIVERED, 0, receipt_id=status.receipt_id
+            )
+        return DeliveryOutcome(
+            application_pb2.APPLICATION_STATE_FAILED, 0, reason="DELIVERY_EXPIRED"
         )

@@ -11,7 +11,7 @@ Invariants:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -128,11 +128,20 @@ class ApplicationRecords:
         return [(_decode(r), r.create_time) for r in rows]
 
     async def claim_due(
-        self, owner: str, *, lease_seconds: float, limit: int
+        self,
+        owner: str,
+        *,
+        lease_seconds: float,
+        limit: int,
+        skip_targets: Sequence[str] = (),
     ) -> list[application_pb2.Application]:
-        """Leases due applications to `owner`."""
+        """Leases due applications to `owner` (those for `skip_targets` only once expired)."""
         rows = await self.store.claim_due(
-            now=self.clock(), owner=owner, lease_seconds=lease_seconds, limit=limit
+            now=self.clock(),
+            owner=owner,
+            lease_seconds=lease_seconds,
+            limit=limit,
+            skip_targets=skip_targets,
         )
         return [_decode(r) for r in rows]
 

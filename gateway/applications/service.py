@@ -5,11 +5,16 @@ validate (pure) → resolve and translate the matter code (one catalog snapshot)
 verify materials → claim the idempotency key and commit to the store in one insert → deliver
 inline within the caller's deadline → answer DELIVERED, QUEUED or FAILED. A key already taken
 replays the first answer (from the claim; or, when this build failed, from a lookup).
+
+A repeat of a request_id while the first call runs in this process waits for it (up to its own
+deadline) and answers what it stored, so a duplicate never sends twice and never sees the
+application half-way (committed, not yet delivered) when the first call is about to finish.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -37,6 +42,7 @@ from gateway.errors import (
     MatterNotCrossRegion,
     RequestIdReused,
     TongbanError,
+    Unavailable,
 )
 from gateway.pagination import decode_token, encode_token, page_size
 from gateway.security import authz, guard
@@ -130,7 +136,18 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self.monotonic = monotonic
         self.watch_poll = watch_poll
         self.auditor = auditor or Auditor(None)
-        self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
+        """Submissions running in this process, by idempotency key (origin, request id)."""
+
+    async def wait_idle(self, timeout: float) -> None:  # noqa: ASYNC109 - a bounded wait
+        """Waits (up to `timeout` seconds) until no submission runs here, cleanup included.
+
+        grpc's `server.stop` may return while a cancelled handler still gives its lease back;
+        the store must not close under it.
+        """
+        running = list(self._inflight.values())
+        if running:
+            await asyncio.wait(running, timeout=timeout)
 
     async def SubmitApplication(
         self, request: application_pb2.SubmitApplicationRequest, context: grpc.aio.ServicerContext
@@ -150,6 +167,35 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 field_violations=violations,
             )
         digest = request_digest(request)
+        key = (request.origin_region, request.request_id)
+        while (pending := self._inflight.get(key)) is not None:
+            # A call with this request_id is running here (perhaps between its commit and its
+            # delivery): wait for it rather than race it, then answer what it stored.
+            await asyncio.wait({pending}, timeout=max(0.0, deadline - self.monotonic()))
+            if not pending.done():
+                existing = await self.records.find_by_request(*key)
+                if existing is None:
+                    raise Unavailable(
+                        "a submission with this request_id is still in progress",
+                        retry_delay=1.0,
+                    )
+                return self._replay(*existing, digest)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = done
+        try:
+            return await self._submit(request, snapshot, digest, started, deadline)
+        finally:
+            del self._inflight[key]
+            done.set_result(None)
+
+    async def _submit(
+        self,
+        request: application_pb2.SubmitApplicationRequest,
+        snapshot: index.CatalogSnapshot,
+        digest: str,
+        started: float,
+        deadline: float,
+    ) -> application_pb2.SubmitApplicationResponse:
         # No idempotency read on the happy path: the claim below is the atomic check, and a
         # taken key is replayed from there. Only a build that fails looks the key up, so a
         # replay still answers as the first time did after its licence or matter changed.
@@ -159,18 +205,16 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
             existing = await self.records.find_by_request(request.origin_region, request.request_id)
             if existing is None:
                 raise
-            return await self._replay(*existing, digest, deadline)
+            return self._replay(*existing, digest)
         stored, stored_digest, created = await self.records.create(
             app,
             digest,
             lease_owner=self.worker_id,
             lease_seconds=max(1.0, deadline - started) + 5.0,
         )
-        if not created:
-            return await self._replay(stored, stored_digest, digest, deadline)
+        if not created:  # an earlier call (here or in another worker) took the request_id
+            return self._replay(stored, stored_digest, digest)
         self.auditor.submission(stored)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._inflight[stored.application_id] = done
         try:
             outcome = await self.deliverer.deliver(stored, deadline=deadline)
             final = await self.records.finish_delivery(
@@ -179,28 +223,23 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 lease_owner=self.worker_id,
                 retry_in=self.dispatcher.backoff(outcome.attempts),
             )
-        finally:
-            del self._inflight[stored.application_id]
-            done.set_result(None)
+        except BaseException:
+            # The caller went away, the server is stopping or the store failed: the application
+            # is stored and due now; give the lease back so the dispatcher delivers it without
+            # waiting the lease out (a province deduplicates on the application id).
+            with contextlib.suppress(Exception):
+                await self.records.release(stored.application_id, self.worker_id)
+            raise
         return application_pb2.SubmitApplicationResponse(application=final)
 
-    async def _replay(
-        self,
-        app: application_pb2.Application,
-        stored_digest: str,
-        digest: str,
-        deadline: float,
+    def _replay(
+        self, app: application_pb2.Application, stored_digest: str, digest: str
     ) -> application_pb2.SubmitApplicationResponse:
         if stored_digest != digest:
             raise RequestIdReused(
                 "this request_id was used for a different application",
                 metadata={"application": app.name},
             )
-        pending = self._inflight.get(app.application_id)
-        if pending is not None:
-            # The first submission is still delivering: wait for it rather than send twice.
-            await asyncio.wait({pending}, timeout=max(0.0, deadline - self.monotonic()))
-            app = await self.records.get(app.application_id)
         return application_pb2.SubmitApplicationResponse(application=app, replayed=True)
 
     async def _build(

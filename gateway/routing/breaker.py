@@ -115,6 +115,15 @@ class CircuitBreaker:
         """The configuration this breaker applies."""
         return self._config
 
+    def blocking(self) -> bool:
+        """Would `allow` refuse a call now? Asks without changing state or taking a slot."""
+        state = self._state
+        if state is BreakerState.CLOSED:
+            return False
+        if state is BreakerState.OPEN:
+            return self._clock() < self._open_until
+        return self._probes >= self._config.half_open_probes
+
     def open_duration(self) -> float:
         """How long the breaker stays open if it opens now."""
         return min(self._config.open_max, self._config.open_base * 2.0 ** min(self._reopens, 64))

@@ -40,6 +40,11 @@ _PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.primary_user_agent", "tongban-gateway"),
+    # grpc's reconnect backoff grows to 120 s: a province back after a 20 s outage would stay
+    # unreachable for tens of seconds more. The breaker already limits calls to a down
+    # province, so reconnecting often costs little.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
 )
 """Channel arguments every province channel gets unless the caller passes its own."""
 

@@ -56,8 +56,9 @@ class RetryPolicy:
     """Longest single attempt; an attempt also never outlives the call's deadline."""
     min_attempt_time: float = 0.02
     """Never start an attempt with less than this left before the deadline."""
-    deadline_margin: float = 0.05
-    """Kept back from the caller's deadline, to answer the caller before it gives up."""
+    deadline_margin: float = 0.1
+    """Kept back from the caller's deadline, to answer the caller before it gives up: the
+    result's durable write and the answer must fit in it, also on a loaded host."""
     default_budget: float = 5.0
     """The whole call's time when the caller set no deadline."""
 

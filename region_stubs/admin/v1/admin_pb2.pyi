@@ -233,6 +233,9 @@ class GetCountersResponse(_message.Message):
     FAULTS_INJECTED_FIELD_NUMBER: _builtins.int
     CASES_BY_MATTER_FIELD_NUMBER: _builtins.int
     UNKNOWN_MATTER_REFUSED_FIELD_NUMBER: _builtins.int
+    HUNG_CALLS_CANCELLED_FIELD_NUMBER: _builtins.int
+    LONGEST_DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    CALLS_WITHOUT_DEADLINE_FIELD_NUMBER: _builtins.int
     deliveries_received: _builtins.int
     """DeliverApplication calls received, including failed and duplicate ones."""
     cases_created: _builtins.int
@@ -243,6 +246,14 @@ class GetCountersResponse(_message.Message):
     """Calls answered with an injected fault."""
     unknown_matter_refused: _builtins.int
     """Deliveries refused for an unknown local code."""
+    hung_calls_cancelled: _builtins.int
+    """Hung DeliverApplication calls (fault `hang`) that ended because their caller gave up."""
+    longest_deadline_ms: _builtins.int
+    """The longest deadline a DeliverApplication call arrived with (time remaining at arrival),
+    in milliseconds; calls without a deadline are counted in `calls_without_deadline` instead.
+    """
+    calls_without_deadline: _builtins.int
+    """DeliverApplication calls that arrived without a deadline."""
     @_builtins.property
     def cases_by_matter(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Cases created per local matter code."""
@@ -256,10 +267,13 @@ class GetCountersResponse(_message.Message):
         faults_injected: _builtins.int = ...,
         cases_by_matter: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         unknown_matter_refused: _builtins.int = ...,
+        hung_calls_cancelled: _builtins.int = ...,
+        longest_deadline_ms: _builtins.int = ...,
+        calls_without_deadline: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cases_by_matter", b"cases_by_matter", "cases_created", b"cases_created", "deliveries_received", b"deliveries_received", "duplicates_suppressed", b"duplicates_suppressed", "faults_injected", b"faults_injected", "unknown_matter_refused", b"unknown_matter_refused"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls_without_deadline", b"calls_without_deadline", "cases_by_matter", b"cases_by_matter", "cases_created", b"cases_created", "deliveries_received", b"deliveries_received", "duplicates_suppressed", b"duplicates_suppressed", "faults_injected", b"faults_injected", "hung_calls_cancelled", b"hung_calls_cancelled", "longest_deadline_ms", b"longest_deadline_ms", "unknown_matter_refused", b"unknown_matter_refused"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
