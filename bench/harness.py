@@ -199,6 +199,7 @@ def gateway_command(
         "--log-level",
         "WARNING",
         "gateway",
+        "--insecure",
         "--port",
         "0",
         "--regions",

@@ -113,10 +113,15 @@ class GatewayConfig:
         """The SQLite file."""
         return self.data_dir / "gateway.sqlite3"
 
+    worker_index: int = 0
+    """This process's index among `--workers N` (0 alone); workers keep separate audit logs
+    (a log is one hash chain, locked by one process) and metrics ports (base + index)."""
+
     @property
     def audit_path(self) -> Path:
-        """The audit log file."""
-        return self.audit_log or self.data_dir / "audit.jsonl"
+        """The audit log file (one per worker)."""
+        path = self.audit_log or self.data_dir / "audit.jsonl"
+        return path.with_stem(f"{path.stem}-{self.worker_index}") if self.worker_index else path
 
     @property
     def audit_key_path(self) -> Path:
@@ -255,6 +260,8 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         ),
         breaker=_breaker(merged, delivery_defaults.breaker),
     )
+    worker = _int(merged, "TONGBAN_WORKER_INDEX", 0)
+    metrics_port = _port(merged, "TONGBAN_METRICS_PORT", DEFAULT_METRICS_PORT, allow_disable=True)
     return GatewayConfig(
         host=merged.get("TONGBAN_HOST", "127.0.0.1"),
         port=_port(merged, "TONGBAN_PORT", DEFAULT_PORT, allow_disable=False),
@@ -267,9 +274,8 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         if merged.get("TONGBAN_LICENSE_TRUST")
         else None,
         delivery=delivery,
-        metrics_port=_port(
-            merged, "TONGBAN_METRICS_PORT", DEFAULT_METRICS_PORT, allow_disable=True
-        ),
+        metrics_port=metrics_port + worker if metrics_port > 0 else metrics_port,
+        worker_index=worker,
         reflection=_bool(merged, "TONGBAN_REFLECTION", True),
         grace=_number(merged, "TONGBAN_GRACE", 5.0),
         probe_interval=_number(merged, "TONGBAN_PROBE_INTERVAL", 0.0),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import socket
 import sys
@@ -60,9 +61,10 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _start(argv: Sequence[str]) -> tuple[asyncio.subprocess.Process, str]:
+async def _start(argv: Sequence[str], index: int) -> tuple[asyncio.subprocess.Process, str]:
+    environment = {**os.environ, "TONGBAN_WORKER_INDEX": str(index)}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", *argv, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "gateway.cli", *argv, stdout=asyncio.subprocess.PIPE, env=environment
     )
     assert process.stdout is not None
     while True:
@@ -105,9 +107,9 @@ async def supervise(argv: Sequence[str], *, host: str, port: int, workers: int) 
     try:
         bound = holder.getsockname()[1]
         child = worker_argv(argv, bound)
-        first, address = await _start(child)
+        first, address = await _start(child, 0)
         processes.append(first)
-        rest = await asyncio.gather(*(_start(child) for _ in range(workers - 1)))
+        rest = await asyncio.gather(*(_start(child, i) for i in range(1, workers)))
         processes.extend(p for p, _ in rest)
     except BaseException:
         await _stop(processes)

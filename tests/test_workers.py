@@ -76,6 +76,7 @@ async def two_workers(
         "-m",
         "gateway.cli",
         "gateway",
+        "--insecure",
         "--workers",
         "2",
         "--port",

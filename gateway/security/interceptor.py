@@ -23,6 +23,7 @@ handler, is audited.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -179,9 +180,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         return handler
 
-    def _wrap_unary_stream(
-        self, behavior: Callable[..., AsyncIterator[Any]], method: str
-    ) -> Callable[..., AsyncIterator[Any]]:
+    def _wrap_unary_stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        if not inspect.isasyncgenfunction(behavior):
+            return self._wrap_writer(behavior, method)
+
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             caller = self.admit(method, context)
             _decoded(request)
@@ -189,6 +191,25 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 async for item in behavior(request, context):
                     yield item
+            except TongbanError as error:
+                self._audit_denial(caller, method, error)
+                raise
+            finally:
+                reset_caller(token)
+
+        return handler
+
+    def _wrap_writer(
+        self, behavior: Callable[..., Awaitable[None]], method: str
+    ) -> Callable[..., Awaitable[None]]:
+        """A server-streaming handler that writes with `context.write` (e.g. Health.Watch)."""
+
+        async def handler(request: Any, context: grpc.aio.ServicerContext) -> None:
+            caller = self.admit(method, context)
+            _decoded(request)
+            token = set_caller(caller)
+            try:
+                await behavior(request, context)
             except TongbanError as error:
                 self._audit_denial(caller, method, error)
                 raise

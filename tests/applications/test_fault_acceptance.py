@@ -102,6 +102,7 @@ def gateway_argv(data_dir: Path, province: str, settings: dict[str, object]) -> 
         "--log-level",
         "WARNING",
         "gateway",
+        "--insecure",
         "--config",
         str(config),
         "--port",
