@@ -34,6 +34,7 @@ from gateway.errors import (
     MaterialMissing,
     MatterNotCrossRegion,
     RequestIdReused,
+    TongbanError,
 )
 from gateway.pagination import decode_token, encode_token, page_size
 
@@ -111,6 +112,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         wall_clock: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
         watch_poll: float = 1.0,
+        on_resolve: Callable[[str], None] | None = None,
     ) -> None:
         self.registry = registry
         self.records = records
@@ -121,6 +123,8 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self.wall_clock = wall_clock
         self.monotonic = monotonic
         self.watch_poll = watch_poll
+        self.on_resolve = on_resolve or _ignore
+        """Told each resolution's result: `resolved` or the error's reason (for metrics)."""
         self._inflight: dict[str, asyncio.Future[None]] = {}
 
     async def SubmitApplication(
@@ -190,14 +194,19 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self, request: application_pb2.SubmitApplicationRequest, snapshot: index.CatalogSnapshot
     ) -> application_pb2.Application:
         now = self.wall_clock()
-        source = index.resolve(
-            snapshot,
-            request.origin_region,
-            request.local_matter_code,
-            now=now,
-            national_code=request.national_matter_code,
-            national_field="national_matter_code",
-        )
+        try:
+            source = index.resolve(
+                snapshot,
+                request.origin_region,
+                request.local_matter_code,
+                now=now,
+                national_code=request.national_matter_code,
+                national_field="national_matter_code",
+            )
+        except TongbanError as exc:
+            self.on_resolve(exc.reason)
+            raise
+        self.on_resolve("resolved")
         target = index.targets(snapshot, source, request.target_region, now=now)[0]
         mode = _mode(request, source.matter)
         materials = await self._materials(request, source.matter)
@@ -402,3 +411,7 @@ def _application_id(name: str, field: str) -> str:
             field_violations=[FieldViolation(field, "applications/{application_id}", "BAD_NAME")],
         )
     return application_id
+
+
+def _ignore(result: str) -> None:
+    pass
