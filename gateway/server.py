@@ -1,9 +1,10 @@
 """The gateway process: every component opened in one async context and closed in reverse.
 
 Lifespan: open the store → load (or seed) the catalog → open the province channels → start the
-gRPC server (port 0 allowed) and the dispatcher → announce → serve → on SIGINT/SIGTERM: health
-NOT_SERVING, wait a probe interval, stop accepting, let in-flight calls finish within the grace
-period, stop the dispatcher, close the channels, close the store (queued writes commit first).
+gRPC server (port 0 allowed), the probe-only health port, `/metrics` and the dispatcher →
+announce → serve → on SIGINT/SIGTERM: every health status NOT_SERVING, wait a probe interval,
+stop accepting, let in-flight calls finish within the grace period, stop the dispatcher, close
+the channels, close the store (queued writes commit first).
 """
 
 from __future__ import annotations
@@ -13,11 +14,17 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from importlib import metadata
+from wsgiref.simple_server import WSGIServer
 
 import grpc
+import prometheus_client
+from grpc_health.v1 import health_pb2_grpc
+from prometheus_client import CollectorRegistry
 
 from gateway.api.v1 import (
     application_pb2,
@@ -38,6 +45,7 @@ from gateway.config import GatewayConfig
 from gateway.interceptors import ErrorInterceptor
 from gateway.licenses.service import LicenseServicer
 from gateway.licenses.wiring import build_license_verifier
+from gateway.metrics import BuildInfo, CacheCollector, Metrics, MetricsObserver
 from gateway.routing.client import GrpcRegionClient
 from gateway.serving import (
     add_health_and_reflection,
@@ -47,6 +55,15 @@ from gateway.serving import (
     stop_event_on_signals,
 )
 from gateway.store import Store
+from gateway.telemetry import (
+    DependencyHealth,
+    MeasuredDeliverer,
+    MeasuredRegionClient,
+    MeasuredVerifier,
+    MetricsInterceptor,
+    refresh_gauges,
+    refresh_once,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +74,8 @@ SERVICE_NAMES = (
 )
 
 BOOTSTRAP_CATALOG = "catalog/2025.1.json"
+REFRESH_INTERVAL = 1.0
+"""Seconds between two readings of the queue, the catalog and the breakers."""
 
 
 @dataclass
@@ -72,6 +91,11 @@ class RunningGateway:
     dispatcher: Dispatcher
     records: ApplicationRecords
     client: GrpcRegionClient
+    metrics: Metrics
+    metrics_port: int | None = None
+    """Where `/metrics` is served; None when disabled."""
+    health_port: int | None = None
+    """The plaintext probe-only health port; None when disabled."""
 
     @property
     def address(self) -> str:
@@ -84,15 +108,51 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def _version() -> str:
+    try:
+        return metadata.version("tongban")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _start_metrics_http(
+    config: GatewayConfig, registry: CollectorRegistry
+) -> tuple[WSGIServer, threading.Thread] | None:
+    if config.metrics_port < 0:
+        return None
+    return prometheus_client.start_http_server(
+        config.metrics_port, addr=config.host, registry=registry
+    )
+
+
+# One function opens every resource in order and closes them in reverse: splitting it would
+# hide that order, which is the point.
 @contextlib.asynccontextmanager
-async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway]:
-    """Starts the gateway in the running loop and stops it gracefully on exit."""
+async def running_gateway(  # noqa: PLR0915
+    config: GatewayConfig, *, metrics_registry: CollectorRegistry | None = None
+) -> AsyncIterator[RunningGateway]:
+    """Starts the gateway in the running loop and stops it gracefully on exit.
+
+    Metrics go to `metrics_registry`, by default a fresh registry of this gateway's own.
+    """
     store = await Store.open(config.store_path)
     client = GrpcRegionClient(config.regions)
     dispatcher_task: asyncio.Task[None] | None = None
+    refresh_task: asyncio.Task[None] | None = None
     server: grpc.aio.Server | None = None
+    probe_server: grpc.aio.Server | None = None
+    http: tuple[WSGIServer, threading.Thread] | None = None
     try:
         registry = CatalogRegistry(store, load_provinces(config.standards_dir), utc_now)
+        metrics_registry = metrics_registry or CollectorRegistry()
+        metrics = Metrics(
+            metrics_registry,
+            regions=registry.snapshot.provinces,
+            build=BuildInfo(_version()),
+        )
+        for code in config.regions:
+            metrics.region(code).breaker_state.set(0)
+        measured_client = MeasuredRegionClient(client, metrics)
         await registry.load()
         if await registry.bootstrap(
             config.standards_dir / BOOTSTRAP_CATALOG, config.standards_dir / "implementations"
@@ -100,13 +160,34 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
             log.info("seeded the store from %s", config.standards_dir)
         hub = WatchHub()
         records = ApplicationRecords(store, hub, queue_expiry=config.delivery.queue_expiry)
-        deliverer = Deliverer(client, config.delivery)
+        deliverer: Deliverer = MeasuredDeliverer(
+            measured_client,
+            config.delivery,
+            metrics=metrics,
+            observer=MetricsObserver(metrics),
+            on_breaker_change=metrics.on_breaker_change,
+        )
         worker_id = worker_identity()
         dispatcher = Dispatcher(records, deliverer, config.delivery, worker_id=worker_id)
-        verifier = build_license_verifier(config, client, registry)
-        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        verifier = MeasuredVerifier(
+            build_license_verifier(config, measured_client, registry), metrics
+        )
+        metrics_registry.register(
+            CacheCollector(
+                verifier.keys,
+                verifier.status_lists,
+                lambda: registry.snapshot.provinces,
+                metrics.region_label,
+            )
+        )
+        server = grpc.aio.server(interceptors=[MetricsInterceptor(metrics), ErrorInterceptor()])
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
-            CatalogServicer(registry, signing.load_public_keys(config.standards_keys), utc_now),
+            CatalogServicer(
+                registry,
+                signing.load_public_keys(config.standards_keys),
+                utc_now,
+                on_resolve=metrics.count_resolution,
+            ),
             server,
         )
         application_pb2_grpc.add_ApplicationServiceServicer_to_server(
@@ -118,6 +199,7 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
                 licenses=verifier,
                 worker_id=worker_id,
                 wall_clock=utc_now,
+                on_resolve=metrics.count_resolution,
             ),
             server,
         )
@@ -125,16 +207,56 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
         health = add_health_and_reflection(
             server, SERVICE_NAMES, reflection_enabled=config.reflection
         )
+        dependencies = DependencyHealth(health)
+
+        async def refresh() -> None:
+            regions = set(config.regions) | set(deliverer.breakers)
+            await refresh_once(
+                metrics,
+                store=store,
+                registry=registry,
+                deliverer=deliverer,
+                health_state=dependencies,
+                regions=sorted(regions),
+            )
+
+        await refresh()
         port = server.add_insecure_port(f"{config.host}:{config.port}")
+        health_port: int | None = None
+        if config.health_port >= 0:
+            probe_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(health, probe_server)
+            health_port = probe_server.add_insecure_port(f"{config.host}:{config.health_port}")
+            await probe_server.start()
         await server.start()
         await set_serving(health, SERVICE_NAMES, serving=True)
+        http = _start_metrics_http(config, metrics_registry)
         dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
+        refresh_task = asyncio.create_task(
+            refresh_gauges(REFRESH_INTERVAL, refresh), name="metrics-refresh"
+        )
         running = RunningGateway(
-            config, server, port, store, registry, deliverer, dispatcher, records, client
+            config,
+            server,
+            port,
+            store,
+            registry,
+            deliverer,
+            dispatcher,
+            records,
+            client,
+            metrics,
+            metrics_port=http[0].server_port if http else None,
+            health_port=health_port,
         )
         try:
             yield running
         finally:
+            refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresh_task
+            # Every status, the per-dependency ones included, NOT_SERVING and frozen there.
+            await health.enter_graceful_shutdown()
             await drain(
                 server,
                 health,
@@ -149,6 +271,12 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
                 await dispatcher_task
         if server is not None:
             await server.stop(0)
+        if probe_server is not None:
+            await probe_server.stop(0)
+        if http is not None:
+            http[0].shutdown()
+            http[0].server_close()
+            http[1].join(timeout=5.0)
         await client.close(1.0)
         await store.close()
 
@@ -160,5 +288,9 @@ async def serve(config: GatewayConfig) -> None:
         announce(
             "listening", service="gateway", address=gateway.address, regions=dict(config.regions)
         )
+        if gateway.metrics_port is not None:
+            announce("metrics", service="gateway", address=f"{config.host}:{gateway.metrics_port}")
+        if gateway.health_port is not None:
+            announce("health", service="gateway", address=f"{config.host}:{gateway.health_port}")
         await stop.wait()
         announce("stopping", service="gateway")
