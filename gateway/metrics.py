@@ -166,7 +166,7 @@ class Metrics:
         )
         self.delivery_calls = Counter(
             "tongban_region_delivery_calls_total",
-            "Delivery calls (each makes one or more attempts).",
+            "Delivery calls (each makes zero attempts when the breaker refuses it, or more).",
             ("region",),
             registry=r,
         )
@@ -425,10 +425,7 @@ class MetricsObserver:
         self._metrics = metrics
 
     def on_attempt(self, region_code: str, attempt_number: int) -> None:
-        children = self._metrics.region(region_code)
-        if attempt_number == 1:
-            children.calls.inc()
-        children.attempts.inc()
+        self._metrics.region(region_code).attempts.inc()
 
     def on_retry(self, region_code: str, reason: str) -> None:
         counter = self._metrics.region(region_code).retries.get(reason)

@@ -302,6 +302,8 @@ class MeasuredDeliverer(Deliverer):
         self, app: application_pb2.Application, *, deadline: float
     ) -> DeliveryOutcome:
         metrics = self._metrics
+        children = metrics.region(app.target_region)
+        children.calls.inc()
         start = metrics.clock()
         try:
             outcome = await super().deliver(app, deadline=deadline)
@@ -309,7 +311,7 @@ class MeasuredDeliverer(Deliverer):
             metrics.add_southbound(metrics.clock() - start)
         name = _STATE_OUTCOME.get(outcome.state)
         if name is not None:
-            metrics.region(app.target_region).outcomes[name].inc()
+            children.outcomes[name].inc()
         return outcome
 
 
