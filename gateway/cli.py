@@ -41,8 +41,10 @@ def _env_flags(args: argparse.Namespace, names: Mapping[str, str]) -> dict[str, 
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway import logs
     from gateway.server import serve
 
+    logs.configure(args.log_level)
     config = load_config(
         _env_flags(
             args,
@@ -55,6 +57,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
                 "regions": "TONGBAN_REGIONS",
                 "standards_keys": "TONGBAN_STANDARDS_KEYS",
                 "metrics_port": "TONGBAN_METRICS_PORT",
+                "health_port": "TONGBAN_HEALTH_PORT",
             },
         )
     )
@@ -333,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--regions", help="CODE=HOST:PORT,...")
     gw.add_argument("--standards-keys", help="BODY=PUBLIC_KEY_PEM,...")
     gw.add_argument("--metrics-port", type=int)
+    gw.add_argument("--health-port", type=int, help="plaintext probe-only health port")
     gw.set_defaults(func=_cmd_gateway)
 
     sub.add_parser(
