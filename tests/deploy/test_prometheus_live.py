@@ -18,6 +18,7 @@ import grpc
 import pytest
 import yaml
 from conftest import World, start_world
+from promql import dashboard_exprs
 from traffic import submission
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,3 +164,8 @@ async def test_prometheus_scrapes_the_gateway(tmp_path: Path) -> None:
                 if rule.get("health") == "err"
             ]
             assert unhealthy == []
+            # Every dashboard panel's query is valid PromQL that the real server evaluates.
+            for expr in dashboard_exprs():
+                concrete = expr.replace("$__rate_interval", "1m").replace("$job", ".*")
+                await query(base, concrete)
+            assert await query(base, 'tongban_deliveries_total{job=~".*",outcome="delivered"}')
