@@ -149,7 +149,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 children.codes[code].inc()
                 children.handling.observe(elapsed)
                 children.overhead.observe(max(0.0, elapsed - southbound))
-                if publication is not None:
+                if publication is not None and not getattr(request, "validate_only", False):
                     ok = code == grpc.StatusCode.OK
                     metrics.publications.labels(
                         publication, "activated" if ok else "rejected"

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from traffic import CITIZEN, NAME, ORIGIN, TARGET, submission
 
 from gateway.api.v1 import application_pb2 as pb
-from gateway.api.v1 import license_pb2
+from gateway.api.v1 import catalog_pb2, license_pb2
 from gateway.metrics import CODE_NAMES, OTHER_REGION, BuildInfo, Metrics, split_method
 from region_stubs.faults import Faults
 
@@ -282,3 +282,18 @@ def test_labels_are_bounded_for_unknown_methods_and_regions() -> None:
         metrics.registry.get_sample_value("tongban_catalog_resolutions_total", {"result": "other"})
         == 1
     )
+
+
+async def test_rejected_publication_is_counted(world: World) -> None:
+    with pytest.raises(grpc.aio.AioRpcError):
+        await world.catalog.PublishCatalogVersion(
+            catalog_pb2.PublishCatalogVersionRequest(signed_document="not-a-jws")
+        )
+    assert (
+        value(world, "tongban_catalog_publications_total", kind="version", result="rejected") == 1
+    )
+    assert (
+        value(world, "tongban_catalog_publications_total", kind="version", result="activated") == 0
+    )
+    assert value(world, "tongban_catalog_loaded") == 1
+    assert value(world, "tongban_catalog_version_info", version="2025.1") == 1
