@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.licenses.token import Verdict
 from gateway.routing.policy import REASONS
 
 SLO_OVERHEAD_P99 = 0.05
@@ -273,11 +274,13 @@ class Metrics:
         self._call_children: dict[tuple[str, str], Any] = {}
         self._result_children: dict[tuple[str, str, str], Any] = {}
         self._current_version: str | None = None
-        for result in RESOLVE_RESULTS:
-            self.resolutions.labels(result)
-        for kind in ("version", "region"):
-            for result in ("activated", "rejected"):
-                self.publications.labels(kind, result)
+        self._resolution_children = {r: self.resolutions.labels(r) for r in RESOLVE_RESULTS}
+        self._verdict_children = {v.name: self.verifications.labels(v.name) for v in Verdict}
+        self._publication_children = {
+            (kind, result): self.publications.labels(kind, result)
+            for kind in ("version", "region")
+            for result in ("activated", "rejected")
+        }
 
     # -- labels ------------------------------------------------------------------------------
 
@@ -347,11 +350,19 @@ class Metrics:
 
     def count_resolution(self, result: str) -> None:
         """A resolution ended with `result`: `resolved` or an error's reason."""
-        self.resolutions.labels(result if result in RESOLVE_RESULTS else "other").inc()
+        children = self._resolution_children
+        (children.get(result) or children["other"]).inc()
 
     def count_verdict(self, verdict: str) -> None:
         """A licence verification ended with `verdict` (a `Verdict` name)."""
-        self.verifications.labels(verdict).inc()
+        child = self._verdict_children.get(verdict)
+        if child is None:  # a verdict added later: still one bounded value per enum member
+            child = self._verdict_children[verdict] = self.verifications.labels(verdict)
+        child.inc()
+
+    def count_publication(self, kind: str, activated: bool) -> None:
+        """A publication of `kind` (`version` or `region`) was activated or rejected."""
+        self._publication_children[(kind, "activated" if activated else "rejected")].inc()
 
     # -- time awaiting provinces --------------------------------------------------------------
 

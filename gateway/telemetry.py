@@ -150,10 +150,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 children.handling.observe(elapsed)
                 children.overhead.observe(max(0.0, elapsed - southbound))
                 if publication is not None and not getattr(request, "validate_only", False):
-                    ok = code == grpc.StatusCode.OK
-                    metrics.publications.labels(
-                        publication, "activated" if ok else "rejected"
-                    ).inc()
+                    metrics.count_publication(publication, code == grpc.StatusCode.OK)
                 if submit and error is not None and log.isEnabledFor(logging.INFO):
                     log.info(
                         "submission refused",
