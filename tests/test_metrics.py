@@ -297,3 +297,27 @@ async def test_rejected_publication_is_counted(world: World) -> None:
     )
     assert value(world, "tongban_catalog_loaded") == 1
     assert value(world, "tongban_catalog_version_info", version="2025.1") == 1
+
+
+async def test_a_cancelled_stream_is_counted_as_canceled(tmp_path: Path) -> None:
+    async with start_world(tmp_path, regions=(ORIGIN, TARGET)) as world:
+        await world.stubs[TARGET].set_faults(Faults(down=True))
+        queued = await world.applications.SubmitApplication(submission(world, "watched"))
+        assert queued.application.state == pb.APPLICATION_STATE_QUEUED
+        call = world.applications.WatchApplication(
+            pb.WatchApplicationRequest(name=queued.application.name)
+        )
+        first = await call.read()
+        assert first.application.application_id == queued.application.application_id
+        call.cancel()
+        labels = {
+            "grpc_type": "server_stream",
+            "grpc_service": APPS,
+            "grpc_method": "WatchApplication",
+        }
+        await wait_for(
+            lambda: value(world, "grpc_server_handled_total", grpc_code="Canceled", **labels) == 1,
+            "the cancelled watch to be counted",
+        )
+        assert value(world, "grpc_server_started_total", **labels) == 1
+        assert value(world, "grpc_server_handled_total", grpc_code="OK", **labels) == 0
