@@ -144,7 +144,14 @@ async def running_gateway(  # noqa: PLR0915
     http: tuple[WSGIServer, threading.Thread] | None = None
     try:
         registry = CatalogRegistry(store, load_provinces(config.standards_dir), utc_now)
-        metrics_registry = metrics_registry or CollectorRegistry()
+        if metrics_registry is None:
+            metrics_registry = CollectorRegistry()
+            for standard in (
+                prometheus_client.ProcessCollector,
+                prometheus_client.PlatformCollector,
+                prometheus_client.GCCollector,
+            ):
+                standard(registry=metrics_registry)
         metrics = Metrics(
             metrics_registry,
             regions=registry.snapshot.provinces,

@@ -228,6 +228,7 @@ async def test_metrics_and_probe_ports_serve(tmp_path: Path) -> None:
             lambda: urllib.request.urlopen(url, timeout=5).read().decode()
         )
         assert 'grpc_code="OK"' in body
+        assert "process_resident_memory_bytes" in body
         assert "tongban_build_info" in body
         async with grpc.aio.insecure_channel(
             f"{gateway.config.host}:{gateway.health_port}"
