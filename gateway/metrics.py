@@ -146,7 +146,7 @@ class Metrics:
         )
         self.overhead = Histogram(
             "tongban_gateway_overhead_seconds",
-            "Handling time of an RPC minus the time spent awaiting provinces.",
+            "Handling time minus time awaiting provinces (SubmitApplication, VerifyLicense).",
             ("grpc_method",),
             buckets=LATENCY_BUCKETS,
             registry=r,

@@ -39,6 +39,8 @@ log = logging.getLogger("gateway.access")
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
 SUBMIT = "/gateway.api.v1.ApplicationService/SubmitApplication"
+SOUTHBOUND_RPCS = frozenset({SUBMIT, "/gateway.api.v1.LicenseService/VerifyLicense"})
+"""RPCs that may await provinces: only they have an overhead distinct from handling time."""
 _PUBLICATIONS = {
     "/gateway.api.v1.CatalogService/PublishCatalogVersion": "version",
     "/gateway.api.v1.CatalogService/PublishRegionCatalog": "region",
@@ -122,11 +124,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         clock = metrics.clock
         publication = _PUBLICATIONS.get(method)
         submit = method == SUBMIT
+        overhead = children.overhead if method in SOUTHBOUND_RPCS else None
 
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
             children.started.inc()
             start = clock()
-            token = metrics.start_rpc_clock()
+            token = metrics.start_rpc_clock() if overhead is not None else None
             error: BaseException | None = None
             response = None
             try:
@@ -144,11 +147,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 raise
             finally:
                 elapsed = clock() - start
-                southbound = metrics.stop_rpc_clock(token)
                 code = _code_of(context, error)
                 children.codes[code].inc()
                 children.handling.observe(elapsed)
-                children.overhead.observe(max(0.0, elapsed - southbound))
+                if token is not None and overhead is not None:
+                    southbound = metrics.stop_rpc_clock(token)
+                    overhead.observe(max(0.0, elapsed - southbound))
                 if publication is not None and not getattr(request, "validate_only", False):
                     metrics.count_publication(publication, code == grpc.StatusCode.OK)
                 if submit and error is not None and log.isEnabledFor(logging.INFO):
