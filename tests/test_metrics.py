@@ -17,6 +17,7 @@ from traffic import CITIZEN, NAME, ORIGIN, TARGET, submission
 from gateway.api.v1 import application_pb2 as pb
 from gateway.api.v1 import catalog_pb2, license_pb2
 from gateway.metrics import CODE_NAMES, OTHER_REGION, BuildInfo, Metrics, split_method
+from region_stubs.admin.v1 import admin_pb2
 from region_stubs.faults import Faults
 
 APPS = "gateway.api.v1.ApplicationService"
@@ -322,3 +323,54 @@ async def test_a_cancelled_stream_is_counted_as_canceled(tmp_path: Path) -> None
         )
         assert value(world, "grpc_server_started_total", **labels) == 1
         assert value(world, "grpc_server_handled_total", grpc_code="OK", **labels) == 0
+
+
+def licence(region: str) -> admin_pb2.IssueLicenseRequest:
+    return admin_pb2.IssueLicenseRequest(
+        license_type_code="11100000MB0143028R001",
+        license_number=f"{region[:2]}00001234567",
+        holder_id_type=pb.ID_TYPE_USCC,
+        holder_id_number="11440000MBDCGK306L",
+        valid_days=30,
+    )
+
+
+async def test_licence_key_fetches_failures_and_cache_age(tmp_path: Path) -> None:
+    async with start_world(tmp_path, regions=(ORIGIN, TARGET)) as world:
+        good = await world.stubs[ORIGIN].admin.IssueLicense(licence(ORIGIN))
+        verdict = await world.licenses.VerifyLicense(
+            license_pb2.VerifyLicenseRequest(token=good.token)
+        )
+        assert verdict.verdict == license_pb2.LICENSE_VERDICT_VALID, verdict.detail
+        assert value(world, "tongban_license_verifications_total", verdict="VALID") == 1
+        assert value(world, "tongban_license_key_fetches_total") >= 1
+        assert value(world, "tongban_license_key_cache_age_seconds", region=ORIGIN) >= 0
+        assert (
+            world.gateway.metrics.registry.get_sample_value(
+                "tongban_license_key_cache_age_seconds", {"region": ORIGIN}
+            )
+            is not None
+        )
+        assert (
+            value(
+                world, "tongban_region_call_seconds_count", region=ORIGIN, method="GetLicenseKeys"
+            )
+            >= 1
+        )
+
+        await world.stubs[TARGET].set_faults(Faults(down=True))
+        unreachable = await world.stubs[TARGET].admin.IssueLicense(licence(TARGET))
+        verdict = await world.licenses.VerifyLicense(
+            license_pb2.VerifyLicenseRequest(token=unreachable.token)
+        )
+        assert verdict.verdict != license_pb2.LICENSE_VERDICT_VALID
+        assert value(world, "tongban_license_key_fetch_failures_total") >= 1
+        labels = {"grpc_method": "VerifyLicense"}
+        assert value(world, "tongban_gateway_overhead_seconds_count", **labels) == 2
+        assert value(world, "tongban_gateway_overhead_seconds_sum", **labels) <= value(
+            world,
+            "grpc_server_handling_seconds_sum",
+            grpc_type="unary",
+            grpc_service="gateway.api.v1.LicenseService",
+            **labels,
+        )
