@@ -374,3 +374,14 @@ async def test_licence_key_fetches_failures_and_cache_age(tmp_path: Path) -> Non
             grpc_service="gateway.api.v1.LicenseService",
             **labels,
         )
+
+
+async def test_pushback_is_counted_and_honoured(tmp_path: Path) -> None:
+    async with start_world(tmp_path, regions=(ORIGIN, TARGET)) as world:
+        await world.stubs[TARGET].set_faults(Faults(unavailable_fraction=1.0, pushback_ms=20))
+        response = await world.applications.SubmitApplication(submission(world, "pushed"))
+        assert response.application.state == pb.APPLICATION_STATE_QUEUED
+        assert value(world, "tongban_region_pushback_total", region=TARGET) >= 1
+        assert (
+            value(world, "tongban_region_retries_total", region=TARGET, reason="unavailable") >= 1
+        )
