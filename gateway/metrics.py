@@ -21,14 +21,26 @@ from __future__ import annotations
 
 import contextvars
 import platform
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from gateway.licenses.token import Verdict
@@ -109,6 +121,44 @@ class BuildInfo:
 
     version: str
     revision: str = "unknown"
+
+    @classmethod
+    def installed(cls) -> BuildInfo:
+        """The installed package's version."""
+        try:
+            return cls(metadata.version("tongban"))
+        except metadata.PackageNotFoundError:
+            return cls("unknown")
+
+
+def process_registry() -> CollectorRegistry:
+    """A fresh registry with the client library's process, platform and GC series."""
+    registry = CollectorRegistry()
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
+    return registry
+
+
+class MetricsHttp:
+    """`/metrics` served from a background thread (prometheus-client's own server)."""
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+        self.port: int = server.server_port
+        """The bound port (useful when 0 was asked for)."""
+
+    def close(self) -> None:
+        """Stops serving and joins the thread."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5.0)
+
+
+def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> MetricsHttp:
+    """Starts serving `registry` on `http://host:port/metrics` (port 0: any free port)."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    return MetricsHttp(server, thread)
 
 
 class Metrics:
@@ -510,5 +560,8 @@ __all__ = [
     "BuildInfo",
     "CacheCollector",
     "Metrics",
+    "MetricsHttp",
     "MetricsObserver",
+    "process_registry",
+    "serve_metrics",
 ]

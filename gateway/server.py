@@ -14,15 +14,11 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from importlib import metadata
-from wsgiref.simple_server import WSGIServer
 
 import grpc
-import prometheus_client
 from grpc_health.v1 import health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
@@ -45,7 +41,15 @@ from gateway.config import GatewayConfig
 from gateway.interceptors import ErrorInterceptor
 from gateway.licenses.service import LicenseServicer
 from gateway.licenses.wiring import build_license_verifier
-from gateway.metrics import BuildInfo, CacheCollector, Metrics, MetricsObserver
+from gateway.metrics import (
+    BuildInfo,
+    CacheCollector,
+    Metrics,
+    MetricsHttp,
+    MetricsObserver,
+    process_registry,
+    serve_metrics,
+)
 from gateway.routing.client import GrpcRegionClient
 from gateway.serving import (
     add_health_and_reflection,
@@ -108,23 +112,6 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def _version() -> str:
-    try:
-        return metadata.version("tongban")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _start_metrics_http(
-    config: GatewayConfig, registry: CollectorRegistry
-) -> tuple[WSGIServer, threading.Thread] | None:
-    if config.metrics_port < 0:
-        return None
-    return prometheus_client.start_http_server(
-        config.metrics_port, addr=config.host, registry=registry
-    )
-
-
 # One function opens every resource in order and closes them in reverse: splitting it would
 # hide that order, which is the point.
 @contextlib.asynccontextmanager
@@ -141,21 +128,12 @@ async def running_gateway(  # noqa: PLR0915
     refresh_task: asyncio.Task[None] | None = None
     server: grpc.aio.Server | None = None
     probe_server: grpc.aio.Server | None = None
-    http: tuple[WSGIServer, threading.Thread] | None = None
+    http: MetricsHttp | None = None
     try:
         registry = CatalogRegistry(store, load_provinces(config.standards_dir), utc_now)
-        if metrics_registry is None:
-            metrics_registry = CollectorRegistry()
-            for standard in (
-                prometheus_client.ProcessCollector,
-                prometheus_client.PlatformCollector,
-                prometheus_client.GCCollector,
-            ):
-                standard(registry=metrics_registry)
+        metrics_registry = metrics_registry or process_registry()
         metrics = Metrics(
-            metrics_registry,
-            regions=registry.snapshot.provinces,
-            build=BuildInfo(_version()),
+            metrics_registry, regions=registry.snapshot.provinces, build=BuildInfo.installed()
         )
         for code in config.regions:
             metrics.region(code).breaker_state.set(0)
@@ -237,7 +215,8 @@ async def running_gateway(  # noqa: PLR0915
             await probe_server.start()
         await server.start()
         await set_serving(health, SERVICE_NAMES, serving=True)
-        http = _start_metrics_http(config, metrics_registry)
+        if config.metrics_port >= 0:
+            http = serve_metrics(config.host, config.metrics_port, metrics_registry)
         dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
         refresh_task = asyncio.create_task(
             refresh_gauges(REFRESH_INTERVAL, refresh), name="metrics-refresh"
@@ -253,7 +232,7 @@ async def running_gateway(  # noqa: PLR0915
             records,
             client,
             metrics,
-            metrics_port=http[0].server_port if http else None,
+            metrics_port=http.port if http else None,
             health_port=health_port,
         )
         try:
@@ -281,9 +260,7 @@ async def running_gateway(  # noqa: PLR0915
         if probe_server is not None:
             await probe_server.stop(0)
         if http is not None:
-            http[0].shutdown()
-            http[0].server_close()
-            http[1].join(timeout=5.0)
+            http.close()
         await client.close(1.0)
         await store.close()
 
