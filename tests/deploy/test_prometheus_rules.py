@@ -68,3 +68,13 @@ def test_recording_rules_follow_level_metric_operations() -> None:
         parts = name.split(":")
         assert len(parts) == 3, name
         assert all(parts), name
+
+
+def test_ensure_prometheus_is_idempotent_and_quiet() -> None:
+    script = ROOT / "deploy" / "scripts" / "ensure-prometheus.sh"
+    result = subprocess.run(
+        ["sh", str(script)], check=False, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == ""
