@@ -246,7 +246,7 @@ async def test_health_is_not_serving_before_the_server_stops(tmp_path: Path) -> 
     ports: list[str] = []
 
     async def run() -> None:
-        async with start_world(tmp_path, health_port=0, probe_interval=2.0) as world:
+        async with start_world(tmp_path, regions=(), health_port=0, probe_interval=2.0) as world:
             ports.append(f"{world.gateway.config.host}:{world.gateway.health_port}")
             ready.set()
             await release.wait()
@@ -263,7 +263,7 @@ async def test_health_is_not_serving_before_the_server_stops(tmp_path: Path) -> 
             answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
             return bool(answer.status == health_pb2.HealthCheckResponse.NOT_SERVING)
 
-        await wait_for(draining, "NOT_SERVING during the probe interval", attempts=30)
+        await wait_for(draining, "NOT_SERVING during the probe interval", attempts=400)
         store = await health.Check(health_pb2.HealthCheckRequest(service="tongban.store"))
         assert store.status == health_pb2.HealthCheckResponse.NOT_SERVING
     await asyncio.wait_for(task, 30)
