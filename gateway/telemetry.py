@@ -320,8 +320,10 @@ class MeasuredVerifier(LicenseVerifier):
     """The licence verifier, counting verdicts; exposes its caches for `CacheCollector`."""
 
     def __init__(self, inner: LicenseVerifier, metrics: Metrics) -> None:
-        # Rebuilt from the parts `build_license_verifier` assembled, so behaviour is identical.
-        super().__init__(inner._trust, inner._keys, inner._status_lists, inner._clock)
+        # Takes over `inner`'s state (the same caches and settings) instead of re-running the
+        # constructor, so it stays identical to what `build_license_verifier` assembled
+        # whatever that grows. Use this object instead of `inner` from now on.
+        vars(self).update(vars(inner))
         self._metrics = metrics
 
     @property
