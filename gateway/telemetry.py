@@ -134,8 +134,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             response = None
             try:
                 if submit:
+                    # getattr: a request that did not decode reaches the handler as another type.
                     with logs.log_context(
-                        request_id=request.request_id, province=request.target_region
+                        request_id=str(getattr(request, "request_id", "")),
+                        province=str(getattr(request, "target_region", "")),
                     ):
                         response = await behavior(request, context)
                         _log_submission(metrics, response)
@@ -159,8 +161,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     log.info(
                         "submission refused",
                         extra={
-                            "request_id": request.request_id,
-                            "province": request.target_region,
+                            "request_id": str(getattr(request, "request_id", "")),
+                            "province": str(getattr(request, "target_region", "")),
                             "grpc_code": code.name,
                         },
                     )

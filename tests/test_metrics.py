@@ -6,6 +6,7 @@ import asyncio
 import platform
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -16,7 +17,9 @@ from traffic import CITIZEN, NAME, ORIGIN, TARGET, submission
 
 from gateway.api.v1 import application_pb2 as pb
 from gateway.api.v1 import catalog_pb2, license_pb2
+from gateway.errors import InvalidRequest
 from gateway.metrics import CODE_NAMES, OTHER_REGION, BuildInfo, Metrics, split_method
+from gateway.telemetry import SUBMIT, MetricsInterceptor
 from region_stubs.admin.v1 import admin_pb2
 from region_stubs.faults import Faults
 
@@ -385,3 +388,29 @@ async def test_pushback_is_counted_and_honoured(tmp_path: Path) -> None:
         assert (
             value(world, "tongban_region_retries_total", region=TARGET, reason="unavailable") >= 1
         )
+
+
+async def test_interceptor_tolerates_a_request_that_did_not_decode() -> None:
+    metrics = Metrics(CollectorRegistry(), regions=(), build=BuildInfo("test"))
+    interceptor = MetricsInterceptor(metrics)
+
+    async def behavior(request: object, context: object) -> None:
+        raise InvalidRequest("the request did not decode")
+
+    async def continuation(details: object) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(behavior)
+
+    class Context:
+        def code(self) -> None:
+            return None
+
+    wrapped = await interceptor.intercept_service(continuation, SimpleNamespace(method=SUBMIT))
+    with pytest.raises(InvalidRequest):
+        await wrapped.unary_unary(object(), Context())
+    labels = {
+        "grpc_type": "unary",
+        "grpc_service": APPS,
+        "grpc_method": "SubmitApplication",
+        "grpc_code": "InvalidArgument",
+    }
+    assert metrics.registry.get_sample_value("grpc_server_handled_total", labels) == 1
