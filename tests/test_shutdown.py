@@ -53,7 +53,8 @@ async def wait_delivered(world: World, application_ids: list[str]) -> dict[str, 
 async def gateway_process(data_dir: Path, stub_address: str) -> asyncio.subprocess.Process:
     """`tongban gateway` as a child process, with a grace period long enough for the load."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGBAN_")}
-    env.update(TONGBAN_GRACE="10", TONGBAN_PROBE_INTERVAL="0.2")
+    # Plaintext, like the in-process stub (where the gateway has TLS settings, explicitly so).
+    env.update(TONGBAN_GRACE="10", TONGBAN_PROBE_INTERVAL="0.2", TONGBAN_INSECURE="true")
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
