@@ -56,7 +56,9 @@ buf-breaking: $(STAMP)
 	  $(BIN)/buf breaking --against ".git#ref=$$base"; \
 	else echo "buf breaking: no main to compare with"; fi
 
+# Prometheus and promtool are real dependencies of the tests (rules, alerts, a live scrape).
 test: $(STAMP)
+	@sh deploy/scripts/ensure-prometheus.sh
 	$(BIN)/pytest
 
 check: lint types buf buf-breaking test

@@ -42,8 +42,10 @@ def _env_flags(args: argparse.Namespace, names: Mapping[str, str]) -> dict[str, 
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway import logs
     from gateway.server import serve
 
+    logs.configure(args.log_level)
     config = load_config(
         _env_flags(
             args,
@@ -62,6 +64,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
                 "deny_serials": "TONGBAN_DENY_SERIALS",
                 "rate_limits": "TONGBAN_RATE_LIMITS",
                 "insecure": "TONGBAN_INSECURE",
+                "health_port": "TONGBAN_HEALTH_PORT",
             },
         )
     )
@@ -474,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument(
         "--workers", type=int, default=1, help="processes serving one port (SO_REUSEPORT)"
     )
+    gw.add_argument("--health-port", type=int, help="plaintext probe-only health port")
     gw.set_defaults(func=_cmd_gateway)
 
     sub.add_parser(

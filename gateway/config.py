@@ -77,6 +77,9 @@ class GatewayConfig:
     """Delivery and retry settings."""
     metrics_port: int = DEFAULT_METRICS_PORT
     """Port of the Prometheus `/metrics` endpoint; -1 disables it, 0 picks a free one."""
+    health_port: int = -1
+    """Plaintext port serving only `grpc.health.v1`, for Kubernetes probes (which cannot speak
+    TLS); -1 disables it, 0 picks a free one."""
     reflection: bool = True
     """Serve gRPC server reflection."""
     grace: float = 5.0
@@ -276,6 +279,7 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         delivery=delivery,
         metrics_port=metrics_port + worker if metrics_port > 0 else metrics_port,
         worker_index=worker,
+        health_port=_port(merged, "TONGBAN_HEALTH_PORT", -1, allow_disable=True),
         reflection=_bool(merged, "TONGBAN_REFLECTION", True),
         grace=_number(merged, "TONGBAN_GRACE", 5.0),
         probe_interval=_number(merged, "TONGBAN_PROBE_INTERVAL", 0.0),

@@ -84,6 +84,8 @@ async def run_local(
         announce(
             "listening", service="gateway", address=gateway.address, store=str(config.store_path)
         )
+        if gateway.metrics_port is not None:
+            announce("metrics", service="gateway", address=f"{config.host}:{gateway.metrics_port}")
         print(
             f"\nTongban gateway on {gateway.address} with {len(stubs)} region stubs; "
             "Ctrl-C to stop.\n"

@@ -1,9 +1,10 @@
 """The gateway process: every component opened in one async context and closed in reverse.
 
 Lifespan: open the store → load (or seed) the catalog → open the province channels → start the
-gRPC server (port 0 allowed) and the dispatcher → announce → serve → on SIGINT/SIGTERM: health
-NOT_SERVING, wait a probe interval, stop accepting, let in-flight calls finish within the grace
-period, stop the dispatcher, close the channels, close the store (queued writes commit first).
+gRPC server (port 0 allowed), the probe-only health port, `/metrics` and the dispatcher →
+announce → serve → on SIGINT/SIGTERM: every health status NOT_SERVING, wait a probe interval,
+stop accepting, let in-flight calls finish within the grace period, stop the dispatcher, close
+the channels, close the store (queued writes commit first).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
+from prometheus_client import CollectorRegistry
 
 from gateway.api.v1 import (
     application_pb2,
@@ -38,6 +41,15 @@ from gateway.config import GatewayConfig
 from gateway.interceptors import ErrorInterceptor
 from gateway.licenses.service import LicenseServicer
 from gateway.licenses.wiring import build_license_verifier
+from gateway.metrics import (
+    BuildInfo,
+    CacheCollector,
+    Metrics,
+    MetricsHttp,
+    MetricsObserver,
+    process_registry,
+    serve_metrics,
+)
 from gateway.routing.client import GrpcRegionClient
 from gateway.routing.health import RegionHealth
 from gateway.security.auditing import AuditingHub, Auditor
@@ -52,6 +64,15 @@ from gateway.serving import (
     stop_event_on_signals,
 )
 from gateway.store import Store
+from gateway.telemetry import (
+    DependencyHealth,
+    MeasuredDeliverer,
+    MeasuredRegionClient,
+    MeasuredVerifier,
+    MetricsInterceptor,
+    refresh_gauges,
+    refresh_once,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +83,8 @@ SERVICE_NAMES = (
 )
 
 BOOTSTRAP_CATALOG = "catalog/2025.1.json"
+REFRESH_INTERVAL = 1.0
+"""Seconds between two readings of the queue, the catalog and the breakers."""
 
 
 @dataclass
@@ -77,6 +100,11 @@ class RunningGateway:
     dispatcher: Dispatcher
     records: ApplicationRecords
     client: GrpcRegionClient
+    metrics: Metrics
+    metrics_port: int | None = None
+    """Where `/metrics` is served; None when disabled."""
+    health_port: int | None = None
+    """The plaintext probe-only health port; None when disabled."""
     auditor: Auditor | None = None
 
     @property
@@ -96,7 +124,7 @@ def _open_auditor(config: GatewayConfig) -> Auditor:
     return Auditor.open(config.audit_path, config.audit_key_path, FsyncPolicy(config.audit_fsync))
 
 
-def _new_server(config: GatewayConfig, auditor: Auditor) -> grpc.aio.Server:
+def _new_server(config: GatewayConfig, auditor: Auditor, metrics: Metrics) -> grpc.aio.Server:
     """The gRPC server with its interceptors and limits (no services yet)."""
     auth = AuthInterceptor(
         enforce=config.tls is not None,
@@ -105,9 +133,10 @@ def _new_server(config: GatewayConfig, auditor: Auditor) -> grpc.aio.Server:
         auditor=auditor,
         reflection_ops_only=config.reflection_ops_only,
     )
-    # ErrorInterceptor first: the auth interceptor's refusals become rich statuses there.
+    # Metrics outermost (it sees every outcome), then ErrorInterceptor: the auth interceptor's
+    # refusals become rich statuses there.
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(), auth],
+        interceptors=[MetricsInterceptor(metrics), ErrorInterceptor(), auth],
         options=[
             ("grpc.max_receive_message_length", config.max_receive_message_bytes),
             ("grpc.max_metadata_size", config.max_metadata_bytes),
@@ -138,9 +167,16 @@ def _bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
     return int(port)
 
 
+# One function opens every resource in order and closes them in reverse: splitting it would
+# hide that order, which is the point.
 @contextlib.asynccontextmanager
-async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway]:  # noqa: PLR0915
-    """Starts the gateway in the running loop and stops it gracefully on exit."""
+async def running_gateway(  # noqa: PLR0915
+    config: GatewayConfig, *, metrics_registry: CollectorRegistry | None = None
+) -> AsyncIterator[RunningGateway]:
+    """Starts the gateway in the running loop and stops it gracefully on exit.
+
+    Metrics go to `metrics_registry`, by default a fresh registry of this gateway's own.
+    """
     # Read before anything is opened: a missing certificate fails the start with nothing to undo.
     tls = config.tls
     credentials = None if tls is None else channel_credentials(tls.ca_cert, tls.cert, tls.key)
@@ -152,9 +188,19 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
         raise
     client = GrpcRegionClient(config.regions, credentials=credentials)
     dispatcher_task: asyncio.Task[None] | None = None
+    refresh_task: asyncio.Task[None] | None = None
     server: grpc.aio.Server | None = None
+    probe_server: grpc.aio.Server | None = None
+    http: MetricsHttp | None = None
     try:
         registry = CatalogRegistry(store, load_provinces(config.standards_dir), utc_now)
+        metrics_registry = metrics_registry or process_registry()
+        metrics = Metrics(
+            metrics_registry, regions=registry.snapshot.provinces, build=BuildInfo.installed()
+        )
+        for code in config.regions:
+            metrics.region(code).breaker_state.set(0)
+        measured_client = MeasuredRegionClient(client, metrics)
         await registry.load()
         if await registry.bootstrap(
             config.standards_dir / BOOTSTRAP_CATALOG, config.standards_dir / "implementations"
@@ -162,16 +208,33 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
             log.info("seeded the store from %s", config.standards_dir)
         hub = AuditingHub(auditor)
         records = ApplicationRecords(store, hub, queue_expiry=config.delivery.queue_expiry)
-        deliverer = Deliverer(client, config.delivery)
+        deliverer: Deliverer = MeasuredDeliverer(
+            measured_client,
+            config.delivery,
+            metrics=metrics,
+            observer=MetricsObserver(metrics),
+            on_breaker_change=metrics.on_breaker_change,
+        )
         worker_id = worker_identity()
         dispatcher = Dispatcher(records, deliverer, config.delivery, worker_id=worker_id)
-        verifier = build_license_verifier(config, client, registry)
-        server = _new_server(config, auditor)
+        verifier = MeasuredVerifier(
+            build_license_verifier(config, measured_client, registry), metrics
+        )
+        metrics_registry.register(
+            CacheCollector(
+                verifier.keys,
+                verifier.status_lists,
+                lambda: registry.snapshot.provinces,
+                metrics.region_label,
+            )
+        )
+        server = _new_server(config, auditor, metrics)
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
             CatalogServicer(
                 registry,
                 signing.load_public_keys(config.standards_keys),
                 utc_now,
+                on_resolve=metrics.count_resolution,
                 auditor=auditor,
             ),
             server,
@@ -184,6 +247,7 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
             licenses=verifier,
             worker_id=worker_id,
             wall_clock=utc_now,
+            on_resolve=metrics.count_resolution,
             auditor=auditor,
         )
         application_pb2_grpc.add_ApplicationServiceServicer_to_server(applications, server)
@@ -191,19 +255,63 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
         health = add_health_and_reflection(
             server, SERVICE_NAMES, reflection_enabled=config.reflection
         )
+        dependencies = DependencyHealth(health)
+        # A breaker's change reaches its province's health status at once; the periodic
+        # refresh below covers the store, the catalog and provinces without a change.
         region_health = RegionHealth(health)
         await region_health.start(config.regions)
         deliverer.breaker_listeners.append(region_health.on_breaker_change)
+
+        async def refresh() -> None:
+            regions = set(config.regions) | set(deliverer.breakers)
+            await refresh_once(
+                metrics,
+                store=store,
+                registry=registry,
+                deliverer=deliverer,
+                health_state=dependencies,
+                regions=sorted(regions),
+            )
+
+        await refresh()
         port = _bind(server, config)
+        health_port: int | None = None
+        if config.health_port >= 0:
+            probe_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(health, probe_server)
+            health_port = probe_server.add_insecure_port(f"{config.host}:{config.health_port}")
+            await probe_server.start()
         await server.start()
         await set_serving(health, SERVICE_NAMES, serving=True)
+        if config.metrics_port >= 0:
+            http = serve_metrics(config.host, config.metrics_port, metrics_registry)
         dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
+        refresh_task = asyncio.create_task(
+            refresh_gauges(REFRESH_INTERVAL, refresh), name="metrics-refresh"
+        )
         running = RunningGateway(
-            config, server, port, store, registry, deliverer, dispatcher, records, client, auditor
+            config,
+            server,
+            port,
+            store,
+            registry,
+            deliverer,
+            dispatcher,
+            records,
+            client,
+            metrics,
+            auditor=auditor,
+            metrics_port=http.port if http else None,
+            health_port=health_port,
         )
         try:
             yield running
         finally:
+            refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresh_task
+            # Every status, the per-dependency ones included, NOT_SERVING and frozen there.
+            await health.enter_graceful_shutdown()
             await drain(
                 server,
                 health,
@@ -219,6 +327,10 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[RunningGateway
                 await dispatcher_task
         if server is not None:
             await server.stop(0)
+        if probe_server is not None:
+            await probe_server.stop(0)
+        if http is not None:
+            http.close()
         await client.close(1.0)
         await auditor.aclose()
         await store.close()
@@ -231,5 +343,9 @@ async def serve(config: GatewayConfig) -> None:
         announce(
             "listening", service="gateway", address=gateway.address, regions=dict(config.regions)
         )
+        if gateway.metrics_port is not None:
+            announce("metrics", service="gateway", address=f"{config.host}:{gateway.metrics_port}")
+        if gateway.health_port is not None:
+            announce("health", service="gateway", address=f"{config.host}:{gateway.health_port}")
         await stop.wait()
         announce("stopping", service="gateway")

@@ -125,6 +125,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         monotonic: Callable[[], float] = time.monotonic,
         watch_poll: float = 1.0,
         auditor: Auditor | None = None,
+        on_resolve: Callable[[str], None] | None = None,
     ) -> None:
         self.registry = registry
         self.records = records
@@ -136,6 +137,8 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self.monotonic = monotonic
         self.watch_poll = watch_poll
         self.auditor = auditor or Auditor(None)
+        self.on_resolve = on_resolve or _ignore
+        """Told each resolution's result: `resolved` or the error's reason (for metrics)."""
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
         """Submissions running in this process, by idempotency key (origin, request id)."""
 
@@ -246,14 +249,19 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self, request: application_pb2.SubmitApplicationRequest, snapshot: index.CatalogSnapshot
     ) -> application_pb2.Application:
         now = self.wall_clock()
-        source = index.resolve(
-            snapshot,
-            request.origin_region,
-            request.local_matter_code,
-            now=now,
-            national_code=request.national_matter_code,
-            national_field="national_matter_code",
-        )
+        try:
+            source = index.resolve(
+                snapshot,
+                request.origin_region,
+                request.local_matter_code,
+                now=now,
+                national_code=request.national_matter_code,
+                national_field="national_matter_code",
+            )
+        except TongbanError as exc:
+            self.on_resolve(exc.reason)
+            raise
+        self.on_resolve("resolved")
         target = index.targets(snapshot, source, request.target_region, now=now)[0]
         mode = _mode(request, source.matter)
         materials = await self._materials(request, source.matter)
@@ -487,3 +495,7 @@ def _application_id(name: str, field: str) -> str:
             field_violations=[FieldViolation(field, "applications/{application_id}", "BAD_NAME")],
         )
     return application_id
+
+
+def _ignore(result: str) -> None:
+    pass

@@ -74,11 +74,14 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         clock: Callable[[], datetime],
         *,
         auditor: Auditor | None = None,
+        on_resolve: Callable[[str], None] | None = None,
     ) -> None:
         self.registry = registry
         self.standards_keys = standards_keys
         self.clock = clock
         self.auditor = auditor or Auditor(None)
+        self.on_resolve = on_resolve or _ignore
+        """Told each resolution's result: `resolved` or the error's reason (for metrics)."""
 
     async def PublishCatalogVersion(
         self, request: catalog_pb2.PublishCatalogVersionRequest, context: grpc.aio.ServicerContext
@@ -251,14 +254,20 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> index.Resolution:
         _region_field(request.region_code, "region_code")
         _require(request.local_code, "local_code")
-        return index.resolve(
-            snapshot,
-            request.region_code,
-            request.local_code,
-            now=self.clock(),
-            national_code=request.national_code,
-            version=request.catalog_version,
-        )
+        try:
+            resolution = index.resolve(
+                snapshot,
+                request.region_code,
+                request.local_code,
+                now=self.clock(),
+                national_code=request.national_code,
+                version=request.catalog_version,
+            )
+        except TongbanError as exc:
+            self.on_resolve(exc.reason)
+            raise
+        self.on_resolve("resolved")
+        return resolution
 
     async def ResolveLocalCode(
         self, request: catalog_pb2.ResolveLocalCodeRequest, context: grpc.aio.ServicerContext
@@ -300,15 +309,24 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         _region_field(request.to_region_code, "to_region_code")
         _require(request.local_code, "local_code")
         snapshot, now = self.registry.snapshot, self.clock()
-        source = index.resolve(
-            snapshot,
-            request.from_region_code,
-            request.local_code,
-            now=now,
-            national_code=request.national_code,
-            version=request.catalog_version,
-        )
+        try:
+            source = index.resolve(
+                snapshot,
+                request.from_region_code,
+                request.local_code,
+                now=now,
+                national_code=request.national_code,
+                version=request.catalog_version,
+            )
+        except TongbanError as exc:
+            self.on_resolve(exc.reason)
+            raise
+        self.on_resolve("resolved")
         found = index.targets(snapshot, source, request.to_region_code, now=now)
         return catalog_pb2.TranslateLocalCodeResponse(
             source=convert.resolved(source), targets=[convert.resolved(t) for t in found]
         )
+
+
+def _ignore(result: str) -> None:
+    pass
