@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -169,10 +170,24 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         return handler
 
-    def _stream(
-        self, behavior: Callable[..., AsyncIterator[Any]], children: _RpcChildren
-    ) -> Callable[..., AsyncIterator[Any]]:
+    def _stream(self, behavior: Callable[..., Any], children: _RpcChildren) -> Callable[..., Any]:
         clock = self._metrics.clock
+        if not inspect.isasyncgenfunction(behavior):
+            # A handler that writes with `context.write` (Health.Watch) is a plain coroutine.
+            async def writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                children.started.inc()
+                start = clock()
+                error: BaseException | None = None
+                try:
+                    await behavior(request, context)
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    children.codes[_code_of(context, error)].inc()
+                    children.handling.observe(clock() - start)
+
+            return writer
 
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             children.started.inc()

@@ -106,7 +106,8 @@ async def test_handled_total_counts_each_code_once(world: World) -> None:
     )
     assert count == 4
     assert value(world, "tongban_submission_replays_total") == 1
-    assert value(world, "tongban_catalog_resolutions_total", result="resolved") == 2
+    # the replay resolves too: its request id is found at the claim, after the build
+    assert value(world, "tongban_catalog_resolutions_total", result="resolved") == 3
     assert value(world, "tongban_catalog_resolutions_total", result="LOCAL_CODE_NOT_FOUND") == 1
     assert value(world, "tongban_deliveries_total", region=TARGET, outcome="delivered") == 2
     assert value(world, "tongban_region_delivery_calls_total", region=TARGET) == 2
