@@ -6,6 +6,13 @@ Invariants:
 - A publication is durable in the store before the new snapshot becomes visible, and the
   snapshot is swapped with one assignment: readers see all of it or none of it.
 - Publications are serialized by one lock; reads never wait for it.
+- Activation does not block readers: checking, encoding and indexing a list (and, on load,
+  decoding and indexing a stored one) run in a worker thread, and the JSON is encoded in
+  chunks, so the event loop gets the GIL back every few milliseconds. Only the swap runs on
+  the loop.
+- The stored form of a list is its canonical JSON; its digest is the SHA-256 of that text. On
+  load a list whose text still has its digest is indexed straight from the JSON (it was
+  checked when published); any other is parsed and checked in full.
 """
 
 from __future__ import annotations
@@ -15,15 +22,22 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.catalog import documents
-from gateway.catalog.diff import CatalogDiff, RegionImpact, diff_catalogs, impact
-from gateway.catalog.index import CatalogSnapshot, RegionIndex, VersionRecord, require_region
+from gateway.catalog.diff import CatalogDiff, RegionImpact, diff_catalogs, impact_of_codes
+from gateway.catalog.index import (
+    NEVER,
+    CatalogSnapshot,
+    IndexBuilder,
+    RegionIndex,
+    VersionRecord,
+    require_region,
+)
 from gateway.catalog.model import CatalogDocument, RegionCatalogDocument, version_key
-from gateway.catalog.validation import RowWarning, check_region_catalog
+from gateway.catalog.validation import RegionCatalogReport, RowWarning, check_region_catalog
 from gateway.errors import (
     CatalogInvalid,
     CatalogVersionConflict,
@@ -42,6 +56,63 @@ def canonical_json(data: Any) -> str:
 def digest_of(data: Any) -> str:
     """Hex SHA-256 of the canonical JSON of `data`."""
     return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
+
+
+_CHUNK = 2000
+"""Rows per JSON encoding call: one call holds the GIL from start to end."""
+
+
+def canonical_region_json(data: Mapping[str, Any]) -> str:
+    """`canonical_json` of a list's JSON object, encoded in chunks of rows.
+
+    Equal to `canonical_json(data)`: a JSON array is its items joined by commas, and the
+    unescaped key `"entries":[]` can only be the key itself (a quote inside a string value is
+    escaped).
+    """
+    entries = data["entries"]
+    head = canonical_json({**data, "entries": []})
+    before, _, after = head.partition('"entries":[]')
+    parts = [canonical_json(entries[i : i + _CHUNK])[1:-1] for i in range(0, len(entries), _CHUNK)]
+    return before + '"entries":[' + ",".join(p for p in parts if p) + "]" + after
+
+
+def index_stored_region(
+    text: str, publish_time: datetime, digest: str, provinces: Mapping[str, str]
+) -> RegionIndex:
+    """The index of a stored list; trusted when the text still has its digest."""
+    data = json.loads(text)
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() == digest:
+        try:
+            builder = IndexBuilder()
+            ordinals: dict[str, int] = {}
+            for e in data["entries"]:
+                cancel = e["cancel_date"]
+                builder.add(
+                    e["local_code"],
+                    tuple(e["national_codes"]),
+                    e["local_name"],
+                    (e["agency_name"], e["agency_code"]),
+                    ordinals.get(cancel) or ordinals.setdefault(cancel, _ordinal(cancel)),
+                )
+            header = RegionCatalogDocument(
+                data["region_code"],
+                (),
+                data["region_name"],
+                data["dialect"],
+                data["catalog_version"],
+                data["provenance"],
+            )
+            return builder.finish(header, publish_time, digest)
+        except (KeyError, TypeError, ValueError):
+            pass  # not the form this version writes: parse it in full
+    region = documents.parse_region_catalog(data, provinces)
+    if region.value is None:
+        raise RegionCatalogInvalid(f"stored region list {digest[:12]} no longer parses")
+    return RegionIndex.build(region.value, publish_time, digest)
+
+
+def _ordinal(cancel: str | None) -> int:
+    return NEVER if cancel is None else date.fromisoformat(cancel).toordinal()
 
 
 def load_provinces(standards_dir: Path) -> dict[str, str]:
@@ -90,14 +161,13 @@ class CatalogRegistry:
             snapshot = snapshot.with_version(
                 VersionRecord(parsed.value, datetime.fromisoformat(publish_time), digest)
             )
+        regions = {}
         for publish_time, digest, text in await self.store.region_catalogs():
-            region = documents.parse_region_catalog(json.loads(text), provinces)
-            if region.value is None:
-                raise RegionCatalogInvalid(f"stored region list {digest[:12]} no longer parses")
-            snapshot = snapshot.with_region(
-                RegionIndex.build(region.value, datetime.fromisoformat(publish_time), digest)
+            index = await asyncio.to_thread(
+                index_stored_region, text, datetime.fromisoformat(publish_time), digest, provinces
             )
-        self.snapshot = snapshot
+            regions[index.region_code] = index
+        self.snapshot = CatalogSnapshot(provinces, snapshot.versions, regions)
 
     async def bootstrap(self, catalog_file: Path, implementations_dir: Path) -> bool:
         """Seeds an empty store with the bundled catalog and lists; False if not empty."""
@@ -153,8 +223,8 @@ class CatalogRegistry:
                         metadata={"latest_version": latest.document.version},
                     )
             diff = diff_catalogs(latest.document, doc) if latest else None
-            lists = [ix.document for ix in snapshot.region_indexes().values()]
-            impacts = impact(diff, lists) if diff else ()
+            used = {code: ix.national_codes() for code, ix in snapshot.region_indexes().items()}
+            impacts = impact_of_codes(diff, used) if diff else ()
             record = VersionRecord(doc, self.clock(), digest)
             if validate_only:
                 return VersionPublication(record, diff, impacts, created=False)
@@ -181,30 +251,43 @@ class CatalogRegistry:
             record = snapshot.current(self.clock()) or snapshot.latest()
             if record is None:
                 raise FailedPrecondition("no catalog version is published yet")
-            report = check_region_catalog(doc, record.document, self.clock().date())
-            if not report.ok:
-                raise RegionCatalogInvalid(
-                    f"{len(report.errors)} row(s) of the list cannot be routed",
-                    field_violations=report.errors,
-                    metadata={"region_code": doc.region_code},
-                )
-            stored = RegionCatalogDocument(
-                doc.region_code,
-                doc.entries,
-                doc.region_name or snapshot.provinces[doc.region_code],
-                doc.dialect,
-                record.document.version,
-                doc.provenance,
+            publish_time = self.clock()
+            report, index, text = await asyncio.to_thread(
+                _prepare_region, doc, record.document, snapshot.provinces, publish_time
             )
-            data = documents.region_catalog_to_json(stored)
-            digest = digest_of(data)
-            index = RegionIndex.build(stored, self.clock(), digest)
             if not validate_only:
                 await self.store.upsert_region_catalog(
-                    doc.region_code, index.publish_time.isoformat(), digest, canonical_json(data)
+                    doc.region_code, publish_time.isoformat(), index.digest, text
                 )
                 self.snapshot = self.snapshot.with_region(index)
             return RegionPublication(index, report.warnings)
+
+
+def _prepare_region(
+    doc: RegionCatalogDocument,
+    catalog: CatalogDocument,
+    provinces: Mapping[str, str],
+    publish_time: datetime,
+) -> tuple[RegionCatalogReport, RegionIndex, str]:
+    """Checks, encodes and indexes a list (in a worker thread); raises if it cannot be routed."""
+    report = check_region_catalog(doc, catalog, publish_time.date())
+    if not report.ok:
+        raise RegionCatalogInvalid(
+            f"{len(report.errors)} row(s) of the list cannot be routed",
+            field_violations=report.errors,
+            metadata={"region_code": doc.region_code},
+        )
+    stored = RegionCatalogDocument(
+        doc.region_code,
+        doc.entries,
+        doc.region_name or provinces[doc.region_code],
+        doc.dialect,
+        catalog.version,
+        doc.provenance,
+    )
+    text = canonical_region_json(documents.region_catalog_to_json(stored))
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return report, RegionIndex.build(stored, publish_time, digest), text
 
 
 def _sort_int(version: str) -> int:

@@ -1,0 +1,1 @@
+"""Benchmarks: measured figures, never asserted in tests."""
