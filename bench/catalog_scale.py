@@ -488,7 +488,7 @@ def in_process(
     for region, local, national, to in pairs:
         t = clock()
         source = resolve(snapshot, region, local, now=now, national_code=national)
-        targets(snapshot, source, to, now=now)[0].entry  # noqa: B018 - the preferred target
+        targets(snapshot, source, to, now=now)[0].local_code  # noqa: B018 - as a submission does
         translate_ns.append(clock() - t)
     out: dict[str, Any] = {"samples": samples}
     for name, values in (("resolve", resolve_ns), ("translate", translate_ns)):

@@ -13,10 +13,11 @@ Invariants:
 from __future__ import annotations
 
 import sys
+import threading
 from array import array
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import NamedTuple, overload
 
@@ -155,6 +156,10 @@ class RegionIndex:
             None if cancel == NEVER else date.fromordinal(cancel),
         )
 
+    def local_code(self, row: int) -> str:
+        """Row `row`'s local code."""
+        return self._local[row]
+
     def row_of(self, local_code: str) -> int | None:
         """The first row with this local code."""
         return self._first.get(local_code)
@@ -183,6 +188,15 @@ class RegionIndex:
         cancel = self._cancel
         return [r for r in rows if ordinal <= cancel[r]]
 
+    def live_count(self, national_code: str, day: date) -> int:
+        """`len(live_rows(...))`, without building the rows."""
+        k = self._nat_id.get(national_code)
+        if k is None:
+            return 0
+        if day.toordinal() <= self._earliest[k]:
+            return self._span[k + 1] - self._span[k]
+        return len(self.live_rows(national_code, day))
+
     def live_entries(self, national_code: str, day: date) -> tuple[RegionEntry, ...]:
         """Rows implementing a national matter that are not retired on `day`, in list order."""
         return tuple(self.entry(r) for r in self.live_rows(national_code, day))
@@ -196,6 +210,21 @@ class RegionIndex:
     def by_national(self) -> Mapping[str, tuple[RegionEntry, ...]]:
         """National code → the entries of every first row implementing it (retired included)."""
         return _NationalView(self)
+
+
+_ROW_NUMBERS: list[int] = []
+"""Row numbers shared by every index: an int object costs 32 bytes, a million of them 32 MB."""
+
+
+_ROW_NUMBERS_LOCK = threading.Lock()
+
+
+def _row_number(row: int) -> int:
+    if row >= len(_ROW_NUMBERS):
+        with _ROW_NUMBERS_LOCK:  # builders run in worker threads
+            if row >= len(_ROW_NUMBERS):
+                _ROW_NUMBERS.extend(range(len(_ROW_NUMBERS), 2 * row + 1024))
+    return _ROW_NUMBERS[row]
 
 
 class IndexBuilder:
@@ -226,7 +255,7 @@ class IndexBuilder:
         cancel: int,
     ) -> None:
         """Adds one row; `cancel` is the cancel-date ordinal or `NEVER`."""
-        row = len(self.local)
+        row = _row_number(len(self.local))
         first = self.first.setdefault(local_code, row)
         if first == row:
             self.local.append(local_code)
@@ -246,7 +275,7 @@ class IndexBuilder:
         name_id = self.name_ids.get(local_name)
         if name_id is None:
             name_id = self.name_ids[local_name] = len(self.names)
-            self.names.append(local_name)
+            self.names.append(sys.intern(local_name))  # provinces share most names
         self.name_col.append(name_id)
         agency_id = self.agency_ids.get(agency)
         if agency_id is None:
@@ -350,6 +379,11 @@ class Resolution(NamedTuple):
         """The row in its plain form."""
         return self.region_index.entry(self.row)
 
+    @property
+    def local_code(self) -> str:
+        """The row's local code (what a submission needs, without building the entry)."""
+        return self.region_index.local_code(self.row)
+
 
 class Targets(Sequence[Resolution]):
     """A target province's live rows for a matter, preferred first; each built when read.
@@ -399,6 +433,13 @@ class CatalogSnapshot:
     """Published versions, oldest first."""
     regions: dict[str, RegionIndex] | None = None
     """Implementation lists by province code."""
+    _effective: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
+    """Effective times in UTC: aware datetimes with one tzinfo object compare without the two
+    UTC offsets, which cost more than the rest of a lookup (the gateway's clock is in UTC)."""
+
+    def __post_init__(self) -> None:
+        effective = tuple(r.document.effective_time.astimezone(UTC) for r in self.versions)
+        object.__setattr__(self, "_effective", effective)
 
     def region_indexes(self) -> dict[str, RegionIndex]:
         """The implementation lists (empty when none)."""
@@ -406,9 +447,10 @@ class CatalogSnapshot:
 
     def current(self, now: datetime) -> VersionRecord | None:
         """The newest version in force at `now`."""
-        for record in reversed(self.versions):
-            if record.document.effective_time <= now:
-                return record
+        effective = self._effective
+        for i in range(len(effective) - 1, -1, -1):
+            if effective[i] <= now:
+                return self.versions[i]
         return None
 
     def latest(self) -> VersionRecord | None:
@@ -507,7 +549,7 @@ def resolve(
         )
     if len(nationals) > 1:
         shape = Shape.ONE_TO_MANY
-    elif len(index.live_rows(chosen, day)) > 1:
+    elif index.live_count(chosen, day) > 1:
         shape = Shape.MANY_TO_ONE
     else:
         shape = Shape.ONE_TO_ONE

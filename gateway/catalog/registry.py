@@ -162,10 +162,15 @@ class CatalogRegistry:
                 VersionRecord(parsed.value, datetime.fromisoformat(publish_time), digest)
             )
         regions = {}
-        for publish_time, digest, text in await self.store.region_catalogs():
+        for code in await self.store.region_catalog_codes():
+            stored = await self.store.region_catalog(code)
+            if stored is None:
+                continue  # cannot happen: lists are replaced, never deleted
+            publish_time, digest, text = stored
             index = await asyncio.to_thread(
                 index_stored_region, text, datetime.fromisoformat(publish_time), digest, provinces
             )
+            del stored, text
             regions[index.region_code] = index
         self.snapshot = CatalogSnapshot(provinces, snapshot.versions, regions)
 
