@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import gc
 import json
@@ -51,7 +52,8 @@ from gateway.errors import TongbanError
 from gateway.interceptors import ErrorInterceptor
 from gateway.store import Store
 
-STANDARDS = Path(__file__).resolve().parents[1] / "standards"
+ROOT = str(Path(__file__).resolve().parents[1])
+STANDARDS = Path(ROOT) / "standards"
 NOOP_METHOD = "/tongban.bench.v1.Noop/Resolve"
 """A no-op RPC with ResolveLocalCode's request and response types, served next to it."""
 
@@ -195,7 +197,16 @@ def _rows_per_matter(rng: random.Random, n_matters: int, n_rows: int, cap: int) 
 
 
 def _local_code(
-    dialect: str, area: str, level: str, dept: int, i: int, j: int, nn: str, uscc: str, basic: str
+    dialect: str,
+    *,
+    area: str,
+    level: str,
+    dept: int,
+    i: int,
+    j: int,
+    nn: str,
+    uscc: str,
+    basic: str,
 ) -> str:
     mtype = basic[2:4]
     if dialect == "NATIONAL":
@@ -210,7 +221,7 @@ def _local_code(
 
 
 def make_list(
-    province: str, name: str, dialect: str, n_matters: int, n_rows: int, seed: int
+    province: str, name: str, dialect: str, *, n_matters: int, n_rows: int, seed: int
 ) -> dict[str, Any]:
     """One province's list of exactly `n_rows` rows."""
     rng = random.Random(f"{seed}/{province}")
@@ -240,7 +251,9 @@ def make_list(
                 elif dialect == "NATIONAL":
                     basic_local = f"{province[:2]}{basic[2:4]}{i:05d}9{j:02d}"
                     nn, basic = "", basic_local  # embeds a province-origin basic code
-            local = _local_code(dialect, area, level, dept, i, j, nn, uscc, basic)
+            local = _local_code(
+                dialect, area=area, level=level, dept=dept, i=i, j=j, nn=nn, uscc=uscc, basic=basic
+            )
             basic = matter_code(i)
             r = rng.random()
             agency_code = uscc[:17] if r < 0.003 else uscc  # a few truncated (dirty) codes
@@ -280,7 +293,12 @@ def generate(
     for n, code in enumerate(codes_sorted):
         rows = base + (1 if n < extra else 0)
         lists[code] = make_list(
-            code, provinces[code], dialects[n % len(dialects)], n_matters, rows, seed
+            code,
+            provinces[code],
+            dialects[n % len(dialects)],
+            n_matters=n_matters,
+            n_rows=rows,
+            seed=seed,
         )
     synthetic = Synthetic(catalog, lists, n_mappings)
     for code, data in lists.items():
@@ -379,12 +397,10 @@ class StallWatch:
         while not self._stop:
             region, local, national = self.sample[n % len(self.sample)]
             n += 1
-            try:
+            with contextlib.suppress(TongbanError):  # not published yet
                 index.resolve(
                     self.registry.snapshot, region, local, now=now, national_code=national
                 )
-            except TongbanError:
-                pass  # not published yet
             self.reads += 1
             await asyncio.sleep(0)
             t = time.perf_counter_ns()
@@ -410,7 +426,6 @@ async def publish_all(
         await asyncio.sleep(0.05)
         warnings = 0
         per_list: list[float] = []
-        t0 = time.perf_counter()
         for data in synthetic.lists.values():
             # parsed one at a time, as PublishRegionCatalog receives them; parsing is not timed
             # as activation (the gRPC path converts from protobuf instead)
@@ -556,7 +571,7 @@ async def rpc(
                     "--client-concurrency",
                     str(concurrency),
                     stdout=subprocess.PIPE,
-                    cwd=str(Path(__file__).resolve().parents[1]),
+                    cwd=ROOT,
                 )
                 out, _ = await proc.communicate()
                 result = json.loads(out)
@@ -582,7 +597,8 @@ async def rpc(
 
 
 async def client(address: str, method: str, codes_file: str, seconds: float, n: int) -> None:
-    sample = json.loads(Path(codes_file).read_text(encoding="utf-8"))
+    with open(codes_file, encoding="utf-8") as f:  # noqa: ASYNC230 - before any RPC
+        sample = json.load(f)
     requests = [
         catalog_pb2.ResolveLocalCodeRequest(region_code=r, local_code=c, national_code=nc)
         for r, c, nc in sample
@@ -672,7 +688,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "--memory-probe",
             str(store_path),
             stdout=subprocess.PIPE,
-            cwd=str(Path(__file__).resolve().parents[1]),
+            cwd=ROOT,
         )
         out, _ = await proc.communicate()
         probe = json.loads(out)
@@ -735,8 +751,9 @@ def render(report: dict[str, Any]) -> str:
         f"(target p99 < {TARGETS['translate_p99_us']:.0f} µs; {ip['samples']} calls)",
         f"[{mark('rpc_ratio')}] RPC ResolveLocalCode {rp['resolve']['per_second']:,.0f}/s vs "
         f"no-op {rp['noop']['per_second']:,.0f}/s = {rp['ratio']:.1%} (target ≥ "
-        f"{TARGETS['rpc_ratio']:.0%}); server CPU/call {rp['resolve']['server_cpu_us_per_call']:.0f}"
-        f" vs {rp['noop']['server_cpu_us_per_call']:.0f} µs = {rp['cpu_ratio']:.1%}; "
+        f"{TARGETS['rpc_ratio']:.0%}); server CPU/call "
+        f"{rp['resolve']['server_cpu_us_per_call']:.0f} vs "
+        f"{rp['noop']['server_cpu_us_per_call']:.0f} µs = {rp['cpu_ratio']:.1%}; "
         f"concurrency {rp['concurrency']}, errors {rp['resolve']['errors']}",
     ]
     return "\n".join(lines)

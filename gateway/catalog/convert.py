@@ -112,13 +112,32 @@ def impacts(items: tuple[RegionImpact, ...]) -> list[catalog_pb2.RegionImpact]:
     ]
 
 
+_MATTERS: dict[tuple[int, str], tuple[Matter, catalog_pb2.Matter]] = {}
+"""(id of a matter, version) → (the matter, its message). The entry holds the matter, so its id
+cannot be reused while cached. Building a matter's message is most of a resolution's cost."""
+_MATTERS_MAX = 100_000
+
+
+def cached_matter(m: Matter, version: str) -> catalog_pb2.Matter:
+    """`matter(m, version)`, built once per matter and version (do not modify the result)."""
+    found = _MATTERS.get((id(m), version))
+    if found is not None and found[0] is m:
+        return found[1]
+    if len(_MATTERS) >= _MATTERS_MAX:
+        _MATTERS.clear()
+    message = matter(m, version)
+    _MATTERS[(id(m), version)] = (m, message)
+    return message
+
+
 def resolved(r: Resolution) -> catalog_pb2.ResolvedMatter:
+    entry = r.entry
     return catalog_pb2.ResolvedMatter(
         region_code=r.region_code,
-        local_code=r.entry.local_code,
-        local_name=r.entry.local_name,
-        agency_name=r.entry.agency_name,
-        matter=matter(r.matter, r.version),
+        local_code=entry.local_code,
+        local_name=entry.local_name,
+        agency_name=entry.agency_name,
+        matter=cached_matter(r.matter, r.version),
         shape=catalog_pb2.MappingShape.ValueType(r.shape.value),
         catalog_version=r.version,
     )
