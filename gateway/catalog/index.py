@@ -503,7 +503,9 @@ def resolve(
     national_field: str = "national_code",
 ) -> Resolution:
     """Resolves a province's local code to the national matter it implements."""
-    record = snapshot.version(version, now)
+    record = snapshot.current(now) if not version else None
+    if record is None:
+        record = snapshot.version(version, now)
     index = require_region(snapshot, region_code, "region_code")
     row = index.row_of(local_code) if index else None
     if index is None or row is None:

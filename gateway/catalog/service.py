@@ -6,6 +6,7 @@ lands mid-request does not change the answer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -215,10 +216,11 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                     FieldViolation("region_catalog.entries", "at most 200000", "TOO_MANY")
                 ],
             )
-        doc = convert.region_document(request.region_catalog)
+        # tens of thousands of rows: converted in a worker thread, not on the event loop
+        doc = await asyncio.to_thread(convert.region_document, request.region_catalog)
         result = await self.registry.publish_region(doc, validate_only=request.validate_only)
         return catalog_pb2.PublishRegionCatalogResponse(
-            region_catalog=convert.region_catalog(result.index),
+            region_catalog=await asyncio.to_thread(convert.region_catalog, result.index),
             warnings=[
                 catalog_pb2.RegionCatalogWarning(
                     entry_index=w.entry_index,
