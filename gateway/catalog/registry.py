@@ -113,9 +113,12 @@ def _index_canonical(text: str, publish_time: datetime, digest: str) -> RegionIn
             ordinal = ordinals.get(cancel)
             if ordinal is None:
                 ordinal = ordinals[cancel] = date.fromisoformat(cancel).toordinal()
+            local, nationals = e["local_code"], tuple(e["national_codes"])
+            if not local or not nationals:
+                raise ValueError("a stored row without a local code or national codes")
             builder.add(
-                e["local_code"],
-                tuple(e["national_codes"]),
+                local,
+                nationals,
                 e["local_name"],
                 (e["agency_name"], e["agency_code"]),
                 ordinal,
