@@ -431,6 +431,10 @@ async def publish_all(
     try:
         registry = CatalogRegistry(store, provinces, lambda: datetime.now(UTC))
         await registry.publish_version(parsed_catalog, synthetic.catalog, signed_document="")
+        idle = StallWatch(registry, reader_sample)  # the machine's own noise, for comparison
+        idle.start()
+        await asyncio.sleep(1.0)
+        await idle.stop()
         watch = StallWatch(registry, reader_sample)
         watch.start()
         await asyncio.sleep(0.05)
@@ -457,6 +461,7 @@ async def publish_all(
         "warnings": warnings,
         "reader_max_stall_ms": watch.max_stall_ns / 1e6,
         "reader_reads": watch.reads,
+        "idle_reader_max_stall_ms": idle.max_stall_ns / 1e6,
         "store_bytes": sum(p.stat().st_size for p in store_path.parent.glob(store_path.name + "*")),
     }
 
@@ -519,6 +524,7 @@ def in_process(
         out[name] = {
             "per_second": len(values) / (sum(values) / 1e9),
             "p50_us": percentile(values, 0.50) / 1e3,
+            "p90_us": percentile(values, 0.90) / 1e3,
             "p99_us": percentile(values, 0.99) / 1e3,
             "max_us": values[-1] / 1e3,
         }
@@ -561,7 +567,7 @@ async def rpc(
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(sample, f)
     try:
-        for _ in range(2):
+        for _ in range(3):  # alternating, so that load changes hit both alike
             for kind in ("noop", "resolve"):
                 cpu0 = time.process_time()
                 proc = await asyncio.create_subprocess_exec(
@@ -598,6 +604,10 @@ async def rpc(
             "server_cpu_us_per_call": 1e6 * sum(r["server_cpu_seconds"] for r in results) / calls,
         }
     summary["ratio"] = summary["resolve"]["per_second"] / summary["noop"]["per_second"]
+    summary["round_ratios"] = [
+        (r["calls"] / r["seconds"]) / (n["calls"] / n["seconds"])
+        for n, r in zip(rounds["noop"], rounds["resolve"], strict=True)
+    ]
     summary["cpu_ratio"] = (
         summary["noop"]["server_cpu_us_per_call"] / summary["resolve"]["server_cpu_us_per_call"]
     )
@@ -746,7 +756,8 @@ def render(report: dict[str, Any]) -> str:
         f"(target < {TARGETS['activate_seconds']:.0f} s; slowest list "
         f"{a['slowest_list_seconds']:.2f} s; parse {a['parse_seconds']:.2f} s; "
         f"{a['warnings']} warnings); reader max stall {a['reader_max_stall_ms']:.1f} ms "
-        f"over {a['reader_reads']} reads; store {a['store_bytes'] / 1e6:.0f} MB; largest list "
+        f"over {a['reader_reads']} reads (idle, 1 s: {a['idle_reader_max_stall_ms']:.1f} ms); "
+        f"store {a['store_bytes'] / 1e6:.0f} MB; largest list "
         f"{a['largest_list_rows']} rows = {a['largest_list_message_bytes'] / 2**20:.1f} MiB "
         "as a RegionCatalog message",
         f"       restart load {r['load_seconds']:.2f} s; reader max stall "
@@ -755,16 +766,19 @@ def render(report: dict[str, Any]) -> str:
         f"(target < {TARGETS['bytes_per_mapping']:.0f}); retained "
         f"{mem['retained_bytes_per_mapping']:.0f} B/mapping",
         f"       resolve   {ip['resolve']['per_second']:>10,.0f}/s  p50 "
-        f"{ip['resolve']['p50_us']:.2f} µs  p99 {ip['resolve']['p99_us']:.2f} µs",
+        f"{ip['resolve']['p50_us']:.2f} µs  p90 {ip['resolve']['p90_us']:.2f} µs  "
+        f"p99 {ip['resolve']['p99_us']:.2f} µs",
         f"[{mark('translate_p99_us')}] translate {ip['translate']['per_second']:>10,.0f}/s  p50 "
-        f"{ip['translate']['p50_us']:.2f} µs  p99 {ip['translate']['p99_us']:.2f} µs "
+        f"{ip['translate']['p50_us']:.2f} µs  p90 {ip['translate']['p90_us']:.2f} µs  "
+        f"p99 {ip['translate']['p99_us']:.2f} µs "
         f"(target p99 < {TARGETS['translate_p99_us']:.0f} µs; {ip['samples']} calls)",
         f"[{mark('rpc_ratio')}] RPC ResolveLocalCode {rp['resolve']['per_second']:,.0f}/s vs "
         f"no-op {rp['noop']['per_second']:,.0f}/s = {rp['ratio']:.1%} (target ≥ "
         f"{TARGETS['rpc_ratio']:.0%}); server CPU/call "
         f"{rp['resolve']['server_cpu_us_per_call']:.0f} vs "
         f"{rp['noop']['server_cpu_us_per_call']:.0f} µs = {rp['cpu_ratio']:.1%}; "
-        f"concurrency {rp['concurrency']}, errors {rp['resolve']['errors']}",
+        f"concurrency {rp['concurrency']}, errors {rp['resolve']['errors']}; per round "
+        + ", ".join(f"{x:.0%}" for x in rp["round_ratios"]),
     ]
     return "\n".join(lines)
 
