@@ -1,1 +1,1 @@
-"""Benchmarks: measured figures, never asserted in tests."""
+"""Benchmarks; `python -m bench.<name>` runs one (see each module's docstring)."""
