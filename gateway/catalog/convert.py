@@ -130,17 +130,22 @@ def cached_matter(m: Matter, version: str) -> catalog_pb2.Matter:
     return message
 
 
+def fill_resolved(out: catalog_pb2.ResolvedMatter, r: Resolution) -> None:
+    """Writes a resolution into `out` in place (one copy of the matter, no entry built)."""
+    index, row = r.region_index, r.row
+    out.region_code = r.region_code
+    out.local_code = index.local_code(row)
+    out.local_name = index.local_name(row)
+    out.agency_name = index.agency_name(row)
+    out.matter.CopyFrom(cached_matter(r.matter, r.version))
+    out.shape = catalog_pb2.MappingShape.ValueType(r.shape.value)
+    out.catalog_version = r.version
+
+
 def resolved(r: Resolution) -> catalog_pb2.ResolvedMatter:
-    entry = r.entry
-    return catalog_pb2.ResolvedMatter(
-        region_code=r.region_code,
-        local_code=entry.local_code,
-        local_name=entry.local_name,
-        agency_name=entry.agency_name,
-        matter=cached_matter(r.matter, r.version),
-        shape=catalog_pb2.MappingShape.ValueType(r.shape.value),
-        catalog_version=r.version,
-    )
+    out = catalog_pb2.ResolvedMatter()
+    fill_resolved(out, r)
+    return out
 
 
 def region_catalog(index: RegionIndex) -> catalog_pb2.RegionCatalog:

@@ -160,6 +160,14 @@ class RegionIndex:
         """Row `row`'s local code."""
         return self._local[row]
 
+    def local_name(self, row: int) -> str:
+        """Row `row`'s local name."""
+        return self._names[self._name[row]]
+
+    def agency_name(self, row: int) -> str:
+        """Row `row`'s agency name."""
+        return self._agencies[self._agency[row]][0]
+
     def row_of(self, local_code: str) -> int | None:
         """The first row with this local code."""
         return self._first.get(local_code)

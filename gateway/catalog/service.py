@@ -250,7 +250,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.ResolveLocalCodeRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.ResolveLocalCodeResponse:
         resolution = self._resolve(self.registry.snapshot, request)
-        return catalog_pb2.ResolveLocalCodeResponse(resolved=convert.resolved(resolution))
+        response = catalog_pb2.ResolveLocalCodeResponse()
+        convert.fill_resolved(response.resolved, resolution)
+        return response
 
     async def BatchResolveLocalCodes(
         self, request: catalog_pb2.BatchResolveLocalCodesRequest, context: grpc.aio.ServicerContext
