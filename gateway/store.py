@@ -309,6 +309,28 @@ class Store:
 
         await self.write(run)
 
+    async def region_catalog_codes(self) -> list[str]:
+        """The provinces with a stored list, in code order."""
+        rows = await self.read(
+            lambda c: c.execute(
+                "SELECT region_code FROM region_catalogs ORDER BY region_code"
+            ).fetchall()
+        )
+        return [code for (code,) in rows]
+
+    async def region_catalog(self, region_code: str) -> tuple[str, str, str] | None:
+        """One province's list as (publish_time, digest, document JSON), if stored.
+
+        Loading one at a time keeps one list's text in memory, not all 31 (~240 MB at 1M rows).
+        """
+        row: tuple[str, str, str] | None = await self.read(
+            lambda c: c.execute(
+                "SELECT publish_time, digest, document FROM region_catalogs WHERE region_code = ?",
+                (region_code,),
+            ).fetchone()
+        )
+        return row
+
     async def region_catalogs(self) -> list[tuple[str, str, str]]:
         """Every stored list as (publish_time, digest, document JSON)."""
         return await self.read(

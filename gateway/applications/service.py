@@ -274,7 +274,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
             target_region=request.target_region,
             local_matter_code=request.local_matter_code,
             national_matter_code=source.matter.code,
-            target_local_matter_code=target.entry.local_code,
+            target_local_matter_code=target.local_code,
             catalog_version=source.version,
             cross_region_mode=mode,  # type: ignore[arg-type]
             applicant=request.applicant,

@@ -112,16 +112,40 @@ def impacts(items: tuple[RegionImpact, ...]) -> list[catalog_pb2.RegionImpact]:
     ]
 
 
+_MATTERS: dict[tuple[int, str], tuple[Matter, catalog_pb2.Matter]] = {}
+"""(id of a matter, version) → (the matter, its message). The entry holds the matter, so its id
+cannot be reused while cached. Building a matter's message is most of a resolution's cost."""
+_MATTERS_MAX = 100_000
+
+
+def cached_matter(m: Matter, version: str) -> catalog_pb2.Matter:
+    """`matter(m, version)`, built once per matter and version (do not modify the result)."""
+    found = _MATTERS.get((id(m), version))
+    if found is not None and found[0] is m:
+        return found[1]
+    if len(_MATTERS) >= _MATTERS_MAX:
+        _MATTERS.clear()
+    message = matter(m, version)
+    _MATTERS[(id(m), version)] = (m, message)
+    return message
+
+
+def fill_resolved(out: catalog_pb2.ResolvedMatter, r: Resolution) -> None:
+    """Writes a resolution into `out` in place (one copy of the matter, no entry built)."""
+    index, row = r.region_index, r.row
+    out.region_code = r.region_code
+    out.local_code = index.local_code(row)
+    out.local_name = index.local_name(row)
+    out.agency_name = index.agency_name(row)
+    out.matter.CopyFrom(cached_matter(r.matter, r.version))
+    out.shape = catalog_pb2.MappingShape.ValueType(r.shape.value)
+    out.catalog_version = r.version
+
+
 def resolved(r: Resolution) -> catalog_pb2.ResolvedMatter:
-    return catalog_pb2.ResolvedMatter(
-        region_code=r.region_code,
-        local_code=r.entry.local_code,
-        local_name=r.entry.local_name,
-        agency_name=r.entry.agency_name,
-        matter=matter(r.matter, r.version),
-        shape=catalog_pb2.MappingShape.ValueType(r.shape.value),
-        catalog_version=r.version,
-    )
+    out = catalog_pb2.ResolvedMatter()
+    fill_resolved(out, r)
+    return out
 
 
 def region_catalog(index: RegionIndex) -> catalog_pb2.RegionCatalog:

@@ -6,7 +6,7 @@ code differs; the report names the elements (`name`, `materials`, `promised_time
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, fields
 
 from gateway.catalog.model import CatalogDocument, Matter, RegionCatalogDocument
@@ -59,16 +59,24 @@ def diff_catalogs(old: CatalogDocument, new: CatalogDocument) -> CatalogDiff:
 
 def impact(diff: CatalogDiff, lists: Iterable[RegionCatalogDocument]) -> tuple[RegionImpact, ...]:
     """The provinces whose lists reference matters the diff removes or changes."""
+    return impact_of_codes(
+        diff,
+        {doc.region_code: {c for e in doc.entries for c in e.national_codes} for doc in lists},
+    )
+
+
+def impact_of_codes(
+    diff: CatalogDiff, used: Mapping[str, Collection[str]]
+) -> tuple[RegionImpact, ...]:
+    """`impact` from each province's set of referenced national codes."""
     removed = set(diff.removed)
     changed = {code for code, _ in diff.changed}
     impacts = []
-    for doc in sorted(lists, key=lambda d: d.region_code):
-        used = {code for entry in doc.entries for code in entry.national_codes}
-        hit_removed, hit_changed = used & removed, used & changed
+    for region_code in sorted(used):
+        codes = set(used[region_code])
+        hit_removed, hit_changed = codes & removed, codes & changed
         if hit_removed or hit_changed:
             impacts.append(
-                RegionImpact(
-                    doc.region_code, tuple(sorted(hit_removed)), tuple(sorted(hit_changed))
-                )
+                RegionImpact(region_code, tuple(sorted(hit_removed)), tuple(sorted(hit_changed)))
             )
     return tuple(impacts)

@@ -12,9 +12,14 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
+import sys
+import threading
+from array import array
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from enum import Enum
+from typing import NamedTuple, overload
 
 from gateway.catalog.model import CatalogDocument, Matter, RegionCatalogDocument, RegionEntry
 from gateway.errors import (
@@ -47,43 +52,383 @@ class VersionRecord:
     digest: str
 
 
-@dataclass(frozen=True)
-class RegionIndex:
-    """A province's implementation list, indexed both ways."""
+NEVER = 2**31 - 1
+"""Cancel-date ordinal of a row that is never retired."""
 
-    document: RegionCatalogDocument
+
+class RegionIndex:
+    """A province's implementation list in compact columns, indexed both ways.
+
+    At a million rows per gateway a dataclass and a dict per row cost more than the rows
+    themselves, so rows live in parallel arrays of small integers: names, agencies and sets of
+    national codes are interned per list, a cancel date is a day ordinal. The index holds the
+    only copy of the list; `document` and `entry` rebuild the plain form on demand. The local
+    code map and the arrays hold no GC-tracked objects per row, so the cyclic collector does not
+    walk a million rows (a walk would stall the event loop).
+    """
+
+    __slots__ = (
+        "_agencies",
+        "_agency",
+        "_cancel",
+        "_earliest",
+        "_first",
+        "_local",
+        "_name",
+        "_names",
+        "_nat_id",
+        "_rows",
+        "_set",
+        "_sets",
+        "_span",
+        "catalog_version",
+        "dialect",
+        "digest",
+        "provenance",
+        "publish_time",
+        "region_code",
+        "region_name",
+    )
+
+    region_code: str
+    """The province's GB/T 2260 code."""
+    region_name: str
+    dialect: str
+    catalog_version: str
+    provenance: str
     publish_time: datetime
     digest: str
-    by_local: dict[str, RegionEntry]
-    by_national: dict[str, tuple[RegionEntry, ...]]
+    _local: list[str]
+    """Local code of every row, in list order (a repeat shares its first row's string)."""
+    _first: dict[str, int]
+    """Local code → its first row."""
+    _set: array[int]
+    """Row → index into `_sets`."""
+    _sets: list[tuple[str, ...]]
+    _name: array[int]
+    """Row → index into `_names`."""
+    _names: list[str]
+    _agency: array[int]
+    """Row → index into `_agencies` ((name, code) pairs)."""
+    _agencies: list[tuple[str, str]]
+    _cancel: array[int]
+    """Row → cancel-date ordinal, `NEVER` when none."""
+    _nat_id: dict[str, int]
+    """National code → its group; group k's first rows are `_rows[_span[k]:_span[k + 1]]`."""
+    _span: array[int]
+    _rows: array[int]
+    _earliest: array[int]
+    """Group → the earliest cancel ordinal among its rows: before it no row is retired."""
 
     @classmethod
     def build(cls, doc: RegionCatalogDocument, publish_time: datetime, digest: str) -> RegionIndex:
         """Indexes a list; the first row of a repeated local code wins (repeats are identical)."""
-        by_local: dict[str, RegionEntry] = {}
-        grouped: dict[str, list[RegionEntry]] = {}
-        for entry in doc.entries:
-            if entry.local_code in by_local:
-                continue
-            by_local[entry.local_code] = entry
-            for code in entry.national_codes:
-                grouped.setdefault(code, []).append(entry)
-        return cls(doc, publish_time, digest, by_local, {k: tuple(v) for k, v in grouped.items()})
+        builder = IndexBuilder()
+        builder.add_entries(doc.entries)
+        return builder.finish(doc, publish_time, digest)
+
+    def __len__(self) -> int:
+        """Rows in the list, repeats included."""
+        return len(self._local)
+
+    @property
+    def document(self) -> RegionCatalogDocument:
+        """The list as published (rebuilt row by row: for responses and tests, not hot paths)."""
+        return RegionCatalogDocument(
+            self.region_code,
+            tuple(self.entry(row) for row in range(len(self._local))),
+            self.region_name,
+            self.dialect,
+            self.catalog_version,
+            self.provenance,
+        )
+
+    def entry(self, row: int) -> RegionEntry:
+        """Row `row` in its plain form."""
+        agency_name, agency_code = self._agencies[self._agency[row]]
+        cancel = self._cancel[row]
+        return RegionEntry(
+            self._local[row],
+            self._sets[self._set[row]],
+            self._names[self._name[row]],
+            agency_name,
+            agency_code,
+            None if cancel == NEVER else date.fromordinal(cancel),
+        )
+
+    def local_code(self, row: int) -> str:
+        """Row `row`'s local code."""
+        return self._local[row]
+
+    def local_name(self, row: int) -> str:
+        """Row `row`'s local name."""
+        return self._names[self._name[row]]
+
+    def agency_name(self, row: int) -> str:
+        """Row `row`'s agency name."""
+        return self._agencies[self._agency[row]][0]
+
+    def row_of(self, local_code: str) -> int | None:
+        """The first row with this local code."""
+        return self._first.get(local_code)
+
+    def national_codes_of(self, row: int) -> tuple[str, ...]:
+        """The national codes row `row` implements."""
+        return self._sets[self._set[row]]
+
+    def retired(self, row: int, day: date) -> bool:
+        """Whether row `row` is retired on `day`."""
+        return day.toordinal() > self._cancel[row]
+
+    def national_codes(self) -> Collection[str]:
+        """Every national code some row implements (retired rows included)."""
+        return self._nat_id.keys()
+
+    def live_rows(self, national_code: str, day: date) -> Sequence[int]:
+        """First rows implementing a national matter that are not retired on `day`, in order."""
+        k = self._nat_id.get(national_code)
+        if k is None:
+            return ()
+        rows = self._rows[self._span[k] : self._span[k + 1]]
+        ordinal = day.toordinal()
+        if ordinal <= self._earliest[k]:
+            return rows
+        cancel = self._cancel
+        return [r for r in rows if ordinal <= cancel[r]]
+
+    def live_count(self, national_code: str, day: date) -> int:
+        """`len(live_rows(...))`, without building the rows."""
+        k = self._nat_id.get(national_code)
+        if k is None:
+            return 0
+        if day.toordinal() <= self._earliest[k]:
+            return self._span[k + 1] - self._span[k]
+        return len(self.live_rows(national_code, day))
 
     def live_entries(self, national_code: str, day: date) -> tuple[RegionEntry, ...]:
         """Rows implementing a national matter that are not retired on `day`, in list order."""
-        return tuple(e for e in self.by_national.get(national_code, ()) if not e.retired_on(day))
+        return tuple(self.entry(r) for r in self.live_rows(national_code, day))
+
+    @property
+    def by_local(self) -> Mapping[str, RegionEntry]:
+        """Local code → the entry of its first row."""
+        return _LocalView(self)
+
+    @property
+    def by_national(self) -> Mapping[str, tuple[RegionEntry, ...]]:
+        """National code → the entries of every first row implementing it (retired included)."""
+        return _NationalView(self)
 
 
-@dataclass(frozen=True)
-class Resolution:
-    """A local code resolved to a national matter."""
+_ROW_NUMBERS: list[int] = []
+"""Row numbers shared by every index: an int object costs 32 bytes, a million of them 32 MB."""
+
+
+_ROW_NUMBERS_LOCK = threading.Lock()
+
+
+def _row_number(row: int) -> int:
+    if row >= len(_ROW_NUMBERS):
+        with _ROW_NUMBERS_LOCK:  # builders run in worker threads
+            if row >= len(_ROW_NUMBERS):
+                _ROW_NUMBERS.extend(range(len(_ROW_NUMBERS), 2 * row + 1024))
+    return _ROW_NUMBERS[row]
+
+
+class IndexBuilder:
+    """Accumulates rows into the columns of a `RegionIndex` (in chunks, if the caller likes)."""
+
+    def __init__(self) -> None:
+        self.local: list[str] = []
+        self.first: dict[str, int] = {}
+        self.set_col = array("i")
+        self.sets: list[tuple[str, ...]] = []
+        self.set_ids: dict[tuple[str, ...], int] = {}
+        self.name_col = array("i")
+        self.names: list[str] = []
+        self.name_ids: dict[str, int] = {}
+        self.agency_col = array("i")
+        self.agencies: list[tuple[str, str]] = []
+        self.agency_ids: dict[tuple[str, str], int] = {}
+        self.cancel_col = array("i")
+        self.groups: dict[str, list[int]] = {}
+        self._dates: dict[date, int] = {}
+
+    def add(
+        self,
+        local_code: str,
+        national_codes: tuple[str, ...],
+        local_name: str,
+        agency: tuple[str, str],
+        cancel: int,
+    ) -> None:
+        """Adds one row; `cancel` is the cancel-date ordinal or `NEVER`."""
+        row = _row_number(len(self.local))
+        first = self.first.setdefault(local_code, row)
+        if first == row:
+            self.local.append(local_code)
+            for code in national_codes:
+                group = self.groups.get(code)
+                if group is None:
+                    self.groups[code] = [row]
+                else:
+                    group.append(row)
+        else:
+            self.local.append(self.local[first])
+        set_id = self.set_ids.get(national_codes)
+        if set_id is None:
+            set_id = self.set_ids[national_codes] = len(self.sets)
+            self.sets.append(tuple(sys.intern(c) for c in national_codes))
+        self.set_col.append(set_id)
+        name_id = self.name_ids.get(local_name)
+        if name_id is None:
+            name_id = self.name_ids[local_name] = len(self.names)
+            self.names.append(sys.intern(local_name))  # provinces share most names
+        self.name_col.append(name_id)
+        agency_id = self.agency_ids.get(agency)
+        if agency_id is None:
+            agency_id = self.agency_ids[agency] = len(self.agencies)
+            self.agencies.append(agency)
+        self.agency_col.append(agency_id)
+        self.cancel_col.append(cancel)
+
+    def add_entries(self, entries: Iterable[RegionEntry]) -> None:
+        """Adds parsed rows."""
+        dates = self._dates
+        for e in entries:
+            cancel = NEVER
+            if e.cancel_date is not None:
+                cancel = dates.get(e.cancel_date) or dates.setdefault(
+                    e.cancel_date, e.cancel_date.toordinal()
+                )
+            self.add(
+                e.local_code, e.national_codes, e.local_name, (e.agency_name, e.agency_code), cancel
+            )
+
+    def finish(
+        self, header: RegionCatalogDocument, publish_time: datetime, digest: str
+    ) -> RegionIndex:
+        """The index; `header` gives the list's fields other than its entries."""
+        nat_id: dict[str, int] = {}
+        span = array("i", [0])
+        rows = array("i")
+        earliest = array("i")
+        cancel = self.cancel_col
+        for k, (code, group) in enumerate(self.groups.items()):
+            nat_id[sys.intern(code)] = k
+            rows.extend(group)
+            span.append(len(rows))
+            earliest.append(min(cancel[r] for r in group))
+        index = RegionIndex.__new__(RegionIndex)
+        index.region_code = header.region_code
+        index.region_name = header.region_name
+        index.dialect = header.dialect
+        index.catalog_version = header.catalog_version
+        index.provenance = header.provenance
+        index.publish_time = publish_time
+        index.digest = digest
+        index._local = self.local
+        index._first = self.first
+        index._set, index._sets = self.set_col, self.sets
+        index._name, index._names = self.name_col, self.names
+        index._agency, index._agencies = self.agency_col, self.agencies
+        index._cancel = cancel
+        index._nat_id, index._span, index._rows, index._earliest = nat_id, span, rows, earliest
+        return index
+
+
+class _LocalView(Mapping[str, RegionEntry]):
+    def __init__(self, index: RegionIndex) -> None:
+        self._index = index
+
+    def __getitem__(self, local_code: str) -> RegionEntry:
+        return self._index.entry(self._index._first[local_code])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index._first)
+
+    def __len__(self) -> int:
+        return len(self._index._first)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index._first
+
+
+class _NationalView(Mapping[str, tuple[RegionEntry, ...]]):
+    def __init__(self, index: RegionIndex) -> None:
+        self._index = index
+
+    def __getitem__(self, national_code: str) -> tuple[RegionEntry, ...]:
+        ix = self._index
+        k = ix._nat_id[national_code]
+        return tuple(ix.entry(r) for r in ix._rows[ix._span[k] : ix._span[k + 1]])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index._nat_id)
+
+    def __len__(self) -> int:
+        return len(self._index._nat_id)
+
+
+class Resolution(NamedTuple):
+    """A local code resolved to a national matter (immutable; its row is read on demand)."""
 
     region_code: str
-    entry: RegionEntry
     matter: Matter
     shape: Shape
     version: str
+    region_index: RegionIndex
+    """The list the row belongs to."""
+    row: int
+    """The row in that list."""
+
+    @property
+    def entry(self) -> RegionEntry:
+        """The row in its plain form."""
+        return self.region_index.entry(self.row)
+
+    @property
+    def local_code(self) -> str:
+        """The row's local code (what a submission needs, without building the entry)."""
+        return self.region_index.local_code(self.row)
+
+
+class Targets(Sequence[Resolution]):
+    """A target province's live rows for a matter, preferred first; each built when read.
+
+    A matter handled in every county has a hundred rows; a submission needs the first.
+    """
+
+    __slots__ = ("_index", "_many", "_matter", "_region", "_rows", "_version")
+
+    def __init__(
+        self, region: str, index: RegionIndex, rows: Sequence[int], matter: Matter, version: str
+    ) -> None:
+        self._region, self._index, self._rows = region, index, rows
+        self._matter, self._version = matter, version
+        self._many = len(rows) > 1
+
+    def _at(self, row: int) -> Resolution:
+        index = self._index
+        if len(index.national_codes_of(row)) > 1:
+            shape = Shape.ONE_TO_MANY
+        else:
+            shape = Shape.MANY_TO_ONE if self._many else Shape.ONE_TO_ONE
+        return Resolution(self._region, self._matter, shape, self._version, index, row)
+
+    @overload
+    def __getitem__(self, i: int) -> Resolution: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Resolution]: ...
+
+    def __getitem__(self, i: int | slice) -> Resolution | Sequence[Resolution]:
+        if isinstance(i, slice):
+            return tuple(self._at(r) for r in self._rows[i])
+        return self._at(self._rows[i])
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 @dataclass(frozen=True)
@@ -96,6 +441,13 @@ class CatalogSnapshot:
     """Published versions, oldest first."""
     regions: dict[str, RegionIndex] | None = None
     """Implementation lists by province code."""
+    _effective: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
+    """Effective times in UTC: aware datetimes with one tzinfo object compare without the two
+    UTC offsets, which cost more than the rest of a lookup (the gateway's clock is in UTC)."""
+
+    def __post_init__(self) -> None:
+        effective = tuple(r.document.effective_time.astimezone(UTC) for r in self.versions)
+        object.__setattr__(self, "_effective", effective)
 
     def region_indexes(self) -> dict[str, RegionIndex]:
         """The implementation lists (empty when none)."""
@@ -103,9 +455,10 @@ class CatalogSnapshot:
 
     def current(self, now: datetime) -> VersionRecord | None:
         """The newest version in force at `now`."""
-        for record in reversed(self.versions):
-            if record.document.effective_time <= now:
-                return record
+        effective = self._effective
+        for i in range(len(effective) - 1, -1, -1):
+            if effective[i] <= now:
+                return self.versions[i]
         return None
 
     def latest(self) -> VersionRecord | None:
@@ -133,7 +486,7 @@ class CatalogSnapshot:
     def with_region(self, index: RegionIndex) -> CatalogSnapshot:
         """A new snapshot with one province's list replaced."""
         regions = dict(self.region_indexes())
-        regions[index.document.region_code] = index
+        regions[index.region_code] = index
         return CatalogSnapshot(self.provinces, self.versions, regions)
 
 
@@ -158,81 +511,71 @@ def resolve(
     national_field: str = "national_code",
 ) -> Resolution:
     """Resolves a province's local code to the national matter it implements."""
-    record = snapshot.version(version, now)
+    record = snapshot.current(now) if not version else None
+    if record is None:
+        record = snapshot.version(version, now)
     index = require_region(snapshot, region_code, "region_code")
-    entry = index.by_local.get(local_code) if index else None
-    if entry is None:
+    row = index.row_of(local_code) if index else None
+    if index is None or row is None:
         raise LocalCodeNotFound(
             f"province {region_code} has no matter with local code {local_code!r}",
             metadata={"region_code": region_code},
         )
     day = now.date()
-    if entry.retired_on(day):
+    if index.retired(row, day):
+        cancel_date = index.entry(row).cancel_date
         raise LocalCodeRetired(
-            f"local code {local_code!r} of province {region_code} was retired on "
-            f"{entry.cancel_date}",
-            metadata={"region_code": region_code, "cancel_date": str(entry.cancel_date)},
+            f"local code {local_code!r} of province {region_code} was retired on {cancel_date}",
+            metadata={"region_code": region_code, "cancel_date": str(cancel_date)},
         )
+    nationals = index.national_codes_of(row)
     if national_code:
-        if national_code not in entry.national_codes:
+        if national_code not in nationals:
             raise InvalidRequest(
                 f"local code {local_code!r} does not cover national matter {national_code}",
                 field_violations=[
                     FieldViolation(
                         national_field,
-                        "not covered by the local code; candidates: "
-                        + ", ".join(entry.national_codes),
+                        "not covered by the local code; candidates: " + ", ".join(nationals),
                         "NOT_A_CANDIDATE",
                     )
                 ],
-                metadata={"candidates": ",".join(entry.national_codes)},
+                metadata={"candidates": ",".join(nationals)},
             )
         chosen = national_code
-    elif len(entry.national_codes) > 1:
+    elif len(nationals) > 1:
         raise LocalCodeAmbiguous(
-            f"local code {local_code!r} covers {len(entry.national_codes)} national matters; "
+            f"local code {local_code!r} covers {len(nationals)} national matters; "
             "say which one with national_code",
-            metadata={"candidates": ",".join(entry.national_codes)},
+            metadata={"candidates": ",".join(nationals)},
         )
     else:
-        chosen = entry.national_codes[0]
+        chosen = nationals[0]
     matter = record.document.matters.get(chosen)
     if matter is None:
         raise MatterNotFound(
             f"national matter {chosen} is not in catalog version {record.document.version}",
             metadata={"version": record.document.version},
         )
-    if len(entry.national_codes) > 1:
+    if len(nationals) > 1:
         shape = Shape.ONE_TO_MANY
-    elif index is not None and len(index.live_entries(chosen, day)) > 1:
+    elif index.live_count(chosen, day) > 1:
         shape = Shape.MANY_TO_ONE
     else:
         shape = Shape.ONE_TO_ONE
-    return Resolution(region_code, entry, matter, shape, record.document.version)
+    return Resolution(region_code, matter, shape, record.document.version, index, row)
 
 
 def targets(
     snapshot: CatalogSnapshot, source: Resolution, to_region: str, *, now: datetime
-) -> tuple[Resolution, ...]:
+) -> Targets:
     """The target province's live rows for the source's national matter, preferred first."""
     index = require_region(snapshot, to_region, "to_region_code")
     code = source.matter.code
-    entries = index.live_entries(code, now.date()) if index else ()
-    if not entries:
+    rows = index.live_rows(code, now.date()) if index else ()
+    if index is None or not rows:
         raise MatterNotImplemented(
             f"province {to_region} does not implement national matter {code}",
             metadata={"region_code": to_region, "national_code": code},
         )
-    many = len(entries) > 1
-    return tuple(
-        Resolution(
-            to_region,
-            e,
-            source.matter,
-            Shape.ONE_TO_MANY
-            if len(e.national_codes) > 1
-            else (Shape.MANY_TO_ONE if many else Shape.ONE_TO_ONE),
-            source.version,
-        )
-        for e in entries
-    )
+    return Targets(to_region, index, rows, source.matter, source.version)

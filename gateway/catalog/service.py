@@ -6,6 +6,7 @@ lands mid-request does not change the answer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -230,14 +231,15 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                     FieldViolation("region_catalog.entries", "at most 200000", "TOO_MANY")
                 ],
             )
-        doc = convert.region_document(request.region_catalog)
+        # tens of thousands of rows: converted in a worker thread, not on the event loop
+        doc = await asyncio.to_thread(convert.region_document, request.region_catalog)
         result = await self.registry.publish_region(doc, validate_only=request.validate_only)
         if not request.validate_only:
             self.auditor.publication(
                 "CatalogService.PublishRegionCatalog", region_code=doc.region_code
             )
         return catalog_pb2.PublishRegionCatalogResponse(
-            region_catalog=convert.region_catalog(result.index),
+            region_catalog=await asyncio.to_thread(convert.region_catalog, result.index),
             warnings=[
                 catalog_pb2.RegionCatalogWarning(
                     entry_index=w.entry_index,
@@ -273,7 +275,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.ResolveLocalCodeRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.ResolveLocalCodeResponse:
         resolution = self._resolve(self.registry.snapshot, request)
-        return catalog_pb2.ResolveLocalCodeResponse(resolved=convert.resolved(resolution))
+        response = catalog_pb2.ResolveLocalCodeResponse()
+        convert.fill_resolved(response.resolved, resolution)
+        return response
 
     async def BatchResolveLocalCodes(
         self, request: catalog_pb2.BatchResolveLocalCodesRequest, context: grpc.aio.ServicerContext

@@ -61,6 +61,7 @@ def check_region_catalog(
     errors: list[FieldViolation] = []
     warnings: list[RowWarning] = []
     first_row: dict[str, int] = {}
+    kinds: dict[str, AgencyCodeKind] = {}  # a list names a few thousand agencies, many times
     for i, entry in enumerate(doc.entries):
         for j, code in enumerate(entry.national_codes):
             if code not in catalog.matters:
@@ -86,7 +87,11 @@ def check_region_catalog(
             warnings.append(
                 RowWarning(i, "local_code", "DUPLICATE_ROW", f"row repeats row {previous}")
             )
-        kind = classify_agency_code(entry.agency_code) if entry.agency_code else None
+        kind = None
+        if entry.agency_code:
+            kind = kinds.get(entry.agency_code)
+            if kind is None:
+                kind = kinds[entry.agency_code] = classify_agency_code(entry.agency_code)
         if kind is not None and kind in _AGENCY_WARNINGS:
             warnings.append(RowWarning(i, "agency_code", kind.value, _AGENCY_WARNINGS[kind]))
         if entry.retired_on(today):

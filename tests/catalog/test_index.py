@@ -483,3 +483,54 @@ def test_translation_uses_the_sources_version() -> None:
     assert [_resolution_key(r) for r in found] == [
         ("520000", "XK00103000", "000117112000", Shape.ONE_TO_ONE, "2025.2")
     ]
+
+
+# -- the compact index -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", sorted(RAW_LISTS))
+def test_the_index_gives_back_the_list_it_was_built_from(code: str) -> None:
+    doc = parse_region_catalog(RAW_LISTS[code], PROVINCES).value
+    assert doc is not None
+    index = RegionIndex.build(doc, PUBLISHED, "d")
+    assert index.document == doc
+    assert len(index) == len(doc.entries)
+    for row, entry in enumerate(doc.entries):
+        assert index.entry(row) == entry
+        assert index.local_code(row) == entry.local_code
+
+
+def test_live_rows_leave_out_exactly_the_retired_rows() -> None:
+    doc = RegionCatalogDocument(
+        "440000",
+        (
+            RegionEntry("A", ("000117112000",), "a", "x", "c", date(2025, 6, 30)),
+            RegionEntry("B", ("000117112000",), "b", "x", "c"),
+            RegionEntry("C", ("000117112000", "000117113000"), "c", "x", "c", date(2025, 7, 31)),
+        ),
+    )
+    index = RegionIndex.build(doc, NOW, "d")
+    rows = {
+        day: [index.local_code(r) for r in index.live_rows("000117112000", day)]
+        for day in (date(2025, 6, 30), date(2025, 7, 1), date(2025, 8, 1))
+    }
+    assert rows == {
+        date(2025, 6, 30): ["A", "B", "C"],  # the cancel date itself is still live
+        date(2025, 7, 1): ["B", "C"],
+        date(2025, 8, 1): ["B"],
+    }
+    assert index.live_count("000117112000", date(2025, 7, 1)) == 2
+    assert index.live_count("000117113000", date(2025, 8, 1)) == 0
+    assert index.live_count("000117114000", date(2025, 8, 1)) == 0
+    assert set(index.national_codes()) == {"000117112000", "000117113000"}
+
+
+def test_targets_are_a_sequence_built_on_access() -> None:
+    source = resolve(SNAPSHOT, "520000", "QR00803000", now=NOW)
+    found = targets(SNAPSHOT, source, "440000", now=NOW)
+    assert len(found) == 2
+    assert found[-1].local_code == found[1].entry.local_code == "114400000016993432200074103100102"
+    assert [t.local_code for t in found[:1]] == ["114400000016993432200074103100101"]
+    assert list(found) == [found[0], found[1]]
+    with pytest.raises(IndexError):
+        found[2]

@@ -26,7 +26,14 @@ from gateway.catalog.documents import (
 )
 from gateway.catalog.index import CatalogSnapshot, RegionIndex, Shape, resolve
 from gateway.catalog.model import CatalogDocument, RegionCatalogDocument, RegionEntry
-from gateway.catalog.registry import CatalogRegistry, digest_of, load_provinces
+from gateway.catalog.registry import (
+    CatalogRegistry,
+    canonical_json,
+    canonical_region_json,
+    digest_of,
+    index_stored_region,
+    load_provinces,
+)
 from gateway.errors import (
     CatalogVersionConflict,
     CatalogVersionRollback,
@@ -502,3 +509,55 @@ async def test_readers_never_see_a_torn_snapshot(
     # The readers really ran between publications: they saw many distinct states.
     assert len(observed) >= ROUNDS
     assert all(v - 1 <= rb <= ra <= v for v, ra, rb in observed)
+
+
+# -- the stored form -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", REGION_CODES)
+def test_chunked_encoding_is_the_canonical_json(code: str) -> None:
+    data = region_catalog_to_json(region_doc(code))
+    assert canonical_region_json(data) == canonical_json(data)
+    tricky = {**data, "provenance": 'says "entries":[] and \\"entries\\":[]', "entries": []}
+    assert canonical_region_json(tricky) == canonical_json(tricky)
+
+
+def _many_rows(n: int) -> RegionCatalogDocument:
+    return RegionCatalogDocument(
+        "440000",
+        tuple(
+            RegionEntry(f"L{i}", ("000117112000",), "名", "局", "11440000MBDCGK306L")
+            for i in range(n)
+        ),
+    )
+
+
+def test_chunked_encoding_across_chunk_boundaries() -> None:
+    for n in (0, 1, 1999, 2000, 2001, 4500):
+        data = region_catalog_to_json(_many_rows(n))
+        assert canonical_region_json(data) == canonical_json(data), n
+
+
+@pytest.mark.parametrize("code", REGION_CODES)
+def test_a_stored_list_is_indexed_back_to_the_same_document(code: str) -> None:
+    doc = region_doc(code)
+    text = canonical_json(region_catalog_to_json(doc))
+    published = datetime(2025, 3, 1, tzinfo=CST)
+    index = index_stored_region(text, published, digest_of(json.loads(text)), PROVINCES)
+    assert index.document == doc
+    assert index.publish_time == published
+
+
+def test_a_stored_list_not_in_canonical_form_is_parsed_in_full() -> None:
+    doc = region_doc("510000")
+    text = json.dumps(region_catalog_to_json(doc), ensure_ascii=False, indent=1)
+    index = index_stored_region(text, datetime(2025, 3, 1, tzinfo=CST), "other", PROVINCES)
+    assert index.document == doc
+
+
+def test_a_stored_list_that_no_longer_parses_is_refused() -> None:
+    data = region_catalog_to_json(region_doc("510000"))
+    data["entries"][3]["national_codes"] = []
+    text = canonical_json(data)
+    with pytest.raises(RegionCatalogInvalid):
+        index_stored_region(text, datetime(2025, 3, 1, tzinfo=CST), digest_of(data), PROVINCES)
