@@ -3,32 +3,18 @@ through /proc (CPU seconds of a process and all its descendants; resident memory
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import os
-import signal
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from gateway.federation import AnnouncedProcess, start_announced, stop_announced
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-@dataclass
-class Proc:
-    """A started server process and the address it announced."""
-
-    name: str
-    address: str
-    process: asyncio.subprocess.Process
-    output: list[str] = field(default_factory=list)
-
-    @property
-    def pid(self) -> int:
-        """The process id."""
-        return self.process.pid
+Proc = AnnouncedProcess
 
 
 def descendants(pid: int) -> list[int]:
@@ -73,59 +59,12 @@ async def start(
     cwd: str | None = None,
     startup: float = 60,
 ) -> Proc:
-    """Starts `command` and waits for its `{"event": "listening", "address": ...}` line."""
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
+    """Starts `command` in its own process group; waits for its `listening` announcement."""
+    return await start_announced(
+        name, command, env=env, cwd=cwd, new_session=True, startup_seconds=startup
     )
-    assert process.stdout is not None
-    output: list[str] = []
-
-    async def listening() -> str:
-        assert process.stdout is not None
-        while True:
-            line = await process.stdout.readline()
-            if not line:
-                raise RuntimeError(f"{name} exited before listening:\n" + "".join(output[-40:]))
-            text = line.decode(errors="replace")
-            output.append(text)
-            with contextlib.suppress(ValueError):
-                event = json.loads(text)
-                if isinstance(event, dict) and event.get("event") == "listening":
-                    return str(event["address"])
-
-    try:
-        address = await asyncio.wait_for(listening(), startup)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    proc = Proc(name, address, process, output)
-    asyncio.get_running_loop().create_task(_drain(proc))
-    return proc
-
-
-async def _drain(proc: Proc) -> None:
-    assert proc.process.stdout is not None
-    while line := await proc.process.stdout.readline():
-        proc.output.append(line.decode(errors="replace"))
-        del proc.output[:-200]
 
 
 async def stop(proc: Proc, grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds."""
-    if proc.process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.process.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.process.wait(), grace)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.process.pid, signal.SIGKILL)
-        await proc.process.wait()
+    """SIGTERM, then SIGKILL of its whole process group after `grace` seconds."""
+    await stop_announced(proc, grace)

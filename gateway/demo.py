@@ -36,7 +36,7 @@ from gateway.api.v1 import (
 from gateway.catalog import signing
 from gateway.config import DeliveryConfig, GatewayConfig
 from gateway.errors import unpack_details
-from gateway.federation import StubProcess
+from gateway.federation import AnnouncedProcess
 from gateway.local import running_local
 from gateway.server import RunningGateway, running_gateway
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -87,7 +87,7 @@ async def expect_rpc_error(call: Awaitable[object], code: grpc.StatusCode) -> st
 @contextlib.asynccontextmanager
 async def federation(
     data_dir: Path, standards: Path
-) -> AsyncIterator[tuple[RunningGateway, dict[str, StubProcess]]]:
+) -> AsyncIterator[tuple[RunningGateway, dict[str, AnnouncedProcess]]]:
     """The gateway (in process, free port) and one stub process per province."""
     trust = data_dir / "license-trust.json"
     trust.write_text(
@@ -156,7 +156,7 @@ class Steps:
     """The journey's steps against one running federation; each returns what it saw."""
 
     def __init__(
-        self, gateway: RunningGateway, stubs: dict[str, StubProcess], data_dir: Path
+        self, gateway: RunningGateway, stubs: dict[str, AnnouncedProcess], data_dir: Path
     ) -> None:
         self.gateway = gateway
         self.data_dir = data_dir
@@ -360,7 +360,7 @@ class Steps:
 
 
 async def _journey(
-    journey: Journey, gateway: RunningGateway, stubs: dict[str, StubProcess], data_dir: Path
+    journey: Journey, gateway: RunningGateway, stubs: dict[str, AnnouncedProcess], data_dir: Path
 ) -> str:
     steps = Steps(gateway, stubs, data_dir)
     print("The journey:", flush=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,13 +23,19 @@ DEFAULT_REGIONS = ("440000", "510000", "330000", "110000", "370000", "520000", "
 
 
 @dataclass
-class StubProcess:
-    """A running region stub."""
+class AnnouncedProcess:
+    """A server process we started, and the address it announced."""
 
-    region_code: str
+    name: str
     address: str
     process: asyncio.subprocess.Process
     output: list[str] = field(default_factory=list)
+    """Its latest output lines, for diagnostics."""
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
 
 
 def stub_command(
@@ -59,12 +66,27 @@ def stub_command(
     ]
 
 
-async def start_stub(
-    command: Sequence[str], region_code: str, startup_seconds: float = 30.0
-) -> StubProcess:
-    """Starts one stub and waits for its `listening` announcement."""
+async def start_announced(
+    name: str,
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    new_session: bool = False,
+    startup_seconds: float = 30.0,
+) -> AnnouncedProcess:
+    """Starts `command` and waits for its `{"event": "listening", "address": ...}` line.
+
+    With `new_session` the process leads its own process group, which `stop_announced` kills
+    whole (a supervisor with worker children).
+    """
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=None if env is None else dict(env),
+        cwd=cwd,
+        start_new_session=new_session,
     )
     assert process.stdout is not None
     output: list[str] = []
@@ -74,9 +96,7 @@ async def start_stub(
         while True:
             line = await process.stdout.readline()
             if not line:
-                raise RuntimeError(
-                    f"region stub {region_code} exited before listening:\n" + "".join(output)
-                )
+                raise RuntimeError(f"{name} exited before listening:\n" + "".join(output[-40:]))
             text = line.decode(errors="replace")
             output.append(text)
             with contextlib.suppress(ValueError):
@@ -91,30 +111,34 @@ async def start_stub(
             process.kill()
         await process.wait()
         raise
-    stub = StubProcess(region_code, address, process, output)
-    asyncio.get_running_loop().create_task(_drain_output(stub))
-    return stub
+    started = AnnouncedProcess(name, address, process, output)
+    asyncio.get_running_loop().create_task(_drain_output(started))
+    return started
 
 
-async def _drain_output(stub: StubProcess) -> None:
-    assert stub.process.stdout is not None
-    while line := await stub.process.stdout.readline():
-        stub.output.append(line.decode(errors="replace"))
-        del stub.output[:-200]
+async def _drain_output(started: AnnouncedProcess) -> None:
+    assert started.process.stdout is not None
+    while line := await started.process.stdout.readline():
+        started.output.append(line.decode(errors="replace"))
+        del started.output[:-200]
 
 
-async def stop_stub(stub: StubProcess, grace: float = 10.0) -> int:
-    """SIGTERM, wait up to `grace` seconds, then SIGKILL; returns the exit code."""
-    if stub.process.returncode is None:
+async def stop_announced(started: AnnouncedProcess, grace: float = 10.0) -> int:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL (its whole group if it leads one)."""
+    process = started.process
+    if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
-            stub.process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(stub.process.wait(), grace)
+            await asyncio.wait_for(process.wait(), grace)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
-                stub.process.kill()
-            await stub.process.wait()
-    return stub.process.returncode or 0
+                if os.getpgid(process.pid) == process.pid:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
+            await process.wait()
+    return process.returncode or 0
 
 
 def tls_args(pki: PkiLayout | None, region_code: str) -> list[str]:
@@ -146,17 +170,18 @@ async def running_federation(
     base_port: int = 0,
     extra_args: Sequence[str] = (),
     pki: PkiLayout | None = None,
-) -> AsyncIterator[dict[str, StubProcess]]:
+) -> AsyncIterator[dict[str, AnnouncedProcess]]:
     """Starts a stub per region (ports base_port + i, or any free port when 0).
 
     With `pki`, each stub serves mTLS with its server certificate and reports with its region
     client certificate.
     """
-    stubs: dict[str, StubProcess] = {}
+    stubs: dict[str, AnnouncedProcess] = {}
     try:
         results = await asyncio.gather(
             *(
-                start_stub(
+                start_announced(
+                    code,
                     stub_command(
                         code,
                         port=base_port + i if base_port else 0,
@@ -165,16 +190,15 @@ async def running_federation(
                         gateway_address=gateway_address,
                         extra=[*extra_args, *tls_args(pki, code)],
                     ),
-                    code,
                 )
                 for i, code in enumerate(regions)
             ),
             return_exceptions=True,
         )
-        stubs.update({r.region_code: r for r in results if isinstance(r, StubProcess)})
+        stubs.update({r.name: r for r in results if isinstance(r, AnnouncedProcess)})
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         yield stubs
     finally:
-        await asyncio.gather(*(stop_stub(s) for s in stubs.values()))
+        await asyncio.gather(*(stop_announced(s) for s in stubs.values()))

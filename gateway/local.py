@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from gateway.config import GatewayConfig
-from gateway.federation import StubProcess, running_federation
+from gateway.federation import AnnouncedProcess, running_federation
 from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY, PkiLayout, generate_dev_pki
 from gateway.security.tls import ServerTlsFiles
 from gateway.server import RunningGateway, running_gateway
@@ -29,7 +29,7 @@ async def running_local(
     *,
     stub_base_port: int = 0,
     pki: PkiLayout | None = None,
-) -> AsyncIterator[tuple[RunningGateway, dict[str, StubProcess]]]:
+) -> AsyncIterator[tuple[RunningGateway, dict[str, AnnouncedProcess]]]:
     """The gateway first (stubs report back to it), then a stub process per province.
 
     With `pki` the whole federation speaks mTLS (pass the gateway's files in `config.tls`).

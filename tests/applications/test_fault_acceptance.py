@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gateway.api.v1 import application_pb2 as pb
 from gateway.api.v1 import application_pb2_grpc
 from gateway.config import DeliveryConfig
-from gateway.federation import StubProcess, start_stub, stop_stub
+from gateway.federation import AnnouncedProcess, start_announced, stop_announced
 from gateway.routing.breaker import BreakerConfig
 from gateway.routing.budget import BudgetConfig
 from gateway.routing.health import region_service_name
@@ -49,7 +49,7 @@ pytestmark = pytest.mark.slow
 class Province:
     """A region stub process and an admin client to it."""
 
-    process: StubProcess
+    process: AnnouncedProcess
     data_dir: Path
     channel: grpc.aio.Channel
     admin: admin_pb2_grpc.RegionAdminServiceStub
@@ -120,18 +120,18 @@ def gateway_argv(data_dir: Path, province: str, settings: dict[str, object]) -> 
 
 @contextlib.asynccontextmanager
 async def province_process(data_dir: Path, port: int = 0) -> AsyncIterator[Province]:
-    process = await start_stub(stub_argv(data_dir, port), TARGET)
+    process = await start_announced(TARGET, stub_argv(data_dir, port))
     channel = grpc.aio.insecure_channel(process.address)
     try:
         yield Province(process, data_dir, channel, admin_pb2_grpc.RegionAdminServiceStub(channel))
     finally:
         await channel.close()
-        await stop_stub(process)
+        await stop_announced(process)
 
 
 @dataclass
 class Gateway:
-    process: StubProcess
+    process: AnnouncedProcess
     channel: grpc.aio.Channel
     applications: application_pb2_grpc.ApplicationServiceStub
     health: health_pb2_grpc.HealthStub
@@ -147,7 +147,7 @@ async def gateway_process(
         "TONGBAN_GRACE": 1.0,
     }
     defaults.update(settings)
-    process = await start_stub(gateway_argv(data_dir, province, defaults), "gateway")
+    process = await start_announced("gateway", gateway_argv(data_dir, province, defaults))
     channel = grpc.aio.insecure_channel(process.address)
     try:
         yield Gateway(
@@ -158,7 +158,7 @@ async def gateway_process(
         )
     finally:
         await channel.close()
-        await stop_stub(process)
+        await stop_announced(process)
 
 
 # -- submitting and waiting ----------------------------------------------------------------

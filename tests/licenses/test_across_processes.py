@@ -29,7 +29,7 @@ from google.protobuf import duration_pb2
 
 from gateway.api.v1 import application_pb2 as app_pb
 from gateway.api.v1 import application_pb2_grpc, license_pb2, license_pb2_grpc
-from gateway.federation import StubProcess
+from gateway.federation import AnnouncedProcess
 from gateway.local import running_local
 from gateway.server import RunningGateway
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -53,7 +53,7 @@ V = license_pb2
 @dataclass
 class Federation:
     gateway: RunningGateway
-    stubs: dict[str, StubProcess]
+    stubs: dict[str, AnnouncedProcess]
     admin: dict[str, admin_pb2_grpc.RegionAdminServiceStub]
     licenses: license_pb2_grpc.LicenseServiceStub
     applications: application_pb2_grpc.ApplicationServiceStub
