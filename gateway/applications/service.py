@@ -399,6 +399,18 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 raise InvalidRequest("page_token is malformed")
             before = (float(position[0]), str(position[1]))
         role = request.role
+        if role not in application_pb2.RegionRole.values():
+            raise InvalidRequest(
+                "role is not a known RegionRole",
+                field_violations=[
+                    FieldViolation("role", "ORIGIN, TARGET or unspecified", "UNKNOWN")
+                ],
+            )
+        if request.state and request.state not in application_pb2.ApplicationState.values():
+            raise InvalidRequest(
+                "state is not a known ApplicationState",
+                field_violations=[FieldViolation("state", "a known ApplicationState", "UNKNOWN")],
+            )
         found = await self.records.list_for_region(
             request.region_code,
             as_origin=role

@@ -402,3 +402,15 @@ async def test_replay_answers_as_the_first_time_after_the_licence_is_revoked(
         again = await world.applications.SubmitApplication(request)
         assert again.replayed
         assert again.application.application_id == first.application.application_id
+
+
+async def test_list_applications_refuses_unknown_enum_values(world: World) -> None:
+    for request in (
+        pb.ListApplicationsRequest(region_code=TARGET, role=7),  # type: ignore[arg-type]
+        pb.ListApplicationsRequest(region_code=TARGET, state=42),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await world.applications.ListApplications(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        _, bad = rich_error(caught.value)
+        assert bad is not None
