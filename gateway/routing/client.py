@@ -18,8 +18,8 @@ Invariants, in plain words:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -27,6 +27,8 @@ from google.rpc import error_details_pb2, status_pb2
 
 from gateway.api.v1 import region_pb2, region_pb2_grpc
 from gateway.errors import RegionCallError
+
+_Response = TypeVar("_Response")
 
 __all__ = [
     "DEFAULT_CHANNEL_OPTIONS",
@@ -144,13 +146,7 @@ class GrpcRegionClient:
         timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
     ) -> region_pb2.DeliverApplicationResponse:
         stub = self._stub(region_code)
-        try:
-            response: region_pb2.DeliverApplicationResponse = await stub.DeliverApplication(
-                request, timeout=timeout
-            )
-        except grpc.aio.AioRpcError as error:
-            raise translate_rpc_error(region_code, error) from error
-        return response
+        return await _invoke(region_code, stub.DeliverApplication, request, timeout)
 
     async def get_license_keys(
         self,
@@ -158,13 +154,7 @@ class GrpcRegionClient:
         timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
     ) -> region_pb2.GetLicenseKeysResponse:
         stub = self._stub(region_code)
-        try:
-            response: region_pb2.GetLicenseKeysResponse = await stub.GetLicenseKeys(
-                _LICENSE_KEYS_REQUEST, timeout=timeout
-            )
-        except grpc.aio.AioRpcError as error:
-            raise translate_rpc_error(region_code, error) from error
-        return response
+        return await _invoke(region_code, stub.GetLicenseKeys, _LICENSE_KEYS_REQUEST, timeout)
 
     async def get_status(
         self,
@@ -174,13 +164,7 @@ class GrpcRegionClient:
     ) -> region_pb2.GetApplicationStatusResponse:
         stub = self._stub(region_code)
         request = region_pb2.GetApplicationStatusRequest(application_id=application_id)
-        try:
-            response: region_pb2.GetApplicationStatusResponse = await stub.GetApplicationStatus(
-                request, timeout=timeout
-            )
-        except grpc.aio.AioRpcError as error:
-            raise translate_rpc_error(region_code, error) from error
-        return response
+        return await _invoke(region_code, stub.GetApplicationStatus, request, timeout)
 
     async def get_license_status_list(
         self,
@@ -188,13 +172,9 @@ class GrpcRegionClient:
         timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
     ) -> region_pb2.GetLicenseStatusListResponse:
         stub = self._stub(region_code)
-        try:
-            response: region_pb2.GetLicenseStatusListResponse = await stub.GetLicenseStatusList(
-                _LICENSE_STATUS_LIST_REQUEST, timeout=timeout
-            )
-        except grpc.aio.AioRpcError as error:
-            raise translate_rpc_error(region_code, error) from error
-        return response
+        return await _invoke(
+            region_code, stub.GetLicenseStatusList, _LICENSE_STATUS_LIST_REQUEST, timeout
+        )
 
     async def close(self, grace: float | None) -> None:
         self._closed = True
@@ -231,6 +211,19 @@ class GrpcRegionClient:
         self._channels[region_code] = channel
         self._stubs[region_code] = stub
         return stub
+
+
+async def _invoke(
+    region_code: str,
+    rpc: Callable[..., Awaitable[_Response]],
+    request: object,
+    timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
+) -> _Response:
+    """One call, its failure translated (the one place `AioRpcError` becomes domain data)."""
+    try:
+        return await rpc(request, timeout=timeout)
+    except grpc.aio.AioRpcError as error:
+        raise translate_rpc_error(region_code, error) from error
 
 
 def translate_rpc_error(region_code: str, error: grpc.aio.AioRpcError) -> RegionCallError:
