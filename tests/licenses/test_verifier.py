@@ -23,7 +23,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.api.v1 import application_pb2, license_pb2, region_pb2, region_pb2_grpc
@@ -983,12 +983,21 @@ _EVENTS = st.lists(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=_EVENTS)
+@example(events=[("verify", 0, None), ("advance", 61), ("rotate", False), ("verify", 0, None)])
 async def test_with_or_without_the_cache_every_verdict_is_the_same(
     events: list[tuple[Any, ...]],
 ) -> None:
     world = make_world()
+    # The uncached verifier gets key and status-list caches of its own, fed by the same
+    # provinces: a shared cache would be refreshed by whichever verifier runs first (a status
+    # list signed by a new key refreshes the keys), and the second would then judge a later state.
+    own_keys = KeyCache(world.keys._fetch, world.clock, settings=world.trust.keys)
     uncached = LicenseVerifier(
-        world.trust, world.keys, world.status_lists, world.clock, token_cache_size=0
+        world.trust,
+        own_keys,
+        StatusListCache(world.status_lists._fetch, own_keys, world.trust, world.clock),
+        world.clock,
+        token_cache_size=0,
     )
     issuer = world.issuers["330000"]
     issued = [world.issue(valid_days=days) for days in (1, 2, 30, 365)]
