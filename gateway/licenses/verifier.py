@@ -151,7 +151,17 @@ class LicenseVerifier:
     ) -> Verification:
         """Verifies `token`. Never raises for a bad token: every problem is a verdict."""
         entry = self._authenticated.get(token)
-        if entry is None or not await self._still_published(entry):
+        if entry is not None:
+            try:
+                current = await self._still_published(entry)
+            except KeyUnavailable:
+                # Exactly what the full path answers: a second key lookup here would find the
+                # refresh allowance spent and judge a different state.
+                rejected = _keys_unavailable(entry.region_code)
+                return Verification(rejected.verdict, rejected.detail)
+            if not current:
+                entry = None
+        if entry is None:
             try:
                 claims, key = await self._authenticate(token)
             except TokenRejected as rejected:
@@ -175,15 +185,13 @@ class LicenseVerifier:
         return await self._status(claims, decoded)
 
     async def _still_published(self, entry: _Authenticated) -> bool:
-        """Whether a cached token's issuer, algorithm and key are all still current; when not
-        (or when the keys cannot be had), the token goes through the full path again."""
+        """Whether a cached token's issuer, algorithm and key are all still current; when not,
+        the token goes through the full path again. Raises KeyUnavailable as the full path's
+        key lookup would."""
         issuer = self._trust.issuer(entry.region_code)
         if issuer is None or entry.algorithm not in issuer.algorithms:
             return False
-        try:
-            key = await self._keys.get(entry.region_code, entry.kid)
-        except KeyUnavailable:
-            return False
+        key = await self._keys.get(entry.region_code, entry.kid)
         return key is not None and key.algorithm == entry.algorithm
 
     def _remember(self, token: str, entry: _Authenticated) -> None:
@@ -217,9 +225,7 @@ class LicenseVerifier:
         try:
             key = await self._keys.get(region, header.kid)
         except KeyUnavailable:
-            raise TokenRejected(
-                Verdict.STATUS_UNAVAILABLE, f"Region {region}'s signing keys cannot be fetched."
-            ) from None
+            raise _keys_unavailable(region) from None
         if key is None:
             raise TokenRejected(
                 Verdict.UNKNOWN_KEY, f"Key {header.kid} is not among region {region}'s keys."
@@ -337,6 +343,12 @@ def _identifier_problem(claims: LicenseClaims) -> str | None:
     ):
         return "The licence identifier's type, agency or number differs from the licence's."
     return None
+
+
+def _keys_unavailable(region: str) -> TokenRejected:
+    return TokenRejected(
+        Verdict.STATUS_UNAVAILABLE, f"Region {region}'s signing keys cannot be fetched."
+    )
 
 
 def _decoded(claims: LicenseClaims, kid: str) -> VerifiedLicense:

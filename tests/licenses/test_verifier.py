@@ -984,6 +984,17 @@ _EVENTS = st.lists(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=_EVENTS)
 @example(events=[("verify", 0, None), ("advance", 61), ("rotate", False), ("verify", 0, None)])
+@example(
+    events=[
+        ("verify", 0, None),
+        ("advance", 61),
+        ("rotate", False),
+        ("verify", 0, None),
+        ("advance", 31),
+        ("down", True),
+        ("verify", 0, None),
+    ]
+)
 async def test_with_or_without_the_cache_every_verdict_is_the_same(
     events: list[tuple[Any, ...]],
 ) -> None:
