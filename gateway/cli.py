@@ -27,6 +27,7 @@ from gateway.catalog.registry import load_provinces, utc_now
 from gateway.catalog.validation import check_region_catalog
 from gateway.config import DEFAULT_PORT, load_config
 from gateway.errors import TongbanError, unpack_details
+from gateway.federation import DEFAULT_REGIONS
 from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY
 
 ID_TYPES = {"citizen": application_pb2.ID_TYPE_CITIZEN_ID, "uscc": application_pb2.ID_TYPE_USCC}
@@ -434,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=DEFAULT_PORT)
     up.add_argument("--stub-base-port", type=int, default=50061)
     up.add_argument("--metrics-port", type=int, default=9464)
-    up.add_argument("--regions", default="440000,510000,330000,110000,370000,520000,420000")
+    up.add_argument("--regions", default=",".join(DEFAULT_REGIONS))
     up.add_argument(
         "--insecure", action="store_true", help="plaintext, no identities (development only)"
     )
@@ -442,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     certs = sub.add_parser("certs", help="create or refresh the development PKI")
     certs.add_argument("--out-dir", default=str(DEV_PKI_DIR))
-    certs.add_argument("--regions", default="440000,510000,330000,110000,370000,520000,420000")
+    certs.add_argument("--regions", default=",".join(DEFAULT_REGIONS))
     certs.set_defaults(func=_cmd_certs)
 
     audit = sub.add_parser("audit", help="audit log tools")
