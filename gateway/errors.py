@@ -81,12 +81,15 @@ class TongbanError(Exception):
         metadata: Mapping[str, str] | None = None,
         field_violations: Iterable[FieldViolation] = (),
         retry_delay: float | None = None,
+        trailers: Iterable[tuple[str, str]] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
         self.metadata: dict[str, str] = dict(metadata or {})
         self.field_violations: tuple[FieldViolation, ...] = tuple(field_violations)
         self.retry_delay = retry_delay
+        self.trailers: tuple[tuple[str, str], ...] = tuple(trailers)
+        """Extra trailing metadata sent with the status, e.g. `grpc-retry-pushback-ms`."""
 
     def to_status(self) -> status_pb2.Status:
         """The `google.rpc.Status` for this error."""

@@ -26,11 +26,15 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandl
 
 async def _abort(context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
     if isinstance(error, TongbanError):
-        status = error.to_status()
+        status = rpc_status.to_status(error.to_status())
+        if error.trailers:
+            status = status._replace(trailing_metadata=(*status.trailing_metadata, *error.trailers))
     else:
         log.error("unhandled error in %s", method, exc_info=error)
-        status = build_status(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
-    await context.abort_with_status(rpc_status.to_status(status))
+        status = rpc_status.to_status(
+            build_status(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
+        )
+    await context.abort_with_status(status)
 
 
 def _wrap_unary(

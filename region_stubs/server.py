@@ -2,7 +2,8 @@
 
 Invariants:
 - Every error leaves as one `google.rpc.Status` with one ErrorInfo (`gateway.errors`): handlers
-  raise `TongbanError`s and `_ErrorsToStatus` turns them into a status, in that one place.
+  raise `TongbanError`s and the gateway's `ErrorInterceptor` turns them into a status, in that
+  one place.
 - Faults apply before the province looks at a request (`faults.decide`), except
   commit-then-drop, which records the case and then fails. `down` fails every RegionService
   call; the other faults only touch DeliverApplication. Admin calls never fault.
@@ -24,15 +25,14 @@ import os
 import random
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn, cast
+from typing import cast
 
 import grpc
 from google.protobuf import timestamp_pb2
-from grpc_status import rpc_status
 
 from gateway import serving
 from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2, region_pb2_grpc
@@ -44,6 +44,7 @@ from gateway.errors import (
     TongbanError,
     Unavailable,
 )
+from gateway.interceptors import ErrorInterceptor
 from gateway.licenses.status_list import LicenseStatus
 from gateway.routing.client import translate_rpc_error
 from gateway.security.southbound import GatewayOnly
@@ -107,52 +108,9 @@ class StubError(TongbanError):
         retry_delay: float | None = None,
         trailers: Sequence[tuple[str, str]] = (),
     ) -> None:
-        super().__init__(message, metadata=metadata, retry_delay=retry_delay)
+        super().__init__(message, metadata=metadata, retry_delay=retry_delay, trailers=trailers)
         self.code = code
         self.reason = reason
-        self.trailers = tuple(trailers)
-
-
-async def _abort(context: grpc.aio.ServicerContext, error: TongbanError) -> NoReturn:
-    status = rpc_status.to_status(error.to_status())
-    if isinstance(error, StubError) and error.trailers:
-        status = status._replace(trailing_metadata=(*status.trailing_metadata, *error.trailers))
-    await context.abort_with_status(status)
-    raise AssertionError("abort_with_status returned")  # it always raises
-
-
-class _ErrorsToStatus(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Turns a `TongbanError` raised by a unary handler into its rich status."""
-
-    def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        method: str = details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            inner = handler.unary_unary
-
-            async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
-                    return await inner(request, context)
-                except TongbanError as error:
-                    await _abort(context, error)
-
-            wrapped = grpc.unary_unary_rpc_method_handler(
-                behavior,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-            self._wrapped[method] = wrapped
-        return wrapped
 
 
 def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
@@ -637,7 +595,7 @@ async def running_stub(
             rng=random.Random(config.seed),
             clock=clock,
         )
-        interceptors: list[grpc.aio.ServerInterceptor] = [_ErrorsToStatus()]
+        interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
         if config.tls is not None:
             interceptors.append(GatewayOnly())
         server = grpc.aio.server(interceptors=interceptors)
