@@ -32,7 +32,9 @@ from gateway.licenses.keys import KeyCache
 from gateway.licenses.status_list import StatusListCache
 from gateway.licenses.verifier import LicenseVerifier, Verification
 from gateway.metrics import Metrics, _RpcChildren
+from gateway.routing.breaker import BreakerState
 from gateway.routing.client import RegionClient
+from gateway.routing.health import region_service_name
 from gateway.store import Store
 
 log = logging.getLogger("gateway.access")
@@ -54,11 +56,6 @@ _STATE_OUTCOME: dict[int, str] = {
 
 STORE_HEALTH = "tongban.store"
 CATALOG_HEALTH = "tongban.catalog"
-
-
-def region_health(region_code: str) -> str:
-    """The health service name of a province's breaker."""
-    return f"tongban.region.{region_code}"
 
 
 def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
@@ -413,10 +410,12 @@ async def refresh_once(
         activated = max(record.publish_time, record.document.effective_time)
         metrics.set_catalog(record.document.version, activated.timestamp())
     await health_state.set(CATALOG_HEALTH, record is not None)
+    # `RegionHealth` publishes each breaker transition at once; this pass covers provinces
+    # connected after start, with the same rule (only a CLOSED breaker is SERVING).
     for code in regions:
         breaker = deliverer.breakers.get(code)
-        is_open = breaker is not None and int(breaker.state) == 2
-        await health_state.set(region_health(code), not is_open)
+        closed = breaker is None or breaker.state == BreakerState.CLOSED
+        await health_state.set(region_service_name(code), closed)
 
 
 async def refresh_gauges(interval: float, refresh: Callable[[], Awaitable[None]]) -> None:
