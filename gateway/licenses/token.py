@@ -212,7 +212,7 @@ def _refuse_constant(name: str) -> NoReturn:
 
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        raw = _b64url_decode(segment)
         value = json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
     except (binascii.Error, ValueError, RecursionError):
         _malformed(f"The token's {what} is not base64url-encoded JSON.")
@@ -257,9 +257,10 @@ def read_unverified(token: str, *, expected_type: str) -> UnverifiedToken:
         _malformed("The token's kid is missing or not 1-128 base64url characters.")
     payload = _json_object(segments[1], "payload")
     signature_segment = segments[2]
-    if len(signature_segment) % 4 == 1:
+    try:
+        signature = _b64url_decode(signature_segment)
+    except (binascii.Error, ValueError):
         _malformed("The token's signature is not base64url.")
-    signature = base64.urlsafe_b64decode(signature_segment + "=" * (-len(signature_segment) % 4))
     return UnverifiedToken(
         Header(alg=alg, typ=typ, kid=kid),
         payload,
@@ -590,6 +591,18 @@ def license_claims(
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(segment: str) -> bytes:
+    """Strict base64url (RFC 7515, unpadded): a segment whose unused trailing bits are not zero
+    is refused, so one token has exactly one spelling (a changed last character that decodes to
+    the same bytes would otherwise still verify)."""
+    if len(segment) % 4 == 1:
+        raise ValueError("not base64url")
+    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    if _b64url(raw) != segment:
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 def _compact_json(value: Mapping[str, Any]) -> bytes:

@@ -624,6 +624,17 @@ async def test_any_single_character_change_breaks_a_token(position: int, replace
     assert (await world.verifier.verify(changed)).verdict is not Verdict.VALID
 
 
+async def test_the_last_signature_character_has_one_spelling() -> None:
+    # The last base64url character of a 64-byte signature carries 2 bits; its 4 unused bits
+    # must be zero, or a changed character decoding to the same bytes would still verify.
+    world = make_world()
+    token = world.issue().token
+    body, last = token[:-1], token[-1]
+    for replacement in _B64URL:
+        if replacement != last:
+            assert (await world.verifier.verify(body + replacement)).verdict is not Verdict.VALID
+
+
 # -- keys: rotation, rate limits, shared fetches ---------------------------------------------
 
 
