@@ -21,6 +21,11 @@ Invariants, in plain words:
   API does the write and fsync on the log's own thread and commits concurrent appends as one
   batch; an append returns only once its record is written (and synced, per policy). A
   cancelled async append is still written. Only one process may hold a log open (`flock`).
+- `submit` is the fire-and-forget form for the serving path: the caller only queues the event
+  (with its time); the log's thread numbers, chains, writes and syncs queued events in
+  submission order, in batches, so a call pays neither the hashing nor a thread hand-off of its
+  own. A record that cannot be written is reported to `on_lost`; `barrier` waits for what was
+  queued before it.
 - After a write error the log refuses every further append: a gap in the audit trail must be
   loud. Reopening continues the chain from the last record, after checking that record; a
   torn last line (a crash mid-write) is refused until an operator has looked at it.
@@ -29,6 +34,7 @@ Invariants, in plain words:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import fcntl
 import hashlib
@@ -39,7 +45,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -157,6 +163,7 @@ class AuditLog:
         fsync: FsyncPolicy = FsyncPolicy.ALWAYS,
         fsync_interval: float = 1.0,
         clock: Callable[[], datetime] = _utc_now,
+        on_lost: Callable[[BaseException], None] | None = None,
     ) -> None:
         if len(key) < 16:
             raise ValueError("the personal-data key must be at least 16 bytes")
@@ -164,7 +171,12 @@ class AuditLog:
         self._fsync = fsync
         self._fsync_interval = fsync_interval
         self._clock = clock
+        self._on_lost = on_lost
         self.path = path
+        self._queue_lock = threading.Lock()  # the submitted events and whether a drain is due
+        self._queue: list[tuple[AuditEvent, datetime]] = []
+        self._draining = False
+        self._accepting = True
         self._state_lock = threading.Lock()  # seq, chain, pending lines
         self._write_lock = threading.Lock()  # the file
         self._pending: list[bytes] = []
@@ -212,8 +224,62 @@ class AuditLog:
             await asyncio.wrap_future(flushed)
         return record
 
+    def submit(self, event: AuditEvent) -> None:
+        """Queues `event` for the log's thread to append; never blocks, never raises.
+
+        Records keep submission order. One that cannot be written (the log failed or is
+        closed) is reported to `on_lost`.
+        """
+        at = self._clock()
+        with self._queue_lock:
+            accepted = self._accepting
+            if accepted:
+                self._queue.append((event, at))
+                start = not self._draining
+                self._draining = True
+        if not accepted:
+            self._lost(AuditLogError("the audit log is closed"))
+        elif start:
+            self._executor.submit(self._drain)
+
+    def barrier(self) -> Future[None]:
+        """A future done once every event submitted before this call was appended (or lost)."""
+        try:
+            return self._executor.submit(_nothing)
+        except RuntimeError:  # shut down: everything queued has been drained
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+
+    def _drain(self) -> None:
+        while True:
+            with self._queue_lock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._draining = False
+                    return
+            last = 0
+            for event, at in batch:
+                try:
+                    last = self._stage(event, at).seq
+                except AuditLogError as error:
+                    self._lost(error)
+            if last:
+                try:
+                    self._flush_through(last)
+                except AuditLogError as error:
+                    self._lost(error)
+
+    def _lost(self, error: BaseException) -> None:
+        if self._on_lost is not None:
+            self._on_lost(error)
+
     def close(self) -> None:
         """Writes what is pending, syncs, and releases the file."""
+        with self._queue_lock:
+            self._accepting = False
+        with contextlib.suppress(RuntimeError):  # already shut down by an earlier close
+            self._executor.submit(_nothing).result()  # what was submitted is appended first
         with self._state_lock:
             if self._closed:
                 return
@@ -253,8 +319,8 @@ class AuditLog:
     ) -> None:
         await self.aclose()
 
-    def _stage(self, event: AuditEvent) -> AuditRecord:
-        """Numbers and chains the record and queues its line; cheap, under the state lock."""
+    def _stage(self, event: AuditEvent, at: datetime | None = None) -> AuditRecord:
+        """Numbers and chains the record (of time `at`, default now) and queues its line."""
         redact = self._redact
         fields: dict[str, Any] = {
             "actor": redact(event.actor),
@@ -277,7 +343,7 @@ class AuditLog:
             body = {
                 **fields,
                 "seq": self._seq + 1,
-                "time": self._clock().astimezone(UTC).isoformat(timespec="microseconds"),
+                "time": (at or self._clock()).astimezone(UTC).isoformat(timespec="microseconds"),
                 "prev": self._hash,
             }
             body["hash"] = record_hash(body)
@@ -330,6 +396,10 @@ class AuditLog:
                 self._failed = error
                 raise AuditLogError(f"cannot write {self.path}: {error}") from error
             self._written = head
+
+
+def _nothing() -> None:
+    pass
 
 
 def _write_all(fd: int, data: bytes) -> None:

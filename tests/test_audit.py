@@ -146,6 +146,45 @@ async def test_a_cancelled_append_is_still_written(tmp_path: Path) -> None:
     assert verify_audit_log(path).ok
 
 
+def test_submitted_events_are_written_in_submission_order(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    lost: list[BaseException] = []
+    with AuditLog(path, KEY, on_lost=lost.append) as log:
+        for n in range(1, 301):
+            log.submit(event(n))
+        log.barrier().result(timeout=30)
+        assert log.head.seq == 300  # the barrier waited for every earlier submission
+        log.submit(event(301))  # still queued at close: close writes it
+    assert [r["application_id"] for r in records(path)] == [f"app-{n}" for n in range(1, 302)]
+    assert verify_audit_log(path).ok
+    assert lost == []
+
+
+def test_a_record_submitted_after_close_is_reported_lost(tmp_path: Path) -> None:
+    lost: list[BaseException] = []
+    log = AuditLog(tmp_path / "audit.jsonl", KEY, on_lost=lost.append)
+    log.close()
+    log.submit(event(1))  # never raises into the caller
+    assert [str(e) for e in lost] == ["the audit log is closed"]
+    assert log.barrier().result(timeout=5) is None
+
+
+def test_submitted_records_that_cannot_be_written_are_reported_lost() -> None:
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("needs /dev/full")
+    lost: list[BaseException] = []
+    log = AuditLog(full, KEY, on_lost=lost.append)
+    log.submit(event(1))
+    log.barrier().result(timeout=5)
+    log.submit(event(2))
+    log.barrier().result(timeout=5)
+    log.close()
+    assert len(lost) == 2
+    assert "cannot write" in str(lost[0])
+    assert "failed earlier" in str(lost[1])
+
+
 def test_reopening_continues_the_chain(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     write_log(path, 5)

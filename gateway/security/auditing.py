@@ -1,9 +1,9 @@
 """The gateway's use of the audit log: what is recorded, from where, without blocking a call.
 
 Recorded: every catalog publication, implementation-list publication, submission, delivery,
-status change and denial. Appends are started in call order (a record's place in the chain
-is fixed when its task first runs, and tasks start in creation order) and awaited at
-shutdown, so a call never waits for the audit file and no record is lost on a clean stop.
+status change and denial. A call only queues its event (`AuditLog.submit`); the log's thread
+hashes, chains and writes queued events in call order and in batches, and closing writes what
+is queued, so a call never waits for the audit file and no record is lost on a clean stop.
 Personal data goes only into `AuditEvent.personal`, which the log writes as keyed digests.
 """
 
@@ -39,42 +39,30 @@ def load_or_create_key(path: Path) -> bytes:
 
 
 class Auditor:
-    """Appends audit events in the background of the calls that cause them."""
+    """Hands audit events to the log's own thread, in the order the calls cause them."""
 
     def __init__(self, audit_log: AuditLog | None) -> None:
         self.log = audit_log
-        self._tasks: set[asyncio.Task[object]] = set()
 
     @classmethod
     def open(cls, path: Path, key_file: Path, fsync: FsyncPolicy) -> Auditor:
         """Opens (or continues) the log at `path`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         key = load_or_create_key(key_file)
-        return cls(AuditLog(path, key, fsync=fsync))
+        return cls(AuditLog(path, key, fsync=fsync, on_lost=_report_lost))
 
     def record(self, event: AuditEvent) -> None:
         """Queues `event` for appending; never raises into the call that caused it."""
-        if self.log is None:
-            return
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
-            self.log.append_async(event)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[object]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("AUDIT RECORD LOST: %s", task.exception())
+        if self.log is not None:
+            self.log.submit(event)
 
     async def flush(self) -> None:
-        """Waits until every queued record is written."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Waits until every record queued so far is written."""
+        if self.log is not None:
+            await asyncio.wrap_future(self.log.barrier())
 
     async def aclose(self) -> None:
         """Writes what is queued and closes the log."""
-        await self.flush()
         if self.log is not None:
             await self.log.aclose()
 
@@ -135,6 +123,10 @@ class Auditor:
     def denial(self, actor: str, method: str, reason: str) -> None:
         """A call was refused by the authorization policy or the deny list."""
         self.record(AuditEvent(actor=actor, action=short_method(method), outcome=reason))
+
+
+def _report_lost(error: BaseException) -> None:
+    log.error("AUDIT RECORD LOST: %s", error)
 
 
 def short_method(method: str) -> str:
