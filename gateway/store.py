@@ -450,6 +450,39 @@ class Store:
 
         return await self.write(run)
 
+    async def replace_if_unchanged(
+        self,
+        application_id: str,
+        *,
+        expected_body: bytes,
+        lease_owner: str,
+        state: int,
+        update_time: float,
+        body: bytes,
+        next_attempt_time: float | None,
+    ) -> bool:
+        """Replaces an application leased to `lease_owner` whose body is still `expected_body`,
+        releasing the lease; False (nothing changed) when the row is not in that state."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE applications SET state = ?, update_time = ?, body = ?, "
+                "next_attempt_time = ?, lease_owner = '', lease_until = 0 "
+                "WHERE application_id = ? AND lease_owner = ? AND body = ?",
+                (
+                    state,
+                    update_time,
+                    body,
+                    next_attempt_time,
+                    application_id,
+                    lease_owner,
+                    expected_body,
+                ),
+            )
+            return cur.rowcount == 1
+
+        return await self.write(run)
+
     async def get_application(self, application_id: str) -> ApplicationRow | None:
         """One application by id."""
         found = await self.read(

@@ -288,6 +288,7 @@ class Dispatcher:
             outcome,
             lease_owner=self.worker_id,
             retry_in=self.backoff(app.delivery_attempts + outcome.attempts),
+            known=app,
         )
 
     async def _last_look(self, app: application_pb2.Application) -> DeliveryOutcome:

@@ -97,7 +97,9 @@ class ApplicationRecords:
             body=app.SerializeToString(),
         )
         stored, created = await self.store.claim_request(row)
-        return _decode(stored), stored.request_digest, created
+        if created:
+            return app, request_digest, True
+        return _decode(stored), stored.request_digest, False
 
     async def get(self, application_id: str) -> application_pb2.Application:
         """One application; APPLICATION_NOT_FOUND if there is none."""
@@ -166,33 +168,35 @@ class ApplicationRecords:
         *,
         lease_owner: str,
         retry_in: float | None,
+        known: application_pb2.Application | None = None,
     ) -> application_pb2.Application:
-        """Records what a delivery call achieved and releases its lease."""
+        """Records what a delivery call achieved and releases its lease.
+
+        `known` is the application as this worker last saw it stored (it is consumed: changed
+        in place). If the row is still exactly that, body and lease, the change is one
+        conditional UPDATE; otherwise (a province reported meanwhile, the lease moved) it is
+        a read-modify-write of the stored row.
+        """
         now = self.clock()
+        if known is not None:
+            expected = known.SerializeToString()
+            next_time = _finish(known, outcome, now, retry_in)
+            if await self.store.replace_if_unchanged(
+                application_id,
+                expected_body=expected,
+                lease_owner=lease_owner,
+                state=known.state,
+                update_time=now,
+                body=known.SerializeToString(),
+                next_attempt_time=next_time,
+            ):
+                self.hub.publish(known)
+                return known
         result: list[application_pb2.Application] = []
 
         def change(row: ApplicationRow) -> ApplicationRow | None:
             app = _decode(row)
-            app.delivery_attempts += outcome.attempts
-            next_time: float | None = None
-            if outcome.state == application_pb2.APPLICATION_STATE_DELIVERED:
-                if not app.receipt_id:
-                    app.receipt_id = outcome.receipt_id
-                if app.state in lifecycle.AWAITING_DELIVERY:
-                    add_event(app, outcome.state, "", GATEWAY, now)
-            elif app.state not in lifecycle.AWAITING_DELIVERY:
-                pass  # the province confirmed it meanwhile; nothing left to do
-            elif outcome.state == application_pb2.APPLICATION_STATE_FAILED:
-                add_event(app, outcome.state, outcome.reason, GATEWAY, now)
-            else:
-                if app.state != application_pb2.APPLICATION_STATE_QUEUED:
-                    add_event(
-                        app, application_pb2.APPLICATION_STATE_QUEUED, outcome.reason, GATEWAY, now
-                    )
-                else:
-                    app.state_reason = outcome.reason
-                    app.update_time.CopyFrom(timestamp(now))
-                next_time = now + (retry_in if retry_in is not None else 0.0)
+            next_time = _finish(app, outcome, now, retry_in)
             result.append(app)
             keep_lease = row.lease_owner != lease_owner
             return _replace(
@@ -261,6 +265,30 @@ class ApplicationRecords:
             return await self.get(application_id)
         self.hub.publish(result[0])
         return result[0]
+
+
+def _finish(
+    app: application_pb2.Application, outcome: DeliveryOutcome, now: float, retry_in: float | None
+) -> float | None:
+    """Applies a delivery outcome to `app`; returns its next due time (None: not due)."""
+    app.delivery_attempts += outcome.attempts
+    if outcome.state == application_pb2.APPLICATION_STATE_DELIVERED:
+        if not app.receipt_id:
+            app.receipt_id = outcome.receipt_id
+        if app.state in lifecycle.AWAITING_DELIVERY:
+            add_event(app, outcome.state, "", GATEWAY, now)
+        return None
+    if app.state not in lifecycle.AWAITING_DELIVERY:
+        return None  # the province confirmed it meanwhile; nothing left to do
+    if outcome.state == application_pb2.APPLICATION_STATE_FAILED:
+        add_event(app, outcome.state, outcome.reason, GATEWAY, now)
+        return None
+    if app.state != application_pb2.APPLICATION_STATE_QUEUED:
+        add_event(app, application_pb2.APPLICATION_STATE_QUEUED, outcome.reason, GATEWAY, now)
+    else:
+        app.state_reason = outcome.reason
+        app.update_time.CopyFrom(timestamp(now))
+    return now + (retry_in if retry_in is not None else 0.0)
 
 
 def _replace(row: ApplicationRow, **changes: object) -> ApplicationRow:

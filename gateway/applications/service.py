@@ -225,6 +225,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 outcome,
                 lease_owner=self.worker_id,
                 retry_in=self.dispatcher.backoff(outcome.attempts),
+                known=stored,
             )
         except BaseException:
             # The caller went away, the server is stopping or the store failed: the application

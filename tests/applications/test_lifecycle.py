@@ -10,6 +10,7 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -174,21 +175,21 @@ async def test_a_late_delivery_result_never_moves_a_decided_application_back(
 def failing_once(world: World, method: str) -> list[str]:
     """Makes the store's next `method` write fail as SQLite fails (disk I/O error)."""
     store = world.gateway.store
-    real = store.update_with
     failed: list[str] = []
 
     def boom(conn_or_row: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    if method == "update_with":
+    if method == "replace_if_unchanged":  # the write recording the inline delivery's outcome
+        real = store.replace_if_unchanged
 
-        async def update_with(application_id: str, fn: object) -> ApplicationRow | None:
+        async def replace_if_unchanged(application_id: str, **changes: Any) -> bool:
             if not failed:
                 failed.append(application_id)
-                return await real(application_id, boom)
-            return await real(application_id, fn)
+                await store.write(boom)
+            return await real(application_id, **changes)
 
-        store.update_with = update_with  # type: ignore[method-assign]
+        store.replace_if_unchanged = replace_if_unchanged  # type: ignore[method-assign]
     else:
         real_claim = store.claim_request
 
@@ -202,7 +203,7 @@ def failing_once(world: World, method: str) -> list[str]:
     return failed
 
 
-@pytest.mark.parametrize("method", ["claim_request", "update_with"])
+@pytest.mark.parametrize("method", ["claim_request", "replace_if_unchanged"])
 async def test_store_failure_mid_submission_is_unavailable_and_a_retry_delivers_once(
     world: World, method: str
 ) -> None:
@@ -223,7 +224,7 @@ async def test_store_failure_mid_submission_is_unavailable_and_a_retry_delivers_
     )
     counters = await world.stubs[TARGET].counters()
     assert counters.cases_created == 1
-    if method == "update_with":
+    if method == "replace_if_unchanged":
         # The first delivery went through before its result could be stored: the retry finds
         # the stored application, and the dispatcher's redelivery is a suppressed duplicate.
         assert retried.replayed

@@ -20,7 +20,8 @@ async def test_flush_waits_for_every_recorded_event(tmp_path: Path) -> None:
     for n in range(50):
         auditor.record(_event(n))
     await auditor.flush()
-    assert auditor.log is not None and auditor.log.head.seq == 50
+    assert auditor.log is not None
+    assert auditor.log.head.seq == 50
     await auditor.aclose()
     assert verify_audit_log(tmp_path / "audit.jsonl").records_checked == 50
 
