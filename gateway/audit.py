@@ -137,9 +137,26 @@ class AuditHead:
     hash: str
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Mapping[str, Any]) -> bytes:
     """Sorted keys, no spaces, UTF-8: the bytes that are hashed."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(value).encode()
+
+
+_AFTER_HASH = b',"outcome":'
+"""The key that sorts right after `hash` in a record (`catalog_version` sorts before it)."""
+
+
+def _with_hash(unhashed: bytes, digest: str) -> bytes:
+    """The record's line: its canonical JSON without `hash`, with `hash` put in key order.
+
+    The top-level keys before `outcome` hold only strings, and a string's quotes are escaped
+    in JSON, so the first `,"outcome":` is the key itself.
+    """
+    at = unhashed.index(_AFTER_HASH)
+    return b"".join((unhashed[:at], b',"hash":"', digest.encode(), b'"', unhashed[at:], b"\n"))
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
@@ -205,7 +222,7 @@ class AuditLog:
 
     def digest_personal(self, value: str) -> str:
         """The keyed digest (HMAC-SHA256, hex) that stands for a personal value."""
-        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, value.encode(), "sha256").hex()
 
     def append(self, event: AuditEvent) -> AuditRecord:
         """Appends a record and waits for it to be written. Blocks: not on the event loop."""
@@ -321,7 +338,18 @@ class AuditLog:
 
     def _stage(self, event: AuditEvent, at: datetime | None = None) -> AuditRecord:
         """Numbers and chains the record (of time `at`, default now) and queues its line."""
-        redact = self._redact
+        texts = (
+            event.actor,
+            event.action,
+            event.outcome,
+            event.application_id,
+            event.request_id,
+            *event.region_codes,
+            event.catalog_version,
+            *event.personal,
+        )
+        # One scan of every field for a possible ID number; usually there is none.
+        redact = self._redact if _CITIZEN_ID.search("\n".join(texts)) else _unchanged
         fields: dict[str, Any] = {
             "actor": redact(event.actor),
             "action": redact(event.action),
@@ -346,8 +374,9 @@ class AuditLog:
                 "time": (at or self._clock()).astimezone(UTC).isoformat(timespec="microseconds"),
                 "prev": self._hash,
             }
-            body["hash"] = record_hash(body)
-            self._pending.append(canonical_json(body) + b"\n")
+            unhashed = canonical_json(body)
+            body["hash"] = hashlib.sha256(unhashed).hexdigest()
+            self._pending.append(_with_hash(unhashed, body["hash"]))
             self._seq, self._hash = body["seq"], body["hash"]
         return AuditRecord(
             seq=body["seq"],
@@ -396,6 +425,10 @@ class AuditLog:
                 self._failed = error
                 raise AuditLogError(f"cannot write {self.path}: {error}") from error
             self._written = head
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 def _nothing() -> None:
