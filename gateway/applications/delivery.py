@@ -54,13 +54,26 @@ class DeliveryOutcome:
 def province_view(app: application_pb2.Application) -> application_pb2.Application:
     """The application as the province receives it: no gateway-side history or state."""
     view = application_pb2.Application()
+    _copy_for_province(app, view)
+    return view
+
+
+def delivery_request(
+    app: application_pb2.Application, attempt: int
+) -> region_pb2.DeliverApplicationRequest:
+    """Attempt number `attempt` of delivering `app` (its province view, copied once)."""
+    request = region_pb2.DeliverApplicationRequest(attempt=attempt)
+    _copy_for_province(app, request.application)
+    return request
+
+
+def _copy_for_province(app: application_pb2.Application, view: application_pb2.Application) -> None:
     view.CopyFrom(app)
     view.ClearField("events")
     view.ClearField("state")
     view.ClearField("state_reason")
     view.ClearField("receipt_id")
     view.ClearField("delivery_attempts")
-    return view
 
 
 class Deliverer:
@@ -128,15 +141,13 @@ class Deliverer:
     ) -> DeliveryOutcome:
         """Delivers `app` to its target province before `deadline` (on `clock`)."""
         region = app.target_region
-        view = province_view(app)
         first = app.delivery_attempts
         made = 0
 
         async def attempt(seconds: float, number: int) -> region_pb2.DeliverApplicationResponse:
             nonlocal made
             made = number
-            request = region_pb2.DeliverApplicationRequest(application=view, attempt=first + number)
-            return await self.client.deliver(region, request, seconds)
+            return await self.client.deliver(region, delivery_request(app, first + number), seconds)
 
         try:
             response = await call_with_retries(

@@ -25,7 +25,7 @@ import grpc
 
 from gateway.api.v1 import application_pb2, application_pb2_grpc, catalog_pb2
 from gateway.applications import lifecycle
-from gateway.applications.canonical import request_digest
+from gateway.applications.canonical import request_digest, same_request
 from gateway.applications.delivery import Deliverer, Dispatcher
 from gateway.applications.records import GATEWAY, ApplicationRecords, add_event
 from gateway.applications.validation import validate_submission
@@ -182,7 +182,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                         "a submission with this request_id is still in progress",
                         retry_delay=1.0,
                     )
-                return self._replay(*existing, digest)
+                return self._replay(*existing, digest, request)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = done
         try:
@@ -208,7 +208,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
             existing = await self.records.find_by_request(request.origin_region, request.request_id)
             if existing is None:
                 raise
-            return self._replay(*existing, digest)
+            return self._replay(*existing, digest, request)
         stored, stored_digest, created = await self.records.create(
             app,
             digest,
@@ -216,7 +216,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
             lease_seconds=max(1.0, deadline - started) + 5.0,
         )
         if not created:  # an earlier call (here or in another worker) took the request_id
-            return self._replay(stored, stored_digest, digest)
+            return self._replay(stored, stored_digest, digest, request)
         self.auditor.submission(stored)
         try:
             outcome = await self.deliverer.deliver(stored, deadline=deadline)
@@ -237,9 +237,13 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         return application_pb2.SubmitApplicationResponse(application=final)
 
     def _replay(
-        self, app: application_pb2.Application, stored_digest: str, digest: str
+        self,
+        app: application_pb2.Application,
+        stored_digest: str,
+        digest: str,
+        request: application_pb2.SubmitApplicationRequest,
     ) -> application_pb2.SubmitApplicationResponse:
-        if stored_digest != digest:
+        if not same_request(stored_digest, digest, request):
             raise RequestIdReused(
                 "this request_id was used for a different application",
                 metadata={"application": app.name},
