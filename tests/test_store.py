@@ -107,6 +107,40 @@ async def _queue_behind_a_gate(
     return list(await asyncio.gather(*queued, return_exceptions=True))
 
 
+async def test_a_lone_write_is_committed_without_the_commit_delay(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "tongban.db", commit_delay=3600)
+    try:
+        # Were it delayed, this would wait an hour: the test's timeout fails it.
+        await asyncio.wait_for(store.claim_request(application(1)), timeout=60)
+    finally:
+        await store.close()
+
+
+async def test_a_batch_of_several_writes_waits_for_more(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "tongban.db", commit_delay=2.0)
+    try:
+        gate = threading.Event()
+        entered = threading.Event()
+
+        def hold(conn: sqlite3.Connection) -> None:
+            entered.set()
+            assert gate.wait(10)
+
+        holder = asyncio.ensure_future(store.write(hold))
+        assert await asyncio.to_thread(entered.wait, 10)
+        first = [asyncio.ensure_future(store.claim_request(application(i))) for i in (1, 2)]
+        await asyncio.sleep(0)  # both queued behind the held transaction
+        before = store.transactions
+        gate.set()
+        await holder  # the next batch holds two writes, so the writer waits for more ...
+        late = [asyncio.ensure_future(store.claim_request(application(i))) for i in (3, 4)]
+        await asyncio.gather(*first, *late)  # ... and these arrive meanwhile
+        assert store.transactions - before == 2  # the held one, then one for all four
+        assert store.writes == 5
+    finally:
+        await store.close()
+
+
 async def test_a_failing_write_fails_only_its_own_caller(store: Store) -> None:
     def insert(i: int, fail: str) -> Callable[[sqlite3.Connection], object]:
         def run(conn: sqlite3.Connection) -> int:
