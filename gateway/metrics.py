@@ -277,6 +277,17 @@ class Metrics:
             "Submissions answered from the store because their request_id was seen before.",
             registry=r,
         )
+        self.store_transactions = Counter(
+            "tongban_store_transactions_total",
+            "Write transactions the store committed (one fsync each).",
+            registry=r,
+        )
+        self.store_writes = Counter(
+            "tongban_store_writes_total",
+            "Writes the store committed; writes ÷ transactions is the group-commit batch size.",
+            registry=r,
+        )
+        self._store_seen = (0, 0)
         # -- catalog ----------------------------------------------------------------------
         self.catalog_loaded = Gauge(
             "tongban_catalog_loaded", "1 when a catalog version is in force.", registry=r
@@ -386,6 +397,13 @@ class Metrics:
         children.transitions[new].inc()
 
     # -- catalog and licences ---------------------------------------------------------------
+
+    def observe_store(self, transactions: int, writes: int) -> None:
+        """Advances the store counters to the store's own running totals."""
+        seen_transactions, seen_writes = self._store_seen
+        self.store_transactions.inc(max(0, transactions - seen_transactions))
+        self.store_writes.inc(max(0, writes - seen_writes))
+        self._store_seen = (transactions, writes)
 
     def set_catalog(self, version: str | None, activated_at: float | None) -> None:
         """The catalog version in force (None: none is)."""

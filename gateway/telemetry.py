@@ -395,6 +395,7 @@ async def refresh_once(
 ) -> None:
     """Reads the queue, the catalog and the breakers into gauges and health statuses."""
     now = time.time()
+    metrics.observe_store(store.transactions, store.writes)
     try:
         depth, oldest = await store.queue_stats(now)
     except TongbanError:

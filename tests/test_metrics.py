@@ -171,6 +171,9 @@ async def test_southbound_retries_breaker_and_queue(tmp_path: Path) -> None:
             lambda: value(world, "tongban_queue_depth") >= 1, "the queue gauge to see the queue"
         )
         assert value(world, "tongban_queue_oldest_age_seconds") >= 0
+        # Every submission and delivery result was committed: group commit is visible.
+        writes = value(world, "tongban_store_writes_total")
+        assert writes >= value(world, "tongban_store_transactions_total") >= 1
         async with grpc.aio.insecure_channel(world.gateway.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
 
