@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from google.protobuf import timestamp_pb2
 
@@ -24,13 +24,19 @@ UNITS = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(value: datetime | float) -> timestamp_pb2.Timestamp:
     """A protobuf Timestamp from an aware datetime or Unix seconds."""
-    ts = timestamp_pb2.Timestamp()
     if isinstance(value, datetime):
-        ts.FromDatetime(value)
-    else:
-        ts.FromNanoseconds(int(value * 1e9))
+        # Exact to the microsecond, as `FromDatetime`, without its pure-Python conversions.
+        since = value - _EPOCH
+        return timestamp_pb2.Timestamp(
+            seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000
+        )
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(value * 1e9))
     return ts
 
 
