@@ -61,6 +61,7 @@ from gateway.serving import (
     announce,
     drain,
     set_serving,
+    settle_heap,
     stop_event_on_signals,
 )
 from gateway.store import Store
@@ -340,6 +341,7 @@ async def serve(config: GatewayConfig) -> None:
     """Runs the gateway until SIGINT or SIGTERM."""
     stop = stop_event_on_signals()
     async with running_gateway(config) as gateway:
+        settle_heap()
         announce(
             "listening", service="gateway", address=gateway.address, regions=dict(config.regions)
         )

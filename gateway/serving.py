@@ -9,6 +9,7 @@ tests read it) → serve until told to stop → health NOT_SERVING → wait a pr
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import sys
@@ -53,6 +54,17 @@ async def set_serving(
     )
     for name in (OVERALL, *names):
         await servicer.set(name, status)
+
+
+def settle_heap() -> None:
+    """Moves everything alive after start-up out of the cyclic collector's sight.
+
+    Modules, descriptors, the catalog and the connections live as long as the process; a full
+    collection walking them took ~15 ms here, a stall every call in flight would feel. Frozen,
+    later full collections walk only what serving allocated since. Call once, when started.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def announce(event: str, **fields: Any) -> None:
