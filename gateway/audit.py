@@ -279,12 +279,12 @@ class AuditLog:
             for event, at in batch:
                 try:
                     last = self._stage(event, at).seq
-                except AuditLogError as error:
+                except Exception as error:  # reported; the drain must go on
                     self._lost(error)
             if last:
                 try:
                     self._flush_through(last)
-                except AuditLogError as error:
+                except Exception as error:  # reported; the drain must go on
                     self._lost(error)
 
     def _lost(self, error: BaseException) -> None:

@@ -185,6 +185,18 @@ def test_submitted_records_that_cannot_be_written_are_reported_lost() -> None:
     assert "failed earlier" in str(lost[1])
 
 
+def test_an_event_that_cannot_be_staged_does_not_stop_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    lost: list[BaseException] = []
+    with AuditLog(path, KEY, on_lost=lost.append) as log:
+        log.submit(event(1))
+        log.submit(AuditEvent(actor="a", action="b", outcome="c", personal={"id": None}))  # type: ignore[dict-item]
+        log.submit(event(3))
+    assert [r["application_id"] for r in records(path)] == ["app-1", "app-3"]
+    assert len(lost) == 1
+    assert verify_audit_log(path).ok
+
+
 def test_reopening_continues_the_chain(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     write_log(path, 5)
