@@ -179,6 +179,10 @@ class RegionIndex:
         """Row `row`'s agency name."""
         return self._agencies[self._agency[row]][0]
 
+    def row_names(self, row: int) -> tuple[str, str, str]:
+        """Row `row`'s local code, local name and agency name (what a response shows)."""
+        return self._local[row], self._names[self._name[row]], self._agencies[self._agency[row]][0]
+
     def row_of(self, local_code: str) -> int | None:
         """The first row with this local code."""
         return self._first.get(local_code)
@@ -547,28 +551,50 @@ def resolve(
     national_field: str = "national_code",
 ) -> Resolution:
     """Resolves a province's local code to the national matter it implements."""
-    record = snapshot.current(now) if not version else None
-    if record is None:
-        record = snapshot.version(version, now)
-    index = require_region(snapshot, region_code, "region_code")
-    row = index.row_of(local_code) if index else None
+    # The steps of `translate`'s source half, inlined the same way: every RPC resolves.
+    effective = snapshot._effective
+    record: VersionRecord | None
+    if not version and effective and effective[-1] <= now:
+        record = snapshot.versions[-1]
+    else:
+        record = snapshot.current(now) if not version else None
+        if record is None:
+            record = snapshot.version(version, now)
+    provinces, regions = snapshot.provinces, snapshot.regions or _NO_REGIONS
+    if region_code not in provinces:
+        raise _region_not_found(region_code, "region_code")
+    index = regions.get(region_code)
+    row = index._first.get(local_code) if index else None
     if index is None or row is None:
         raise _local_code_not_found(region_code, local_code)
-    day = now.date()
-    if index.retired(row, day):
+    ordinal = now.toordinal()
+    if ordinal > index._cancel[row]:
         raise _retired(index, row, region_code, local_code)
-    nationals = index.national_codes_of(row)
-    chosen = _choose(nationals, local_code, national_code, national_field)
-    matter = record.document.matters.get(chosen)
+    nationals = index._sets[index._set[row]]
+    if len(nationals) == 1 and (not national_code or national_code == nationals[0]):
+        chosen = nationals[0]
+    else:
+        chosen = _choose(nationals, local_code, national_code, national_field)
+    document = record.document
+    matter = document.matters.get(chosen)
     if matter is None:
         raise _matter_not_found(chosen, record)
     if len(nationals) > 1:
         shape = Shape.ONE_TO_MANY
-    elif index.live_count(chosen, day) > 1:
-        shape = Shape.MANY_TO_ONE
     else:
-        shape = Shape.ONE_TO_ONE
-    return Resolution(region_code, matter, shape, record.document.version, index, row)
+        k = index._nat_id[chosen]
+        many = index._span[k + 1] - index._span[k]
+        if many > 1 and ordinal > index._earliest[k]:  # some row retired: count the live ones
+            cancel = index._cancel
+            many = sum(
+                1 for r in index._rows[index._span[k] : index._span[k + 1]] if ordinal <= cancel[r]
+            )
+        shape = Shape.MANY_TO_ONE if many > 1 else Shape.ONE_TO_ONE
+    # tuple.__new__ skips the named tuple's Python-level __new__ (a tenth of a resolution)
+    return tuple.__new__(Resolution, (region_code, matter, shape, document.version, index, row))
+
+
+_NO_REGIONS: dict[str, RegionIndex] = {}
 
 
 def targets(
@@ -588,9 +614,6 @@ Translation = tuple[Matter, str, str]
 to, the catalog version it was resolved in, and the target province's preferred live local code
 for it (`targets(...)[0].local_code`). A plain tuple: a named one costs a Python-level `__new__`
 call, a fifth of a translation."""
-
-
-_NO_REGIONS: dict[str, RegionIndex] = {}
 
 
 def translate(
