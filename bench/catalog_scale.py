@@ -8,9 +8,11 @@ N:1, 1:N, retired, duplicate and dirty rows), then measures, in one run:
 - restart: a new registry loading everything back from the store (reader stall likewise);
 - resident memory per mapping, in a fresh process that loads the store (RSS delta / mappings),
   and the bytes the loaded indexes retain (their objects walked once each with `sys.getsizeof`);
-- in-process resolve and translate latency (per call, `time.perf_counter_ns`, random sample);
-- `ResolveLocalCode` RPC throughput against a no-op RPC on the same grpc.aio server, driven by a
-  concurrent client in another process, plus the server's CPU time per call.
+- in-process resolve and translate latency (per call, `time.perf_counter_ns`, random sample),
+  next to the timer's own cost and the collector runs during each loop;
+- `ResolveLocalCode` RPC throughput against no-op RPCs on the same grpc.aio server (one returning
+  the same bytes as a real answer, one an empty response), driven by a concurrent client in
+  another process in alternating rounds, plus the server's and client's CPU time per call.
 
 Figures are printed with the machine description; `--json PATH` also writes them as JSON.
 Nothing here is asserted: the machine is shared and timings are noisy (see bench/CATALOG.md).
@@ -30,12 +32,13 @@ import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import types
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -54,8 +57,13 @@ from gateway.store import Store
 
 ROOT = str(Path(__file__).resolve().parents[1])
 STANDARDS = Path(ROOT) / "standards"
-NOOP_METHOD = "/tongban.bench.v1.Noop/Resolve"
-"""A no-op RPC with ResolveLocalCode's request and response types, served next to it."""
+NOOP_METHODS = {
+    "noop": "/tongban.bench.v1.Noop/Resolve",
+    "empty": "/tongban.bench.v1.Noop/Empty",
+}
+"""No-op RPCs with ResolveLocalCode's request and response types, served next to it: `noop`
+returns a prebuilt resolve response (the same bytes on the wire as a real answer), `empty` an
+empty one (what the first version of this benchmark compared against)."""
 
 TARGETS = {
     "translate_p99_us": 5.0,
@@ -505,9 +513,26 @@ async def restart(
     )
 
 
+def _summary(values: list[int]) -> dict[str, float]:
+    values.sort()
+    return {
+        "per_second": len(values) / (sum(values) / 1e9),
+        "p50_us": percentile(values, 0.50) / 1e3,
+        "p90_us": percentile(values, 0.90) / 1e3,
+        "p99_us": percentile(values, 0.99) / 1e3,
+        "max_us": values[-1] / 1e3,
+    }
+
+
 def in_process(
     registry: CatalogRegistry, synthetic: Synthetic, samples: int, seed: int
 ) -> dict[str, Any]:
+    """Per-call latency of resolve and translate, each call timed on its own.
+
+    Each loop times every call with two `perf_counter_ns` readings; "timer" is the same loop
+    around nothing, so its percentiles are what the method itself adds. The collector stays on
+    (a gateway runs with it), and the collections that ran during each loop are counted.
+    """
     rng = random.Random(seed)
     snapshot = registry.snapshot
     now = datetime.now(UTC)
@@ -519,71 +544,114 @@ def in_process(
         while to == region or national not in synthetic.implements[to]:
             to = rng.choice(provinces)
         pairs.append((region, local, national, to))
-    resolve_ns: list[int] = []
-    translate_ns: list[int] = []
     clock = time.perf_counter_ns
-    resolve = index.resolve
-    targets = index.targets
-    for region, local, national, _ in pairs:
-        t = clock()
-        resolve(snapshot, region, local, now=now, national_code=national)
-        resolve_ns.append(clock() - t)
-    for region, local, national, to in pairs:
-        t = clock()
-        source = resolve(snapshot, region, local, now=now, national_code=national)
-        targets(snapshot, source, to, now=now)[0].local_code  # noqa: B018 - as a submission does
-        translate_ns.append(clock() - t)
-    out: dict[str, Any] = {"samples": samples}
-    for name, values in (("resolve", resolve_ns), ("translate", translate_ns)):
-        values.sort()
-        out[name] = {
-            "per_second": len(values) / (sum(values) / 1e9),
-            "p50_us": percentile(values, 0.50) / 1e3,
-            "p90_us": percentile(values, 0.90) / 1e3,
-            "p99_us": percentile(values, 0.99) / 1e3,
-            "max_us": values[-1] / 1e3,
-        }
+    resolve, targets, translate = index.resolve, index.targets, index.translate
+    collections = [0, 0, 0]
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections[info["generation"]] += 1
+
+    out: dict[str, Any] = {"samples": samples, "gc_collections": {}}
+    gc.callbacks.append(count)
+    try:
+        for name in ("timer", "resolve", "resolve+targets", "translate"):
+            ns = [0] * len(pairs)  # preallocated: no list growth inside the timed loop
+            collections[:] = [0, 0, 0]
+            if name == "timer":
+                for i in range(len(pairs)):
+                    t = clock()
+                    ns[i] = clock() - t
+            elif name == "resolve":
+                for i, (region, local, national, _) in enumerate(pairs):
+                    t = clock()
+                    resolve(snapshot, region, local, now=now, national_code=national)
+                    ns[i] = clock() - t
+            elif name == "resolve+targets":
+                for i, (region, local, national, to) in enumerate(pairs):
+                    t = clock()
+                    source = resolve(snapshot, region, local, now=now, national_code=national)
+                    targets(snapshot, source, to, now=now)[0].local_code  # noqa: B018
+                    ns[i] = clock() - t
+            else:
+                for i, (region, local, national, to) in enumerate(pairs):
+                    t = clock()
+                    translate(snapshot, region, local, to, now=now, national_code=national)
+                    ns[i] = clock() - t
+            out[name] = _summary(ns)
+            out["gc_collections"][name] = list(collections)
+    finally:
+        gc.callbacks.remove(count)
     return out
 
 
-async def _noop(
-    request: catalog_pb2.ResolveLocalCodeRequest, context: grpc.aio.ServicerContext
-) -> catalog_pb2.ResolveLocalCodeResponse:
-    return catalog_pb2.ResolveLocalCodeResponse()
+def _noop_handler(
+    response: catalog_pb2.ResolveLocalCodeResponse,
+) -> Callable[
+    [catalog_pb2.ResolveLocalCodeRequest, grpc.aio.ServicerContext],
+    Awaitable[catalog_pb2.ResolveLocalCodeResponse],
+]:
+    async def noop(
+        request: catalog_pb2.ResolveLocalCodeRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ResolveLocalCodeResponse:
+        return response
+
+    return noop
 
 
 async def rpc(
-    registry: CatalogRegistry, synthetic: Synthetic, seconds: float, concurrency: int, seed: int
+    registry: CatalogRegistry,
+    synthetic: Synthetic,
+    *,
+    seconds: float,
+    concurrency: int,
+    seed: int,
+    rounds: int,
 ) -> dict[str, Any]:
+    """`ResolveLocalCode` against the no-ops on one server, in alternating rounds.
+
+    A client process per round keeps `concurrency` calls in flight for `seconds`. The order of
+    the three kinds rotates from round to round, so load that comes and goes hits each alike;
+    the verdict is the median of the per-round ratios, which one disturbed round cannot move.
+    """
     server = grpc.aio.server(interceptors=[ErrorInterceptor()])
-    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
-        CatalogServicer(registry, {}, lambda: datetime.now(UTC)), server
-    )
-    service, method = NOOP_METHOD.strip("/").split("/")
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                service,
-                {
-                    method: grpc.unary_unary_rpc_method_handler(
-                        _noop,
-                        request_deserializer=catalog_pb2.ResolveLocalCodeRequest.FromString,
-                        response_serializer=catalog_pb2.ResolveLocalCodeResponse.SerializeToString,
-                    )
-                },
-            ),
-        )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    servicer = CatalogServicer(registry, {}, lambda: datetime.now(UTC))
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server)
     rng = random.Random(seed)
     sample = [synthetic.live[rng.randrange(len(synthetic.live))] for _ in range(2000)]
-    rounds: dict[str, list[dict[str, float]]] = {"noop": [], "resolve": []}
+    requests = [
+        catalog_pb2.ResolveLocalCodeRequest(region_code=r, local_code=c, national_code=n)
+        for r, c, n in sample
+    ]
+    prebuilt = await servicer.ResolveLocalCode(requests[0], None)
+    handlers = {"noop": _noop_handler(prebuilt), "empty": _noop_handler(prebuilt.__class__())}
+    for kind, path in NOOP_METHODS.items():
+        service, method = path.strip("/").split("/")
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    service,
+                    {
+                        method: grpc.unary_unary_rpc_method_handler(
+                            handlers[kind],
+                            request_deserializer=catalog_pb2.ResolveLocalCodeRequest.FromString,
+                            response_serializer=(
+                                catalog_pb2.ResolveLocalCodeResponse.SerializeToString
+                            ),
+                        )
+                    },
+                ),
+            )
+        )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    kinds = ["noop", "resolve", "empty"]
+    results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(sample, f)
     try:
-        for _ in range(3):  # alternating, so that load changes hit both alike
-            for kind in ("noop", "resolve"):
+        for n in range(rounds):
+            for kind in kinds[n % 3 :] + kinds[: n % 3]:
                 cpu0 = time.process_time()
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -605,18 +673,18 @@ async def rpc(
                 out, _ = await proc.communicate()
                 result = json.loads(out)
                 result["server_cpu_seconds"] = time.process_time() - cpu0
-                rounds[kind].append(result)
+                results[kind].append(result)
     finally:
         os.unlink(f.name)
         await server.stop(0)
-    summary: dict[str, Any] = {"seconds_per_round": seconds, "concurrency": concurrency}
+    summary: dict[str, Any] = {
+        "seconds_per_round": seconds,
+        "rounds": rounds,
+        "concurrency": concurrency,
+        "response_bytes": prebuilt.ByteSize(),
+    }
     # The handlers alone, in this process: what the lookup adds to a call, with little noise.
-    servicer = CatalogServicer(registry, {}, lambda: datetime.now(UTC))
-    requests = [
-        catalog_pb2.ResolveLocalCodeRequest(region_code=r, local_code=c, national_code=n)
-        for r, c, n in sample
-    ]
-    for name, handler in (("noop", _noop), ("resolve", servicer.ResolveLocalCode)):
+    for name, handler in (("noop", handlers["noop"]), ("resolve", servicer.ResolveLocalCode)):
         batches = []
         for _ in range(5):
             t0 = time.perf_counter_ns()
@@ -624,25 +692,34 @@ async def rpc(
                 await handler(request, None)
             batches.append((time.perf_counter_ns() - t0) / len(requests) / 1e3)
         summary[f"{name}_handler_us"] = min(batches)
-    for kind, results in rounds.items():
-        calls = sum(r["calls"] for r in results)
+    for kind, rs in results.items():
+        calls = sum(r["calls"] for r in rs)
         summary[kind] = {
-            "per_second": calls / sum(r["seconds"] for r in results),
-            "errors": sum(r["errors"] for r in results),
-            # the server process also serves nothing else; its setup is outside the rounds
-            "server_cpu_us_per_call": 1e6 * sum(r["server_cpu_seconds"] for r in results) / calls,
+            "per_second": calls / sum(r["seconds"] for r in rs),
+            "errors": sum(r["errors"] for r in rs),
+            # the server process serves nothing else; its setup is outside the rounds
+            "server_cpu_us_per_call": 1e6 * sum(r["server_cpu_seconds"] for r in rs) / calls,
+            "client_cpu_us_per_call": 1e6 * sum(r["client_cpu_seconds"] for r in rs) / calls,
         }
-    summary["ratio"] = summary["resolve"]["per_second"] / summary["noop"]["per_second"]
-    summary["round_ratios"] = [
-        (r["calls"] / r["seconds"]) / (n["calls"] / n["seconds"])
-        for n, r in zip(rounds["noop"], rounds["resolve"], strict=True)
-    ]
-    extra = summary["resolve_handler_us"] - summary["noop_handler_us"]
-    noop_cpu = summary["noop"]["server_cpu_us_per_call"]
-    summary["derived_ratio"] = noop_cpu / (noop_cpu + extra)
+
+    def per_round(kind: str, base: str) -> list[float]:
+        return [
+            (r["calls"] / r["seconds"]) / (b["calls"] / b["seconds"])
+            for b, r in zip(results[base], results[kind], strict=True)
+        ]
+
+    summary["round_ratios"] = per_round("resolve", "noop")
+    summary["ratio"] = statistics.median(summary["round_ratios"])
+    summary["pooled_ratio"] = summary["resolve"]["per_second"] / summary["noop"]["per_second"]
+    summary["empty_round_ratios"] = per_round("resolve", "empty")
+    summary["empty_ratio"] = statistics.median(summary["empty_round_ratios"])
+    summary["noop_vs_empty_ratio"] = statistics.median(per_round("noop", "empty"))
     summary["cpu_ratio"] = (
         summary["noop"]["server_cpu_us_per_call"] / summary["resolve"]["server_cpu_us_per_call"]
     )
+    extra = summary["resolve_handler_us"] - summary["noop_handler_us"]
+    noop_cpu = summary["noop"]["server_cpu_us_per_call"]
+    summary["derived_ratio"] = noop_cpu / (noop_cpu + extra)
     return summary
 
 
@@ -654,9 +731,9 @@ async def client(address: str, method: str, codes_file: str, seconds: float, n: 
         for r, c, nc in sample
     ]
     async with grpc.aio.insecure_channel(address) as channel:
-        if method == "noop":
+        if method in NOOP_METHODS:
             call = channel.unary_unary(
-                NOOP_METHOD,
+                NOOP_METHODS[method],
                 request_serializer=catalog_pb2.ResolveLocalCodeRequest.SerializeToString,
                 response_deserializer=catalog_pb2.ResolveLocalCodeResponse.FromString,
             )
@@ -664,6 +741,7 @@ async def client(address: str, method: str, codes_file: str, seconds: float, n: 
             call = catalog_pb2_grpc.CatalogServiceStub(channel).ResolveLocalCode
         await call(requests[0])  # connect before the clock starts
         counts = [0, 0]
+        cpu0 = time.process_time()
         start = time.perf_counter()
         deadline = start + seconds
 
@@ -679,7 +757,12 @@ async def client(address: str, method: str, codes_file: str, seconds: float, n: 
 
         await asyncio.gather(*(worker(k) for k in range(n)))
         elapsed = time.perf_counter() - start
-    print(json.dumps({"calls": counts[0], "errors": counts[1], "seconds": elapsed}))
+        cpu = time.process_time() - cpu0
+    print(
+        json.dumps(
+            {"calls": counts[0], "errors": counts[1], "seconds": elapsed, "client_cpu_seconds": cpu}
+        )
+    )
 
 
 async def memory_probe(store_path: Path) -> None:
@@ -753,7 +836,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             report["in_process"] = in_process(registry, synthetic, args.samples, args.seed)
             report["rpc"] = await rpc(
-                registry, synthetic, args.rpc_seconds, args.concurrency, args.seed
+                registry,
+                synthetic,
+                seconds=args.rpc_seconds,
+                concurrency=args.concurrency,
+                seed=args.seed,
+                rounds=args.rpc_rounds,
             )
         finally:
             await store.close()
@@ -801,20 +889,32 @@ def render(report: dict[str, Any]) -> str:
         f"[{mark('bytes_per_mapping')}] memory {mem['rss_bytes_per_mapping']:.0f} B/mapping RSS "
         f"(target < {TARGETS['bytes_per_mapping']:.0f}); retained "
         f"{mem['retained_bytes_per_mapping']:.0f} B/mapping",
-        f"       resolve   {ip['resolve']['per_second']:>10,.0f}/s  p50 "
-        f"{ip['resolve']['p50_us']:.2f} µs  p90 {ip['resolve']['p90_us']:.2f} µs  "
-        f"p99 {ip['resolve']['p99_us']:.2f} µs",
-        f"[{mark('translate_p99_us')}] translate {ip['translate']['per_second']:>10,.0f}/s  p50 "
-        f"{ip['translate']['p50_us']:.2f} µs  p90 {ip['translate']['p90_us']:.2f} µs  "
-        f"p99 {ip['translate']['p99_us']:.2f} µs "
-        f"(target p99 < {TARGETS['translate_p99_us']:.0f} µs; {ip['samples']} calls)",
-        f"[{mark('rpc_ratio')}] RPC ResolveLocalCode {rp['resolve']['per_second']:,.0f}/s vs "
-        f"no-op {rp['noop']['per_second']:,.0f}/s = {rp['ratio']:.1%} (target ≥ "
-        f"{TARGETS['rpc_ratio']:.0%}); server CPU/call "
-        f"{rp['resolve']['server_cpu_us_per_call']:.0f} vs "
-        f"{rp['noop']['server_cpu_us_per_call']:.0f} µs = {rp['cpu_ratio']:.1%}; "
-        f"concurrency {rp['concurrency']}, errors {rp['resolve']['errors']}; per round "
-        + ", ".join(f"{x:.0%}" for x in rp["round_ratios"]),
+        *(
+            f"{'[' + mark('translate_p99_us') + ']' if name == 'translate' else '      '} "
+            f"{name:<15} {ip[name]['per_second']:>10,.0f}/s  p50 {ip[name]['p50_us']:.2f} µs  "
+            f"p90 {ip[name]['p90_us']:.2f} µs  p99 {ip[name]['p99_us']:.2f} µs  "
+            f"max {ip[name]['max_us']:.0f} µs; gc runs (gen 0/1/2) "
+            + "/".join(str(n) for n in ip["gc_collections"][name])
+            + (
+                f" (target p99 < {TARGETS['translate_p99_us']:.0f} µs; {ip['samples']} calls)"
+                if name == "translate"
+                else ""
+            )
+            for name in ("timer", "resolve", "resolve+targets", "translate")
+        ),
+        f"[{mark('rpc_ratio')}] RPC ResolveLocalCode vs no-op (same response bytes): median of "
+        f"{rp['rounds']} rounds {rp['ratio']:.1%} (target ≥ {TARGETS['rpc_ratio']:.0%}); per round "
+        + ", ".join(f"{x:.0%}" for x in rp["round_ratios"])
+        + f"; pooled {rp['resolve']['per_second']:,.0f}/s vs {rp['noop']['per_second']:,.0f}/s "
+        f"= {rp['pooled_ratio']:.1%}; concurrency {rp['concurrency']}, errors "
+        f"{rp['resolve']['errors']}",
+        f"       server CPU/call {rp['resolve']['server_cpu_us_per_call']:.0f} vs "
+        f"{rp['noop']['server_cpu_us_per_call']:.0f} µs = {rp['cpu_ratio']:.1%}; client CPU/call "
+        f"{rp['resolve']['client_cpu_us_per_call']:.0f} vs "
+        f"{rp['noop']['client_cpu_us_per_call']:.0f} µs; response {rp['response_bytes']} B",
+        f"       vs an empty no-op ({rp['empty']['per_second']:,.0f}/s, server CPU/call "
+        f"{rp['empty']['server_cpu_us_per_call']:.0f} µs): median {rp['empty_ratio']:.1%}; the "
+        f"same-bytes no-op vs the empty one: {rp['noop_vs_empty_ratio']:.1%}",
         f"       handlers in-process: resolve {rp['resolve_handler_us']:.1f} µs, no-op "
         f"{rp['noop_handler_us']:.1f} µs → no-op CPU / (no-op CPU + difference) = "
         f"{rp['derived_ratio']:.1%}",
@@ -829,6 +929,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--mappings", type=int, default=None, help="local mappings (1000000)")
     parser.add_argument("--samples", type=int, default=None, help="in-process calls timed")
     parser.add_argument("--rpc-seconds", type=float, default=None, help="per RPC round")
+    parser.add_argument("--rpc-rounds", type=int, default=None, help="rounds of each RPC kind")
     parser.add_argument("--concurrency", type=int, default=32, help="RPCs in flight")
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
@@ -843,7 +944,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.matters = args.matters or (1000 if quick else 5000)
     args.mappings = args.mappings or (50_000 if quick else 1_000_000)
     args.samples = args.samples or (5000 if quick else 200_000)
-    args.rpc_seconds = args.rpc_seconds or (0.4 if quick else 4.0)
+    args.rpc_seconds = args.rpc_seconds or (0.4 if quick else 2.0)
+    args.rpc_rounds = args.rpc_rounds or (3 if quick else 9)
     return args
 
 

@@ -8,7 +8,7 @@ from google.protobuf import timestamp_pb2
 
 from gateway.api.v1 import catalog_pb2
 from gateway.catalog.diff import CatalogDiff, RegionImpact
-from gateway.catalog.index import CatalogSnapshot, RegionIndex, Resolution, VersionRecord
+from gateway.catalog.index import CatalogSnapshot, RegionIndex, Resolution, Shape, VersionRecord
 from gateway.catalog.model import Matter, RegionCatalogDocument, RegionEntry, TimeLimit
 from gateway.errors import FieldViolation, InvalidRequest
 
@@ -136,16 +136,17 @@ def cached_matter(m: Matter, version: str) -> catalog_pb2.Matter:
     return message
 
 
+_SHAPES = {s: catalog_pb2.MappingShape.ValueType(s.value) for s in Shape}
+
+
 def fill_resolved(out: catalog_pb2.ResolvedMatter, r: Resolution) -> None:
     """Writes a resolution into `out` in place (one copy of the matter, no entry built)."""
-    index, row = r.region_index, r.row
-    out.region_code = r.region_code
-    out.local_code = index.local_code(row)
-    out.local_name = index.local_name(row)
-    out.agency_name = index.agency_name(row)
-    out.matter.CopyFrom(cached_matter(r.matter, r.version))
-    out.shape = catalog_pb2.MappingShape.ValueType(r.shape.value)
-    out.catalog_version = r.version
+    region_code, matter, shape, version, index, row = r
+    out.region_code = region_code
+    out.local_code, out.local_name, out.agency_name = index.row_names(row)
+    out.matter.CopyFrom(cached_matter(matter, version))
+    out.shape = _SHAPES[shape]
+    out.catalog_version = version
 
 
 def resolved(r: Resolution) -> catalog_pb2.ResolvedMatter:

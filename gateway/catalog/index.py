@@ -8,6 +8,8 @@ Invariants:
   scheduled. A region list maps local codes to national codes independently of the version; a
   national code missing from the version in use resolves to `MATTER_NOT_FOUND`.
 - Resolution is pure: snapshot + request + clock reading in, a resolution or a domain error out.
+- `translate` answers exactly as `resolve` followed by `targets(...)[0]`, errors included (a
+  property test holds them together); it exists because a submission translates on every call.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ class VersionRecord:
 NEVER = 2**31 - 1
 """Cancel-date ordinal of a row that is never retired."""
 
+Preferred = tuple[int, str, "Preferred | None"]
+"""`(until, local_code, then)`: a group's first live row is `local_code` on days up to the
+ordinal `until`, and `then` on later days (None: no live row). Steps follow the running maximum
+of the cancel dates in list order, so a group without retirements is one step."""
+
 
 class RegionIndex:
     """A province's implementation list in compact columns, indexed both ways.
@@ -77,6 +84,7 @@ class RegionIndex:
         "_name",
         "_names",
         "_nat_id",
+        "_preferred",
         "_rows",
         "_set",
         "_sets",
@@ -119,6 +127,9 @@ class RegionIndex:
     _rows: array[int]
     _earliest: array[int]
     """Group → the earliest cancel ordinal among its rows: before it no row is retired."""
+    _preferred: dict[str, Preferred]
+    """National code → the local code of its first live row, by day (what a translation needs:
+    one small dict lookup instead of a walk over the group's rows)."""
 
     @classmethod
     def build(cls, doc: RegionCatalogDocument, publish_time: datetime, digest: str) -> RegionIndex:
@@ -167,6 +178,10 @@ class RegionIndex:
     def agency_name(self, row: int) -> str:
         """Row `row`'s agency name."""
         return self._agencies[self._agency[row]][0]
+
+    def row_names(self, row: int) -> tuple[str, str, str]:
+        """Row `row`'s local code, local name and agency name (what a response shows)."""
+        return self._local[row], self._names[self._name[row]], self._agencies[self._agency[row]][0]
 
     def row_of(self, local_code: str) -> int | None:
         """The first row with this local code."""
@@ -313,12 +328,15 @@ class IndexBuilder:
         span = array("i", [0])
         rows = array("i")
         earliest = array("i")
-        cancel = self.cancel_col
+        preferred: dict[str, Preferred] = {}
+        cancel, local = self.cancel_col, self.local
         for k, (code, group) in enumerate(self.groups.items()):
-            nat_id[sys.intern(code)] = k
+            national = sys.intern(code)
+            nat_id[national] = k
             rows.extend(group)
             span.append(len(rows))
             earliest.append(min(cancel[r] for r in group))
+            preferred[national] = _preferred_steps(group, cancel, local)
         index = RegionIndex.__new__(RegionIndex)
         index.region_code = header.region_code
         index.region_name = header.region_name
@@ -334,7 +352,30 @@ class IndexBuilder:
         index._agency, index._agencies = self.agency_col, self.agencies
         index._cancel = cancel
         index._nat_id, index._span, index._rows, index._earliest = nat_id, span, rows, earliest
+        index._preferred = preferred
         return index
+
+
+def _preferred_steps(group: Sequence[int], cancel: array[int], local: list[str]) -> Preferred:
+    """The `Preferred` steps of a group of rows (in list order).
+
+    The first row live on day d is the first whose cancel ordinal is >= d: the first row where
+    the running maximum of the cancel ordinals reaches d. So the rows that raise the running
+    maximum are the steps, each preferred up to its own cancel ordinal.
+    """
+    raising: list[int] = []
+    top = -1
+    for r in group:
+        if cancel[r] > top:
+            raising.append(r)
+            top = cancel[r]
+            if top == NEVER:
+                break
+    step: Preferred | None = None
+    for r in reversed(raising):
+        step = (cancel[r], local[r], step)
+    assert step is not None  # a group has at least one row
+    return step
 
 
 class _LocalView(Mapping[str, RegionEntry]):
@@ -456,6 +497,8 @@ class CatalogSnapshot:
     def current(self, now: datetime) -> VersionRecord | None:
         """The newest version in force at `now`."""
         effective = self._effective
+        if effective and effective[-1] <= now:  # the usual case: the newest is in force
+            return self.versions[-1]
         for i in range(len(effective) - 1, -1, -1):
             if effective[i] <= now:
                 return self.versions[i]
@@ -493,10 +536,7 @@ class CatalogSnapshot:
 def require_region(snapshot: CatalogSnapshot, region_code: str, field: str) -> RegionIndex | None:
     """The province's list (None if it published none); REGION_NOT_FOUND if no such province."""
     if region_code not in snapshot.provinces:
-        raise RegionNotFound(
-            f"{region_code!r} is not a province-level region code",
-            metadata={"field": field},
-        )
+        raise _region_not_found(region_code, field)
     return snapshot.region_indexes().get(region_code)
 
 
@@ -511,24 +551,154 @@ def resolve(
     national_field: str = "national_code",
 ) -> Resolution:
     """Resolves a province's local code to the national matter it implements."""
-    record = snapshot.current(now) if not version else None
-    if record is None:
-        record = snapshot.version(version, now)
-    index = require_region(snapshot, region_code, "region_code")
-    row = index.row_of(local_code) if index else None
+    # The steps of `translate`'s source half, inlined the same way: every RPC resolves.
+    effective = snapshot._effective
+    record: VersionRecord | None
+    if not version and effective and effective[-1] <= now:
+        record = snapshot.versions[-1]
+    else:
+        record = snapshot.current(now) if not version else None
+        if record is None:
+            record = snapshot.version(version, now)
+    provinces, regions = snapshot.provinces, snapshot.regions or _NO_REGIONS
+    if region_code not in provinces:
+        raise _region_not_found(region_code, "region_code")
+    index = regions.get(region_code)
+    row = index._first.get(local_code) if index else None
     if index is None or row is None:
-        raise LocalCodeNotFound(
-            f"province {region_code} has no matter with local code {local_code!r}",
-            metadata={"region_code": region_code},
-        )
-    day = now.date()
-    if index.retired(row, day):
-        cancel_date = index.entry(row).cancel_date
-        raise LocalCodeRetired(
-            f"local code {local_code!r} of province {region_code} was retired on {cancel_date}",
-            metadata={"region_code": region_code, "cancel_date": str(cancel_date)},
-        )
-    nationals = index.national_codes_of(row)
+        raise _local_code_not_found(region_code, local_code)
+    ordinal = now.toordinal()
+    if ordinal > index._cancel[row]:
+        raise _retired(index, row, region_code, local_code)
+    nationals = index._sets[index._set[row]]
+    if len(nationals) == 1 and (not national_code or national_code == nationals[0]):
+        chosen = nationals[0]
+    else:
+        chosen = _choose(nationals, local_code, national_code, national_field)
+    document = record.document
+    matter = document.matters.get(chosen)
+    if matter is None:
+        raise _matter_not_found(chosen, record)
+    if len(nationals) > 1:
+        shape = Shape.ONE_TO_MANY
+    else:
+        k = index._nat_id[chosen]
+        many = index._span[k + 1] - index._span[k]
+        if many > 1 and ordinal > index._earliest[k]:  # some row retired: count the live ones
+            cancel = index._cancel
+            many = sum(
+                1 for r in index._rows[index._span[k] : index._span[k + 1]] if ordinal <= cancel[r]
+            )
+        shape = Shape.MANY_TO_ONE if many > 1 else Shape.ONE_TO_ONE
+    # tuple.__new__ skips the named tuple's Python-level __new__ (a tenth of a resolution)
+    return tuple.__new__(Resolution, (region_code, matter, shape, document.version, index, row))
+
+
+_NO_REGIONS: dict[str, RegionIndex] = {}
+
+
+def targets(
+    snapshot: CatalogSnapshot, source: Resolution, to_region: str, *, now: datetime
+) -> Targets:
+    """The target province's live rows for the source's national matter, preferred first."""
+    index = require_region(snapshot, to_region, "to_region_code")
+    code = source.matter.code
+    rows = index.live_rows(code, now.date()) if index else ()
+    if index is None or not rows:
+        raise _not_implemented(to_region, code)
+    return Targets(to_region, index, rows, source.matter, source.version)
+
+
+Translation = tuple[Matter, str, str]
+"""`(matter, version, target_local_code)`: the national matter the source's local code resolves
+to, the catalog version it was resolved in, and the target province's preferred live local code
+for it (`targets(...)[0].local_code`). A plain tuple: a named one costs a Python-level `__new__`
+call, a fifth of a translation."""
+
+
+def translate(
+    snapshot: CatalogSnapshot,
+    region_code: str,
+    local_code: str,
+    to_region: str,
+    *,
+    now: datetime,
+    national_code: str = "",
+    version: str = "",
+    national_field: str = "national_code",
+) -> Translation:
+    """`resolve` then `targets(...)[0]` in one step, without building either result.
+
+    The same answers and the same errors, in the same order (the source's, then the target's):
+    a submission translates on every call, and at a million rows the two general functions'
+    Python steps and memory touches cost several times the lookup itself.
+    """
+    effective = snapshot._effective
+    record: VersionRecord | None
+    if not version and effective and effective[-1] <= now:  # `current`, inlined: the usual case
+        record = snapshot.versions[-1]
+    else:
+        record = snapshot.current(now) if not version else None
+        if record is None:
+            record = snapshot.version(version, now)
+    document = record.document
+    provinces, regions = snapshot.provinces, snapshot.regions or _NO_REGIONS
+    if region_code not in provinces:
+        raise _region_not_found(region_code, "region_code")
+    index = regions.get(region_code)
+    row = index._first.get(local_code) if index else None
+    if index is None or row is None:
+        raise _local_code_not_found(region_code, local_code)
+    ordinal = now.toordinal()  # of now's own date, as `now.date()` in `resolve`
+    if ordinal > index._cancel[row]:
+        raise _retired(index, row, region_code, local_code)
+    nationals = index._sets[index._set[row]]
+    if len(nationals) == 1 and (not national_code or national_code == nationals[0]):
+        chosen = nationals[0]  # interned: the dict lookups below compare pointers, not text
+    else:
+        chosen = _choose(nationals, local_code, national_code, national_field)
+    matter = document.matters.get(chosen)
+    if matter is None:
+        raise _matter_not_found(chosen, record)
+    if to_region not in provinces:
+        raise _region_not_found(to_region, "to_region_code")
+    target = regions.get(to_region)
+    step = target._preferred.get(chosen) if target else None  # chosen == matter.code
+    while step is not None and ordinal > step[0]:
+        step = step[2]
+    if step is None:
+        raise _not_implemented(to_region, matter.code)
+    return matter, document.version, step[1]
+
+
+# -- the errors of a resolution, built in one place for `resolve` and `translate` --------------
+
+
+def _region_not_found(region_code: str, field: str) -> RegionNotFound:
+    return RegionNotFound(
+        f"{region_code!r} is not a province-level region code", metadata={"field": field}
+    )
+
+
+def _local_code_not_found(region_code: str, local_code: str) -> LocalCodeNotFound:
+    return LocalCodeNotFound(
+        f"province {region_code} has no matter with local code {local_code!r}",
+        metadata={"region_code": region_code},
+    )
+
+
+def _retired(index: RegionIndex, row: int, region_code: str, local_code: str) -> LocalCodeRetired:
+    cancel_date = index.entry(row).cancel_date
+    return LocalCodeRetired(
+        f"local code {local_code!r} of province {region_code} was retired on {cancel_date}",
+        metadata={"region_code": region_code, "cancel_date": str(cancel_date)},
+    )
+
+
+def _choose(
+    nationals: tuple[str, ...], local_code: str, national_code: str, national_field: str
+) -> str:
+    """The national matter a row stands for: the one named, or its only one."""
     if national_code:
         if national_code not in nationals:
             raise InvalidRequest(
@@ -542,40 +712,25 @@ def resolve(
                 ],
                 metadata={"candidates": ",".join(nationals)},
             )
-        chosen = national_code
-    elif len(nationals) > 1:
+        return national_code
+    if len(nationals) > 1:
         raise LocalCodeAmbiguous(
             f"local code {local_code!r} covers {len(nationals)} national matters; "
             "say which one with national_code",
             metadata={"candidates": ",".join(nationals)},
         )
-    else:
-        chosen = nationals[0]
-    matter = record.document.matters.get(chosen)
-    if matter is None:
-        raise MatterNotFound(
-            f"national matter {chosen} is not in catalog version {record.document.version}",
-            metadata={"version": record.document.version},
-        )
-    if len(nationals) > 1:
-        shape = Shape.ONE_TO_MANY
-    elif index.live_count(chosen, day) > 1:
-        shape = Shape.MANY_TO_ONE
-    else:
-        shape = Shape.ONE_TO_ONE
-    return Resolution(region_code, matter, shape, record.document.version, index, row)
+    return nationals[0]
 
 
-def targets(
-    snapshot: CatalogSnapshot, source: Resolution, to_region: str, *, now: datetime
-) -> Targets:
-    """The target province's live rows for the source's national matter, preferred first."""
-    index = require_region(snapshot, to_region, "to_region_code")
-    code = source.matter.code
-    rows = index.live_rows(code, now.date()) if index else ()
-    if index is None or not rows:
-        raise MatterNotImplemented(
-            f"province {to_region} does not implement national matter {code}",
-            metadata={"region_code": to_region, "national_code": code},
-        )
-    return Targets(to_region, index, rows, source.matter, source.version)
+def _matter_not_found(code: str, record: VersionRecord) -> MatterNotFound:
+    return MatterNotFound(
+        f"national matter {code} is not in catalog version {record.document.version}",
+        metadata={"version": record.document.version},
+    )
+
+
+def _not_implemented(to_region: str, code: str) -> MatterNotImplemented:
+    return MatterNotImplemented(
+        f"province {to_region} does not implement national matter {code}",
+        metadata={"region_code": to_region, "national_code": code},
+    )

@@ -254,13 +254,16 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def _resolve(
         self, snapshot: index.CatalogSnapshot, request: catalog_pb2.ResolveLocalCodeRequest
     ) -> index.Resolution:
-        _region_field(request.region_code, "region_code")
-        _require(request.local_code, "local_code")
+        # each read of a message field builds a new str: read each once
+        region_code, local_code = request.region_code, request.local_code
+        if not (len(region_code) == 6 and region_code.isdigit()):  # else the checks' errors
+            _region_field(region_code, "region_code")
+        _require(local_code, "local_code")
         try:
             resolution = index.resolve(
                 snapshot,
-                request.region_code,
-                request.local_code,
+                region_code,
+                local_code,
                 now=self.clock(),
                 national_code=request.national_code,
                 version=request.catalog_version,

@@ -45,14 +45,19 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert report["restart"]["load_seconds"] > 0
     assert report["memory"]["rss_bytes_per_mapping"] > 0
     assert report["memory"]["retained_bytes_per_mapping"] > 0
-    for kind in ("resolve", "translate"):
+    for kind in ("timer", "resolve", "resolve+targets", "translate"):
         figures = report["in_process"][kind]
         assert 0 < figures["p50_us"] <= figures["p99_us"] <= figures["max_us"]
         assert figures["per_second"] > 0
+        assert len(report["in_process"]["gc_collections"][kind]) == 3
     rpc = report["rpc"]
-    for kind in ("noop", "resolve"):
+    for kind in ("noop", "resolve", "empty"):
         assert rpc[kind]["per_second"] > 0
         assert rpc[kind]["errors"] == 0
-    assert rpc["ratio"] > 0
+        assert rpc[kind]["client_cpu_us_per_call"] > 0
+    assert len(rpc["round_ratios"]) == rpc["rounds"] == 3
+    assert rpc["response_bytes"] > 100  # the no-op answers with a real resolve response
+    for key in ("ratio", "pooled_ratio", "empty_ratio", "cpu_ratio"):
+        assert rpc[key] > 0
     assert set(report["verdict"]) == set(report["targets"])
     assert all(isinstance(v, bool) for v in report["verdict"].values())

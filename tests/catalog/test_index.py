@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.catalog.documents import parse_catalog, parse_region_catalog
 from gateway.catalog.index import (
@@ -20,10 +22,12 @@ from gateway.catalog.index import (
     RegionIndex,
     Resolution,
     Shape,
+    Translation,
     VersionRecord,
     require_region,
     resolve,
     targets,
+    translate,
 )
 from gateway.catalog.model import RegionCatalogDocument, RegionEntry
 from gateway.errors import (
@@ -35,6 +39,7 @@ from gateway.errors import (
     MatterNotFound,
     MatterNotImplemented,
     RegionNotFound,
+    TongbanError,
 )
 
 STANDARDS = Path(__file__).resolve().parents[2] / "standards"
@@ -534,3 +539,142 @@ def test_targets_are_a_sequence_built_on_access() -> None:
     assert list(found) == [found[0], found[1]]
     with pytest.raises(IndexError):
         found[2]
+
+
+# -- translate: resolve + targets(...)[0] in one step ------------------------------------------
+
+
+Outcome = Translation | tuple[type[TongbanError], str, dict[str, str], tuple[object, ...]]
+
+
+Query = tuple[str, str, str, datetime, str, str]
+"""(region, local code, target region, now, national code, version)"""
+
+
+def _outcome(snapshot: CatalogSnapshot, query: Query, *, fast: bool) -> Outcome:
+    """What the fast path answers, or what resolve + targets(...)[0] answer, as comparable data."""
+    region, local, to, now, national, version = query
+    try:
+        if fast:
+            return translate(
+                snapshot,
+                region,
+                local,
+                to,
+                now=now,
+                national_code=national,
+                version=version,
+                national_field="national_matter_code",
+            )
+        source = resolve(
+            snapshot,
+            region,
+            local,
+            now=now,
+            national_code=national,
+            version=version,
+            national_field="national_matter_code",
+        )
+        first = targets(snapshot, source, to, now=now)[0]
+        assert first.matter is source.matter
+        return source.matter, source.version, first.local_code
+    except TongbanError as exc:
+        return (type(exc), exc.message, exc.metadata, exc.field_violations)
+
+
+ON_THE_CANCEL_DATE = datetime(2024, 6, 30, 23, 0, tzinfo=CST)  # 2024-06-30 15:00 UTC
+AFTER_THE_FUTURE_ONE = datetime(2030, 7, 1, 0, 30, tzinfo=CST)  # still 2030-06-30 in UTC
+WHEN = [
+    (NOW, ""),
+    (NOW, "2025.2"),
+    (NOW, "2024.9"),  # never published
+    (ON_THE_CANCEL_DATE, "2025.1"),
+    (LATER, ""),
+    (AFTER_THE_FUTURE_ONE, ""),
+    (AFTER_THE_FUTURE_ONE.astimezone(UTC), ""),
+]
+
+
+def test_translate_answers_as_resolve_then_the_first_target_on_the_bundled_lists() -> None:
+    regions = [*sorted(RAW_LISTS), "120000", "990000"]  # a province without a list; no province
+    seen: dict[str, int] = {}
+    for region in regions:
+        rows = RAW_LISTS.get(region, {"entries": []})["entries"]
+        queries = [(r["local_code"], n) for r in rows for n in ("", *r["national_codes"])]
+        queries += [("NO-SUCH-CODE", ""), (rows[0]["local_code"] if rows else "X", "000117133000")]
+        for local, national in queries:
+            for to in regions:
+                for now, version in WHEN:
+                    query = (region, local, to, now, national, version)
+                    fast = _outcome(SNAPSHOT, query, fast=True)
+                    assert fast == _outcome(SNAPSHOT, query, fast=False), query
+                    kind = fast[0].__name__ if isinstance(fast[0], type) else "translated"
+                    seen[kind] = seen.get(kind, 0) + 1
+    # every way a translation can end shows up
+    assert set(seen) == {
+        "translated",
+        "RegionNotFound",
+        "LocalCodeNotFound",
+        "LocalCodeRetired",
+        "LocalCodeAmbiguous",
+        "InvalidRequest",
+        "MatterNotFound",
+        "MatterNotImplemented",
+        "CatalogVersionNotFound",
+    }, seen
+
+
+SNAPSHOT_2025_1 = _snapshot(versions=("2025.1",))
+CODES = ["000117112000", "000117113000", "002031011000", "009999999000"]  # the last in no version
+DAYS = [date(2025, 2, 28), date(2025, 3, 1), date(2025, 3, 2)]
+_row = st.tuples(
+    st.sampled_from("ABCDEF"),
+    st.lists(st.sampled_from(CODES), min_size=1, max_size=3, unique=True),
+    st.sampled_from([None, *DAYS]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lists=st.lists(st.lists(_row, max_size=10), min_size=3, max_size=3), data=st.data())
+def test_translate_answers_as_resolve_then_the_first_target_on_any_list(
+    lists: list[list[tuple[str, list[str], date | None]]], data: st.DataObject
+) -> None:
+    snapshot = SNAPSHOT_2025_1
+    for region, rows in zip(("110000", "440000", "510000"), lists, strict=True):
+        entries = tuple(RegionEntry(a, tuple(n), a.lower(), "x", "c", d) for a, n, d in rows)
+        doc = RegionCatalogDocument(region, entries)
+        snapshot = snapshot.with_region(RegionIndex.build(doc, PUBLISHED, "d"))
+    regions = st.sampled_from(["110000", "440000", "510000", "120000", "990000"])
+    for _ in range(20):
+        query = (
+            data.draw(regions),
+            data.draw(st.sampled_from("ABCDEFG")),
+            data.draw(regions),
+            datetime.combine(data.draw(st.sampled_from(DAYS)), datetime.min.time(), CST),
+            data.draw(st.sampled_from(["", *CODES])),
+            "",
+        )
+        fast = _outcome(snapshot, query, fast=True)
+        assert fast == _outcome(snapshot, query, fast=False), query
+
+
+def test_the_preferred_target_moves_on_as_its_rows_retire() -> None:
+    doc = RegionCatalogDocument(
+        "440000",
+        (
+            RegionEntry("A", ("000117112000",), "a", "x", "c", date(2025, 6, 30)),
+            RegionEntry("B", ("000117112000",), "b", "x", "c", date(2025, 3, 31)),
+            RegionEntry("C", ("000117112000",), "c", "x", "c", date(2025, 7, 31)),
+        ),
+    )
+    snapshot = SNAPSHOT.with_region(RegionIndex.build(doc, PUBLISHED, "d"))
+    source = "11110000MBT0CU7C3A2000117112000"  # 110000's 内资企业设立 row
+
+    def preferred(day: datetime) -> str:
+        return translate(snapshot, "110000", source, "440000", now=day)[2]
+
+    assert preferred(datetime(2025, 6, 30, 23, 59, tzinfo=CST)) == "A"
+    assert preferred(datetime(2025, 7, 1, tzinfo=CST)) == "C"  # B retired before A
+    assert preferred(datetime(2025, 7, 31, tzinfo=CST)) == "C"
+    with pytest.raises(MatterNotImplemented):
+        preferred(datetime(2025, 8, 1, tzinfo=CST))
