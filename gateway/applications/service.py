@@ -138,7 +138,8 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self.watch_poll = watch_poll
         self.auditor = auditor or Auditor(None)
         self.on_resolve = on_resolve or _ignore
-        """Told each resolution's result: `resolved` or the error's reason (for metrics)."""
+        """Told each translation's result: `resolved` or the error's reason, the target
+        province's included (for metrics)."""
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
         """Submissions running in this process, by idempotency key (origin, request id)."""
 
@@ -255,10 +256,11 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
     ) -> application_pb2.Application:
         now = self.wall_clock()
         try:
-            source = index.resolve(
+            matter, version, target_local_code = index.translate(
                 snapshot,
                 request.origin_region,
                 request.local_matter_code,
+                request.target_region,
                 now=now,
                 national_code=request.national_matter_code,
                 national_field="national_matter_code",
@@ -267,9 +269,8 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
             self.on_resolve(exc.reason)
             raise
         self.on_resolve("resolved")
-        target = index.targets(snapshot, source, request.target_region, now=now)[0]
-        mode = _mode(request, source.matter)
-        materials = await self._materials(request, source.matter)
+        mode = _mode(request, matter)
+        materials = await self._materials(request, matter)
         application_id = str(uuid.uuid4())
         app = application_pb2.Application(
             name=f"applications/{application_id}",
@@ -278,15 +279,15 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
             origin_region=request.origin_region,
             target_region=request.target_region,
             local_matter_code=request.local_matter_code,
-            national_matter_code=source.matter.code,
-            target_local_matter_code=target.local_code,
-            catalog_version=source.version,
+            national_matter_code=matter.code,
+            target_local_matter_code=target_local_code,
+            catalog_version=version,
             cross_region_mode=mode,  # type: ignore[arg-type]
             applicant=request.applicant,
             form_fields=request.form_fields,
             materials=materials,
             create_time=timestamp(now),
-            matter_display_name=source.matter.name,
+            matter_display_name=matter.name,
         )
         add_event(app, application_pb2.APPLICATION_STATE_RECEIVED, "", GATEWAY, now.timestamp())
         return app
