@@ -160,6 +160,18 @@ def test_submitted_events_are_written_in_submission_order(tmp_path: Path) -> Non
     assert lost == []
 
 
+def test_a_lingering_log_writes_a_moment_of_events_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, KEY, linger=0.2) as log:
+        for n in range(1, 6):
+            log.submit(event(n))
+        assert log.head.seq == 0  # still gathering
+        log.barrier().result(timeout=30)
+        assert log.head.seq == 5
+    assert [r["seq"] for r in records(path)] == [1, 2, 3, 4, 5]
+    assert verify_audit_log(path).ok
+
+
 def test_a_record_submitted_after_close_is_reported_lost(tmp_path: Path) -> None:
     lost: list[BaseException] = []
     log = AuditLog(tmp_path / "audit.jsonl", KEY, on_lost=lost.append)
