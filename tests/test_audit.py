@@ -162,7 +162,7 @@ def test_submitted_events_are_written_in_submission_order(tmp_path: Path) -> Non
 
 def test_a_lingering_log_writes_a_moment_of_events_at_once(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
-    with AuditLog(path, KEY, linger=0.2) as log:
+    with AuditLog(path, KEY, linger=1.0) as log:
         for n in range(1, 6):
             log.submit(event(n))
         assert log.head.seq == 0  # still gathering
