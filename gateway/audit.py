@@ -17,16 +17,15 @@ Invariants, in plain words:
   公民身份号码 found in any other field (a province using one as its request id, a handler
   putting one in the wrong field) is replaced there by `[redacted:<digest>]`.
 - Appends are serialized: sequence number, chain and file order are assigned under one lock,
-  so concurrent callers (threads or tasks) cannot interleave or fork the chain. The async
-  API does the write and fsync on the log's own thread and commits concurrent appends as one
-  batch; an append returns only once its record is written (and synced, per policy). A
-  cancelled async append is still written. Only one process may hold a log open (`flock`).
-- `submit` is the fire-and-forget form for the serving path: the caller only queues the event
-  (with its time); the log's thread numbers, chains, writes and syncs queued events in
-  submission order, in batches, so a call pays neither the hashing nor a thread hand-off of its
-  own. With a `linger`, the thread waits that long after the first event of a batch, so that
-  one wake-up, one write and one fsync serve every event of that moment. A record that cannot
-  be written is reported to `on_lost`; `barrier` waits for what was queued before it.
+  so concurrent callers (threads) cannot interleave or fork the chain. `append` blocks until
+  its record is written (and synced, per policy). Only one process may hold a log open
+  (`flock`).
+- `submit` is the form for the event loop: the caller only queues the event (with its time);
+  the log's thread numbers, chains, writes and syncs queued events in submission order, in
+  batches, so a call pays neither the hashing nor a thread hand-off of its own. With a
+  `linger`, the thread waits that long after the first event of a batch, so that one
+  wake-up, one write and one fsync serve every event of that moment. A record that cannot be
+  written is reported to `on_lost`; `barrier` waits for what was queued before it.
 - After a write error the log refuses every further append: a gap in the audit trail must be
   loud. Reopening continues the chain from the last record, after checking that record; a
   torn last line (a crash mid-write) is refused until an operator has looked at it.
@@ -231,17 +230,6 @@ class AuditLog:
         """Appends a record and waits for it to be written. Blocks: not on the event loop."""
         record = self._stage(event)
         self._flush_through(record.seq)
-        return record
-
-    async def append_async(self, event: AuditEvent) -> AuditRecord:
-        """Appends a record; the write (batched with concurrent ones) runs off the loop."""
-        record = self._stage(event)
-        try:
-            flushed = self._executor.submit(self._flush_through, record.seq)
-        except RuntimeError:  # closing concurrently: close() writes every staged record
-            await asyncio.to_thread(self._flush_through, record.seq)
-        else:
-            await asyncio.wrap_future(flushed)
         return record
 
     def submit(self, event: AuditEvent) -> None:
