@@ -551,7 +551,9 @@ def resolve(
     national_field: str = "national_code",
 ) -> Resolution:
     """Resolves a province's local code to the national matter it implements."""
-    # The steps of `translate`'s source half, inlined the same way: every RPC resolves.
+    # The steps of `translate`'s source half, inlined the same way: every RPC resolves. A shared
+    # helper for the two measured +10% per resolve and +24% per translate (hot loop); the
+    # equivalence tests in tests/catalog/test_index.py keep the two copies in step.
     effective = snapshot._effective
     record: VersionRecord | None
     if not version and effective and effective[-1] <= now:
