@@ -62,6 +62,17 @@ Preferred = tuple[int, str, "Preferred | None"]
 ordinal `until`, and `then` on later days (None: no live row). Steps follow the running maximum
 of the cancel dates in list order, so a group without retirements is one step."""
 
+PACK_BITS = 19
+"""Bits of the row, set and cancel-id fields of a packed row key (`RegionIndex._first`). With
+the 2-bit group hint that is 59 bits, a two-digit int; a list holds at most 2**19 rows (the
+service caps one at 200,000)."""
+PACK_MASK = (1 << PACK_BITS) - 1
+
+ALONE, SEVERAL, SEVERAL_RETIRING = 0, 1, 2
+"""Group hints of a row key: the row's national matter (its only one) has this row alone as its
+implementation; several rows, none ever retired; several, some with a cancel date. The first
+two give a resolution's shape without reading the group."""
+
 
 class RegionIndex:
     """A province's implementation list in compact columns, indexed both ways.
@@ -78,6 +89,7 @@ class RegionIndex:
         "_agencies",
         "_agency",
         "_cancel",
+        "_cancels",
         "_earliest",
         "_first",
         "_local",
@@ -89,6 +101,7 @@ class RegionIndex:
         "_set",
         "_sets",
         "_span",
+        "_stepped",
         "catalog_version",
         "dialect",
         "digest",
@@ -109,7 +122,10 @@ class RegionIndex:
     _local: list[str]
     """Local code of every row, in list order (a repeat shares its first row's string)."""
     _first: dict[str, int]
-    """Local code → its first row."""
+    """Local code → its first row, packed with what a lookup needs of it:
+    `row | set << PACK_BITS | cancel_id << 2 * PACK_BITS | hint << 3 * PACK_BITS`. One int
+    object read instead of arrays and group tables at scattered addresses: at a million rows
+    each of those reads is a cache miss."""
     _set: array[int]
     """Row → index into `_sets`."""
     _sets: list[tuple[str, ...]]
@@ -121,15 +137,19 @@ class RegionIndex:
     _agencies: list[tuple[str, str]]
     _cancel: array[int]
     """Row → cancel-date ordinal, `NEVER` when none."""
+    _cancels: list[int]
+    """Cancel id (in a row key) → cancel-date ordinal: a list has few distinct dates."""
     _nat_id: dict[str, int]
     """National code → its group; group k's first rows are `_rows[_span[k]:_span[k + 1]]`."""
     _span: array[int]
     _rows: array[int]
     _earliest: array[int]
     """Group → the earliest cancel ordinal among its rows: before it no row is retired."""
-    _preferred: dict[str, Preferred]
-    """National code → the local code of its first live row, by day (what a translation needs:
-    one small dict lookup instead of a walk over the group's rows)."""
+    _preferred: dict[str, str]
+    """National code → the local code of its first live row, for groups whose first row never
+    retires (the usual case): what a translation needs, one lookup and no object read."""
+    _stepped: dict[str, Preferred]
+    """The other groups' first live row by day (`Preferred` steps)."""
 
     @classmethod
     def build(cls, doc: RegionCatalogDocument, publish_time: datetime, digest: str) -> RegionIndex:
@@ -185,7 +205,8 @@ class RegionIndex:
 
     def row_of(self, local_code: str) -> int | None:
         """The first row with this local code."""
-        return self._first.get(local_code)
+        key = self._first.get(local_code)
+        return None if key is None else key & PACK_MASK
 
     def national_codes_of(self, row: int) -> tuple[str, ...]:
         """The national codes row `row` implements."""
@@ -320,6 +341,28 @@ class IndexBuilder:
                 e.local_code, e.national_codes, e.local_name, (e.agency_name, e.agency_code), cancel
             )
 
+    def _pack_first(self, hints: dict[str, int]) -> list[int]:
+        """Replaces each first row in `first` by its packed key, given each national code's
+        group hint; returns the cancel-id table."""
+        if len(self.local) > PACK_MASK + 1:
+            raise ValueError(f"a list holds at most {PACK_MASK + 1} rows")
+        ids: dict[int, int] = {}
+        cancels: list[int] = []
+        set_col, cancel_col, sets, first = self.set_col, self.cancel_col, self.sets, self.first
+        for code, row in first.items():
+            cancel = cancel_col[row]
+            cancel_id = ids.get(cancel)
+            if cancel_id is None:
+                cancel_id = ids[cancel] = len(cancels)
+                cancels.append(cancel)
+            nationals = sets[set_col[row]]
+            # only a row with one national matter uses the hint (more: the shape is 1:N)
+            hint = hints[nationals[0]] if len(nationals) == 1 else SEVERAL_RETIRING
+            first[code] = (
+                row | set_col[row] << PACK_BITS | cancel_id << 2 * PACK_BITS | hint << 3 * PACK_BITS
+            )
+        return cancels
+
     def finish(
         self, header: RegionCatalogDocument, publish_time: datetime, digest: str
     ) -> RegionIndex:
@@ -328,7 +371,9 @@ class IndexBuilder:
         span = array("i", [0])
         rows = array("i")
         earliest = array("i")
-        preferred: dict[str, Preferred] = {}
+        preferred: dict[str, str] = {}
+        stepped: dict[str, Preferred] = {}
+        hints: dict[str, int] = {}
         cancel, local = self.cancel_col, self.local
         for k, (code, group) in enumerate(self.groups.items()):
             national = sys.intern(code)
@@ -336,7 +381,16 @@ class IndexBuilder:
             rows.extend(group)
             span.append(len(rows))
             earliest.append(min(cancel[r] for r in group))
-            preferred[national] = _preferred_steps(group, cancel, local)
+            if len(group) == 1:
+                hints[national] = ALONE
+            else:
+                hints[national] = SEVERAL if earliest[k] == NEVER else SEVERAL_RETIRING
+            steps = _preferred_steps(group, cancel, local)
+            if steps[0] == NEVER:
+                preferred[national] = steps[1]
+            else:
+                stepped[national] = steps
+        cancels = self._pack_first(hints)
         index = RegionIndex.__new__(RegionIndex)
         index.region_code = header.region_code
         index.region_name = header.region_name
@@ -350,9 +404,9 @@ class IndexBuilder:
         index._set, index._sets = self.set_col, self.sets
         index._name, index._names = self.name_col, self.names
         index._agency, index._agencies = self.agency_col, self.agencies
-        index._cancel = cancel
+        index._cancel, index._cancels = cancel, cancels
         index._nat_id, index._span, index._rows, index._earliest = nat_id, span, rows, earliest
-        index._preferred = preferred
+        index._preferred, index._stepped = preferred, stepped
         return index
 
 
@@ -383,7 +437,7 @@ class _LocalView(Mapping[str, RegionEntry]):
         self._index = index
 
     def __getitem__(self, local_code: str) -> RegionEntry:
-        return self._index.entry(self._index._first[local_code])
+        return self._index.entry(self._index._first[local_code] & PACK_MASK)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index._first)
@@ -566,13 +620,14 @@ def resolve(
     if region_code not in provinces:
         raise _region_not_found(region_code, "region_code")
     index = regions.get(region_code)
-    row = index._first.get(local_code) if index else None
-    if index is None or row is None:
+    key = index._first.get(local_code) if index else None
+    if index is None or key is None:
         raise _local_code_not_found(region_code, local_code)
+    row = key & PACK_MASK
     ordinal = now.toordinal()
-    if ordinal > index._cancel[row]:
+    if ordinal > index._cancels[(key >> 2 * PACK_BITS) & PACK_MASK]:
         raise _retired(index, row, region_code, local_code)
-    nationals = index._sets[index._set[row]]
+    nationals = index._sets[(key >> PACK_BITS) & PACK_MASK]
     if len(nationals) == 1 and (not national_code or national_code == nationals[0]):
         chosen = nationals[0]
     else:
@@ -581,8 +636,13 @@ def resolve(
     matter = document.matters.get(chosen)
     if matter is None:
         raise _matter_not_found(chosen, record)
+    hint = key >> 3 * PACK_BITS
     if len(nationals) > 1:
         shape = Shape.ONE_TO_MANY
+    elif hint == ALONE:
+        shape = Shape.ONE_TO_ONE
+    elif hint == SEVERAL:
+        shape = Shape.MANY_TO_ONE
     else:
         k = index._nat_id[chosen]
         many = index._span[k + 1] - index._span[k]
@@ -648,13 +708,13 @@ def translate(
     if region_code not in provinces:
         raise _region_not_found(region_code, "region_code")
     index = regions.get(region_code)
-    row = index._first.get(local_code) if index else None
-    if index is None or row is None:
+    key = index._first.get(local_code) if index else None
+    if index is None or key is None:
         raise _local_code_not_found(region_code, local_code)
     ordinal = now.toordinal()  # of now's own date, as `now.date()` in `resolve`
-    if ordinal > index._cancel[row]:
-        raise _retired(index, row, region_code, local_code)
-    nationals = index._sets[index._set[row]]
+    if ordinal > index._cancels[(key >> 2 * PACK_BITS) & PACK_MASK]:
+        raise _retired(index, key & PACK_MASK, region_code, local_code)
+    nationals = index._sets[(key >> PACK_BITS) & PACK_MASK]
     if len(nationals) == 1 and (not national_code or national_code == nationals[0]):
         chosen = nationals[0]  # interned: the dict lookups below compare pointers, not text
     else:
@@ -665,12 +725,17 @@ def translate(
     if to_region not in provinces:
         raise _region_not_found(to_region, "to_region_code")
     target = regions.get(to_region)
-    step = target._preferred.get(chosen) if target else None  # chosen == matter.code
-    while step is not None and ordinal > step[0]:
-        step = step[2]
-    if step is None:
+    if target is None:
         raise _not_implemented(to_region, matter.code)
-    return matter, document.version, step[1]
+    local = target._preferred.get(chosen)  # chosen == matter.code
+    if local is None:  # a group whose first row retires, or none at all
+        step = target._stepped.get(chosen)
+        while step is not None and ordinal > step[0]:
+            step = step[2]
+        if step is None:
+            raise _not_implemented(to_region, matter.code)
+        local = step[1]
+    return matter, document.version, local
 
 
 # -- the errors of a resolution, built in one place for `resolve` and `translate` --------------
