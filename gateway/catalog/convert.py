@@ -118,22 +118,23 @@ def impacts(items: tuple[RegionImpact, ...]) -> list[catalog_pb2.RegionImpact]:
     ]
 
 
-_MATTERS: dict[tuple[int, str], tuple[Matter, catalog_pb2.Matter]] = {}
-"""(id of a matter, version) → (the matter, its message). The entry holds the matter, so its id
-cannot be reused while cached. Building a matter's message is most of a resolution's cost."""
+_MATTERS: dict[tuple[int, str], tuple[Matter, bytes]] = {}
+"""(id of a matter, version) → (the matter, its message serialized). The entry holds the matter,
+so its id cannot be reused while cached. Building a matter's message is most of a resolution's
+cost; merging its bytes into a response costs less than copying a message (1.5 µs less here)."""
 _MATTERS_MAX = 100_000
 
 
-def cached_matter(m: Matter, version: str) -> catalog_pb2.Matter:
-    """`matter(m, version)`, built once per matter and version (do not modify the result)."""
+def matter_bytes(m: Matter, version: str) -> bytes:
+    """`matter(m, version)` serialized, built once per matter and version."""
     found = _MATTERS.get((id(m), version))
     if found is not None and found[0] is m:
         return found[1]
     if len(_MATTERS) >= _MATTERS_MAX:
         _MATTERS.clear()
-    message = matter(m, version)
-    _MATTERS[(id(m), version)] = (m, message)
-    return message
+    data = matter(m, version).SerializeToString()
+    _MATTERS[(id(m), version)] = (m, data)
+    return data
 
 
 _SHAPES = {s: catalog_pb2.MappingShape.ValueType(s.value) for s in Shape}
@@ -144,7 +145,7 @@ def fill_resolved(out: catalog_pb2.ResolvedMatter, r: Resolution) -> None:
     region_code, matter, shape, version, index, row = r
     out.region_code = region_code
     out.local_code, out.local_name, out.agency_name = index.row_names(row)
-    out.matter.CopyFrom(cached_matter(matter, version))
+    out.matter.MergeFromString(matter_bytes(matter, version))
     out.shape = _SHAPES[shape]
     out.catalog_version = version
 

@@ -64,11 +64,11 @@ def test_filling_in_place_equals_building() -> None:
 def test_a_matter_message_is_built_once_per_version_and_not_shared_across_versions() -> None:
     later = SNAPSHOT.version("2025.2", NOW)
     matter = later.document.matters["000117112000"]
-    first = convert.cached_matter(matter, "2025.2")
-    assert convert.cached_matter(matter, "2025.2") is first
-    other = convert.cached_matter(matter, "2025.1")
+    first = convert.matter_bytes(matter, "2025.2")
+    assert convert.matter_bytes(matter, "2025.2") is first
+    other = catalog_pb2.Matter.FromString(convert.matter_bytes(matter, "2025.1"))
     assert other.name == "catalogVersions/2025.1/matters/000117112000"
-    assert first.name == "catalogVersions/2025.2/matters/000117112000"
+    assert catalog_pb2.Matter.FromString(first) == convert.matter(matter, "2025.2")
 
 
 @given(
