@@ -50,6 +50,8 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
         assert 0 < figures["p50_us"] <= figures["p99_us"] <= figures["max_us"]
         assert figures["per_second"] > 0
         assert len(report["in_process"]["gc_collections"][kind]) == 3
+        assert len(figures["round_p99_us"]) == report["in_process"]["rounds"] == 2
+        assert figures["p99_us"] == sorted(figures["round_p99_us"])[0]  # the lower median of 2
     rpc = report["rpc"]
     for kind in ("noop", "resolve", "empty"):
         assert rpc[kind]["per_second"] > 0
