@@ -12,7 +12,8 @@ N:1, 1:N, retired, duplicate and dirty rows), then measures, in one run:
   next to the timer's own cost and the collector runs during each loop;
 - `ResolveLocalCode` RPC throughput against no-op RPCs on the same grpc.aio server (one returning
   the same bytes as a real answer, one an empty response), driven by a concurrent client in
-  another process in alternating rounds, plus the server's and client's CPU time per call.
+  another process that takes the three in turns in short slices, plus the server's CPU time per
+  call (read from /proc per slice) and the client's.
 
 Figures are printed with the machine description; `--json PATH` also writes them as JSON.
 Nothing here is asserted: the machine is shared and timings are noisy (see bench/CATALOG.md).
@@ -47,6 +48,7 @@ from typing import Any
 
 import grpc
 
+from bench import procs
 from gateway.api.v1 import catalog_pb2, catalog_pb2_grpc
 from gateway.catalog import codes, convert, documents, index
 from gateway.catalog.registry import CatalogRegistry, load_provinces
@@ -617,15 +619,18 @@ async def rpc(
     synthetic: Synthetic,
     *,
     seconds: float,
+    slices: int,
     concurrency: int,
     seed: int,
     rounds: int,
 ) -> dict[str, Any]:
-    """`ResolveLocalCode` against the no-ops on one server, in alternating rounds.
+    """`ResolveLocalCode` against the no-ops on one server, interleaved in short slices.
 
-    A client process per round keeps `concurrency` calls in flight for `seconds`. The order of
-    the three kinds rotates from round to round, so load that comes and goes hits each alike;
-    the verdict is the median of the per-round ratios, which one disturbed round cannot move.
+    Each round is a client process that keeps `concurrency` calls in flight and takes the three
+    kinds in turns, `slices` times, `seconds` each, the order rotating from slice to slice; it
+    reads this server's CPU time from /proc around every slice. Load that comes and goes on the
+    machine (seconds long, here) so falls on every kind alike within a round. The verdict is the
+    median of the rounds' ratios; the pooled throughput and the server's CPU ratio are beside it.
     """
     server = grpc.aio.server(interceptors=[ErrorInterceptor()])
     servicer = CatalogServicer(registry, {}, lambda: datetime.now(UTC))
@@ -658,40 +663,39 @@ async def rpc(
         )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    kinds = ["noop", "resolve", "empty"]
-    results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    results: dict[str, list[dict[str, float]]] = {kind: [] for kind in RPC_KINDS}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(sample, f)
     try:
-        for n in range(rounds):
-            for kind in kinds[n % 3 :] + kinds[: n % 3]:
-                cpu0 = time.process_time()
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "bench.catalog_scale",
-                    "--client",
-                    f"127.0.0.1:{port}",
-                    "--client-method",
-                    kind,
-                    "--client-codes",
-                    f.name,
-                    "--client-seconds",
-                    str(seconds),
-                    "--client-concurrency",
-                    str(concurrency),
-                    stdout=subprocess.PIPE,
-                    cwd=ROOT,
-                )
-                out, _ = await proc.communicate()
-                result = json.loads(out)
-                result["server_cpu_seconds"] = time.process_time() - cpu0
-                results[kind].append(result)
+        for _ in range(rounds):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.catalog_scale",
+                "--client",
+                f"127.0.0.1:{port}",
+                "--client-codes",
+                f.name,
+                "--client-seconds",
+                str(seconds),
+                "--client-slices",
+                str(slices),
+                "--client-concurrency",
+                str(concurrency),
+                "--client-server-pid",
+                str(os.getpid()),
+                stdout=subprocess.PIPE,
+                cwd=ROOT,
+            )
+            out, _ = await proc.communicate()
+            for kind, figures in json.loads(out).items():
+                results[kind].append(figures)
     finally:
         os.unlink(f.name)
         await server.stop(0)
     summary: dict[str, Any] = {
-        "seconds_per_round": seconds,
+        "seconds_per_slice": seconds,
+        "slices": slices,
         "rounds": rounds,
         "concurrency": concurrency,
         "response_bytes": prebuilt.ByteSize(),
@@ -710,7 +714,6 @@ async def rpc(
         summary[kind] = {
             "per_second": calls / sum(r["seconds"] for r in rs),
             "errors": sum(r["errors"] for r in rs),
-            # the server process serves nothing else; its setup is outside the rounds
             "server_cpu_us_per_call": 1e6 * sum(r["server_cpu_seconds"] for r in rs) / calls,
             "client_cpu_us_per_call": 1e6 * sum(r["client_cpu_seconds"] for r in rs) / calls,
         }
@@ -736,46 +739,70 @@ async def rpc(
     return summary
 
 
-async def client(address: str, method: str, codes_file: str, seconds: float, n: int) -> None:
+RPC_KINDS = ("noop", "resolve", "empty")
+
+
+async def _turn(
+    call: Callable[[Any], Awaitable[Any]], requests: list[Any], seconds: float, n: int, first: int
+) -> tuple[int, int]:
+    """`n` callers back to back for `seconds`: (calls answered, calls failed)."""
+    deadline = time.perf_counter() + seconds
+    counts = [0, 0]
+
+    async def worker(i: int) -> None:
+        while time.perf_counter() < deadline:
+            try:
+                await call(requests[i % len(requests)])
+                counts[0] += 1
+            except grpc.aio.AioRpcError:
+                counts[1] += 1
+            i += n
+
+    await asyncio.gather(*(worker(first + i) for i in range(n)))
+    return counts[0], counts[1]
+
+
+async def client(
+    address: str, *, codes_file: str, seconds: float, slices: int, n: int, server_pid: int
+) -> None:
+    """One round of `rpc`: prints each kind's calls, errors, seconds and CPU as JSON."""
     with open(codes_file, encoding="utf-8") as f:  # noqa: ASYNC230 - before any RPC
         sample = json.load(f)
     requests = [
         catalog_pb2.ResolveLocalCodeRequest(region_code=r, local_code=c, national_code=nc)
         for r, c, nc in sample
     ]
+    totals = {
+        kind: dict.fromkeys(
+            ("calls", "errors", "seconds", "server_cpu_seconds", "client_cpu_seconds"), 0.0
+        )
+        for kind in RPC_KINDS
+    }
     async with grpc.aio.insecure_channel(address) as channel:
-        if method in NOOP_METHODS:
-            call = channel.unary_unary(
-                NOOP_METHODS[method],
+        calls = {
+            kind: channel.unary_unary(
+                NOOP_METHODS[kind],
                 request_serializer=catalog_pb2.ResolveLocalCodeRequest.SerializeToString,
                 response_deserializer=catalog_pb2.ResolveLocalCodeResponse.FromString,
             )
-        else:
-            call = catalog_pb2_grpc.CatalogServiceStub(channel).ResolveLocalCode
-        await call(requests[0])  # connect before the clock starts
-        counts = [0, 0]
-        cpu0 = time.process_time()
-        start = time.perf_counter()
-        deadline = start + seconds
-
-        async def worker(k: int) -> None:
-            i = k
-            while time.perf_counter() < deadline:
-                try:
-                    await call(requests[i % len(requests)])
-                    counts[0] += 1
-                except grpc.aio.AioRpcError:
-                    counts[1] += 1
-                i += n
-
-        await asyncio.gather(*(worker(k) for k in range(n)))
-        elapsed = time.perf_counter() - start
-        cpu = time.process_time() - cpu0
-    print(
-        json.dumps(
-            {"calls": counts[0], "errors": counts[1], "seconds": elapsed, "client_cpu_seconds": cpu}
-        )
-    )
+            for kind in NOOP_METHODS
+        }
+        calls["resolve"] = catalog_pb2_grpc.CatalogServiceStub(channel).ResolveLocalCode
+        for call in calls.values():
+            await call(requests[0])  # connected and warm before any clock starts
+        for k in range(slices):
+            for kind in RPC_KINDS[k % 3 :] + RPC_KINDS[: k % 3]:
+                server0 = procs.cpu_seconds(server_pid, tree=False)
+                cpu0 = time.process_time()
+                start = time.perf_counter()
+                answered, failed = await _turn(calls[kind], requests, seconds, n, k * n)
+                row = totals[kind]
+                row["seconds"] += time.perf_counter() - start
+                row["client_cpu_seconds"] += time.process_time() - cpu0
+                row["server_cpu_seconds"] += procs.cpu_seconds(server_pid, tree=False) - server0
+                row["calls"] += answered
+                row["errors"] += failed
+    print(json.dumps(totals))
 
 
 async def memory_probe(store_path: Path) -> None:
@@ -854,6 +881,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 registry,
                 synthetic,
                 seconds=args.rpc_seconds,
+                slices=args.rpc_slices,
                 concurrency=args.concurrency,
                 seed=args.seed,
                 rounds=args.rpc_rounds,
@@ -921,7 +949,8 @@ def render(report: dict[str, Any]) -> str:
             for name in ("timer", "resolve", "resolve+targets", "translate")
         ),
         f"[{mark('rpc_ratio')}] RPC ResolveLocalCode vs no-op (same response bytes): median of "
-        f"{rp['rounds']} rounds {rp['ratio']:.1%} (target ≥ {TARGETS['rpc_ratio']:.0%}); per round "
+        f"{rp['rounds']} rounds {rp['ratio']:.1%} (target ≥ {TARGETS['rpc_ratio']:.0%}; each round "
+        f"{rp['slices']} turns of {rp['seconds_per_slice']:g} s per kind); per round "
         + ", ".join(f"{x:.0%}" for x in rp["round_ratios"])
         + f"; pooled {rp['resolve']['per_second']:,.0f}/s vs {rp['noop']['per_second']:,.0f}/s "
         f"= {rp['pooled_ratio']:.1%}; concurrency {rp['concurrency']}, errors "
@@ -947,25 +976,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--mappings", type=int, default=None, help="local mappings (1000000)")
     parser.add_argument("--samples", type=int, default=None, help="in-process calls timed")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of each in-process kind")
-    parser.add_argument("--rpc-seconds", type=float, default=None, help="per RPC round")
-    parser.add_argument("--rpc-rounds", type=int, default=None, help="rounds of each RPC kind")
+    parser.add_argument("--rpc-seconds", type=float, default=None, help="per RPC slice")
+    parser.add_argument("--rpc-slices", type=int, default=None, help="slices of each kind a round")
+    parser.add_argument(
+        "--rpc-rounds", type=int, default=None, help="RPC rounds (client processes)"
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="RPCs in flight")
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     parser.add_argument("--memory-probe", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
-    parser.add_argument("--client-method", help=argparse.SUPPRESS)
     parser.add_argument("--client-codes", help=argparse.SUPPRESS)
     parser.add_argument("--client-seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--client-concurrency", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--client-slices", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--client-server-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quick = args.quick
     args.matters = args.matters or (1000 if quick else 5000)
     args.mappings = args.mappings or (50_000 if quick else 1_000_000)
     args.samples = args.samples or (5000 if quick else 200_000)
     args.rounds = args.rounds or (2 if quick else 5)
-    args.rpc_seconds = args.rpc_seconds or (0.4 if quick else 2.0)
-    args.rpc_rounds = args.rpc_rounds or (3 if quick else 9)
+    args.rpc_seconds = args.rpc_seconds or (0.1 if quick else 0.5)
+    args.rpc_slices = args.rpc_slices or (2 if quick else 12)
+    args.rpc_rounds = args.rpc_rounds or 3
     return args
 
 
@@ -979,10 +1013,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(
             client(
                 args.client,
-                args.client_method,
-                args.client_codes,
-                args.client_seconds,
-                args.client_concurrency,
+                codes_file=args.client_codes,
+                seconds=args.client_seconds,
+                slices=args.client_slices,
+                n=args.client_concurrency,
+                server_pid=args.client_server_pid,
             )
         )
         return 0
