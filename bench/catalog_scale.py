@@ -772,10 +772,14 @@ async def client(
         catalog_pb2.ResolveLocalCodeRequest(region_code=r, local_code=c, national_code=nc)
         for r, c, nc in sample
     ]
-    totals = {
-        kind: dict.fromkeys(
-            ("calls", "errors", "seconds", "server_cpu_seconds", "client_cpu_seconds"), 0.0
-        )
+    totals: dict[str, dict[str, float]] = {
+        kind: {
+            "calls": 0,
+            "errors": 0,
+            "seconds": 0.0,
+            "server_cpu_seconds": 0.0,
+            "client_cpu_seconds": 0.0,
+        }
         for kind in RPC_KINDS
     }
     async with grpc.aio.insecure_channel(address) as channel:
