@@ -66,6 +66,8 @@ NOOP_METHODS = {
 """No-op RPCs with ResolveLocalCode's request and response types, served next to it: `noop`
 returns a prebuilt resolve response (the same bytes on the wire as a real answer), `empty` an
 empty one (what the first version of this benchmark compared against)."""
+RPC_KINDS = ("noop", "resolve", "empty")
+"""What `rpc` compares: the same-bytes no-op, ResolveLocalCode, the empty no-op."""
 
 TARGETS = {
     "translate_p99_us": 5.0,
@@ -737,9 +739,6 @@ async def rpc(
     noop_cpu = summary["noop"]["server_cpu_us_per_call"]
     summary["derived_ratio"] = noop_cpu / (noop_cpu + extra)
     return summary
-
-
-RPC_KINDS = ("noop", "resolve", "empty")
 
 
 async def _turn(

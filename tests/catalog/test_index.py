@@ -527,9 +527,9 @@ def test_live_rows_leave_out_exactly_the_retired_rows() -> None:
         date(2025, 7, 1): ["B", "C"],
         date(2025, 8, 1): ["B"],
     }
-    assert index.live_count("000117112000", date(2025, 7, 1)) == 2
-    assert index.live_count("000117113000", date(2025, 8, 1)) == 0
-    assert index.live_count("000117114000", date(2025, 8, 1)) == 0
+    assert len(index.live_rows("000117112000", date(2025, 7, 1))) == 2
+    assert len(index.live_rows("000117113000", date(2025, 8, 1))) == 0
+    assert len(index.live_rows("000117114000", date(2025, 8, 1))) == 0
     assert set(index.national_codes()) == {"000117112000", "000117113000"}
 
 
@@ -689,7 +689,7 @@ def test_a_resolutions_shape_is_what_the_rows_imply_on_any_list(
         else:
             expected = Shape.MANY_TO_ONE if len(group) > 1 else Shape.ONE_TO_ONE
         assert found.shape is expected, (local, rows, day)
-        assert index.row_of(local) == next(i for i, r in enumerate(rows) if r[0] == local)
+        assert found.row == next(i for i, r in enumerate(rows) if r[0] == local)
 
 
 def test_a_list_longer_than_a_row_key_can_hold_is_refused() -> None:
