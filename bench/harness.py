@@ -4,6 +4,9 @@ the gateway, measured in the same run, interleaved, with the same payloads.
 Paths (every one a separate process, started here on port 0):
   direct    the load generator → region stub 510000 `DeliverApplication`
   proxy     the load generator → `bench.proxy` (raw bytes) → the same stub, same method
+  durable   the same through `bench.proxy --store`: each call also makes the gateway's two
+            durable writes (claim before forwarding, outcome after), the floor for a gateway
+            that never loses an application
   gateway   the load generator → `tongban gateway` `SubmitApplication`: validated, resolved and
             translated, one e-licence verified, committed durably, delivered, answered
   gateway×N the same with `--workers N` (N processes on one port)
@@ -250,6 +253,21 @@ async def run(options: Options, log: Callable[[str], None] = print) -> list[Resu
                 [sys.executable, "-m", "bench.proxy", "--port", "0", "--target", regions[TARGET]],
             )
             started.append(proxy)
+            durable = await procs.start(
+                "durable",
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.proxy",
+                    "--port",
+                    "0",
+                    "--target",
+                    regions[TARGET],
+                    "--store",
+                    str(root / "durable" / "store.db"),
+                ],
+            )
+            started.append(durable)
             gateways = {}
             for n in options.workers:
                 gw = await procs.start(
@@ -281,6 +299,9 @@ async def run(options: Options, log: Callable[[str], None] = print) -> list[Resu
             paths = [
                 Route("direct", Target(regions[TARGET], DELIVER, deliver), [], stub_pids),
                 Route("proxy", Target(proxy.address, DELIVER, deliver), [proxy.pid], stub_pids),
+                Route(
+                    "durable", Target(durable.address, DELIVER, deliver), [durable.pid], stub_pids
+                ),
             ]
             all_stub_pids = [s.pid for s in stubs.values()]
             for n, gw in gateways.items():

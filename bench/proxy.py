@@ -5,7 +5,13 @@ reply is returned: no deserialization, no validation, no store. Errors from the 
 passed on with their code and details (and their trailing metadata). The benchmark compares
 the gateway's cost per application with this proxy's cost per call.
 
-Run: `python -m bench.proxy --port 0 --target HOST:PORT`; announces
+With `--store PATH` it is the floor for a gateway that never loses a call: each call is first
+stored durably through the gateway's own `Store` (the row the gateway's claim inserts, leased,
+the raw request as its body), then forwarded, then its reply is stored with the gateway's
+conditional outcome update — the two group-committed writes the gateway makes per application,
+and nothing else.
+
+Run: `python -m bench.proxy --port 0 --target HOST:PORT [--store PATH]`; announces
 `{"event": "listening", "service": "bench-proxy", "address": ...}` on stdout.
 """
 
@@ -13,12 +19,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
+import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from gateway.serving import announce, stop_event_on_signals
+from gateway.store import ApplicationRow, Store
 
 
 def _identity(data: bytes) -> bytes:
@@ -28,8 +38,9 @@ def _identity(data: bytes) -> bytes:
 class ForwardingHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Forwards any unary-unary method to the backend channel, bytes in, bytes out."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: grpc.aio.Channel, store: Store | None = None) -> None:
         self._channel = channel
+        self._store = store
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
@@ -40,10 +51,13 @@ class ForwardingHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         call = self._channel.unary_unary(
             method, request_serializer=_identity, response_deserializer=_identity
         )
+        store = self._store
 
         async def forward(request: bytes, context: grpc.aio.ServicerContext) -> Any:
             try:
-                return await call(request, timeout=context.time_remaining())
+                if store is None:  # the bare floor: nothing but the call
+                    return await call(request, timeout=context.time_remaining())
+                return await _durably(store, call, request, context.time_remaining())
             except grpc.aio.AioRpcError as error:
                 context.set_trailing_metadata(error.trailing_metadata() or ())
                 await context.abort(error.code(), error.details() or "")
@@ -55,12 +69,47 @@ class ForwardingHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         return handler
 
 
-async def serve(host: str, port: int, target: str) -> None:
+async def _durably(
+    store: Store, call: grpc.aio.UnaryUnaryMultiCallable, request: bytes, seconds: float | None
+) -> bytes:
+    """`call` between the gateway's two durable writes: the claim, then the outcome."""
+    now = time.time()
+    row = ApplicationRow(
+        application_id=str(uuid.uuid4()),
+        origin_region="proxy",
+        request_id=str(uuid.uuid4()),
+        request_digest="",
+        target_region="proxy",
+        state=1,
+        create_time=now,
+        update_time=now,
+        next_attempt_time=now,
+        expire_time=now + 86400.0,
+        lease_owner="proxy",
+        lease_until=now + 60.0,
+        body=request,
+    )
+    await store.claim_request(row)
+    reply: bytes = await call(request, timeout=seconds)
+    await store.replace_if_unchanged(
+        row.application_id,
+        expected_body=request,
+        lease_owner="proxy",
+        state=2,
+        update_time=time.time(),
+        body=reply,
+        next_attempt_time=None,
+    )
+    return reply
+
+
+async def serve(host: str, port: int, target: str, store_path: Path | None = None) -> None:
     """Serves until SIGINT or SIGTERM."""
     stop = stop_event_on_signals()
+    store = await Store.open(store_path) if store_path is not None else None
     channel = grpc.aio.insecure_channel(target)
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((ForwardingHandler(channel),))
+    server.add_generic_rpc_handlers((ForwardingHandler(channel, store),))
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     announce("listening", service="bench-proxy", address=f"{host}:{bound}", target=target)
@@ -69,6 +118,8 @@ async def serve(host: str, port: int, target: str) -> None:
     finally:
         await server.stop(1.0)
         await channel.close()
+        if store is not None:
+            await store.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,8 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--target", required=True, help="HOST:PORT of the backend")
+    parser.add_argument("--store", type=Path, help="an SQLite file: store every call durably")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.host, args.port, args.target))
+    asyncio.run(serve(args.host, args.port, args.target, args.store))
     return 0
 
 

@@ -178,6 +178,8 @@ def render(results: list[Result], *, machine_line: str, load_before: str, note: 
         f"Load average before / after: {load_before} / {load_after}. {note}\n\n"
         f"{table(results)}\n\n"
         f"Ratios (gateway ÷ bare proxy, same run):\n\n{ratios(results)}\n\n"
+        f"The durable floor (the proxy plus the gateway's two store writes) ÷ bare proxy:\n\n"
+        f"{ratios(results, 'durable')}\n\n"
         f"{baseline_ratios(results)}"
         f"Against the targets of issue 8:\n\n{targets(results)}\n"
     )

@@ -42,9 +42,11 @@ def test_quick_run_prints_the_table_and_the_ratios(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
     assert "| scenario | path | req/s |" in out
-    for row in ("| c1 | direct |", "| c1 | proxy |", "| c1 | gateway |", "| open500 | gateway |"):
-        assert row in out
+    for path in ("direct", "proxy", "durable", "gateway"):
+        assert f"| c1 | {path} |" in out
+    assert "| open500 | gateway |" in out
     assert "gateway÷proxy" in out
+    assert "durable÷proxy" in out
     assert "Against the targets of issue 8" in out
     written = results.read_text(encoding="utf-8")
     assert "## Application benchmark" in written
