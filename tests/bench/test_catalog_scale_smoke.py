@@ -45,7 +45,7 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert report["restart"]["load_seconds"] > 0
     assert report["memory"]["rss_bytes_per_mapping"] > 0
     assert report["memory"]["retained_bytes_per_mapping"] > 0
-    for kind in ("timer", "resolve", "resolve+targets", "translate"):
+    for kind in ("timer", "lookup", "resolve", "resolve+targets", "translate"):
         figures = report["in_process"][kind]
         assert 0 < figures["p50_us"] <= figures["p99_us"] <= figures["max_us"]
         assert figures["per_second"] > 0

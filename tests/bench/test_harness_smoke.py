@@ -47,6 +47,7 @@ def test_quick_run_prints_the_table_and_the_ratios(tmp_path: Path) -> None:
     assert "| open500 | gateway |" in out
     assert "gateway÷proxy" in out
     assert "durable÷proxy" in out
+    assert "(durable floor: " in out
     assert "Against the targets of issue 8" in out
     written = results.read_text(encoding="utf-8")
     assert "## Application benchmark" in written
