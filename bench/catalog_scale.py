@@ -531,11 +531,14 @@ def _summary(values: list[int]) -> dict[str, float]:
 def _time_calls(
     name: str,
     pairs: list[tuple[str, str, str, str]],
+    tables: list[tuple[dict[str, int], str]],
+    *,
     snapshot: index.CatalogSnapshot,
     now: datetime,
     ns: list[int],
 ) -> None:
-    """One round of kind `name` over `pairs`: each call's nanoseconds into `ns`."""
+    """One round of kind `name` over `pairs` (their tables and local codes for "lookup"): each
+    call's nanoseconds into `ns`."""
     clock = time.perf_counter_ns
     resolve, targets, translate = index.resolve, index.targets, index.translate
     if name == "timer":
@@ -543,8 +546,6 @@ def _time_calls(
             t = clock()
             ns[i] = clock() - t
     elif name == "lookup":
-        regions = snapshot.regions or {}
-        tables = [(regions[region]._first, local) for region, local, _, _ in pairs]
         for i, (table, local) in enumerate(tables):
             t = clock()
             table.get(local)
@@ -593,6 +594,8 @@ def in_process(
         while to == region or national not in synthetic.implements[to]:
             to = rng.choice(provinces)
         pairs.append((region, local, national, to))
+    regions = snapshot.regions or {}
+    tables = [(regions[region]._first, local) for region, local, _, _ in pairs]
     collections = [0, 0, 0]
 
     def count(phase: str, info: dict[str, int]) -> None:
@@ -609,7 +612,7 @@ def in_process(
         for name in order:
             ns = [0] * len(pairs)  # preallocated: no list growth inside the timed loop
             collections[:] = [0, 0, 0]
-            _time_calls(name, pairs, snapshot, now, ns)
+            _time_calls(name, pairs, tables, snapshot=snapshot, now=now, ns=ns)
             by_round[name].append(_summary(ns))
             totals = out["gc_collections"].setdefault(name, [0, 0, 0])
             out["gc_collections"][name] = [a + b for a, b in zip(totals, collections, strict=True)]
