@@ -143,7 +143,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 def rich_error(error: grpc.aio.AioRpcError) -> tuple[ErrorInfo, BadRequest | None]:
     """The ErrorInfo (exactly one is required) and BadRequest of a failed call."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, "the error carries no google.rpc.Status"
     infos, bad = [], None
     for detail in status.details:

@@ -409,6 +409,7 @@ async def test_interceptor_tolerates_a_request_that_did_not_decode() -> None:
             return None
 
     wrapped = await interceptor.intercept_service(continuation, SimpleNamespace(method=SUBMIT))
+    assert wrapped is not None
     with pytest.raises(InvalidRequest):
         await wrapped.unary_unary(object(), Context())
     labels = {

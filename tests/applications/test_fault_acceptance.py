@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -64,7 +65,7 @@ class Province:
         )
         return response
 
-    async def set_faults(self, **faults: object) -> None:
+    async def set_faults(self, **faults: Any) -> None:
         await self.admin.SetFaults(
             admin_pb2.SetFaultsRequest(faults=admin_pb2.FaultSettings(**faults), seed=7)
         )

@@ -36,13 +36,16 @@ async def watch_states(world: World, name: str, into: list[pb.Application]) -> N
         into.append(item.application)
 
 
-async def eventually_state(world: World, application_id: str, state: int) -> pb.Application:
+async def eventually_state(
+    world: World, application_id: str, state: pb.ApplicationState.ValueType
+) -> pb.Application:
     for _ in range(500):
         answer = await world.applications.GetApplication(
             pb.GetApplicationRequest(name=f"applications/{application_id}")
         )
         if answer.application.state == state:
-            return answer.application
+            app: pb.Application = answer.application
+            return app
         await asyncio.sleep(0.02)
     raise AssertionError(f"{application_id} never reached {pb.ApplicationState.Name(state)}")
 
@@ -215,7 +218,7 @@ async def test_store_failure_mid_submission_is_unavailable_and_a_retry_delivers_
     assert failed
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert rich_error(caught.value)[0].reason == "STORE_UNAVAILABLE"
-    status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
+    status = rpc_status.from_call(caught.value)
     assert status is not None
     assert any(d.Is(RetryInfo.DESCRIPTOR) for d in status.details), "the caller may retry"
     retried = await world.applications.SubmitApplication(request, timeout=5)

@@ -311,7 +311,8 @@ async def test_list_applications_paginates_newest_first(world: World) -> None:
             submission(world, local, national, request_id=f"list-{i}")
         )
         ids.append(r.application.application_id)
-    listed, token = [], ""
+    listed: list[str] = []
+    token = ""
     while True:
         page = await world.applications.ListApplications(
             pb.ListApplicationsRequest(region_code=TARGET, page_size=2, page_token=token)

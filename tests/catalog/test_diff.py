@@ -184,7 +184,8 @@ def test_every_matter_element_except_code_and_synthetic_is_compared() -> None:
             replacement = TimeLimit(current.value + 1, current.unit)
         else:
             replacement = ()
-        seen.update(changed_elements(old, dataclasses.replace(old, **{name: replacement})))
+        changes: dict[str, Any] = {name: replacement}
+        seen.update(changed_elements(old, dataclasses.replace(old, **changes)))
     assert seen == compared
 
 

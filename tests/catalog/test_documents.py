@@ -623,8 +623,8 @@ def test_bundled_lists_are_exactly_what_the_writer_writes(path: Path) -> None:
     assert region_catalog_to_json(parsed.value) == data
 
 
-_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
-_NAME = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30)
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
+_NAME = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=30)
 _LOCAL = st.text(
     st.characters(codec="utf-8", categories=("Lu", "Ll", "Nd", "Pd", "Lo")),
     min_size=1,

@@ -69,9 +69,9 @@ def _snapshot(versions: tuple[str, ...] = ("2025.1", "2025.2")) -> CatalogSnapsh
         assert doc is not None
         snapshot = snapshot.with_version(VersionRecord(doc, PUBLISHED, f"digest-{version}"))
     for code, data in RAW_LISTS.items():
-        doc = parse_region_catalog(data, PROVINCES).value
-        assert doc is not None
-        snapshot = snapshot.with_region(RegionIndex.build(doc, PUBLISHED, f"list-{code}"))
+        listed = parse_region_catalog(data, PROVINCES).value
+        assert listed is not None
+        snapshot = snapshot.with_region(RegionIndex.build(listed, PUBLISHED, f"list-{code}"))
     return snapshot
 
 

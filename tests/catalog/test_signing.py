@@ -303,6 +303,6 @@ def test_keys_survive_a_round_trip_through_pem_files(key: PrivateKey, tmp_path: 
 
 def test_a_p384_private_key_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "p384.pem"
-    path.write_bytes(private_pem(ec.generate_private_key(ec.SECP384R1())))  # type: ignore[arg-type]
+    path.write_bytes(private_pem(ec.generate_private_key(ec.SECP384R1())))
     with pytest.raises(ValueError, match="unsupported curve"):
         load_private_key(path)

@@ -213,7 +213,7 @@ async def refused_with(federation: Federation, token: str) -> str:
     assert info.reason == "LICENSE_INVALID"
     assert bad is not None
     assert [v.field for v in bad.field_violations] == ["materials[0].license_token"]
-    return info.metadata["verdict"]
+    return str(info.metadata["verdict"])
 
 
 def tampered(token: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import jwt
@@ -391,7 +392,7 @@ async def test_a_seed_makes_fault_runs_reproducible(config: StubConfig) -> None:
 
 
 @dataclass
-class FakeGateway(application_pb2_grpc.ApplicationServiceServicer):  # type: ignore[misc]
+class FakeGateway(application_pb2_grpc.ApplicationServiceServicer):
     """The gateway's ApplicationService, as far as a province's report needs it."""
 
     reports: list[application_pb2.ReportApplicationStatusRequest] = field(default_factory=list)
@@ -415,7 +416,7 @@ class FakeGateway(application_pb2_grpc.ApplicationServiceServicer):  # type: ign
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[tuple[FakeGateway, str]]:
-    fake = FakeGateway()
+    fake = FakeGateway()  # type: ignore[abstract]  # serves only ReportApplicationStatus
     server = grpc.aio.server()
     application_pb2_grpc.add_ApplicationServiceServicer_to_server(fake, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -425,7 +426,7 @@ async def gateway() -> AsyncIterator[tuple[FakeGateway, str]]:
 
 
 def decide_request(
-    application_id: str, state: int, reason: str = ""
+    application_id: str, state: application_pb2.ApplicationState.ValueType, reason: str = ""
 ) -> admin_pb2.DecideCaseRequest:
     return admin_pb2.DecideCaseRequest(application_id=application_id, state=state, reason=reason)
 
@@ -559,8 +560,8 @@ BUSINESS_LICENCE = "11100000MB0143028R001"  # 营业执照
 HOLDER = "11440000MBDCGK306L"
 
 
-def issue_request(**overrides: object) -> admin_pb2.IssueLicenseRequest:
-    fields: dict[str, object] = {
+def issue_request(**overrides: Any) -> admin_pb2.IssueLicenseRequest:
+    fields: dict[str, Any] = {
         "license_type_code": BUSINESS_LICENCE,
         "license_number": "4400001234567",
         "holder_id_type": application_pb2.ID_TYPE_USCC,

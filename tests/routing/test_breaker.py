@@ -46,7 +46,7 @@ def test_opens_after_consecutive_failures_and_fails_fast() -> None:
     fail(breaker, 4)
     assert breaker.state is BreakerState.CLOSED
     fail(breaker, 1)
-    assert breaker.state is BreakerState.OPEN
+    assert breaker.state is BreakerState.OPEN  # type: ignore[comparison-overlap]
     assert transitions == [(BreakerState.CLOSED, BreakerState.OPEN)]
     assert not breaker.allow()
 
@@ -68,7 +68,7 @@ def test_opens_on_failure_ratio_once_the_window_holds_enough_results() -> None:
     assert breaker.state is BreakerState.CLOSED  # 4/8 but fewer than 10 results
     breaker.record_success()
     breaker.record_failure()  # 5/10
-    assert breaker.state is BreakerState.OPEN
+    assert breaker.state is BreakerState.OPEN  # type: ignore[comparison-overlap]
 
 
 def test_old_failures_leave_the_ratio_window() -> None:
@@ -95,7 +95,7 @@ def test_half_open_after_the_open_duration_then_a_success_closes() -> None:
     assert breaker.state is BreakerState.HALF_OPEN
     assert not breaker.allow(), "one probe at a time"
     breaker.record_success()
-    assert breaker.state is BreakerState.CLOSED
+    assert breaker.state is BreakerState.CLOSED  # type: ignore[comparison-overlap]
     assert transitions == [
         (BreakerState.CLOSED, BreakerState.OPEN),
         (BreakerState.OPEN, BreakerState.HALF_OPEN),

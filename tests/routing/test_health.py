@@ -51,7 +51,7 @@ async def test_breaker_open_is_not_serving_and_closed_is_serving(tmp_path: Path)
                     break
                 await asyncio.sleep(0.01)
             breaker.record_success()
-            assert breaker.state is BreakerState.CLOSED
+            assert breaker.state is BreakerState.CLOSED  # type: ignore[comparison-overlap]
             await next_status(SERVING)
         finally:
             watcher.cancel()

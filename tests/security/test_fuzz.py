@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -268,8 +268,10 @@ _SCALARS: dict[int, st.SearchStrategy[Any]] = {
 
 def _value(f: descriptor.FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
     if f.type == FD.TYPE_MESSAGE:
+        assert f.message_type is not None
         return messages(f.message_type, depth + 1)
     if f.type == FD.TYPE_ENUM:
+        assert f.enum_type is not None
         known = [v.number for v in f.enum_type.values]
         return st.one_of(st.sampled_from(known), st.integers(-(2**31), 2**31 - 1))
     return _SCALARS[f.type]
@@ -317,7 +319,7 @@ def _message_class(desc: descriptor.Descriptor) -> type[Message]:
 
 def near_valid(template: Message) -> st.SearchStrategy[Message]:
     """The valid `template` with up to three of its fields replaced by arbitrary values."""
-    desc = template.DESCRIPTOR
+    desc = cast(descriptor.Descriptor, template.DESCRIPTOR)
     names = [f.name for f in desc.fields]
 
     @st.composite
@@ -388,7 +390,7 @@ def check_error(name: str, error: grpc.Call, code: grpc.StatusCode) -> None:
         code is grpc.StatusCode.DEADLINE_EXCEEDED and METHODS[name][1].server_streaming
     ):
         return
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, f"{name}: {code.name} without a google.rpc.Status"
     infos = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
     assert len(infos) == 1, f"{name}: {code.name} with {len(infos)} ErrorInfo"

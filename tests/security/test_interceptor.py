@@ -14,6 +14,7 @@ import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -88,7 +89,7 @@ def submission(
 
 
 @contextlib.asynccontextmanager
-async def tls_world(tmp_path: Path, **overrides: object) -> AsyncIterator[World]:
+async def tls_world(tmp_path: Path, **overrides: Any) -> AsyncIterator[World]:
     keys = tmp_path / "keys"
     keys.mkdir(exist_ok=True)
     key = signing.generate_private_key()
@@ -111,7 +112,7 @@ async def as_region(world: World, code: str) -> application_pb2_grpc.Application
 
 def denial(error: grpc.aio.AioRpcError) -> str:
     info, _ = rich_error(error)
-    return info.metadata.get("denial", "")
+    return str(info.metadata.get("denial", ""))
 
 
 async def count_applications(world: World) -> int:
@@ -356,7 +357,7 @@ async def test_rate_limit_answers_resource_exhausted_with_retry_info(tmp_path: P
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await origin.ListCatalogVersions(request)
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
+        status = rpc_status.from_call(caught.value)
         assert status is not None
         assert any(d.type_url.endswith("google.rpc.RetryInfo") for d in status.details)
         await other.ListCatalogVersions(request)  # per caller
