@@ -528,6 +528,12 @@ def _summary(values: list[int]) -> dict[str, float]:
     }
 
 
+def _rotated(kinds: Sequence[str], turn: int) -> list[str]:
+    """`kinds` starting at position `turn` (wrapping): the order of round or slice `turn`."""
+    shift = turn % len(kinds)
+    return [*kinds[shift:], *kinds[:shift]]
+
+
 def _time_calls(
     name: str,
     pairs: list[tuple[str, str, str, str]],
@@ -607,9 +613,7 @@ def in_process(
     by_round: dict[str, list[dict[str, float]]] = {name: [] for name in kinds}
     gc.callbacks.append(count)
     try:
-        turn = len(kinds)
-        order = [k for r in range(rounds) for k in kinds[r % turn :] + kinds[: r % turn]]
-        for name in order:
+        for name in (k for r in range(rounds) for k in _rotated(kinds, r)):
             ns = [0] * len(pairs)  # preallocated: no list growth inside the timed loop
             collections[:] = [0, 0, 0]
             _time_calls(name, pairs, tables, snapshot=snapshot, now=now, ns=ns)
@@ -819,7 +823,7 @@ async def client(
         for call in calls.values():
             await call(requests[0])  # connected and warm before any clock starts
         for k in range(slices):
-            for kind in RPC_KINDS[k % 3 :] + RPC_KINDS[: k % 3]:
+            for kind in _rotated(RPC_KINDS, k):
                 server0 = procs.cpu_seconds(server_pid, tree=False)
                 cpu0 = time.process_time()
                 start = time.perf_counter()

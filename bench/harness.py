@@ -248,25 +248,12 @@ async def run(options: Options, log: Callable[[str], None] = print) -> list[Resu
             }
             started.extend(stubs.values())
             regions = {code: stub.address for code, stub in stubs.items()}
-            proxy = await procs.start(
-                "proxy",
-                [sys.executable, "-m", "bench.proxy", "--port", "0", "--target", regions[TARGET]],
-            )
+            proxy_command = [sys.executable, "-m", "bench.proxy", "--port", "0"]
+            proxy_command += ["--target", regions[TARGET]]
+            proxy = await procs.start("proxy", proxy_command)
             started.append(proxy)
-            durable = await procs.start(
-                "durable",
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.proxy",
-                    "--port",
-                    "0",
-                    "--target",
-                    regions[TARGET],
-                    "--store",
-                    str(root / "durable" / "store.db"),
-                ],
-            )
+            store = root / "durable" / "store.db"
+            durable = await procs.start("durable", [*proxy_command, "--store", str(store)])
             started.append(durable)
             gateways = {}
             for n in options.workers:

@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 
+from gateway.api.v1 import application_pb2
 from gateway.serving import announce, stop_event_on_signals
 from gateway.store import ApplicationRow, Store
 
@@ -80,7 +81,7 @@ async def _durably(
         request_id=str(uuid.uuid4()),
         request_digest="",
         target_region="proxy",
-        state=1,
+        state=application_pb2.APPLICATION_STATE_RECEIVED,
         create_time=now,
         update_time=now,
         next_attempt_time=now,
@@ -95,7 +96,7 @@ async def _durably(
         row.application_id,
         expected_body=request,
         lease_owner="proxy",
-        state=2,
+        state=application_pb2.APPLICATION_STATE_DELIVERED,
         update_time=time.time(),
         body=reply,
         next_attempt_time=None,

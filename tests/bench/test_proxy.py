@@ -76,7 +76,10 @@ async def test_the_durable_proxy_stores_each_call_and_its_reply(
         rows = conn.execute("SELECT state, lease_owner, next_attempt_time, body FROM applications")
         stored = rows.fetchall()
     assert len(stored) == 3
-    assert all(state == 2 and owner == "" and due is None for state, owner, due, _ in stored)
+    delivered = application_pb2.APPLICATION_STATE_DELIVERED
+    assert all(
+        state == delivered and owner == "" and due is None for state, owner, due, _ in stored
+    )
     bodies = {body for *_, body in stored}
     assert bodies == {r.SerializeToString() for r in replies}
     assert all(reply.receipt_id for reply in replies)
