@@ -93,6 +93,7 @@ class RegionIndex:
         "_earliest",
         "_first",
         "_local",
+        "_many_until",
         "_name",
         "_names",
         "_nat_id",
@@ -145,6 +146,9 @@ class RegionIndex:
     _rows: array[int]
     _earliest: array[int]
     """Group → the earliest cancel ordinal among its rows: before it no row is retired."""
+    _many_until: array[int]
+    """Group → the last day ordinal on which two or more of its rows are live (its second
+    latest cancel ordinal; -1 for a group of one): a resolution's N:1 or 1:1 without a scan."""
     _preferred: dict[str, str]
     """National code → the local code of its first live row, for groups whose first row never
     retires (the usual case): what a translation needs, one lookup and no object read."""
@@ -352,6 +356,7 @@ class IndexBuilder:
         span = array("i", [0])
         rows = array("i")
         earliest = array("i")
+        many_until = array("i")
         preferred: dict[str, str] = {}
         stepped: dict[str, Preferred] = {}
         hints: dict[str, int] = {}
@@ -362,6 +367,7 @@ class IndexBuilder:
             rows.extend(group)
             span.append(len(rows))
             earliest.append(min(cancel[r] for r in group))
+            many_until.append(sorted(cancel[r] for r in group)[-2] if len(group) > 1 else -1)
             if len(group) == 1:
                 hints[national] = ALONE
             else:
@@ -387,6 +393,7 @@ class IndexBuilder:
         index._agency, index._agencies = self.agency_col, self.agencies
         index._cancel, index._cancels = cancel, cancels
         index._nat_id, index._span, index._rows, index._earliest = nat_id, span, rows, earliest
+        index._many_until = many_until
         index._preferred, index._stepped = preferred, stepped
         return index
 
@@ -624,15 +631,9 @@ def resolve(
         shape = Shape.ONE_TO_ONE
     elif hint == SEVERAL:
         shape = Shape.MANY_TO_ONE
-    else:
-        k = index._nat_id[chosen]
-        many = index._span[k + 1] - index._span[k]
-        if ordinal > index._earliest[k]:  # some row retired: count the live ones
-            cancel = index._cancel
-            many = sum(
-                1 for r in index._rows[index._span[k] : index._span[k + 1]] if ordinal <= cancel[r]
-            )
-        shape = Shape.MANY_TO_ONE if many > 1 else Shape.ONE_TO_ONE
+    else:  # several rows, some retiring: are two still live?
+        many = ordinal <= index._many_until[index._nat_id[chosen]]
+        shape = Shape.MANY_TO_ONE if many else Shape.ONE_TO_ONE
     # tuple.__new__ skips the named tuple's Python-level __new__ (a tenth of a resolution)
     return tuple.__new__(Resolution, (region_code, matter, shape, document.version, index, row))
 
