@@ -26,7 +26,6 @@ from gateway.api.v1 import (
     application_pb2,
     application_pb2_grpc,
     catalog_pb2,
-    catalog_pb2_grpc,
     license_pb2,
     license_pb2_grpc,
 )
@@ -36,7 +35,7 @@ from gateway.applications.service import ApplicationServicer
 from gateway.audit import FsyncPolicy
 from gateway.catalog import signing
 from gateway.catalog.registry import CatalogRegistry, load_provinces, utc_now
-from gateway.catalog.service import CatalogServicer
+from gateway.catalog.service import CatalogServicer, add_catalog_servicer
 from gateway.config import GatewayConfig
 from gateway.interceptors import ErrorInterceptor
 from gateway.licenses.service import LicenseServicer
@@ -230,7 +229,7 @@ async def running_gateway(  # noqa: PLR0915
             )
         )
         server = _new_server(config, auditor, metrics)
-        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
+        add_catalog_servicer(
             CatalogServicer(
                 registry,
                 signing.load_public_keys(config.standards_keys),
