@@ -67,6 +67,8 @@ PACK_BITS = 19
 the 2-bit group hint that is 59 bits, a two-digit int; a list holds at most 2**19 rows (the
 service caps one at 200,000)."""
 PACK_MASK = (1 << PACK_BITS) - 1
+_SET_SHIFT, _CANCEL_SHIFT, _HINT_SHIFT = PACK_BITS, 2 * PACK_BITS, 3 * PACK_BITS
+"""Where a packed key's fields start, named once: `2 * PACK_BITS` in a lookup is three steps."""
 
 ALONE, SEVERAL, SEVERAL_RETIRING = 0, 1, 2
 """Group hints of a row key: the row's national matter (its only one) has this row alone as its
@@ -531,6 +533,10 @@ class CatalogSnapshot:
     def __post_init__(self) -> None:
         effective = tuple(r.document.effective_time.astimezone(UTC) for r in self.versions)
         object.__setattr__(self, "_effective", effective)
+        # `resolve` and `translate` take a list's presence as proof of its province
+        stray = set(self.region_indexes()) - set(self.provinces)
+        if stray:
+            raise ValueError(f"lists for codes that are no provinces: {sorted(stray)}")
 
     def region_indexes(self) -> dict[str, RegionIndex]:
         """The implementation lists (empty when none)."""
@@ -604,18 +610,19 @@ def resolve(
         record = snapshot.current(now) if not version else None
         if record is None:
             record = snapshot.version(version, now)
-    provinces, regions = snapshot.provinces, snapshot.regions or _NO_REGIONS
-    if region_code not in provinces:
-        raise _region_not_found(region_code, "region_code")
-    index = regions.get(region_code)
-    key = index._first.get(local_code) if index else None
-    if index is None or key is None:
+    index = (snapshot.regions or _NO_REGIONS).get(region_code)
+    if index is None:  # no list: no such province, or one that published none
+        if region_code not in snapshot.provinces:
+            raise _region_not_found(region_code, "region_code")
+        raise _local_code_not_found(region_code, local_code)
+    key = index._first.get(local_code)
+    if key is None:
         raise _local_code_not_found(region_code, local_code)
     row = key & PACK_MASK
     ordinal = now.toordinal()
-    if ordinal > index._cancels[(key >> 2 * PACK_BITS) & PACK_MASK]:
+    if ordinal > index._cancels[(key >> _CANCEL_SHIFT) & PACK_MASK]:
         raise _retired(index, row, region_code, local_code)
-    nationals = index._sets[(key >> PACK_BITS) & PACK_MASK]
+    nationals = index._sets[(key >> _SET_SHIFT) & PACK_MASK]
     if len(nationals) == 1 and (not national_code or national_code == nationals[0]):
         chosen = nationals[0]
     else:
@@ -624,7 +631,7 @@ def resolve(
     matter = document.matters.get(chosen)
     if matter is None:
         raise _matter_not_found(chosen, record)
-    hint = key >> 3 * PACK_BITS
+    hint = key >> _HINT_SHIFT
     if len(nationals) > 1:
         shape = Shape.ONE_TO_MANY
     elif hint == ALONE:
@@ -686,17 +693,19 @@ def translate(
         if record is None:
             record = snapshot.version(version, now)
     document = record.document
-    provinces, regions = snapshot.provinces, snapshot.regions or _NO_REGIONS
-    if region_code not in provinces:
-        raise _region_not_found(region_code, "region_code")
+    regions = snapshot.regions or _NO_REGIONS
     index = regions.get(region_code)
-    key = index._first.get(local_code) if index else None
-    if index is None or key is None:
+    if index is None:  # no list: no such province, or one that published none
+        if region_code not in snapshot.provinces:
+            raise _region_not_found(region_code, "region_code")
+        raise _local_code_not_found(region_code, local_code)
+    key = index._first.get(local_code)
+    if key is None:
         raise _local_code_not_found(region_code, local_code)
     ordinal = now.toordinal()  # of now's own date, as `now.date()` in `resolve`
-    if ordinal > index._cancels[(key >> 2 * PACK_BITS) & PACK_MASK]:
+    if ordinal > index._cancels[(key >> _CANCEL_SHIFT) & PACK_MASK]:
         raise _retired(index, key & PACK_MASK, region_code, local_code)
-    nationals = index._sets[(key >> PACK_BITS) & PACK_MASK]
+    nationals = index._sets[(key >> _SET_SHIFT) & PACK_MASK]
     if len(nationals) == 1 and (not national_code or national_code == nationals[0]):
         chosen = nationals[0]  # interned: the dict lookups below compare pointers, not text
     else:
@@ -704,10 +713,10 @@ def translate(
     matter = document.matters.get(chosen)
     if matter is None:
         raise _matter_not_found(chosen, record)
-    if to_region not in provinces:
-        raise _region_not_found(to_region, "to_region_code")
     target = regions.get(to_region)
     if target is None:
+        if to_region not in snapshot.provinces:
+            raise _region_not_found(to_region, "to_region_code")
         raise _not_implemented(to_region, matter.code)
     local = target._preferred.get(chosen)  # chosen == matter.code
     if local is None:  # a group whose first row retires, or none at all

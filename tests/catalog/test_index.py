@@ -353,6 +353,12 @@ def test_with_version_and_with_region_leave_the_original_untouched() -> None:
     assert replaced.region_indexes()["510000"] is base.region_indexes()["510000"]
 
 
+def test_a_snapshot_holds_lists_of_provinces_only() -> None:
+    doc = RegionCatalogDocument("440100", (RegionEntry("L", ("000117112000",), "n", "a", "c"),))
+    with pytest.raises(ValueError, match="440100"):
+        SNAPSHOT.with_region(RegionIndex.build(doc, NOW, "city"))
+
+
 def test_the_first_of_repeated_local_codes_wins_in_the_index() -> None:
     doc = RegionCatalogDocument(
         "440000",
