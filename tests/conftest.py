@@ -7,8 +7,11 @@ store), then points the gateway's channels at them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,3 +160,20 @@ def rich_error(error: grpc.aio.AioRpcError) -> tuple[ErrorInfo, BadRequest | Non
     assert len(infos) == 1, f"expected one ErrorInfo, got {len(infos)}"
     assert infos[0].domain == "tongban.gov.cn"
     return infos[0], bad
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], *, within: float, what: str, step: float = 0.1
+) -> float:
+    """Polls `condition` (sync or async) every `step` seconds until it holds; returns the seconds
+    it took. Fails naming `what` once `within` seconds have passed."""
+    start = time.monotonic()
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return time.monotonic() - start
+        if time.monotonic() - start > within:
+            raise AssertionError(f"not within {within} s: {what}")
+        await asyncio.sleep(step)

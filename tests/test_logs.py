@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -10,7 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from conftest import World
+from conftest import World, eventually
 from traffic import CITIZEN, NAME, TARGET, submission
 
 from gateway import logs
@@ -65,10 +64,9 @@ async def test_no_clear_id_or_name_reaches_the_log_during_a_submission(
         )
     # A refusal's status is sent as the handler aborts; the outermost interceptor logs it just
     # after, so the caller may hold the error a moment before the line is written.
-    for _ in range(200):
-        if "submission refused" in captured.getvalue():
-            break
-        await asyncio.sleep(0.01)
+    await eventually(
+        lambda: "submission refused" in captured.getvalue(), within=2, what="the refusal's line"
+    )
     output = captured.getvalue()
     assert CITIZEN not in output
     assert NAME not in output

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import grpc
 import pytest
-from conftest import World, start_world
+from conftest import World, eventually, start_world
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 from traffic import CITIZEN, NAME, ORIGIN, TARGET, submission
@@ -42,18 +42,6 @@ def handled(world: World, method: str, code: str) -> float:
         grpc_method=method,
         grpc_code=code,
     )
-
-
-async def wait_for(condition: object, what: str, attempts: int = 200) -> None:
-    """Polls `condition()` (sync or async) every 50 ms, at most `attempts` times."""
-    for _ in range(attempts):
-        result = condition()  # type: ignore[operator]
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_handled_total_counts_each_code_once(world: World) -> None:
@@ -167,8 +155,10 @@ async def test_southbound_retries_breaker_and_queue(tmp_path: Path) -> None:
             )
             == attempts
         )
-        await wait_for(
-            lambda: value(world, "tongban_queue_depth") >= 1, "the queue gauge to see the queue"
+        await eventually(
+            lambda: value(world, "tongban_queue_depth") >= 1,
+            within=10,
+            what="the queue gauge to see the queue",
         )
         assert value(world, "tongban_queue_oldest_age_seconds") >= 0
         # Every submission and delivery result was committed: group commit is visible.
@@ -183,7 +173,9 @@ async def test_southbound_retries_breaker_and_queue(tmp_path: Path) -> None:
                 )
                 return bool(answer.status == health_pb2.HealthCheckResponse.NOT_SERVING)
 
-            await wait_for(region_down, "the province's health to follow its breaker")
+            await eventually(
+                region_down, within=10, what="the province's health to follow its breaker"
+            )
             for name in ("", "tongban.store", "tongban.catalog"):
                 answer = await health.Check(health_pb2.HealthCheckRequest(service=name))
                 assert answer.status == health_pb2.HealthCheckResponse.SERVING, name
@@ -270,7 +262,7 @@ async def test_health_is_not_serving_before_the_server_stops(tmp_path: Path) -> 
             answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
             return bool(answer.status == health_pb2.HealthCheckResponse.NOT_SERVING)
 
-        await wait_for(draining, "NOT_SERVING during the probe interval", attempts=400)
+        await eventually(draining, within=20, what="NOT_SERVING during the probe interval")
         store = await health.Check(health_pb2.HealthCheckRequest(service="tongban.store"))
         assert store.status == health_pb2.HealthCheckResponse.NOT_SERVING
     await asyncio.wait_for(task, 30)
@@ -324,9 +316,10 @@ async def test_a_cancelled_stream_is_counted_as_canceled(tmp_path: Path) -> None
             "grpc_service": APPS,
             "grpc_method": "WatchApplication",
         }
-        await wait_for(
+        await eventually(
             lambda: value(world, "grpc_server_handled_total", grpc_code="Canceled", **labels) == 1,
-            "the cancelled watch to be counted",
+            within=10,
+            what="the cancelled watch to be counted",
         )
         assert value(world, "grpc_server_started_total", **labels) == 1
         assert value(world, "grpc_server_handled_total", grpc_code="OK", **labels) == 0

@@ -16,13 +16,14 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from conftest import eventually
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.v1 import application_pb2 as pb
@@ -222,15 +223,6 @@ async def submit_all(
 
     await asyncio.gather(*(one(r) for r in request_ids))
     return load
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
-    """Waits for `condition` with a bounded loop; fails naming `what`."""
-    end = time.monotonic() + within
-    while not await condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def states(gateway: Gateway, ids: list[str]) -> dict[int, int]:

@@ -17,14 +17,14 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import gateway_config, rich_error
+from conftest import eventually, gateway_config, rich_error
 from google.protobuf import duration_pb2
 
 from gateway.api.v1 import application_pb2 as app_pb
@@ -183,25 +183,13 @@ async def start_federation(
                 await stub_channel.close()
 
 
-async def until(
-    condition: Callable[[], Awaitable[bool]], *, within: float, step: float = 0.1
-) -> float:
-    """Polls `condition` until it holds; returns the seconds it took. Fails after `within`."""
-    start = time.monotonic()
-    while not await condition():
-        if time.monotonic() - start > within:
-            pytest.fail(f"not within {within} s")
-        await asyncio.sleep(step)
-    return time.monotonic() - start
-
-
 async def verdict_becomes(
     federation: Federation, token: str, verdict: int, *, within: float
 ) -> float:
     async def reached() -> bool:
         return (await federation.verify(token)).verdict == verdict
 
-    return await until(reached, within=within)
+    return await eventually(reached, within=within, what=f"the verdict {verdict}")
 
 
 async def refused_with(federation: Federation, token: str) -> str:
@@ -387,7 +375,7 @@ async def test_a_material_waived_without_a_status_check_says_so(tmp_path: Path) 
         async def unchecked() -> bool:
             return not (await f.verify(licence.token)).status_checked
 
-        await until(unchecked, within=BOUND + SLACK)
+        await eventually(unchecked, within=BOUND + SLACK, what="the status no longer checked")
         application = await f.submit(licence.token, 5)
         m01 = application.materials[0]
         assert (m01.waived, m01.license_status_checked) == (True, False)
