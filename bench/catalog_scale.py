@@ -52,7 +52,7 @@ from bench import procs
 from gateway.api.v1 import catalog_pb2, catalog_pb2_grpc
 from gateway.catalog import codes, convert, documents, index
 from gateway.catalog.registry import CatalogRegistry, load_provinces
-from gateway.catalog.service import CatalogServicer, add_catalog_servicer
+from gateway.catalog.service import CatalogServicer, add_catalog_servicer, pass_through
 from gateway.errors import TongbanError
 from gateway.interceptors import ErrorInterceptor
 from gateway.store import Store
@@ -643,10 +643,6 @@ def _noop_handler(
     return noop
 
 
-def _as_is(data: bytes) -> bytes:
-    return data
-
-
 async def rpc(
     registry: CatalogRegistry,
     synthetic: Synthetic,
@@ -686,7 +682,7 @@ async def rpc(
                         method: grpc.unary_unary_rpc_method_handler(
                             handlers[kind],
                             request_deserializer=catalog_pb2.ResolveLocalCodeRequest.FromString,
-                            response_serializer=_as_is,  # as ResolveLocalCode's own
+                            response_serializer=pass_through,  # as ResolveLocalCode's own
                         )
                     },
                 ),

@@ -25,7 +25,6 @@ from prometheus_client import CollectorRegistry
 from gateway.api.v1 import (
     application_pb2,
     application_pb2_grpc,
-    catalog_pb2,
     license_pb2,
     license_pb2_grpc,
 )
@@ -35,6 +34,7 @@ from gateway.applications.service import ApplicationServicer
 from gateway.audit import FsyncPolicy
 from gateway.catalog import signing
 from gateway.catalog.registry import CatalogRegistry, load_provinces, utc_now
+from gateway.catalog.service import SERVICE as CATALOG_SERVICE
 from gateway.catalog.service import CatalogServicer, add_catalog_servicer
 from gateway.config import GatewayConfig
 from gateway.interceptors import ErrorInterceptor
@@ -77,7 +77,7 @@ from gateway.telemetry import (
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
-    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+    CATALOG_SERVICE,
     application_pb2.DESCRIPTOR.services_by_name["ApplicationService"].full_name,
     license_pb2.DESCRIPTOR.services_by_name["LicenseService"].full_name,
 )

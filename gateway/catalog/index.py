@@ -611,10 +611,8 @@ def resolve(
         if record is None:
             record = snapshot.version(version, now)
     index = (snapshot.regions or _NO_REGIONS).get(region_code)
-    if index is None:  # no list: no such province, or one that published none
-        if region_code not in snapshot.provinces:
-            raise _region_not_found(region_code, "region_code")
-        raise _local_code_not_found(region_code, local_code)
+    if index is None:
+        raise _without_list(snapshot, region_code, local_code)
     key = index._first.get(local_code)
     if key is None:
         raise _local_code_not_found(region_code, local_code)
@@ -695,10 +693,8 @@ def translate(
     document = record.document
     regions = snapshot.regions or _NO_REGIONS
     index = regions.get(region_code)
-    if index is None:  # no list: no such province, or one that published none
-        if region_code not in snapshot.provinces:
-            raise _region_not_found(region_code, "region_code")
-        raise _local_code_not_found(region_code, local_code)
+    if index is None:
+        raise _without_list(snapshot, region_code, local_code)
     key = index._first.get(local_code)
     if key is None:
         raise _local_code_not_found(region_code, local_code)
@@ -717,7 +713,7 @@ def translate(
     if target is None:
         if to_region not in snapshot.provinces:
             raise _region_not_found(to_region, "to_region_code")
-        raise _not_implemented(to_region, matter.code)
+        raise _not_implemented(to_region, matter.code)  # a province without a list
     local = target._preferred.get(chosen)  # chosen == matter.code
     if local is None:  # a group whose first row retires, or none at all
         step = target._stepped.get(chosen)
@@ -736,6 +732,15 @@ def _region_not_found(region_code: str, field: str) -> RegionNotFound:
     return RegionNotFound(
         f"{region_code!r} is not a province-level region code", metadata={"field": field}
     )
+
+
+def _without_list(
+    snapshot: CatalogSnapshot, region_code: str, local_code: str
+) -> RegionNotFound | LocalCodeNotFound:
+    """The error for a region with no list: no such province, or one that published none."""
+    if region_code not in snapshot.provinces:
+        return _region_not_found(region_code, "region_code")
+    return _local_code_not_found(region_code, local_code)
 
 
 def _local_code_not_found(region_code: str, local_code: str) -> LocalCodeNotFound:

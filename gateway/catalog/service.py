@@ -355,7 +355,8 @@ class _Handlers:
         self.handlers.update(handlers)
 
 
-def _as_is(data: bytes) -> bytes:
+def pass_through(data: bytes) -> bytes:
+    """The serializer of a handler that returns its answer already serialized."""
     return data
 
 
@@ -365,6 +366,8 @@ def add_catalog_servicer(servicer: CatalogServicer, server: grpc.aio.Server) -> 
     kept = _Handlers()
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, kept)
     handlers = dict(kept.handlers)
-    handlers["ResolveLocalCode"] = handlers["ResolveLocalCode"]._replace(response_serializer=_as_is)
+    handlers["ResolveLocalCode"] = handlers["ResolveLocalCode"]._replace(
+        response_serializer=pass_through
+    )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
