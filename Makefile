@@ -38,6 +38,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff format gateway region_stubs tests bench
 
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check gateway region_stubs tests bench
 	$(BIN)/ruff format --check gateway region_stubs tests bench
 

@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, help="length of one measured segment")
     parser.add_argument("--rounds", type=int, help="segments per path and scenario")
     parser.add_argument(
-        "--scenarios", default="c1,c16,c64,open500", help="of c1, c16, c64, open500"
+        "--scenarios", default="c1,c16,c64,open300", help="of c1, c16, c64, open300, open500"
     )
     parser.add_argument("--workers", default="1,2", help="gateway worker counts to measure")
     parser.add_argument("--results", type=Path, default=RESULTS, help="Markdown file to append")

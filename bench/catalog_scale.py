@@ -50,12 +50,12 @@ import grpc
 
 from bench import procs
 from gateway.api.v1 import catalog_pb2, catalog_pb2_grpc
+from gateway.app.error_status import ErrorInterceptor
 from gateway.catalog import codes, convert, documents, index
 from gateway.catalog.registry import CatalogRegistry, load_provinces
 from gateway.catalog.service import CatalogServicer, add_catalog_servicer, pass_through
 from gateway.errors import TongbanError
-from gateway.interceptors import ErrorInterceptor
-from gateway.store import Store
+from gateway.storage.sqlite import SqliteStore
 
 ROOT = str(Path(__file__).resolve().parents[1])
 STANDARDS = Path(ROOT) / "standards"
@@ -440,7 +440,7 @@ async def publish_all(
     # collector from walking them while the registry works.
     gc.collect()
     gc.freeze()
-    store = await Store.open(store_path)
+    store = await SqliteStore.open(store_path)
     try:
         registry = CatalogRegistry(store, provinces, lambda: datetime.now(UTC))
         await registry.publish_version(parsed_catalog, synthetic.catalog, signed_document="")
@@ -490,8 +490,8 @@ async def publish_all(
 
 async def restart(
     store_path: Path, provinces: dict[str, str], reader_sample: list[Any]
-) -> tuple[dict[str, Any], CatalogRegistry, Store]:
-    store = await Store.open(store_path)
+) -> tuple[dict[str, Any], CatalogRegistry, SqliteStore]:
+    store = await SqliteStore.open(store_path)
     alone = CatalogRegistry(store, provinces, lambda: datetime.now(UTC))
     t0 = time.perf_counter()
     await alone.load()  # as the gateway starts: nobody is reading yet
@@ -836,7 +836,7 @@ async def client(
 async def memory_probe(store_path: Path) -> None:
     """Run in a fresh process: what loading the stored catalog adds to RSS, and retains."""
     provinces = load_provinces(STANDARDS)
-    store = await Store.open(store_path)
+    store = await SqliteStore.open(store_path)
     try:
         registry = CatalogRegistry(store, provinces, lambda: datetime.now(UTC))
         gc.collect()

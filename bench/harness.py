@@ -34,7 +34,7 @@ import grpc
 from bench import procs
 from bench.loadgen import Sample, Target, closed_loop, open_loop
 from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2
-from gateway.applications.delivery import province_view
+from gateway.routing.deliverer import province_view
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
 
 ORIGIN, TARGET = "440000", "510000"
@@ -66,6 +66,7 @@ SCENARIOS = {
     "c1": Scenario("c1", concurrency=1),
     "c16": Scenario("c16", concurrency=16),
     "c64": Scenario("c64", concurrency=64),
+    "open300": Scenario("open300", rate=300.0),
     "open500": Scenario("open500", rate=500.0),
 }
 
@@ -107,7 +108,7 @@ class Options:
     """Length of one measured segment."""
     rounds: int = 2
     """Segments per path and scenario."""
-    scenarios: Sequence[str] = ("c1", "c16", "c64", "open500")
+    scenarios: Sequence[str] = ("c1", "c16", "c64", "open300")
     workers: Sequence[int] = (1, 2)
     """Gateway worker counts measured (each its own gateway)."""
     warmup: float = 1.0
@@ -198,7 +199,7 @@ def gateway_command(
     command = [
         sys.executable,
         "-m",
-        "gateway.cli",
+        "gateway.tools.cli",
         "--log-level",
         "WARNING",
         "gateway",

@@ -42,7 +42,7 @@ import grpc
 import jwt
 
 from gateway.api.v1 import license_pb2, license_pb2_grpc
-from gateway.interceptors import ErrorInterceptor
+from gateway.app.error_status import ErrorInterceptor
 from gateway.licenses.keys import KeyCache
 from gateway.licenses.service import LicenseServicer
 from gateway.licenses.status_list import StatusListCache

@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.federation import AnnouncedProcess, start_announced, stop_announced
+from gateway.tools.federation import AnnouncedProcess, start_announced, stop_announced
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -28,8 +28,9 @@ from typing import Any
 import grpc
 
 from gateway.api.v1 import application_pb2
-from gateway.serving import announce, stop_event_on_signals
-from gateway.store import ApplicationRow, Store
+from gateway.app.serving import announce, stop_event_on_signals
+from gateway.storage.base import ApplicationRow
+from gateway.storage.sqlite import SqliteStore
 
 
 def _identity(data: bytes) -> bytes:
@@ -39,7 +40,7 @@ def _identity(data: bytes) -> bytes:
 class ForwardingHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Forwards any unary-unary method to the backend channel, bytes in, bytes out."""
 
-    def __init__(self, channel: grpc.aio.Channel, store: Store | None = None) -> None:
+    def __init__(self, channel: grpc.aio.Channel, store: SqliteStore | None = None) -> None:
         self._channel = channel
         self._store = store
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -71,7 +72,10 @@ class ForwardingHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
 
 
 async def _durably(
-    store: Store, call: grpc.aio.UnaryUnaryMultiCallable, request: bytes, seconds: float | None
+    store: SqliteStore,
+    call: grpc.aio.UnaryUnaryMultiCallable,
+    request: bytes,
+    seconds: float | None,
 ) -> bytes:
     """`call` between the gateway's two durable writes: the claim, then the outcome."""
     now = time.time()
@@ -107,7 +111,7 @@ async def _durably(
 async def serve(host: str, port: int, target: str, store_path: Path | None = None) -> None:
     """Serves until SIGINT or SIGTERM."""
     stop = stop_event_on_signals()
-    store = await Store.open(store_path) if store_path is not None else None
+    store = await SqliteStore.open(store_path) if store_path is not None else None
     channel = grpc.aio.insecure_channel(target)
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((ForwardingHandler(channel, store),))

@@ -34,8 +34,9 @@ from typing import cast
 import grpc
 from google.protobuf import timestamp_pb2
 
-from gateway import serving
 from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2, region_pb2_grpc
+from gateway.app import serving
+from gateway.app.error_status import ErrorInterceptor
 from gateway.errors import (
     ApplicationNotFound,
     FieldViolation,
@@ -44,7 +45,6 @@ from gateway.errors import (
     TongbanError,
     Unavailable,
 )
-from gateway.interceptors import ErrorInterceptor
 from gateway.licenses.status_list import LicenseStatus
 from gateway.routing.client import translate_rpc_error
 from gateway.security.southbound import GatewayOnly

@@ -21,11 +21,12 @@ from google.rpc.error_details_pb2 import BadRequest, ErrorInfo
 from grpc_status import rpc_status
 
 from gateway.api.v1 import application_pb2_grpc, catalog_pb2_grpc, license_pb2_grpc
-from gateway.config import DeliveryConfig, GatewayConfig
+from gateway.app.config import GatewayConfig
+from gateway.app.server import RunningGateway, running_gateway
+from gateway.applications.outbox import DeliveryConfig
 from gateway.security.identity import Role
 from gateway.security.pki import PkiLayout, generate_dev_pki
 from gateway.security.tls import ServerTlsFiles, channel_credentials
-from gateway.server import RunningGateway, running_gateway
 from region_stubs.config import StubConfig, StubTls
 from region_stubs.server import RunningStub, running_stub
 

@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 
 from gateway import errors
 from gateway.api.v1 import application_pb2, catalog_pb2, license_pb2, region_pb2
+from gateway.app.config import ConfigError
 from gateway.catalog.codes import AgencyCodeKind
 from gateway.catalog.model import (
     CROSS_REGION_MODES,
@@ -33,7 +34,6 @@ from gateway.catalog.model import (
     TimeLimit,
 )
 from gateway.catalog.validation import check_region_catalog
-from gateway.config import ConfigError
 from gateway.errors import (
     DOMAIN,
     FieldViolation,
@@ -47,7 +47,7 @@ from gateway.errors import (
 
 ROOT = Path(__file__).resolve().parents[1]
 UPPER_SNAKE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
-# The tree proper is what errors.py declares. Other modules may extend it (gateway.config's
+# The tree proper is what errors.py declares. Other modules may extend it (gateway.app.config's
 # ConfigError, imported above so it is always checked; the region stubs' StubError when loaded);
 # all_error_types() finds those too, and they are held to the rules that apply to them.
 TREE = [cls for cls in all_error_types() if cls.__module__ == "gateway.errors"]

@@ -2,9 +2,12 @@
 
 Invariants:
 - The stored body is the whole `Application` (history included); every change goes through
-  one read-modify-write transaction, checked against `lifecycle`, and is then announced to
-  watchers.
+  one atomic change of the stored row, checked against `lifecycle`, and is then emitted as
+  `ApplicationChanged`.
+- The state has one source: the body. The row's `state` column is written from the body in
+  one place (`_with_body`), so the two cannot disagree.
 - An application awaiting delivery has a due time; delivered and terminal ones have none.
+  Its expiry is the row's `expire_time`, on this object's clock (the wall clock).
 - Nothing here decides routing; it records what routing decided.
 """
 
@@ -12,20 +15,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
 
 from gateway.api.v1 import application_pb2
 from gateway.applications import lifecycle
-from gateway.applications.watch import WatchHub
-from gateway.catalog.convert import timestamp
-from gateway.errors import ApplicationNotFound, InvalidStateTransition, PermissionDenied
-from gateway.store import ApplicationRow, Store
-
-if TYPE_CHECKING:
-    from gateway.applications.delivery import DeliveryOutcome
+from gateway.errors import (
+    ApplicationNotDelivered,
+    ApplicationNotFound,
+    InvalidStateTransition,
+    PermissionDenied,
+)
+from gateway.events import NO_EVENTS, ApplicationChanged, Events
+from gateway.routing.deliverer import DeliveryOutcome
+from gateway.storage.base import ApplicationRow, ApplicationStore
+from gateway.times import timestamp
 
 GATEWAY = "gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """An application leased for redelivery, with its expiry (on the records' clock)."""
+
+    application: application_pb2.Application
+    expire_time: float
 
 
 def _decode(row: ApplicationRow) -> application_pb2.Application:
@@ -49,15 +62,15 @@ class ApplicationRecords:
 
     def __init__(
         self,
-        store: Store,
-        hub: WatchHub,
+        store: ApplicationStore,
         *,
         queue_expiry: float,
+        events: Events = NO_EVENTS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.hub = hub
         self.queue_expiry = queue_expiry
+        self.events = events
         self.clock = clock
 
     async def find_by_request(
@@ -136,7 +149,7 @@ class ApplicationRecords:
         lease_seconds: float,
         limit: int,
         skip_targets: Sequence[str] = (),
-    ) -> list[application_pb2.Application]:
+    ) -> list[Due]:
         """Leases due applications to `owner` (those for `skip_targets` only once expired)."""
         rows = await self.store.claim_due(
             now=self.clock(),
@@ -145,7 +158,11 @@ class ApplicationRecords:
             limit=limit,
             skip_targets=skip_targets,
         )
-        return [_decode(r) for r in rows]
+        return [Due(_decode(r), r.expire_time) for r in rows]
+
+    def expired(self, due: Due) -> bool:
+        """Whether an undelivered application has outlived the queue expiry."""
+        return due.expire_time <= self.clock()
 
     async def release(self, application_id: str, owner: str) -> None:
         """Gives a lease back without changing the application."""
@@ -156,10 +173,6 @@ class ApplicationRecords:
             return _replace(row, lease_owner="", lease_until=0.0)
 
         await self.store.update_with(application_id, change)
-
-    def expired(self, app: application_pb2.Application) -> bool:
-        """Whether an undelivered application has outlived the queue expiry."""
-        return app.create_time.ToNanoseconds() / 1e9 + self.queue_expiry <= self.clock()
 
     async def finish_delivery(
         self,
@@ -190,7 +203,7 @@ class ApplicationRecords:
                 body=known.SerializeToString(),
                 next_attempt_time=next_time,
             ):
-                self.hub.publish(known)
+                self.events.emit(ApplicationChanged(known))
                 return known
         result: list[application_pb2.Application] = []
 
@@ -199,11 +212,10 @@ class ApplicationRecords:
             next_time = _finish(app, outcome, now, retry_in)
             result.append(app)
             keep_lease = row.lease_owner != lease_owner
-            return _replace(
+            return _with_body(
                 row,
-                state=app.state,
+                app,
                 update_time=now,
-                body=app.SerializeToString(),
                 next_attempt_time=next_time,
                 lease_owner=row.lease_owner if keep_lease else "",
                 lease_until=row.lease_until if keep_lease else 0.0,
@@ -211,7 +223,7 @@ class ApplicationRecords:
 
         if await self.store.update_with(application_id, change) is None:
             raise ApplicationNotFound(f"no application {application_id}")
-        self.hub.publish(result[0])
+        self.events.emit(ApplicationChanged(result[0]))
         return result[0]
 
     async def report(
@@ -245,25 +257,24 @@ class ApplicationRecords:
                     now,
                 )
             result.append(app)
-            return _replace(
-                row,
-                state=app.state,
-                update_time=now,
-                body=app.SerializeToString(),
-                next_attempt_time=None,
-            )
+            return _with_body(row, app, update_time=now, next_attempt_time=None)
 
         await self.store.update_with(application_id, change)
         if refused:
             await self.store.forget_status_report(application_id, event_id)
             reported, now_in = _state_name(state), _state_name(refused[0])
+            if refused[0] == application_pb2.APPLICATION_STATE_FAILED:
+                raise ApplicationNotDelivered(
+                    f"cannot report {reported}: the application failed before it was delivered",
+                    metadata={"state": now_in},
+                )
             raise InvalidStateTransition(
                 f"cannot report {reported} for an application in {now_in}",
                 metadata={"state": now_in},
             )
         if not result:
             return await self.get(application_id)
-        self.hub.publish(result[0])
+        self.events.emit(ApplicationChanged(result[0]))
         return result[0]
 
 
@@ -293,6 +304,13 @@ def _finish(
 
 def _replace(row: ApplicationRow, **changes: object) -> ApplicationRow:
     return replace(row, **changes)  # type: ignore[arg-type]
+
+
+def _with_body(
+    row: ApplicationRow, app: application_pb2.Application, **changes: object
+) -> ApplicationRow:
+    """`row` holding `app`: the one place a body and its state column are written together."""
+    return _replace(row, state=app.state, body=app.SerializeToString(), **changes)
 
 
 def _state_name(state: int) -> str:

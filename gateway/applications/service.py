@@ -2,9 +2,10 @@
 
 Submission order, each step failing before any side effect of the next:
 validate (pure) → resolve and translate the matter code (one catalog snapshot) → check and
-verify materials → claim the idempotency key and commit to the store in one insert → deliver
-inline within the caller's deadline → answer DELIVERED, QUEUED or FAILED. A key already taken
-replays the first answer (from the claim; or, when this build failed, from a lookup).
+verify materials → hand the application to the outbox, which claims the idempotency key and
+commits it in one insert, then delivers it within the caller's deadline → answer DELIVERED,
+QUEUED or FAILED. A key already taken replays the first answer (from the claim; or, when this
+build failed, from a lookup). Every answer and refusal is emitted as an event.
 
 A repeat of a request_id while the first call runs in this process waits for it (up to its own
 deadline) and answers what it stored, so a duplicate never sends twice and never sees the
@@ -14,8 +15,6 @@ application half-way (committed, not yet delivered) when the first call is about
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -26,11 +25,12 @@ import grpc
 from gateway.api.v1 import application_pb2, application_pb2_grpc, catalog_pb2
 from gateway.applications import lifecycle
 from gateway.applications.canonical import request_digest, same_request
-from gateway.applications.delivery import Deliverer, Dispatcher
+from gateway.applications.outbox import Outbox
 from gateway.applications.records import GATEWAY, ApplicationRecords, add_event
-from gateway.applications.validation import validate_submission
+from gateway.applications.request_checks import validate_submission
+from gateway.applications.watch import WatchHub
 from gateway.catalog import index
-from gateway.catalog.convert import MODES, timestamp
+from gateway.catalog.convert import MODES
 from gateway.catalog.model import Matter
 from gateway.catalog.registry import CatalogRegistry
 from gateway.errors import (
@@ -44,9 +44,10 @@ from gateway.errors import (
     TongbanError,
     Unavailable,
 )
+from gateway.events import NO_EVENTS, CodeResolved, Events, SubmissionAnswered, SubmissionRefused
 from gateway.pagination import decode_token, encode_token, page_size
 from gateway.security import authz, guard
-from gateway.security.auditing import Auditor
+from gateway.times import timestamp
 
 
 class LicenseFacts(Protocol):
@@ -116,30 +117,21 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self,
         *,
         registry: CatalogRegistry,
-        records: ApplicationRecords,
-        deliverer: Deliverer,
-        dispatcher: Dispatcher,
+        outbox: Outbox,
+        hub: WatchHub,
         licenses: LicenseChecker,
-        worker_id: str,
         wall_clock: Callable[[], datetime],
-        monotonic: Callable[[], float] = time.monotonic,
         watch_poll: float = 1.0,
-        auditor: Auditor | None = None,
-        on_resolve: Callable[[str], None] | None = None,
+        events: Events = NO_EVENTS,
     ) -> None:
         self.registry = registry
-        self.records = records
-        self.deliverer = deliverer
-        self.dispatcher = dispatcher
+        self.outbox = outbox
+        self.records: ApplicationRecords = outbox.records
+        self.hub = hub
         self.licenses = licenses
-        self.worker_id = worker_id
         self.wall_clock = wall_clock
-        self.monotonic = monotonic
         self.watch_poll = watch_poll
-        self.auditor = auditor or Auditor(None)
-        self.on_resolve = on_resolve or _ignore
-        """Told each translation's result: `resolved` or the error's reason, the target
-        province's included (for metrics)."""
+        self.events = events
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
         """Submissions running in this process, by idempotency key (origin, request id)."""
 
@@ -156,13 +148,24 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
     async def SubmitApplication(
         self, request: application_pb2.SubmitApplicationRequest, context: grpc.aio.ServicerContext
     ) -> application_pb2.SubmitApplicationResponse:
+        try:
+            response = await self._submission(request, context)
+        except TongbanError as error:
+            self.events.emit(
+                SubmissionRefused(
+                    request.request_id, request.target_region, error.code.name, error.reason
+                )
+            )
+            raise
+        self.events.emit(SubmissionAnswered(response.application, response.replayed))
+        return response
+
+    async def _submission(
+        self, request: application_pb2.SubmitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> application_pb2.SubmitApplicationResponse:
         guard.check(authz.SubmitApplication(request.origin_region))
-        started = self.monotonic()
-        budget = self.deliverer.policy.default_budget
-        remaining = context.time_remaining()
-        if remaining is not None:
-            budget = min(budget, remaining - self.deliverer.policy.deadline_margin)
-        deadline = started + max(0.0, budget)
+        outbox = self.outbox
+        deadline = outbox.deadline(context.time_remaining())
         snapshot = self.registry.snapshot
         violations = validate_submission(request, snapshot.provinces)
         if violations:
@@ -175,7 +178,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         while (pending := self._inflight.get(key)) is not None:
             # A call with this request_id is running here (perhaps between its commit and its
             # delivery): wait for it rather than race it, then answer what it stored.
-            await asyncio.wait({pending}, timeout=max(0.0, deadline - self.monotonic()))
+            await asyncio.wait({pending}, timeout=max(0.0, deadline - outbox.clock()))
             if not pending.done():
                 existing = await self.records.find_by_request(*key)
                 if existing is None:
@@ -187,7 +190,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = done
         try:
-            return await self._submit(request, snapshot, digest, started, deadline)
+            return await self._submit(request, snapshot, digest, deadline)
         finally:
             del self._inflight[key]
             done.set_result(None)
@@ -197,7 +200,6 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         request: application_pb2.SubmitApplicationRequest,
         snapshot: index.CatalogSnapshot,
         digest: str,
-        started: float,
         deadline: float,
     ) -> application_pb2.SubmitApplicationResponse:
         # No idempotency read on the happy path: the claim below is the atomic check, and a
@@ -210,32 +212,10 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
             if existing is None:
                 raise
             return self._replay(*existing, digest, request)
-        stored, stored_digest, created = await self.records.create(
-            app,
-            digest,
-            lease_owner=self.worker_id,
-            lease_seconds=max(1.0, deadline - started) + 5.0,
-        )
+        stored, stored_digest, created = await self.outbox.accept(app, digest, deadline=deadline)
         if not created:  # an earlier call (here or in another worker) took the request_id
             return self._replay(stored, stored_digest, digest, request)
-        self.auditor.submission(stored)
-        try:
-            outcome = await self.deliverer.deliver(stored, deadline=deadline)
-            final = await self.records.finish_delivery(
-                stored.application_id,
-                outcome,
-                lease_owner=self.worker_id,
-                retry_in=self.dispatcher.backoff(outcome.attempts),
-                known=stored,
-            )
-        except BaseException:
-            # The caller went away, the server is stopping or the store failed: the application
-            # is stored and due now; give the lease back so the dispatcher delivers it without
-            # waiting the lease out (a province deduplicates on the application id).
-            with contextlib.suppress(Exception):
-                await self.records.release(stored.application_id, self.worker_id)
-            raise
-        return application_pb2.SubmitApplicationResponse(application=final)
+        return application_pb2.SubmitApplicationResponse(application=stored)
 
     def _replay(
         self,
@@ -266,9 +246,9 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 national_field="national_matter_code",
             )
         except TongbanError as exc:
-            self.on_resolve(exc.reason)
+            self.events.emit(CodeResolved(exc.reason))
             raise
-        self.on_resolve("resolved")
+        self.events.emit(CodeResolved("resolved"))
         mode = _mode(request, matter)
         materials = await self._materials(request, matter)
         application_id = str(uuid.uuid4())
@@ -442,8 +422,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         application_id = _application_id(request.name, "name")
         if guard.current_caller().enforced:
             await self._readable(application_id)
-        hub = self.records.hub
-        with hub.subscribe(application_id) as queue:
+        with self.hub.subscribe(application_id) as queue:
             app = await self.records.get(application_id)
             yield application_pb2.WatchApplicationResponse(application=app)
             seen = len(app.events)
@@ -513,7 +492,3 @@ def _application_id(name: str, field: str) -> str:
             field_violations=[FieldViolation(field, "applications/{application_id}", "BAD_NAME")],
         )
     return application_id
-
-
-def _ignore(result: str) -> None:
-    pass

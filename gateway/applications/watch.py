@@ -2,7 +2,8 @@
 
 Each watcher gets its own bounded queue; a watcher too slow to keep up loses intermediate
 states but never the latest (its stream re-reads the store), and never blocks the publisher.
-Changes made by another worker process are not published here: watchers also poll the store.
+It hears changes as `ApplicationChanged` events (`listen`). Changes made by another worker
+process are not heard here: watchers also poll the store.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 from collections.abc import Iterator
 
 from gateway.api.v1 import application_pb2
+from gateway.events import ApplicationChanged, EventBus
 
 _QUEUE_SIZE = 16
 
@@ -37,6 +39,10 @@ class WatchHub:
                 watchers.discard(queue)
                 if not watchers:
                     del self._watchers[application_id]
+
+    def listen(self, bus: EventBus) -> None:
+        """Publishes every application change the domain emits."""
+        bus.subscribe(ApplicationChanged, lambda e: self.publish(e.application))
 
     def publish(self, app: application_pb2.Application) -> None:
         """Hands a change to every watcher of the application, dropping the oldest if full."""

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-
-from google.protobuf import timestamp_pb2
+from datetime import date, datetime
 
 from gateway.api.v1 import catalog_pb2
 from gateway.catalog.diff import CatalogDiff, RegionImpact
 from gateway.catalog.index import CatalogSnapshot, RegionIndex, Resolution, Shape, VersionRecord
 from gateway.catalog.model import Matter, RegionCatalogDocument, RegionEntry, TimeLimit
 from gateway.errors import FieldViolation, InvalidRequest
+from gateway.times import timestamp
 
 MODES = {
     "FULLY_ONLINE": catalog_pb2.CROSS_REGION_MODE_FULLY_ONLINE,
@@ -22,22 +21,6 @@ UNITS = {
     "WORKING_DAYS": catalog_pb2.TIME_LIMIT_UNIT_WORKING_DAYS,
     "NATURAL_DAYS": catalog_pb2.TIME_LIMIT_UNIT_NATURAL_DAYS,
 }
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def timestamp(value: datetime | float) -> timestamp_pb2.Timestamp:
-    """A protobuf Timestamp from an aware datetime or Unix seconds."""
-    if isinstance(value, datetime):
-        # Exact to the microsecond, as `FromDatetime`, without its pure-Python conversions.
-        since = value - _EPOCH
-        return timestamp_pb2.Timestamp(
-            seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000
-        )
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(value * 1e9))
-    return ts
 
 
 def time_limit(limit: TimeLimit) -> catalog_pb2.TimeLimit:

@@ -22,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from gateway.errors import (
     FailedPrecondition,
     RegionCatalogInvalid,
 )
-from gateway.store import Store
+from gateway.storage.base import CatalogStore, NewCatalogVersion, StoredDocument
 
 
 def canonical_json(data: Any) -> str:
@@ -168,7 +168,7 @@ class CatalogRegistry:
     """Holds the current `CatalogSnapshot` and changes it through publications."""
 
     def __init__(
-        self, store: Store, provinces: Mapping[str, str], clock: Callable[[], datetime]
+        self, store: CatalogStore, provinces: Mapping[str, str], clock: Callable[[], datetime]
     ) -> None:
         self.store = store
         self.clock = clock
@@ -179,8 +179,11 @@ class CatalogRegistry:
         """Rebuilds the snapshot from the store."""
         provinces = self.snapshot.provinces
         snapshot = CatalogSnapshot(provinces)
-        for publish_time, digest, text in await self.store.catalog_versions():
-            parsed = await asyncio.to_thread(_parse_stored_catalog, text, provinces)
+        for stored_version in await self.store.catalog_versions():
+            publish_time, digest = stored_version.publish_time, stored_version.digest
+            parsed = await asyncio.to_thread(
+                _parse_stored_catalog, stored_version.document, provinces
+            )
             if parsed.value is None:
                 raise CatalogInvalid(f"stored catalog {digest[:12]} no longer parses")
             snapshot = snapshot.with_version(
@@ -191,11 +194,14 @@ class CatalogRegistry:
             stored = await self.store.region_catalog(code)
             if stored is None:
                 continue  # cannot happen: lists are replaced, never deleted
-            publish_time, digest, text = stored
             index = await asyncio.to_thread(
-                index_stored_region, text, datetime.fromisoformat(publish_time), digest, provinces
+                index_stored_region,
+                stored.document,
+                datetime.fromisoformat(stored.publish_time),
+                stored.digest,
+                provinces,
             )
-            del stored, text
+            del stored
             regions[index.region_code] = index
         self.snapshot = CatalogSnapshot(provinces, snapshot.versions, regions)
 
@@ -259,14 +265,16 @@ class CatalogRegistry:
             if validate_only:
                 return VersionPublication(record, diff, impacts, created=False)
             await self.store.insert_catalog_version(
-                version=doc.version,
-                sort_key=_sort_int(doc.version),
-                effective_time=doc.effective_time.isoformat(),
-                publish_time=record.publish_time.isoformat(),
-                publisher=doc.publisher,
-                digest=digest,
-                document=canonical_json(data),
-                signed_document=signed_document,
+                NewCatalogVersion(
+                    version=doc.version,
+                    sort_key=_sort_int(doc.version),
+                    effective_time=doc.effective_time.isoformat(),
+                    publish_time=record.publish_time.isoformat(),
+                    publisher=doc.publisher,
+                    digest=digest,
+                    document=canonical_json(data),
+                    signed_document=signed_document,
+                )
             )
             self.snapshot = self.snapshot.with_version(record)
             return VersionPublication(record, diff, impacts, created=True)
@@ -287,7 +295,7 @@ class CatalogRegistry:
             )
             if not validate_only:
                 await self.store.upsert_region_catalog(
-                    doc.region_code, publish_time.isoformat(), index.digest, text
+                    doc.region_code, StoredDocument(publish_time.isoformat(), index.digest, text)
                 )
                 self.snapshot = self.snapshot.with_region(index)
             return RegionPublication(index, report.warnings)
@@ -329,8 +337,3 @@ def _prepare_region(
 def _sort_int(version: str) -> int:
     year, number = version_key(version)
     return year * 1_000_000 + number
-
-
-def utc_now() -> datetime:
-    """The wall clock, timezone-aware."""
-    return datetime.now(UTC)

@@ -25,9 +25,9 @@ from gateway.errors import (
     MatterNotFound,
     TongbanError,
 )
+from gateway.events import NO_EVENTS, CatalogPublished, CodeResolved, Events
 from gateway.pagination import decode_token, encode_token, page_size
 from gateway.security import authz, guard
-from gateway.security.auditing import Auditor
 
 MAX_BATCH = 1000
 
@@ -74,18 +74,35 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         standards_keys: Mapping[str, signing.PublicKey],
         clock: Callable[[], datetime],
         *,
-        auditor: Auditor | None = None,
-        on_resolve: Callable[[str], None] | None = None,
+        events: Events = NO_EVENTS,
     ) -> None:
         self.registry = registry
         self.standards_keys = standards_keys
         self.clock = clock
-        self.auditor = auditor or Auditor(None)
-        self.on_resolve = on_resolve or _ignore
-        """Told each resolution's result: `resolved` or the error's reason (for metrics)."""
+        self.events = events
 
     async def PublishCatalogVersion(
         self, request: catalog_pb2.PublishCatalogVersionRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.PublishCatalogVersionResponse:
+        if request.validate_only:
+            return await self._publish_version(request)
+        try:
+            response = await self._publish_version(request)
+        except BaseException:
+            self.events.emit(CatalogPublished("version", activated=False))
+            raise
+        self.events.emit(
+            CatalogPublished(
+                "version",
+                activated=True,
+                action="CatalogService.PublishCatalogVersion",
+                version=response.catalog_version.version,
+            )
+        )
+        return response
+
+    async def _publish_version(
+        self, request: catalog_pb2.PublishCatalogVersionRequest
     ) -> catalog_pb2.PublishCatalogVersionResponse:
         _require(
             request.signed_document, "signed_document", max_length=signing.MAX_DOCUMENT_BYTES * 2
@@ -113,10 +130,6 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             signed_document=request.signed_document,
             validate_only=request.validate_only,
         )
-        if not request.validate_only:
-            self.auditor.publication(
-                "CatalogService.PublishCatalogVersion", version=parsed.value.version
-            )
         snapshot = self.registry.snapshot
         response = catalog_pb2.PublishCatalogVersionResponse(
             catalog_version=convert.catalog_version(result.record, snapshot, self.clock()),
@@ -221,6 +234,27 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def PublishRegionCatalog(
         self, request: catalog_pb2.PublishRegionCatalogRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.PublishRegionCatalogResponse:
+        if request.validate_only:
+            return (await self._publish_region(request))[0]
+        try:
+            response, region_code = await self._publish_region(request)
+        except BaseException:
+            self.events.emit(CatalogPublished("region", activated=False))
+            raise
+        self.events.emit(
+            CatalogPublished(
+                "region",
+                activated=True,
+                action="CatalogService.PublishRegionCatalog",
+                region_code=region_code,
+            )
+        )
+        return response
+
+    async def _publish_region(
+        self, request: catalog_pb2.PublishRegionCatalogRequest
+    ) -> tuple[catalog_pb2.PublishRegionCatalogResponse, str]:
+        """The response, and the province whose list it is."""
         prefix, _, rest = request.region_catalog.name.partition("/")
         named_region = rest.partition("/")[0] if prefix == "regions" else ""
         guard.check(authz.PublishRegionCatalog(named_region))
@@ -234,11 +268,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         # tens of thousands of rows: converted in a worker thread, not on the event loop
         doc = await asyncio.to_thread(convert.region_document, request.region_catalog)
         result = await self.registry.publish_region(doc, validate_only=request.validate_only)
-        if not request.validate_only:
-            self.auditor.publication(
-                "CatalogService.PublishRegionCatalog", region_code=doc.region_code
-            )
-        return catalog_pb2.PublishRegionCatalogResponse(
+        response = catalog_pb2.PublishRegionCatalogResponse(
             region_catalog=await asyncio.to_thread(convert.region_catalog, result.index),
             warnings=[
                 catalog_pb2.RegionCatalogWarning(
@@ -250,6 +280,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 for w in result.warnings
             ],
         )
+        return response, doc.region_code
 
     def _resolve(
         self, snapshot: index.CatalogSnapshot, request: catalog_pb2.ResolveLocalCodeRequest
@@ -269,9 +300,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 version=request.catalog_version,
             )
         except TongbanError as exc:
-            self.on_resolve(exc.reason)
+            self.events.emit(CodeResolved(exc.reason))
             raise
-        self.on_resolve("resolved")
+        self.events.emit(CodeResolved("resolved"))
         return resolution
 
     async def ResolveLocalCode(  # type: ignore[override]  # serialized: see `add_catalog_servicer`
@@ -324,17 +355,13 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 version=request.catalog_version,
             )
         except TongbanError as exc:
-            self.on_resolve(exc.reason)
+            self.events.emit(CodeResolved(exc.reason))
             raise
-        self.on_resolve("resolved")
+        self.events.emit(CodeResolved("resolved"))
         found = index.targets(snapshot, source, request.to_region_code, now=now)
         return catalog_pb2.TranslateLocalCodeResponse(
             source=convert.resolved(source), targets=[convert.resolved(t) for t in found]
         )
-
-
-def _ignore(result: str) -> None:
-    pass
 
 
 SERVICE = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name

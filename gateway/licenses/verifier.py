@@ -42,6 +42,7 @@ from gateway.catalog.codes import (
     validate_citizen_id,
     validate_uscc,
 )
+from gateway.events import NO_EVENTS, Events, LicenseVerified
 from gateway.licenses.keys import KeyCache, KeyUnavailable, VerificationKey
 from gateway.licenses.status_list import LicenseStatus, StatusListCache, StatusListUnavailable
 from gateway.licenses.token import (
@@ -131,8 +132,11 @@ class LicenseVerifier:
         clock: Clock,
         *,
         token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
+        events: Events = NO_EVENTS,
     ) -> None:
-        """`token_cache_size` bounds the authenticated-token cache; 0 turns it off."""
+        """`token_cache_size` bounds the authenticated-token cache; 0 turns it off. Every
+        verdict is emitted as `LicenseVerified`."""
+        self._events = events
         self._trust = trust
         self._keys = keys
         self._status_lists = status_lists
@@ -142,6 +146,16 @@ class LicenseVerifier:
         self.cache_hits = 0
         """Verifications that skipped the signature check (for metrics and tests)."""
 
+    @property
+    def keys(self) -> KeyCache:
+        """The key cache (its `stats` and ages are exported as metrics)."""
+        return self._keys
+
+    @property
+    def status_lists(self) -> StatusListCache:
+        """The status-list cache (its `stats` and ages are exported as metrics)."""
+        return self._status_lists
+
     async def verify(
         self,
         token: str,
@@ -150,6 +164,13 @@ class LicenseVerifier:
         expected_holder_id: str | None = None,
     ) -> Verification:
         """Verifies `token`. Never raises for a bad token: every problem is a verdict."""
+        result = await self._verify(token, expected_type_code, expected_holder_id)
+        self._events.emit(LicenseVerified(result.verdict.name))
+        return result
+
+    async def _verify(
+        self, token: str, expected_type_code: str | None, expected_holder_id: str | None
+    ) -> Verification:
         entry = self._authenticated.get(token)
         if entry is not None:
             try:

@@ -11,15 +11,18 @@ Invariants, in plain words:
   the `grpc-status-details-bin` trailer (ignored when unparsable or when its code disagrees
   with the call's), and `grpc-retry-pushback-ms` from the trailers (ignored when not an
   integer).
-- An unknown province is `RegionCallError(NOT_FOUND, reason="REGION_NOT_FOUND")`; a call on a
-  closed client is `RegionCallError(CANCELLED, reason="CLIENT_CLOSED")`.
+- A province without an endpoint is `RegionCallError(UNAVAILABLE,
+  reason="REGION_NOT_CONNECTED")` (its applications stay queued until it is connected or they
+  expire); a call on a closed client is `RegionCallError(CANCELLED, reason="CLIENT_CLOSED")`.
+- Every call, failed ones included, is emitted as one `RegionCallFinished` with its code.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, cast
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -27,8 +30,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from gateway.api.v1 import region_pb2, region_pb2_grpc
 from gateway.errors import RegionCallError
-
-_Response = TypeVar("_Response")
+from gateway.events import NO_EVENTS, Events, RegionCallFinished
 
 __all__ = [
     "DEFAULT_CHANNEL_OPTIONS",
@@ -107,6 +109,8 @@ class GrpcRegionClient:
         *,
         channel_options: Sequence[tuple[str, Any]] = DEFAULT_CHANNEL_OPTIONS,
         credentials: grpc.ChannelCredentials | None = None,
+        events: Events = NO_EVENTS,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         """`endpoints` maps a province's region code to its `host:port` target.
 
@@ -119,6 +123,8 @@ class GrpcRegionClient:
         self._stubs: dict[str, region_pb2_grpc.RegionServiceAsyncStub] = {}
         self._closed = False
         self._closing: set[asyncio.Task[None]] = set()
+        self._events = events
+        self._clock = clock
 
     def set_endpoint(self, region_code: str, target: str) -> None:
         """Points a province at a (new) `host:port`; its old channel is closed in the background.
@@ -145,16 +151,20 @@ class GrpcRegionClient:
         request: region_pb2.DeliverApplicationRequest,
         timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
     ) -> region_pb2.DeliverApplicationResponse:
-        stub = self._stub(region_code)
-        return await _invoke(region_code, stub.DeliverApplication, request, timeout)
+        response: region_pb2.DeliverApplicationResponse = await self._invoke(
+            region_code, "DeliverApplication", request, timeout
+        )
+        return response
 
     async def get_license_keys(
         self,
         region_code: str,
         timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
     ) -> region_pb2.GetLicenseKeysResponse:
-        stub = self._stub(region_code)
-        return await _invoke(region_code, stub.GetLicenseKeys, _LICENSE_KEYS_REQUEST, timeout)
+        response: region_pb2.GetLicenseKeysResponse = await self._invoke(
+            region_code, "GetLicenseKeys", _LICENSE_KEYS_REQUEST, timeout
+        )
+        return response
 
     async def get_status(
         self,
@@ -162,19 +172,21 @@ class GrpcRegionClient:
         application_id: str,
         timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
     ) -> region_pb2.GetApplicationStatusResponse:
-        stub = self._stub(region_code)
         request = region_pb2.GetApplicationStatusRequest(application_id=application_id)
-        return await _invoke(region_code, stub.GetApplicationStatus, request, timeout)
+        response: region_pb2.GetApplicationStatusResponse = await self._invoke(
+            region_code, "GetApplicationStatus", request, timeout
+        )
+        return response
 
     async def get_license_status_list(
         self,
         region_code: str,
         timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
     ) -> region_pb2.GetLicenseStatusListResponse:
-        stub = self._stub(region_code)
-        return await _invoke(
-            region_code, stub.GetLicenseStatusList, _LICENSE_STATUS_LIST_REQUEST, timeout
+        response: region_pb2.GetLicenseStatusListResponse = await self._invoke(
+            region_code, "GetLicenseStatusList", _LICENSE_STATUS_LIST_REQUEST, timeout
         )
+        return response
 
     async def close(self, grace: float | None) -> None:
         self._closed = True
@@ -182,6 +194,34 @@ class GrpcRegionClient:
         self._channels.clear()
         self._stubs.clear()
         await asyncio.gather(*(channel.close(grace) for channel in channels))
+
+    async def _invoke(
+        self,
+        region_code: str,
+        method: str,
+        request: Any,
+        timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
+    ) -> Any:
+        """One call, its failure translated (the one place `AioRpcError` becomes domain data)."""
+        started = self._clock()
+        code = "OK"
+        try:
+            rpc = getattr(self._stub(region_code), method)
+            return await rpc(request, timeout=timeout)
+        except grpc.aio.AioRpcError as error:
+            failure = translate_rpc_error(region_code, error)
+            code = failure.code.name
+            raise failure from error
+        except RegionCallError as failure:
+            code = failure.code.name
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        finally:
+            self._events.emit(
+                RegionCallFinished(region_code, method, code, self._clock() - started)
+            )
 
     def _stub(self, region_code: str) -> region_pb2_grpc.RegionServiceAsyncStub:
         try:
@@ -211,19 +251,6 @@ class GrpcRegionClient:
         self._channels[region_code] = channel
         self._stubs[region_code] = stub
         return stub
-
-
-async def _invoke(
-    region_code: str,
-    rpc: Callable[..., Awaitable[_Response]],
-    request: object,
-    timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
-) -> _Response:
-    """One call, its failure translated (the one place `AioRpcError` becomes domain data)."""
-    try:
-        return await rpc(request, timeout=timeout)
-    except grpc.aio.AioRpcError as error:
-        raise translate_rpc_error(region_code, error) from error
 
 
 def translate_rpc_error(region_code: str, error: grpc.aio.AioRpcError) -> RegionCallError:

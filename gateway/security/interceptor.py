@@ -38,7 +38,7 @@ from gateway.errors import (
     TongbanError,
     Unauthenticated,
 )
-from gateway.security.auditing import Auditor
+from gateway.events import NO_EVENTS, AccessDenied, Events
 from gateway.security.authz import (
     DENIAL_METADATA_KEY,
     RPC_ACTIONS,
@@ -108,13 +108,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         enforce: bool,
         deny_list: DenyList,
         limiter: RateLimiter,
-        auditor: Auditor,
+        events: Events = NO_EVENTS,
         reflection_ops_only: bool = True,
     ) -> None:
         self.enforce = enforce
         self.deny_list = deny_list
         self.limiter = limiter
-        self.auditor = auditor
+        self.events = events
         self.reflection_ops_only = reflection_ops_only
         self._cache: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -161,7 +161,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         # body) are recorded by their reason.
         if isinstance(error, PermissionDenied | Unauthenticated):
             outcome = error.metadata.get(DENIAL_METADATA_KEY) or error.reason
-            self.auditor.denial(caller.actor, method, outcome)
+            self.events.emit(AccessDenied(caller.actor, method, outcome))
 
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str

@@ -28,11 +28,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.v1 import application_pb2 as pb
 from gateway.api.v1 import application_pb2_grpc
-from gateway.config import DeliveryConfig
-from gateway.federation import AnnouncedProcess, start_announced, stop_announced
+from gateway.applications.outbox import DeliveryConfig
 from gateway.routing.breaker import BreakerConfig
 from gateway.routing.budget import BudgetConfig
 from gateway.routing.health import region_service_name
+from gateway.tools.federation import AnnouncedProcess, start_announced, stop_announced
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +100,7 @@ def gateway_argv(data_dir: Path, province: str, settings: dict[str, object]) -> 
     return [
         sys.executable,
         "-c",
-        "import sys; from gateway.cli import main; sys.exit(main(sys.argv[1:]))",
+        "import sys; from gateway.tools.cli import main; sys.exit(main(sys.argv[1:]))",
         "--log-level",
         "WARNING",
         "gateway",

@@ -21,10 +21,11 @@ from test_service import ORIGIN, TARGET, one_to_one_pair, submission
 
 from gateway.api.v1 import application_pb2 as pb
 from gateway.api.v1 import application_pb2_grpc
-from gateway.applications.delivery import DeliveryOutcome
-from gateway.config import DeliveryConfig
-from gateway.server import running_gateway
-from gateway.store import ApplicationRow, Store
+from gateway.app.server import running_gateway
+from gateway.applications.outbox import DeliveryConfig
+from gateway.routing.deliverer import DeliveryOutcome
+from gateway.storage.base import ApplicationRow
+from gateway.storage.sqlite import SqliteStore
 from region_stubs.admin.v1 import admin_pb2
 from region_stubs.config import StubConfig
 from region_stubs.faults import Faults
@@ -189,7 +190,7 @@ def failing_once(world: World, method: str) -> list[str]:
         async def replace_if_unchanged(application_id: str, **changes: Any) -> bool:
             if not failed:
                 failed.append(application_id)
-                await store.write(boom)
+                await store._engine.write(boom)
             return await real(application_id, **changes)
 
         store.replace_if_unchanged = replace_if_unchanged  # type: ignore[method-assign]
@@ -199,7 +200,7 @@ def failing_once(world: World, method: str) -> list[str]:
         async def claim_request(row: ApplicationRow) -> tuple[ApplicationRow, bool]:
             if not failed:
                 failed.append(row.application_id)
-                await store.write(boom)
+                await store._engine.write(boom)
             return await real_claim(row)
 
         store.claim_request = claim_request  # type: ignore[method-assign]
@@ -273,7 +274,7 @@ async def test_shutdown_gives_in_flight_leases_back(tmp_path: Path) -> None:
         # Closing the client channel cancelled the inline call (the handler saw it cancelled).
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
             await inline
-    store = await Store.open(tmp_path / "gateway.sqlite3")
+    store = await SqliteStore.open(tmp_path / "gateway.sqlite3")
     try:
         for request_id in ("queued", "inline"):
             row = await store.find_request(ORIGIN, request_id)

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from gateway.api.v1 import application_pb2 as pb
-from gateway.applications.delivery import DeliveryOutcome
 from gateway.applications.records import GATEWAY, ApplicationRecords, add_event
-from gateway.applications.watch import WatchHub
-from gateway.store import Store
+from gateway.routing.deliverer import DeliveryOutcome
+from gateway.storage.sqlite import SqliteStore
 
 WORKER = "worker-1"
 DELIVERED = DeliveryOutcome(pb.APPLICATION_STATE_DELIVERED, 1, receipt_id="R-1")
@@ -19,12 +18,17 @@ QUEUED = DeliveryOutcome(pb.APPLICATION_STATE_QUEUED, 2, reason="UNAVAILABLE")
 
 
 @pytest.fixture
-async def records(tmp_path: Path) -> AsyncIterator[ApplicationRecords]:
-    store = await Store.open(tmp_path / "tongban.db")
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = await SqliteStore.open(tmp_path / "tongban.db")
     try:
-        yield ApplicationRecords(store, WatchHub(), queue_expiry=3600, clock=lambda: 1_800_000_000)
+        yield opened
     finally:
-        await store.close()
+        await opened.close()
+
+
+@pytest.fixture
+def records(store: SqliteStore) -> ApplicationRecords:
+    return ApplicationRecords(store, queue_expiry=3600, clock=lambda: 1_800_000_000)
 
 
 def new_application(n: int) -> pb.Application:
@@ -48,15 +52,15 @@ async def stored(records: ApplicationRecords, n: int) -> pb.Application:
 
 
 async def test_an_unchanged_row_is_finished_from_the_known_copy(
-    records: ApplicationRecords,
+    records: ApplicationRecords, store: SqliteStore
 ) -> None:
     known = await stored(records, 1)
-    writes = records.store.writes
+    writes = store.commit_stats()[1]
     final = await records.finish_delivery(
         "app-1", DELIVERED, lease_owner=WORKER, retry_in=None, known=known
     )
     assert final is known  # no read and no parse of the stored row
-    assert records.store.writes == writes + 1
+    assert store.commit_stats()[1] == writes + 1
     row = await records.store.get_application("app-1")
     assert row is not None
     assert (row.state, row.lease_owner, row.next_attempt_time) == (
@@ -99,7 +103,7 @@ async def test_a_lease_taken_over_is_kept_for_its_new_owner(records: Application
     known = await stored(records, 3)
     await records.release("app-3", WORKER)
     claimed = await records.claim_due("worker-2", lease_seconds=30, limit=10)
-    assert [a.application_id for a in claimed] == ["app-3"]
+    assert [d.application.application_id for d in claimed] == ["app-3"]
     final = await records.finish_delivery(
         "app-3", QUEUED, lease_owner=WORKER, retry_in=5.0, known=known
     )

@@ -26,7 +26,7 @@ def test_quick_run_prints_the_table_and_the_ratios(tmp_path: Path) -> None:
             "--seconds",
             "0.3",
             "--scenarios",
-            "c1,c16,open500",
+            "c1,c16,open300",
             "--workers",
             "1",
             "--only-applications",
@@ -44,11 +44,13 @@ def test_quick_run_prints_the_table_and_the_ratios(tmp_path: Path) -> None:
     assert "| scenario | path | req/s |" in out
     for path in ("direct", "proxy", "durable", "gateway"):
         assert f"| c1 | {path} |" in out
-    assert "| open500 | gateway |" in out
+    assert "| open300 | gateway |" in out
     assert "gateway÷proxy" in out
     assert "durable÷proxy" in out
-    assert "(durable floor: " in out
-    assert "Against the targets of issue 8" in out
+    assert "Against the targets (gateway ÷ durable floor, same run)" in out
+    assert "- gateway ÷ durable, CPU per application at c16: " in out
+    assert "- gateway ÷ durable, p50 at c1: " in out
+    assert "- gateway ÷ durable, p99 in the open loop at 300/s: " in out
     written = results.read_text(encoding="utf-8")
     assert "## Application benchmark" in written
     assert "Machine: " in written

@@ -132,20 +132,3 @@ def test_a_matter_message_is_built_once_per_version_and_not_shared_across_versio
     other = catalog_pb2.Matter.FromString(convert.matter_bytes(matter, "2025.1"))
     assert other.name == "catalogVersions/2025.1/matters/000117112000"
     assert catalog_pb2.Matter.FromString(first) == convert.matter(matter, "2025.2")
-
-
-@given(
-    st.datetimes(
-        min_value=datetime(1, 1, 2),
-        max_value=datetime(9999, 12, 30),
-        # Offsets in whole minutes, as real zones have (`FromDatetime` drops an offset's seconds).
-        timezones=st.builds(
-            lambda minutes: timezone(timedelta(minutes=minutes)),
-            st.integers(min_value=-23 * 60, max_value=23 * 60),
-        ),
-    )
-)
-def test_timestamp_of_a_datetime_is_exact_to_the_microsecond(moment: datetime) -> None:
-    reference = timestamp_pb2.Timestamp()
-    reference.FromDatetime(moment)
-    assert convert.timestamp(moment) == reference

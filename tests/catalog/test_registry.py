@@ -42,7 +42,8 @@ from gateway.errors import (
     RegionNotFound,
     StoreUnavailable,
 )
-from gateway.store import Store
+from gateway.storage.base import StoredDocument
+from gateway.storage.sqlite import SqliteStore
 
 STANDARDS = Path(__file__).resolve().parents[2] / "standards"
 CST = timezone(timedelta(hours=8))
@@ -92,14 +93,20 @@ def clock() -> Clock:
     return Clock(datetime(2025, 3, 1, 12, 0, tzinfo=CST))
 
 
+async def stored_lists(store: SqliteStore) -> list[StoredDocument]:
+    """Every stored implementation list, in code order."""
+    found = [await store.region_catalog(code) for code in await store.region_catalog_codes()]
+    return [d for d in found if d is not None]
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "tongban.db"
 
 
 @pytest.fixture
-async def store(db: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(db)
+async def store(db: Path) -> AsyncIterator[SqliteStore]:
+    opened = await SqliteStore.open(db)
     try:
         yield opened
     finally:
@@ -107,7 +114,7 @@ async def store(db: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def registry(store: Store, clock: Clock) -> CatalogRegistry:
+async def registry(store: SqliteStore, clock: Clock) -> CatalogRegistry:
     reg = CatalogRegistry(store, PROVINCES, clock)
     await reg.load()
     return reg
@@ -193,7 +200,7 @@ async def test_publishing_2025_2_reports_the_diff_and_its_impact(
 
 
 async def test_republishing_identical_content_is_a_no_op(
-    seeded: CatalogRegistry, store: Store, clock: Clock
+    seeded: CatalogRegistry, store: SqliteStore, clock: Clock
 ) -> None:
     data = catalog_data("2025.2")
     first = await seeded.publish_version(parsed(data), data, signed_document="")
@@ -211,7 +218,7 @@ async def test_republishing_identical_content_is_a_no_op(
 
 
 async def test_the_same_version_with_other_content_is_a_conflict(
-    seeded: CatalogRegistry, store: Store
+    seeded: CatalogRegistry, store: SqliteStore
 ) -> None:
     before = state(seeded.snapshot)
     data = catalog_data()
@@ -225,7 +232,7 @@ async def test_the_same_version_with_other_content_is_a_conflict(
 
 @pytest.mark.parametrize("version", ["2024.9", "2024.12", "2025.0"])
 async def test_an_older_version_is_a_rollback(
-    seeded: CatalogRegistry, store: Store, version: str
+    seeded: CatalogRegistry, store: SqliteStore, version: str
 ) -> None:
     data = variant(version, "2026-01-01T00:00:00+08:00")
     with pytest.raises(CatalogVersionRollback) as caught:
@@ -247,7 +254,7 @@ async def test_an_effective_time_before_the_latest_is_a_rollback(
     assert (await seeded.publish_version(parsed(same_day), same_day, signed_document="")).created
 
 
-async def test_validate_only_publishes_nothing(seeded: CatalogRegistry, store: Store) -> None:
+async def test_validate_only_publishes_nothing(seeded: CatalogRegistry, store: SqliteStore) -> None:
     before = state(seeded.snapshot)
     data = catalog_data("2025.2")
     outcome = await seeded.publish_version(
@@ -263,11 +270,11 @@ async def test_validate_only_publishes_nothing(seeded: CatalogRegistry, store: S
 
 
 async def test_a_signed_document_is_stored_with_the_version(
-    seeded: CatalogRegistry, store: Store
+    seeded: CatalogRegistry, store: SqliteStore
 ) -> None:
     data = catalog_data("2025.2")
     await seeded.publish_version(parsed(data), data, signed_document="header.payload.sig")
-    rows = await store.read(
+    rows = await store._engine.read(
         lambda c: c.execute(
             "SELECT version, sort_key, signed_document FROM catalog_versions ORDER BY sort_key"
         ).fetchall()
@@ -276,7 +283,7 @@ async def test_a_signed_document_is_stored_with_the_version(
 
 
 async def test_a_failed_store_write_publishes_nothing(
-    seeded: CatalogRegistry, store: Store
+    seeded: CatalogRegistry, store: SqliteStore
 ) -> None:
     before = seeded.snapshot
     await store.close()
@@ -292,7 +299,7 @@ async def test_a_failed_store_write_publishes_nothing(
 
 
 async def test_a_new_registry_on_the_same_file_sees_everything(
-    seeded: CatalogRegistry, store: Store, db: Path, clock: Clock
+    seeded: CatalogRegistry, store: SqliteStore, db: Path, clock: Clock
 ) -> None:
     data = catalog_data("2025.2")
     await seeded.publish_version(parsed(data), data, signed_document="")
@@ -304,7 +311,7 @@ async def test_a_new_registry_on_the_same_file_sees_everything(
     expected = seeded.snapshot
     await store.close()
 
-    reopened = await Store.open(db)
+    reopened = await SqliteStore.open(db)
     try:
         restarted = CatalogRegistry(reopened, PROVINCES, Clock(clock.now + timedelta(days=1)))
         await restarted.load()
@@ -329,10 +336,10 @@ async def test_a_new_registry_on_the_same_file_sees_everything(
 
 
 async def test_a_list_with_errors_leaves_the_previous_list_live(
-    seeded: CatalogRegistry, store: Store
+    seeded: CatalogRegistry, store: SqliteStore
 ) -> None:
     live = seeded.snapshot.region_indexes()["440000"]
-    stored_before = await store.region_catalogs()
+    stored_before = await stored_lists(store)
     good = region_doc("440000")
     bad = RegionCatalogDocument(
         "440000",
@@ -350,7 +357,7 @@ async def test_a_list_with_errors_leaves_the_previous_list_live(
     ]
     assert caught.value.metadata == {"region_code": "440000"}
     assert seeded.snapshot.region_indexes()["440000"] is live
-    assert await store.region_catalogs() == stored_before
+    assert await stored_lists(store) == stored_before
 
 
 async def test_publishing_a_list_replaces_it_and_reports_warnings(
@@ -442,7 +449,7 @@ def round_of(index: RegionIndex) -> int:
 
 
 async def test_readers_never_see_a_torn_snapshot(
-    seeded: CatalogRegistry, store: Store, clock: Clock
+    seeded: CatalogRegistry, store: SqliteStore, clock: Clock
 ) -> None:
     version_data = {
         k: variant(f"2026.{k}", (datetime(2026, 1, 1, tzinfo=CST) + timedelta(days=k)).isoformat())
@@ -492,12 +499,10 @@ async def test_readers_never_see_a_torn_snapshot(
                 # Durable before visible: the store already holds what the snapshot shows.
                 stored_versions = await store.catalog_versions()
                 assert len(stored_versions) >= seen[0] + 1
-                stored = {
-                    json.loads(text)["region_code"]: json.loads(text)
-                    for _, _, text in await store.region_catalogs()
-                }
                 for region, seen_round in ((A, seen[1]), (B, seen[2])):
-                    names = {e["local_name"] for e in stored[region]["entries"]}
+                    stored = await store.region_catalog(region)
+                    assert stored is not None
+                    names = {e["local_name"] for e in json.loads(stored.document)["entries"]}
                     stored_round = int(names.pop().removeprefix("round ")) if seen_round else 0
                     assert stored_round >= seen_round
             iterations += 1

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import start_world
 
-from gateway import probe
-from gateway.config import load_config
+from gateway.app import probe
+from gateway.app.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -100,7 +100,7 @@ def test_dockerfile_is_slim_non_root_with_a_healthcheck() -> None:
     users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
     assert users
     assert users[-1].split(":")[0] not in ("0", "root")
-    assert re.search(r"^HEALTHCHECK .*\n?.*gateway\.probe", text, re.MULTILINE)
+    assert re.search(r"^HEALTHCHECK .*\n?.*gateway\.app\.probe", text, re.MULTILINE)
     for source in re.findall(r"^COPY\s+(?!--from)(.+)\s+\S+$", text, re.MULTILINE):
         for item in source.split():
             assert (ROOT / item).exists(), item

@@ -29,9 +29,9 @@ from google.protobuf import duration_pb2
 
 from gateway.api.v1 import application_pb2 as app_pb
 from gateway.api.v1 import application_pb2_grpc, license_pb2, license_pb2_grpc
-from gateway.federation import AnnouncedProcess
-from gateway.local import running_local
-from gateway.server import RunningGateway
+from gateway.app.server import RunningGateway
+from gateway.tools.federation import AnnouncedProcess
+from gateway.tools.local import running_local
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
 
 pytestmark = pytest.mark.slow

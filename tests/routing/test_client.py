@@ -23,8 +23,8 @@ from gateway.errors import RegionCallError, build_status
 from gateway.routing.breaker import CircuitBreaker
 from gateway.routing.budget import BudgetConfig, RetryBudget
 from gateway.routing.client import GrpcRegionClient, RegionClient, translate_rpc_error
-from gateway.routing.delivery import call_with_retries
 from gateway.routing.policy import RetryPolicy, classify
+from gateway.routing.retries import call_with_retries
 
 REGION = "440000"
 

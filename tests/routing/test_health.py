@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import start_world
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.config import DeliveryConfig
+from gateway.applications.outbox import DeliveryConfig
 from gateway.routing.breaker import BreakerConfig, BreakerState
 from gateway.routing.health import region_service_name
 

@@ -13,8 +13,8 @@ from conftest import start_world
 
 from gateway.api.v1 import application_pb2 as pb
 from gateway.api.v1 import application_pb2_grpc
-from gateway.cli import main
 from gateway.security.identity import Role
+from gateway.tools.cli import main
 
 
 @pytest.fixture(scope="module")

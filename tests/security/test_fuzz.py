@@ -499,7 +499,7 @@ def test_the_world_survived(fuzzed: Fuzzed) -> None:
     store = fuzzed.world.gateway.store
     assert fuzzed.run(store.integrity_check()) == []
     stored = fuzzed.run(
-        store.read(
+        store._engine.read(
             lambda conn: {row[0] for row in conn.execute("SELECT application_id FROM applications")}
         )
     )

@@ -31,8 +31,8 @@ from gateway.api.v1 import (
     region_pb2,
     region_pb2_grpc,
 )
-from gateway.audit import verify_audit_log
 from gateway.catalog import signing
+from gateway.observability.audit_log import verify_audit_log
 from gateway.security.identity import Role
 from gateway.security.pki import generate_dev_pki
 from gateway.security.ratelimit import RateLimit

@@ -1,0 +1,360 @@
+"""The gateway process: every component opened in one async context and closed in reverse.
+
+Lifespan: open the store → load (or seed) the catalog → open the province channels → start the
+gRPC server (port 0 allowed), the probe-only health port, `/metrics` and the dispatcher →
+announce → serve → on SIGINT/SIGTERM: every health status NOT_SERVING, wait a probe interval,
+stop accepting, let in-flight calls finish within the grace period, stop the dispatcher, close
+the channels, close the store (queued writes commit first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from gateway.api.v1 import (
+    application_pb2,
+    application_pb2_grpc,
+    license_pb2,
+    license_pb2_grpc,
+)
+from gateway.app.config import GatewayConfig
+from gateway.app.error_status import ErrorInterceptor
+from gateway.app.health import DependencyHealth, refresh_gauges, refresh_once
+from gateway.app.licensing import build_license_verifier
+from gateway.app.serving import (
+    add_health_and_reflection,
+    announce,
+    drain,
+    set_serving,
+    settle_heap,
+    stop_event_on_signals,
+)
+from gateway.applications.dispatcher import Dispatcher
+from gateway.applications.outbox import Outbox
+from gateway.applications.records import ApplicationRecords
+from gateway.applications.service import ApplicationServicer
+from gateway.applications.watch import WatchHub
+from gateway.catalog import signing
+from gateway.catalog.registry import CatalogRegistry, load_provinces
+from gateway.catalog.service import SERVICE as CATALOG_SERVICE
+from gateway.catalog.service import CatalogServicer, add_catalog_servicer
+from gateway.events import BreakerChanged, EventBus
+from gateway.licenses.service import LicenseServicer
+from gateway.observability.audit_log import FsyncPolicy
+from gateway.observability.auditing import Auditor
+from gateway.observability.logs import AccessLog
+from gateway.observability.metrics import (
+    BuildInfo,
+    CacheCollector,
+    Metrics,
+    MetricsHttp,
+    process_registry,
+    serve_metrics,
+)
+from gateway.observability.rpc_metrics import MetricsInterceptor
+from gateway.routing.client import GrpcRegionClient
+from gateway.routing.deliverer import Deliverer
+from gateway.routing.health import RegionHealth
+from gateway.security.interceptor import AuthInterceptor
+from gateway.security.ratelimit import RateLimiter
+from gateway.security.tls import DenyList, channel_credentials, server_credentials
+from gateway.storage.sqlite import SqliteStore
+from gateway.times import utc_now
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    CATALOG_SERVICE,
+    application_pb2.DESCRIPTOR.services_by_name["ApplicationService"].full_name,
+    license_pb2.DESCRIPTOR.services_by_name["LicenseService"].full_name,
+)
+
+BOOTSTRAP_CATALOG = "catalog/2025.1.json"
+REFRESH_INTERVAL = 1.0
+"""Seconds between two readings of the queue, the catalog and the breakers."""
+
+
+@dataclass
+class RunningGateway:
+    """A started gateway, for the CLI and for tests."""
+
+    config: GatewayConfig
+    server: grpc.aio.Server
+    port: int
+    store: SqliteStore
+    registry: CatalogRegistry
+    deliverer: Deliverer
+    outbox: Outbox
+    dispatcher: Dispatcher
+    records: ApplicationRecords
+    client: GrpcRegionClient
+    events: EventBus
+    metrics: Metrics
+    metrics_port: int | None = None
+    """Where `/metrics` is served; None when disabled."""
+    health_port: int | None = None
+    """The plaintext probe-only health port; None when disabled."""
+    auditor: Auditor | None = None
+
+    @property
+    def address(self) -> str:
+        """`host:port` the gateway listens on."""
+        return f"{self.config.host}:{self.port}"
+
+
+def worker_identity() -> str:
+    """A name for this process, unique across restarts (used for delivery leases)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _open_auditor(config: GatewayConfig) -> Auditor:
+    if not config.audit:
+        return Auditor(None)
+    return Auditor.open(config.audit_path, config.audit_key_path, FsyncPolicy(config.audit_fsync))
+
+
+def _new_server(config: GatewayConfig, events: EventBus, metrics: Metrics) -> grpc.aio.Server:
+    """The gRPC server with its interceptors and limits (no services yet)."""
+    auth = AuthInterceptor(
+        enforce=config.tls is not None,
+        deny_list=DenyList(config.deny_serials),
+        limiter=RateLimiter(config.rate_limits),
+        events=events,
+        reflection_ops_only=config.reflection_ops_only,
+    )
+    # Metrics outermost (it sees every outcome), then ErrorInterceptor: the auth interceptor's
+    # refusals become rich statuses there.
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor(metrics), ErrorInterceptor(), auth],
+        options=[
+            ("grpc.max_receive_message_length", config.max_receive_message_bytes),
+            ("grpc.max_metadata_size", config.max_metadata_bytes),
+            ("grpc.absolute_max_metadata_size", config.max_metadata_bytes),
+            # SO_REUSEPORT (gRPC's default on Linux, stated here): `--workers N` binds N
+            # servers to one port.
+            ("grpc.so_reuseport", 1),
+        ],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
+    )
+    return server
+
+
+def _bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
+    """Binds the port: mTLS, or plaintext with a loud warning in insecure mode."""
+    if config.tls is None:
+        log.warning(
+            "INSECURE MODE: plaintext gRPC on %s:%s, no caller identities, authorization "
+            "skipped; use only on loopback for development",
+            config.host,
+            config.port,
+        )
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+    else:
+        port = server.add_secure_port(
+            f"{config.host}:{config.port}", server_credentials(config.tls)
+        )
+    return int(port)
+
+
+# One function opens every resource in order and closes them in reverse: splitting it would
+# hide that order, which is the point.
+@contextlib.asynccontextmanager
+async def running_gateway(  # noqa: PLR0915
+    config: GatewayConfig, *, metrics_registry: CollectorRegistry | None = None
+) -> AsyncIterator[RunningGateway]:
+    """Starts the gateway in the running loop and stops it gracefully on exit.
+
+    Metrics go to `metrics_registry`, by default a fresh registry of this gateway's own.
+    """
+    # Read before anything is opened: a missing certificate fails the start with nothing to undo.
+    tls = config.tls
+    credentials = None if tls is None else channel_credentials(tls.ca_cert, tls.cert, tls.key)
+    auditor = _open_auditor(config)
+    try:
+        store = await SqliteStore.open(config.store_path)
+    except BaseException:
+        await auditor.aclose()
+        raise
+    events = EventBus()
+    client = GrpcRegionClient(config.regions, credentials=credentials, events=events)
+    dispatcher_task: asyncio.Task[None] | None = None
+    refresh_task: asyncio.Task[None] | None = None
+    server: grpc.aio.Server | None = None
+    probe_server: grpc.aio.Server | None = None
+    http: MetricsHttp | None = None
+    try:
+        registry = CatalogRegistry(store, load_provinces(config.standards_dir), utc_now)
+        metrics_registry = metrics_registry or process_registry()
+        metrics = Metrics(
+            metrics_registry, regions=registry.snapshot.provinces, build=BuildInfo.installed()
+        )
+        for code in config.regions:
+            metrics.region(code).breaker_state.set(0)
+        # Listeners, in the order they hear each event: metrics, audit, the access log, the
+        # watch streams; the dispatcher and region health subscribe below.
+        metrics.listen(events)
+        auditor.listen(events)
+        AccessLog().listen(events)
+        hub = WatchHub()
+        hub.listen(events)
+        await registry.load()
+        if await registry.bootstrap(
+            config.standards_dir / BOOTSTRAP_CATALOG, config.standards_dir / "implementations"
+        ):
+            log.info("seeded the store from %s", config.standards_dir)
+        records = ApplicationRecords(
+            store, queue_expiry=config.delivery.queue_expiry, events=events
+        )
+        deliverer = Deliverer(
+            client,
+            config.delivery.retry_policy(),
+            breaker_config=config.delivery.breaker,
+            events=events,
+        )
+        outbox = Outbox(
+            records, deliverer, config.delivery, worker_id=worker_identity(), events=events
+        )
+        dispatcher = Dispatcher(outbox)
+        events.subscribe(BreakerChanged, dispatcher.on_breaker_changed)
+        verifier = build_license_verifier(config, client, registry, events=events)
+        metrics_registry.register(
+            CacheCollector(
+                verifier.keys,
+                verifier.status_lists,
+                lambda: registry.snapshot.provinces,
+                metrics.region_label,
+            )
+        )
+        server = _new_server(config, events, metrics)
+        add_catalog_servicer(
+            CatalogServicer(
+                registry,
+                signing.load_public_keys(config.standards_keys),
+                utc_now,
+                events=events,
+            ),
+            server,
+        )
+        applications = ApplicationServicer(
+            registry=registry,
+            outbox=outbox,
+            hub=hub,
+            licenses=verifier,
+            wall_clock=utc_now,
+            events=events,
+        )
+        application_pb2_grpc.add_ApplicationServiceServicer_to_server(applications, server)
+        license_pb2_grpc.add_LicenseServiceServicer_to_server(LicenseServicer(verifier), server)
+        health = add_health_and_reflection(
+            server, SERVICE_NAMES, reflection_enabled=config.reflection
+        )
+        dependencies = DependencyHealth(health)
+        # A breaker's change reaches its province's health status at once; the periodic
+        # refresh below covers the store, the catalog and provinces without a change.
+        region_health = RegionHealth(health)
+        await region_health.start(config.regions)
+        events.subscribe(
+            BreakerChanged, lambda e: region_health.on_breaker_change(e.region_code, e.old, e.new)
+        )
+
+        async def refresh() -> None:
+            regions = set(config.regions) | set(deliverer.breakers)
+            await refresh_once(
+                metrics,
+                store=store,
+                registry=registry,
+                deliverer=deliverer,
+                health_state=dependencies,
+                regions=sorted(regions),
+            )
+
+        await refresh()
+        port = _bind(server, config)
+        health_port: int | None = None
+        if config.health_port >= 0:
+            probe_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(health, probe_server)
+            health_port = probe_server.add_insecure_port(f"{config.host}:{config.health_port}")
+            await probe_server.start()
+        await server.start()
+        await set_serving(health, SERVICE_NAMES, serving=True)
+        if config.metrics_port >= 0:
+            http = serve_metrics(config.host, config.metrics_port, metrics_registry)
+        dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
+        refresh_task = asyncio.create_task(
+            refresh_gauges(REFRESH_INTERVAL, refresh), name="metrics-refresh"
+        )
+        running = RunningGateway(
+            config,
+            server,
+            port,
+            store,
+            registry,
+            deliverer,
+            outbox,
+            dispatcher,
+            records,
+            client,
+            events,
+            metrics,
+            auditor=auditor,
+            metrics_port=http.port if http else None,
+            health_port=health_port,
+        )
+        try:
+            yield running
+        finally:
+            refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresh_task
+            # Every status, the per-dependency ones included, NOT_SERVING and frozen there.
+            await health.enter_graceful_shutdown()
+            await drain(
+                server,
+                health,
+                SERVICE_NAMES,
+                probe_interval=config.probe_interval,
+                grace=config.grace,
+            )
+            await applications.wait_idle(config.grace)
+    finally:
+        if dispatcher_task is not None:
+            dispatcher_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dispatcher_task
+        if server is not None:
+            await server.stop(0)
+        if probe_server is not None:
+            await probe_server.stop(0)
+        if http is not None:
+            http.close()
+        await client.close(1.0)
+        await auditor.aclose()
+        await store.close()
+
+
+async def serve(config: GatewayConfig) -> None:
+    """Runs the gateway until SIGINT or SIGTERM."""
+    stop = stop_event_on_signals()
+    async with running_gateway(config) as gateway:
+        settle_heap()
+        announce(
+            "listening", service="gateway", address=gateway.address, regions=dict(config.regions)
+        )
+        if gateway.metrics_port is not None:
+            announce("metrics", service="gateway", address=f"{config.host}:{gateway.metrics_port}")
+        if gateway.health_port is not None:
+            announce("health", service="gateway", address=f"{config.host}:{gateway.health_port}")
+        await stop.wait()
+        announce("stopping", service="gateway")

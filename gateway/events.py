@@ -1,0 +1,213 @@
+"""The one seam through which domain code reports what happened; observers listen to it.
+
+Invariants:
+- Domain objects take an `Events` at construction and call `emit(event)`; they never know who
+  listens. Metrics, the audit log, the access log, watch streams, region health and the
+  dispatcher's wake-up are listeners, registered by the process wiring with `subscribe`.
+- An event is a frozen, slotted dataclass of plain values (and, for application events, the
+  `Application` as stored, which listeners must not change).
+- A listener runs synchronously in the emitting task, so context variables (the current RPC,
+  the caller's identity) are those of the cause. It must be cheap and must not block.
+- A listener that raises is logged and skipped: observation never changes an outcome.
+- No personal data beyond what the `Application` itself holds travels in an event; listeners
+  that write anywhere (logs, audit) are responsible for masking or digesting it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from gateway.api.v1 import application_pb2
+
+log = logging.getLogger(__name__)
+
+
+class Event:
+    """Base of every event type."""
+
+    __slots__ = ()
+
+
+E = TypeVar("E", bound=Event)
+
+
+# -- applications -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationSubmitted(Event):
+    """A new application was accepted and committed (before its first delivery attempt)."""
+
+    application: application_pb2.Application
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationChanged(Event):
+    """A stored application changed state (delivered, queued, failed, reported, expired)."""
+
+    application: application_pb2.Application
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionAnswered(Event):
+    """A submission was answered with an application, new or replayed."""
+
+    application: application_pb2.Application
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionRefused(Event):
+    """A submission was refused with a domain error."""
+
+    request_id: str
+    target_region: str
+    code: str
+    """The gRPC status code's name (`INVALID_ARGUMENT`, …)."""
+    reason: str
+    """The ErrorInfo reason."""
+
+
+# -- delivery to provinces ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStarted(Event):
+    """A delivery attempt (numbered from 1 within its call) is about to call the province."""
+
+    region_code: str
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryGranted(Event):
+    """A retry was granted for `reason` (one of `routing.policy.REASONS`)."""
+
+    region_code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudgetExhausted(Event):
+    """A retry was refused because the province's retry budget is spent."""
+
+    region_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class PushbackHonoured(Event):
+    """The province said when (or whether) to retry, and was obeyed."""
+
+    region_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFinished(Event):
+    """A delivery call (all its attempts) ended, or was cancelled (`state` 0)."""
+
+    region_code: str
+    state: int
+    """DELIVERED, QUEUED, FAILED, or 0 when the call was cancelled."""
+    seconds: float
+    """Wall time of the call: attempts and the backoff between them."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegionCallFinished(Event):
+    """One southbound RPC (one attempt) ended."""
+
+    region_code: str
+    method: str
+    """The RegionService method's name."""
+    code: str
+    """The gRPC status code's name (`OK`, `UNAVAILABLE`, …)."""
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChanged(Event):
+    """A province's circuit breaker moved from `old` to `new` (`BreakerState` values)."""
+
+    region_code: str
+    old: int
+    new: int
+
+
+# -- catalog, licences, access --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CodeResolved(Event):
+    """A local code's resolution ended: `resolved`, or the error's reason."""
+
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogPublished(Event):
+    """A catalog version (`kind` `version`) or an implementation list (`region`) was
+    published, or refused (`activated` False)."""
+
+    kind: str
+    activated: bool
+    action: str = ""
+    """The audited action (`CatalogService.PublishCatalogVersion`, …)."""
+    version: str = ""
+    region_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseVerified(Event):
+    """A licence verification ended with `verdict` (a `Verdict` name)."""
+
+    verdict: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccessDenied(Event):
+    """A call was refused by the authorization policy, the deny list or a rate limit."""
+
+    actor: str
+    method: str
+    reason: str
+
+
+# -- the seam -------------------------------------------------------------------------------
+
+
+class Events(Protocol):
+    """What domain code holds: somewhere to emit events."""
+
+    def emit(self, event: Event) -> None:
+        """Hands `event` to its listeners, synchronously; never raises."""
+
+
+class EventBus:
+    """Routes each event to the listeners subscribed to its exact type."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[type[Event], tuple[Callable[[Event], None], ...]] = {}
+
+    def subscribe(self, kind: type[E], listener: Callable[[E], None]) -> None:
+        """Calls `listener` with every event of type `kind` from now on."""
+        current = self._listeners.get(kind, ())
+        self._listeners[kind] = (*current, listener)  # type: ignore[arg-type]
+
+    def emit(self, event: Event) -> None:
+        for listener in self._listeners.get(type(event), ()):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("an event listener failed on %s", type(event).__name__)
+
+
+class _Discard:
+    def emit(self, event: Event) -> None:
+        pass
+
+
+NO_EVENTS: Events = _Discard()
+"""Events that nobody hears: the default for domain objects built alone (tests, tools)."""

@@ -1,0 +1,176 @@
+"""The storage interface: the domain operations every backend implements, and nothing else.
+
+Invariants every implementation keeps (the contract suite in `tests/storage/` checks each one):
+- Durable before returned: a write's coroutine returns only after its change is committed, so
+  a caller is never told of an application that a crash could lose.
+- `(origin_region, request_id)` is unique: `claim_request` inserts or returns the row that
+  holds the key, atomically; two concurrent claims of one key create one row.
+- A lease is exclusive: `claim_due` leases a due row only if its lease has run out, so two
+  concurrent claims never return the same row.
+- `update_with` and `replace_if_unchanged` change one row atomically: nothing written between
+  the read and the write of the change is lost.
+- Listing is newest first, keyset-paginated by (create_time, application_id), stable while
+  rows are added.
+- Driver errors never leave the backend: they become `StoreUnavailable` (with a retry delay).
+- No caller sees a driver connection, cursor or SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationRow:
+    """One stored application: the columns the store queries by, and the `Application` proto.
+
+    `state` is the body's state, written from it by the one place that encodes a change
+    (`applications.records`); the store keeps it as a column only to list by state.
+    """
+
+    application_id: str
+    origin_region: str
+    request_id: str
+    request_digest: str
+    target_region: str
+    state: int
+    create_time: float
+    update_time: float
+    next_attempt_time: float | None
+    """When the application is due for delivery; None when it is not awaiting delivery."""
+    expire_time: float
+    """When an undelivered application stops being retried."""
+    lease_owner: str
+    lease_until: float
+    body: bytes
+    """The serialized `Application`."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """A stored catalog version or implementation list."""
+
+    publish_time: str
+    """ISO 8601 UTC."""
+    digest: str
+    """Hex SHA-256 of the canonical JSON."""
+    document: str
+    """The canonical JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewCatalogVersion:
+    """A catalog version to store."""
+
+    version: str
+    sort_key: int
+    """Orders versions; unique."""
+    effective_time: str
+    publish_time: str
+    publisher: str
+    digest: str
+    document: str
+    signed_document: str
+
+
+class ApplicationStore(Protocol):
+    """Applications: idempotent intake, leases for delivery, transitions, listing."""
+
+    async def claim_request(self, row: ApplicationRow) -> tuple[ApplicationRow, bool]:
+        """Inserts `row` unless its (origin, request id) is taken; returns the row stored
+        under that key and whether this call created it."""
+
+    async def find_request(self, origin_region: str, request_id: str) -> ApplicationRow | None:
+        """The application an idempotency key names, if any."""
+
+    async def get_application(self, application_id: str) -> ApplicationRow | None:
+        """One application by id."""
+
+    async def update_with(
+        self, application_id: str, fn: Callable[[ApplicationRow], ApplicationRow | None]
+    ) -> ApplicationRow | None:
+        """Read-modify-write of one application, atomically.
+
+        `fn` (pure, synchronous) gets the current row and returns the new one, or None to leave
+        it unchanged; returns the row as stored afterwards (None: no such application).
+        """
+
+    async def replace_if_unchanged(
+        self,
+        application_id: str,
+        *,
+        expected_body: bytes,
+        lease_owner: str,
+        state: int,
+        update_time: float,
+        body: bytes,
+        next_attempt_time: float | None,
+    ) -> bool:
+        """Replaces an application leased to `lease_owner` whose body is still
+        `expected_body`, and releases the lease; False (nothing changed) otherwise."""
+
+    async def claim_due(
+        self,
+        *,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        skip_targets: Sequence[str] = (),
+    ) -> list[ApplicationRow]:
+        """Leases to `owner`, until `now + lease_seconds`, up to `limit` applications due by
+        `now` whose lease has run out, earliest due first; those for `skip_targets` only once
+        they have expired. Returns them as they were before the lease."""
+
+    async def list_applications(
+        self,
+        region_code: str,
+        *,
+        as_origin: bool,
+        as_target: bool,
+        state: int | None,
+        limit: int,
+        before: tuple[float, str] | None,
+    ) -> list[ApplicationRow]:
+        """A province's applications (as origin, target or either), newest first, strictly
+        before the (create_time, application_id) key `before` when given."""
+
+    async def record_status_report(self, application_id: str, event_id: str) -> bool:
+        """Claims a status report's event id; False if it was already claimed."""
+
+    async def forget_status_report(self, application_id: str, event_id: str) -> None:
+        """Releases an event id whose report was refused, so a corrected retry can use it."""
+
+    async def queue_stats(self, now: float) -> tuple[int, float | None]:
+        """(applications awaiting delivery, create time of the oldest one)."""
+
+
+class CatalogStore(Protocol):
+    """Catalog versions (immutable, ordered) and one implementation list per province."""
+
+    async def insert_catalog_version(self, version: NewCatalogVersion) -> None:
+        """Stores a new version; a version or sort key already stored is an error."""
+
+    async def catalog_versions(self) -> list[StoredDocument]:
+        """Every stored version, oldest (lowest sort key) first."""
+
+    async def upsert_region_catalog(self, region_code: str, document: StoredDocument) -> None:
+        """Stores a province's list, replacing the one it had."""
+
+    async def region_catalog_codes(self) -> list[str]:
+        """The provinces with a stored list, in code order."""
+
+    async def region_catalog(self, region_code: str) -> StoredDocument | None:
+        """One province's list, if stored."""
+
+
+class Store(ApplicationStore, CatalogStore, Protocol):
+    """A whole backend, as the process opens and closes it."""
+
+    async def close(self) -> None:
+        """Commits what is queued and releases every resource; closing again does nothing."""
+
+    def commit_stats(self) -> tuple[int, int]:
+        """(transactions committed, writes committed) since opening, for metrics."""

@@ -1,0 +1,182 @@
+"""The `tongban` command as a user runs it: real processes, real ports, real files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+STANDARDS = ROOT / "standards"
+TONGBAN = [sys.executable, "-m", "gateway.tools.cli"]
+
+
+async def run(*args: str, cwd: Path = ROOT) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *TONGBAN, *args, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 240)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.slow
+async def test_demo_runs_the_whole_journey() -> None:
+    code, out, err = await run("demo", "--standards-dir", str(STANDARDS))
+    assert code == 0, out + err
+    assert "✗" not in out
+    assert out.count("✓") >= 10
+
+
+async def test_up_serves_every_service_and_stops_on_sigterm(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *TONGBAN,
+        "up",
+        "--port",
+        "0",
+        "--stub-base-port",
+        "0",
+        "--metrics-port",
+        "-1",
+        "--regions",
+        "440000,510000,330000,110000",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--standards-dir",
+        str(STANDARDS),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    addresses: dict[str, str] = {}
+    try:
+        while "gateway" not in addresses:
+            line = await asyncio.wait_for(process.stdout.readline(), 60)
+            assert line, "tongban up exited before listening"
+            event = json.loads(line)
+            if event.get("event") == "listening":
+                addresses[event.get("region", event["service"])] = event["address"]
+        assert set(addresses) == {"gateway", "440000", "510000", "330000", "110000"}
+        # mTLS by default, with the dev PKI made on first start.
+        pki = tmp_path / "data" / "pki"
+        credentials = grpc.ssl_channel_credentials(
+            (pki / "ca.pem").read_bytes(),
+            (pki / "clients" / "ops-ops.key").read_bytes(),
+            (pki / "clients" / "ops-ops.pem").read_bytes(),
+        )
+        for address in addresses.values():
+            async with grpc.aio.secure_channel(address, credentials) as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=10
+                )
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            async with grpc.aio.insecure_channel(address) as channel:
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=10
+                    )
+        assert (tmp_path / "data" / "gateway.sqlite3").exists()
+
+        # A platform submits with its own certificate, found in the dev PKI.
+        apply = [
+            "apply",
+            "--gateway",
+            addresses["gateway"],
+            "--pki-dir",
+            str(pki),
+            "--origin",
+            "440000",
+            "--target",
+            "510000",
+            "--local-code",
+            "11440000MBFYX5N41F2002035011000",
+            "--id-number",
+            "110105199003071239",
+            "--name",
+            "张三",
+            "--paper",
+            "M01=居民身份证复印件",
+            "--paper",
+            "M03=备案登记表",
+        ]
+        code, out, err = await run(*apply)
+        assert code == 0, err
+        submitted = json.loads(out)
+        assert submitted["state"] == "APPLICATION_STATE_DELIVERED"
+        status = ["status", submitted["applicationId"], "--gateway", addresses["gateway"]]
+        status += ["--pki-dir", str(pki)]
+        code, out, err = await run(*status)  # as the operator
+        assert code == 0, err
+        assert json.loads(out)["state"] == "APPLICATION_STATE_DELIVERED"
+        code, _, err = await run(*status, "--as", "region/330000")  # not a party
+        assert code == 1
+        assert "NOT_A_PARTY" in err
+        # Claiming to be Guangdong with Sichuan's certificate is refused.
+        impostor = [*apply, "--cert", str(pki / "clients" / "region-510000.pem")]
+        impostor += ["--key", str(pki / "clients" / "region-510000.key")]
+        impostor += ["--ca", str(pki / "ca.pem")]
+        code, _, err = await run(*impostor)
+        assert code == 1
+        assert "NOT_OWN_REGION" in err
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 60)
+    assert code == 0
+    code, out, _ = await run("audit", "verify", str(tmp_path / "data" / "audit.jsonl"))
+    assert code == 0, out
+    assert json.loads(out)["records"] >= 3  # submission, delivery, denial
+
+
+async def test_catalog_validate_reports_every_problem_with_its_place(tmp_path: Path) -> None:
+    code, out, _ = await run(
+        "catalog", "validate", str(STANDARDS / "implementations" / "510000.json")
+    )
+    assert code == 0
+    assert "0 error(s)" in out
+    assert "warning TRUNCATED_USCC" in out
+    assert "warning PLACEHOLDER" in out
+    broken = json.loads((STANDARDS / "catalog" / "2025.1.json").read_text("utf-8"))
+    broken["matters"][0]["code"] = "001"
+    broken["matters"][3]["type"] = "99"
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(broken, ensure_ascii=False), encoding="utf-8")
+    code, out, _ = await run("catalog", "validate", str(path))
+    assert code == 1
+    assert "matters[0].code" in out
+    assert "matters[3].type" in out
+
+
+async def test_keygen_sign_and_diff_offline(tmp_path: Path) -> None:
+    code, out, _ = await run("catalog", "keygen", "--name", "body", "--out-dir", str(tmp_path))
+    assert code == 0
+    key = json.loads(out)["private_key"]
+    assert (Path(key).stat().st_mode & 0o777) == 0o600
+    signed = tmp_path / "2025.2.jws"
+    code, _, err = await run(
+        "catalog",
+        "sign",
+        str(STANDARDS / "catalog" / "2025.2.json"),
+        "--key",
+        key,
+        "--publisher",
+        "body",
+        "--out",
+        str(signed),
+    )
+    assert code == 0, err
+    assert signed.read_text().count(".") == 2
+    code, out, _ = await run(
+        "catalog",
+        "diff",
+        str(STANDARDS / "catalog" / "2025.1.json"),
+        str(STANDARDS / "catalog" / "2025.2.json"),
+    )
+    assert code == 0
+    diff = json.loads(out)
+    assert (len(diff["added"]), len(diff["removed"]), len(diff["changed"])) == (2, 2, 3)
