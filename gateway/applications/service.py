@@ -29,10 +29,10 @@ from gateway.applications.canonical import request_digest, same_request
 from gateway.applications.delivery import Deliverer, Dispatcher
 from gateway.applications.records import GATEWAY, ApplicationRecords, add_event
 from gateway.applications.validation import validate_submission
-from gateway.catalog import index
 from gateway.catalog.convert import MODES, timestamp
 from gateway.catalog.model import Matter
 from gateway.catalog.registry import CatalogRegistry
+from gateway.catalog.resolution import CatalogSnapshot, translate
 from gateway.errors import (
     ApplicationNotFound,
     FieldViolation,
@@ -195,7 +195,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
     async def _submit(
         self,
         request: application_pb2.SubmitApplicationRequest,
-        snapshot: index.CatalogSnapshot,
+        snapshot: CatalogSnapshot,
         digest: str,
         started: float,
         deadline: float,
@@ -252,11 +252,11 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         return application_pb2.SubmitApplicationResponse(application=app, replayed=True)
 
     async def _build(
-        self, request: application_pb2.SubmitApplicationRequest, snapshot: index.CatalogSnapshot
+        self, request: application_pb2.SubmitApplicationRequest, snapshot: CatalogSnapshot
     ) -> application_pb2.Application:
         now = self.wall_clock()
         try:
-            matter, version, target_local_code = index.translate(
+            matter, version, target_local_code = translate(
                 snapshot,
                 request.origin_region,
                 request.local_matter_code,

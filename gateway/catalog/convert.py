@@ -8,8 +8,9 @@ from google.protobuf import timestamp_pb2
 
 from gateway.api.v1 import catalog_pb2
 from gateway.catalog.diff import CatalogDiff, RegionImpact
-from gateway.catalog.index import CatalogSnapshot, RegionIndex, Resolution, Shape, VersionRecord
 from gateway.catalog.model import Matter, RegionCatalogDocument, RegionEntry, TimeLimit
+from gateway.catalog.region_index import RegionIndex
+from gateway.catalog.resolution import CatalogSnapshot, Resolution, Shape, VersionRecord
 from gateway.errors import FieldViolation, InvalidRequest
 
 MODES = {

@@ -13,10 +13,11 @@ from datetime import datetime
 import grpc
 
 from gateway.api.v1 import catalog_pb2, catalog_pb2_grpc
-from gateway.catalog import convert, documents, index, signing
+from gateway.catalog import convert, documents, signing
 from gateway.catalog.codes import validate_basic_code
 from gateway.catalog.diff import diff_catalogs
 from gateway.catalog.registry import CatalogRegistry
+from gateway.catalog.resolution import CatalogSnapshot, Resolution, resolve, targets
 from gateway.errors import (
     CatalogInvalid,
     FieldViolation,
@@ -252,15 +253,15 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         )
 
     def _resolve(
-        self, snapshot: index.CatalogSnapshot, request: catalog_pb2.ResolveLocalCodeRequest
-    ) -> index.Resolution:
+        self, snapshot: CatalogSnapshot, request: catalog_pb2.ResolveLocalCodeRequest
+    ) -> Resolution:
         # each read of a message field builds a new str: read each once
         region_code, local_code = request.region_code, request.local_code
         if not (len(region_code) == 6 and region_code.isdigit()):  # else the checks' errors
             _region_field(region_code, "region_code")
         _require(local_code, "local_code")
         try:
-            resolution = index.resolve(
+            resolution = resolve(
                 snapshot,
                 region_code,
                 local_code,
@@ -315,7 +316,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         _require(request.local_code, "local_code")
         snapshot, now = self.registry.snapshot, self.clock()
         try:
-            source = index.resolve(
+            source = resolve(
                 snapshot,
                 request.from_region_code,
                 request.local_code,
@@ -327,7 +328,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             self.on_resolve(exc.reason)
             raise
         self.on_resolve("resolved")
-        found = index.targets(snapshot, source, request.to_region_code, now=now)
+        found = targets(snapshot, source, request.to_region_code, now=now)
         return catalog_pb2.TranslateLocalCodeResponse(
             source=convert.resolved(source), targets=[convert.resolved(t) for t in found]
         )

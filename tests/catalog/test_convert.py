@@ -16,16 +16,10 @@ from hypothesis import strategies as st
 from gateway.api.v1 import catalog_pb2
 from gateway.catalog import convert
 from gateway.catalog.documents import parse_catalog, parse_region_catalog
-from gateway.catalog.index import (
-    CatalogSnapshot,
-    RegionIndex,
-    Resolution,
-    VersionRecord,
-    resolve,
-    targets,
-)
 from gateway.catalog.model import RegionCatalogDocument, RegionEntry
+from gateway.catalog.region_index import RegionIndex
 from gateway.catalog.registry import load_provinces
+from gateway.catalog.resolution import CatalogSnapshot, Resolution, VersionRecord, resolve, targets
 from gateway.errors import TongbanError
 
 STANDARDS = Path(__file__).resolve().parents[2] / "standards"
