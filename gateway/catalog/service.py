@@ -13,7 +13,7 @@ from datetime import datetime
 import grpc
 
 from gateway.api.v1 import catalog_pb2, catalog_pb2_grpc
-from gateway.catalog import convert, documents, signing
+from gateway.catalog import convert, documents, signing, wire
 from gateway.catalog.codes import validate_basic_code
 from gateway.catalog.diff import diff_catalogs
 from gateway.catalog.registry import CatalogRegistry
@@ -278,8 +278,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def ResolveLocalCode(  # type: ignore[override]  # serialized: see `add_catalog_servicer`
         self, request: catalog_pb2.ResolveLocalCodeRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
-        """The `ResolveLocalCodeResponse`, already serialized (`convert.resolve_response`)."""
-        return convert.resolve_response(self._resolve(self.registry.snapshot, request))
+        """The `ResolveLocalCodeResponse`, already serialized (`wire.resolve_response`)."""
+        return wire.resolve_response(self._resolve(self.registry.snapshot, request))
 
     async def BatchResolveLocalCodes(
         self, request: catalog_pb2.BatchResolveLocalCodesRequest, context: grpc.aio.ServicerContext
