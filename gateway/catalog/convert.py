@@ -121,8 +121,9 @@ def impacts(items: tuple[RegionImpact, ...]) -> list[catalog_pb2.RegionImpact]:
 
 _MATTERS: dict[tuple[int, str], tuple[Matter, bytes]] = {}
 """(id of a matter, version) → (the matter, its message serialized). The entry holds the matter,
-so its id cannot be reused while cached. Building a matter's message is most of a resolution's
-cost; merging its bytes into a response costs less than copying a message (1.5 µs less here)."""
+so its id cannot be reused while cached. Building a matter's message is the costly part of
+answering a resolution, so it is built once; merging its bytes into a response is cheaper than
+copying a message."""
 _MATTERS_MAX = 100_000
 
 

@@ -208,15 +208,14 @@ class RegionIndex:
 
 _ROW_NUMBERS: list[int] = []
 """Row numbers shared by every builder: a list being built holds one per row (its first-row map
-before packing, its groups), and a million new int objects would cost 32 MB."""
+before packing, its groups), and sharing them spares a new int object per row."""
 
 
 _ROW_NUMBERS_LOCK = threading.Lock()
 
 _SETS: dict[tuple[str, ...], tuple[str, ...]] = {}
 """Sets of national codes shared by every index (`setdefault` is atomic for builder threads):
-31 provinces implement mostly the same 5,000 single-matter sets; one copy of each instead of 31
-saves ~7 bytes per mapping at a million rows."""
+the provinces implement mostly the same single-matter sets, so one copy of each serves them all."""
 
 
 def _row_number(row: int) -> int:

@@ -132,8 +132,9 @@ class CatalogSnapshot:
     regions: dict[str, RegionIndex] | None = None
     """Implementation lists by province code."""
     _effective: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
-    """Effective times in UTC: aware datetimes with one tzinfo object compare without the two
-    UTC offsets, which cost more than the rest of a lookup (the gateway's clock is in UTC)."""
+    """Effective times in UTC: aware datetimes with one tzinfo object compare without computing
+    their two UTC offsets, which every lookup would otherwise pay (the gateway's clock is in
+    UTC)."""
 
     def __post_init__(self) -> None:
         effective = tuple(r.document.effective_time.astimezone(UTC) for r in self.versions)
@@ -204,9 +205,9 @@ def resolve(
     national_field: str = "national_code",
 ) -> Resolution:
     """Resolves a province's local code to the national matter it implements."""
-    # The steps of `translate`'s source half, inlined the same way: every RPC resolves. A shared
-    # helper for the two measured +10% per resolve and +24% per translate (hot loop); the
-    # equivalence tests in tests/catalog/test_resolution.py keep the two copies in step.
+    # The steps of `translate`'s source half, inlined the same way: every RPC resolves, and a
+    # helper shared by the two would add a call to each of them. The equivalence tests in
+    # tests/catalog/test_resolution.py keep the two copies in step.
     effective = snapshot._effective
     record: VersionRecord | None
     if not version and effective and effective[-1] <= now:
@@ -244,7 +245,7 @@ def resolve(
     else:  # several rows, some retiring: are two still live?
         many = ordinal <= index._many_until[index._nat_id[chosen]]
         shape = Shape.MANY_TO_ONE if many else Shape.ONE_TO_ONE
-    # tuple.__new__ skips the named tuple's Python-level __new__ (a tenth of a resolution)
+    # tuple.__new__ skips the named tuple's Python-level __new__
     return tuple.__new__(Resolution, (region_code, matter, shape, document.version, index, row))
 
 
@@ -266,8 +267,8 @@ def targets(
 Translation = tuple[Matter, str, str]
 """`(matter, version, target_local_code)`: the national matter the source's local code resolves
 to, the catalog version it was resolved in, and the target province's preferred live local code
-for it (`targets(...)[0].local_code`). A plain tuple: a named one costs a Python-level `__new__`
-call, a fifth of a translation."""
+for it (`targets(...)[0].local_code`). A plain tuple: a named one would add a Python-level
+`__new__` call to every translation."""
 
 
 def translate(
@@ -284,8 +285,9 @@ def translate(
     """`resolve` then `targets(...)[0]` in one step, without building either result.
 
     The same answers and the same errors, in the same order (the source's, then the target's):
-    a submission translates on every call, and at a million rows the two general functions'
-    Python steps and memory touches cost several times the lookup itself.
+    a submission translates on every call, and the two general functions build what it does not
+    need (a `Resolution`, the target's live rows, a `Targets`), with the Python steps and memory
+    touches that takes.
     """
     effective = snapshot._effective
     record: VersionRecord | None

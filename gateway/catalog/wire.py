@@ -1,9 +1,9 @@
 """ResolveLocalCode's answer on the wire, written without building it.
 
 Building a `ResolveLocalCodeResponse` (a message, the matter's bytes parsed into it, then
-serialized again) was most of what a ResolveLocalCode call cost the server beyond gRPC itself:
-the lookup is a few dict reads. The answer's bytes are the region's and the row's strings, then
-one run cached per matter, version and shape: the matter's field, the shape, the version.
+serialized again) costs the server far more than the lookup, which is a few dict reads; so the
+answer is written as bytes. They are the region's and the row's strings, then one run cached per
+matter, version and shape: the matter's field, the shape, the version.
 The matter's bytes come from `convert.matter_bytes`, the cache `convert.resolved` uses too.
 tests/catalog/test_wire.py checks the answer byte for byte against the built message.
 """
@@ -17,7 +17,7 @@ from gateway.catalog.resolution import Resolution, Shape
 _VARINTS = [bytes((n,)) for n in range(0x80)] + [
     bytes((n & 0x7F | 0x80, n >> 7)) for n in range(0x80, 0x800)
 ]
-"""Protobuf varints of 0 to 2047 (70 kB): every length of a row's text (at most 200 characters of
+"""Protobuf varints of 0 to 2047: every length of a row's text (at most 200 characters of
 up to 4 bytes each, documents.MAX_NAME_LENGTH) and of most answers."""
 
 
@@ -66,7 +66,8 @@ def resolve_response(r: Resolution) -> bytes:
     region_code, matter, shape, version, index, row = r
     found = _TAILS.get((id(matter), version, shape))
     tail = found[1] if found is not None and found[0] is matter else _tail(matter, version, shape)
-    # fields 1 to 4, the row's text, inlined: four calls cost as much as the rest
+    # fields 1 to 4, the row's text, inlined: a `_string_field` call each would weigh on every
+    # answer
     local_code, local_name, agency_name = index.row_names(row)
     region, local = region_code.encode(), local_code.encode()
     name, agency = local_name.encode(), agency_name.encode()
