@@ -51,7 +51,7 @@ import grpc
 from bench import procs
 from gateway.api.v1 import catalog_pb2, catalog_pb2_grpc
 from gateway.app.error_status import ErrorInterceptor
-from gateway.catalog import codes, convert, documents, index
+from gateway.catalog import codes, convert, documents, resolution
 from gateway.catalog.registry import CatalogRegistry, load_provinces
 from gateway.catalog.service import CatalogServicer, add_catalog_servicer, pass_through
 from gateway.errors import TongbanError
@@ -411,7 +411,7 @@ class StallWatch:
             region, local, national = self.sample[n % len(self.sample)]
             n += 1
             with contextlib.suppress(TongbanError):  # not published yet
-                index.resolve(
+                resolution.resolve(
                     self.registry.snapshot, region, local, now=now, national_code=national
                 )
             self.reads += 1
@@ -540,14 +540,14 @@ def _time_calls(
     pairs: list[tuple[str, str, str, str]],
     tables: list[tuple[dict[str, int], str]],
     *,
-    snapshot: index.CatalogSnapshot,
+    snapshot: resolution.CatalogSnapshot,
     now: datetime,
     ns: list[int],
 ) -> None:
     """One round of kind `name` over `pairs` (their tables and local codes for "lookup"): each
     call's nanoseconds into `ns`."""
     clock = time.perf_counter_ns
-    resolve, targets, translate = index.resolve, index.targets, index.translate
+    resolve, targets, translate = resolution.resolve, resolution.targets, resolution.translate
     if name == "timer":
         for i in range(len(pairs)):
             t = clock()

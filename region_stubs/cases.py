@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import NamedTuple, Self
 
 from gateway.errors import ApplicationNotFound, InvalidStateTransition, StoreUnavailable
+from gateway.times import utc_now
 
 CHINA = timezone(timedelta(hours=8))
 SCHEMA_VERSION = 1
@@ -60,11 +61,6 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 """
-
-
-def utc_now() -> datetime:
-    """The default clock."""
-    return datetime.now(UTC)
 
 
 class CaseState(enum.Enum):

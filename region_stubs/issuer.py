@@ -60,6 +60,7 @@ from gateway.licenses.token import (
     status_list_uri,
 )
 from gateway.licenses.trust import PROVINCE_CODES
+from gateway.times import utc_now
 
 __all__ = [
     "SIGNER_FACTORIES",
@@ -158,10 +159,6 @@ class IssuedLicense:
     """Its `jti`."""
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class LicenseIssuer:
     """A province issuing e-licences, in memory."""
 
@@ -171,7 +168,7 @@ class LicenseIssuer:
         *,
         audience: str = DEFAULT_AUDIENCE,
         algorithm: str = "EdDSA",
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         agency_code: str | None = None,
         signer_factories: Mapping[str, Callable[[], Signer]] = SIGNER_FACTORIES,
         provinces: Collection[str] = PROVINCE_CODES,

@@ -49,9 +49,10 @@ from gateway.licenses.status_list import LicenseStatus
 from gateway.routing.client import translate_rpc_error
 from gateway.security.southbound import GatewayOnly
 from gateway.security.tls import ServerTlsFiles, channel_credentials, server_credentials
+from gateway.times import utc_now
 from region_stubs import catalog
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
-from region_stubs.cases import Case, CaseState, CaseStore, Counter, Counters, utc_now
+from region_stubs.cases import Case, CaseState, CaseStore, Counter, Counters
 from region_stubs.config import ConfigError, StubConfig, parse_args
 from region_stubs.faults import Faults, FaultsInvalid, Outcome, decide
 from region_stubs.issuer import LicenseIssuer

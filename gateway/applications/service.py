@@ -29,10 +29,10 @@ from gateway.applications.outbox import Outbox
 from gateway.applications.records import GATEWAY, ApplicationRecords, add_event
 from gateway.applications.request_checks import validate_submission
 from gateway.applications.watch import WatchHub
-from gateway.catalog import index
 from gateway.catalog.convert import MODES
 from gateway.catalog.model import Matter
 from gateway.catalog.registry import CatalogRegistry
+from gateway.catalog.resolution import CatalogSnapshot, translate
 from gateway.errors import (
     ApplicationNotFound,
     FieldViolation,
@@ -198,7 +198,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
     async def _submit(
         self,
         request: application_pb2.SubmitApplicationRequest,
-        snapshot: index.CatalogSnapshot,
+        snapshot: CatalogSnapshot,
         digest: str,
         deadline: float,
     ) -> application_pb2.SubmitApplicationResponse:
@@ -232,11 +232,11 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         return application_pb2.SubmitApplicationResponse(application=app, replayed=True)
 
     async def _build(
-        self, request: application_pb2.SubmitApplicationRequest, snapshot: index.CatalogSnapshot
+        self, request: application_pb2.SubmitApplicationRequest, snapshot: CatalogSnapshot
     ) -> application_pb2.Application:
         now = self.wall_clock()
         try:
-            matter, version, target_local_code = index.translate(
+            matter, version, target_local_code = translate(
                 snapshot,
                 request.origin_region,
                 request.local_matter_code,

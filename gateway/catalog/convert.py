@@ -6,8 +6,9 @@ from datetime import date, datetime
 
 from gateway.api.v1 import catalog_pb2
 from gateway.catalog.diff import CatalogDiff, RegionImpact
-from gateway.catalog.index import CatalogSnapshot, RegionIndex, Resolution, Shape, VersionRecord
 from gateway.catalog.model import Matter, RegionCatalogDocument, RegionEntry, TimeLimit
+from gateway.catalog.region_index import RegionIndex
+from gateway.catalog.resolution import CatalogSnapshot, Resolution, Shape, VersionRecord
 from gateway.errors import FieldViolation, InvalidRequest
 from gateway.times import timestamp
 
@@ -103,8 +104,9 @@ def impacts(items: tuple[RegionImpact, ...]) -> list[catalog_pb2.RegionImpact]:
 
 _MATTERS: dict[tuple[int, str], tuple[Matter, bytes]] = {}
 """(id of a matter, version) → (the matter, its message serialized). The entry holds the matter,
-so its id cannot be reused while cached. Building a matter's message is most of a resolution's
-cost; merging its bytes into a response costs less than copying a message (1.5 µs less here)."""
+so its id cannot be reused while cached. Building a matter's message is the costly part of
+answering a resolution, so it is built once; merging its bytes into a response is cheaper than
+copying a message."""
 _MATTERS_MAX = 100_000
 
 
@@ -131,81 +133,6 @@ def resolved(r: Resolution) -> catalog_pb2.ResolvedMatter:
     out.matter.MergeFromString(matter_bytes(matter, version))
     out.catalog_version = version
     return out
-
-
-# -- ResolveLocalCode's answer on the wire, written without building it ------------------------
-#
-# Building a `ResolveLocalCodeResponse` (a message, the matter's bytes parsed into it, then
-# serialized again) was most of what a ResolveLocalCode call cost the server beyond gRPC itself:
-# the lookup is a few dict reads. The answer's bytes are the region's and the row's strings, then
-# one run cached per matter, version and shape: the matter's field, the shape, the version.
-# tests/catalog/test_convert.py checks them byte for byte against the built message.
-
-_VARINTS = [bytes((n,)) for n in range(0x80)] + [
-    bytes((n & 0x7F | 0x80, n >> 7)) for n in range(0x80, 0x800)
-]
-"""Protobuf varints of 0 to 2047 (70 kB): every length of a row's text (at most 200 characters of
-up to 4 bytes each, documents.MAX_NAME_LENGTH) and of most answers."""
-
-
-def varint(n: int) -> bytes:
-    """`n` (non-negative) as a protobuf varint."""
-    if n < 0x800:
-        return _VARINTS[n]
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _string_field(tag: bytes, value: str) -> bytes:
-    """A string field as proto3 writes it: absent when empty."""
-    data = value.encode()
-    return tag + varint(len(data)) + data if data else b""
-
-
-_TAILS: dict[tuple[int, str, Shape], tuple[Matter, bytes]] = {}
-"""(id of a matter, version, shape) → (the matter, `ResolvedMatter` fields 5 to 7 serialized)."""
-
-
-def _tail(m: Matter, version: str, shape: Shape) -> bytes:
-    if len(_TAILS) >= _MATTERS_MAX:
-        _TAILS.clear()
-    data = matter_bytes(m, version)
-    tail = (
-        b"\x2a"  # field 5, matter
-        + varint(len(data))
-        + data
-        + b"\x30"  # field 6, shape (never 0, so always written)
-        + varint(shape.value)
-        + _string_field(b"\x3a", version)  # field 7, catalog_version
-    )
-    _TAILS[(id(m), version, shape)] = (m, tail)
-    return tail
-
-
-def resolve_response(r: Resolution) -> bytes:
-    """`ResolveLocalCodeResponse(resolved=resolved(r))` serialized, byte for byte."""
-    region_code, matter, shape, version, index, row = r
-    found = _TAILS.get((id(matter), version, shape))
-    tail = found[1] if found is not None and found[0] is matter else _tail(matter, version, shape)
-    # fields 1 to 4, the row's text, inlined: four calls cost as much as the rest
-    local_code, local_name, agency_name = index.row_names(row)
-    region, local = region_code.encode(), local_code.encode()
-    name, agency = local_name.encode(), agency_name.encode()
-    v = _VARINTS
-    body = b"".join(
-        (
-            b"\x0a" + v[len(region)] + region if region else b"",
-            b"\x12" + v[len(local)] + local if local else b"",
-            b"\x1a" + v[len(name)] + name if name else b"",
-            b"\x22" + v[len(agency)] + agency if agency else b"",
-            tail,
-        )
-    )
-    return b"\x0a" + varint(len(body)) + body  # ResolveLocalCodeResponse field 1, resolved
 
 
 def region_catalog(index: RegionIndex) -> catalog_pb2.RegionCatalog:

@@ -28,15 +28,9 @@ from typing import Any
 
 from gateway.catalog import documents
 from gateway.catalog.diff import CatalogDiff, RegionImpact, diff_catalogs, impact_of_codes
-from gateway.catalog.index import (
-    NEVER,
-    CatalogSnapshot,
-    IndexBuilder,
-    RegionIndex,
-    VersionRecord,
-    require_region,
-)
 from gateway.catalog.model import CatalogDocument, RegionCatalogDocument, version_key
+from gateway.catalog.region_index import NEVER, IndexBuilder, RegionIndex
+from gateway.catalog.resolution import CatalogSnapshot, VersionRecord, require_region
 from gateway.catalog.validation import RegionCatalogReport, RowWarning, check_region_catalog
 from gateway.errors import (
     CatalogInvalid,

@@ -13,10 +13,11 @@ from datetime import datetime
 import grpc
 
 from gateway.api.v1 import catalog_pb2, catalog_pb2_grpc
-from gateway.catalog import convert, documents, index, signing
+from gateway.catalog import convert, documents, signing, wire
 from gateway.catalog.codes import validate_basic_code
 from gateway.catalog.diff import diff_catalogs
 from gateway.catalog.registry import CatalogRegistry
+from gateway.catalog.resolution import CatalogSnapshot, Resolution, resolve, targets
 from gateway.errors import (
     CatalogInvalid,
     FieldViolation,
@@ -283,15 +284,15 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return response, doc.region_code
 
     def _resolve(
-        self, snapshot: index.CatalogSnapshot, request: catalog_pb2.ResolveLocalCodeRequest
-    ) -> index.Resolution:
+        self, snapshot: CatalogSnapshot, request: catalog_pb2.ResolveLocalCodeRequest
+    ) -> Resolution:
         # each read of a message field builds a new str: read each once
         region_code, local_code = request.region_code, request.local_code
         if not (len(region_code) == 6 and region_code.isdigit()):  # else the checks' errors
             _region_field(region_code, "region_code")
         _require(local_code, "local_code")
         try:
-            resolution = index.resolve(
+            resolution = resolve(
                 snapshot,
                 region_code,
                 local_code,
@@ -308,8 +309,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def ResolveLocalCode(  # type: ignore[override]  # serialized: see `add_catalog_servicer`
         self, request: catalog_pb2.ResolveLocalCodeRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
-        """The `ResolveLocalCodeResponse`, already serialized (`convert.resolve_response`)."""
-        return convert.resolve_response(self._resolve(self.registry.snapshot, request))
+        """The `ResolveLocalCodeResponse`, already serialized (`wire.resolve_response`)."""
+        return wire.resolve_response(self._resolve(self.registry.snapshot, request))
 
     async def BatchResolveLocalCodes(
         self, request: catalog_pb2.BatchResolveLocalCodesRequest, context: grpc.aio.ServicerContext
@@ -346,7 +347,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         _require(request.local_code, "local_code")
         snapshot, now = self.registry.snapshot, self.clock()
         try:
-            source = index.resolve(
+            source = resolve(
                 snapshot,
                 request.from_region_code,
                 request.local_code,
@@ -358,7 +359,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             self.events.emit(CodeResolved(exc.reason))
             raise
         self.events.emit(CodeResolved("resolved"))
-        found = index.targets(snapshot, source, request.to_region_code, now=now)
+        found = targets(snapshot, source, request.to_region_code, now=now)
         return catalog_pb2.TranslateLocalCodeResponse(
             source=convert.resolved(source), targets=[convert.resolved(t) for t in found]
         )

@@ -22,10 +22,10 @@ Invariants, in plain words:
 - Duplicate JSON members and the non-standard constants NaN/Infinity are refused.
 - Signatures are checked in exactly one place, `verify_signature`, on the segments
   `read_unverified` already split and decoded (pyjwt would decode and parse them a second
-  time: that was a third of the verifier's cost). It uses exactly one algorithm, the key's,
-  through `SIGNATURE_CHECKS` (a plug per algorithm), and is as strict as pyjwt's decode with
-  the options we used: required claims present and not null, `aud` an exact single string
-  when an audience is expected and absent when none is, `sub` and `jti` strings.
+  time). It uses exactly one algorithm, the key's, through `SIGNATURE_CHECKS` (a plug per
+  algorithm), and is as strict as pyjwt's decode with the options we used: required claims
+  present and not null, `aud` an exact single string when an audience is expected and absent
+  when none is, `sub` and `jti` strings.
 - pyjwt stays as the reference, `decode_verified`, called by nothing that serves: tests hold
   `verify_signature` to the same decisions on the same tokens.
 - Time is judged in one place, `check_times`, against the caller's injected clock: pyjwt reads

@@ -16,7 +16,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -164,10 +163,16 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return handler
 
 
-@functools.cache
+_REQUEST_ID_TYPES: dict[type, bool] = {}
+
+
 def _carries_request_id(message_type: type) -> bool:
     """Whether requests of `message_type` have a `request_id` field (a request that did not
     decode reaches the handler as another type, which has none)."""
-    descriptor = getattr(message_type, "DESCRIPTOR", None)
-    fields = getattr(descriptor, "fields_by_name", {})
-    return "request_id" in fields
+    known = _REQUEST_ID_TYPES.get(message_type)
+    if known is None:
+        descriptor = getattr(message_type, "DESCRIPTOR", None)
+        known = _REQUEST_ID_TYPES[message_type] = "request_id" in getattr(
+            descriptor, "fields_by_name", {}
+        )
+    return known

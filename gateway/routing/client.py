@@ -11,9 +11,10 @@ Invariants, in plain words:
   the `grpc-status-details-bin` trailer (ignored when unparsable or when its code disagrees
   with the call's), and `grpc-retry-pushback-ms` from the trailers (ignored when not an
   integer).
-- A province without an endpoint is `RegionCallError(UNAVAILABLE,
-  reason="REGION_NOT_CONNECTED")` (its applications stay queued until it is connected or they
-  expire); a call on a closed client is `RegionCallError(CANCELLED, reason="CLIENT_CLOSED")`.
+- A province without an endpoint, unknown or not connected yet, is
+  `RegionCallError(UNAVAILABLE, reason="REGION_NOT_CONNECTED")`: retryable, so its applications
+  stay queued until `set_endpoint` connects it or they expire. A call on a closed client is
+  `RegionCallError(CANCELLED, reason="CLIENT_CLOSED")`.
 - Every call, failed ones included, is emitted as one `RegionCallFinished` with its code.
 """
 

@@ -13,10 +13,11 @@ Invariants, in plain words:
 - A call counts as one request of the province's retry budget, recorded when its first attempt
   starts; every retry takes one token before its backoff, and an empty budget ends the call
   (`budget_exhausted`).
-- The happy path is one plain await: tenacity (~70 µs per call) is entered only after a first
-  retryable failure, and a fresh `AsyncRetrying` is built for each such call (a shared one
-  corrupts its state under concurrency). Its attempt 1 replays the failure already seen, so its
-  counting, wait and stop apply from the second attempt on with our attempt numbers.
+- The happy path is one plain await: tenacity is entered only after a first retryable failure
+  (building it per call is costly), and a fresh `AsyncRetrying` is built for each such call (a
+  shared one corrupts its state under concurrency). Its attempt 1 replays the failure already
+  seen, so its counting, wait and stop apply from the second attempt on with our attempt
+  numbers.
 - The wait honours the province's pushback or RetryInfo exactly, else full jitter; a wait
   that would leave less than `min_attempt_time` before the deadline ends the call (`deadline`).
 - `asyncio.CancelledError` (the caller went away) propagates at once, from an attempt or a

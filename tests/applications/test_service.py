@@ -12,7 +12,7 @@ from conftest import World, rich_error, start_world
 
 from gateway.api.v1 import application_pb2 as pb
 from gateway.api.v1 import license_pb2
-from gateway.catalog.index import CatalogSnapshot
+from gateway.catalog.resolution import CatalogSnapshot
 from region_stubs.admin.v1 import admin_pb2
 
 ORIGIN, TARGET = "440000", "510000"

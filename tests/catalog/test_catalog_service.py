@@ -19,7 +19,7 @@ import pytest
 from conftest import STANDARDS_BODY, World, rich_error, start_world
 
 from gateway.api.v1 import catalog_pb2
-from gateway.catalog import convert, index, signing
+from gateway.catalog import convert, resolution, signing
 from gateway.catalog.signing import PrivateKey
 
 STANDARDS = Path(__file__).resolve().parents[2] / "standards"
@@ -99,7 +99,7 @@ async def test_every_live_row_resolves_to_its_names_and_matter(world: World) -> 
             assert got.matter.code == national_code
             assert got.catalog_version == "2025.1"  # the version in force
             # The shape and matter are the catalog's own answer, carried as it made it.
-            expected = index.resolve(
+            expected = resolution.resolve(
                 snapshot, REGION, local_code, now=datetime.now(UTC), national_code=national_code
             )
             assert got.shape == expected.shape.value

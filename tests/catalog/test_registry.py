@@ -24,8 +24,8 @@ from gateway.catalog.documents import (
     parse_region_catalog,
     region_catalog_to_json,
 )
-from gateway.catalog.index import CatalogSnapshot, RegionIndex, Shape, resolve
 from gateway.catalog.model import CatalogDocument, RegionCatalogDocument, RegionEntry
+from gateway.catalog.region_index import RegionIndex
 from gateway.catalog.registry import (
     CatalogRegistry,
     canonical_json,
@@ -34,6 +34,7 @@ from gateway.catalog.registry import (
     index_stored_region,
     load_provinces,
 )
+from gateway.catalog.resolution import CatalogSnapshot, Shape, resolve
 from gateway.errors import (
     CatalogVersionConflict,
     CatalogVersionRollback,

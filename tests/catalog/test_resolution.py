@@ -1,4 +1,4 @@
-"""Tests for gateway.catalog.index.
+"""Tests for gateway.catalog.resolution.
 
 The snapshot is built from the bundled catalog versions and all seven provincial lists, so the
 mapping shapes are the ones real provinces produce. Expected answers are computed from the raw
@@ -17,12 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.catalog.documents import parse_catalog, parse_region_catalog
-from gateway.catalog.index import (
-    NEVER,
-    PACK_MASK,
+from gateway.catalog.model import RegionCatalogDocument, RegionEntry
+from gateway.catalog.region_index import RegionIndex
+from gateway.catalog.resolution import (
     CatalogSnapshot,
-    IndexBuilder,
-    RegionIndex,
     Resolution,
     Shape,
     Translation,
@@ -32,7 +30,6 @@ from gateway.catalog.index import (
     targets,
     translate,
 )
-from gateway.catalog.model import RegionCatalogDocument, RegionEntry
 from gateway.errors import (
     CatalogVersionNotFound,
     InvalidRequest,
@@ -359,19 +356,6 @@ def test_a_snapshot_holds_lists_of_provinces_only() -> None:
         SNAPSHOT.with_region(RegionIndex.build(doc, NOW, "city"))
 
 
-def test_the_first_of_repeated_local_codes_wins_in_the_index() -> None:
-    doc = RegionCatalogDocument(
-        "440000",
-        (
-            RegionEntry("L", ("000117112000",), "first", "a", "c"),
-            RegionEntry("L", ("000117112000",), "second", "a", "c"),
-        ),
-    )
-    index = RegionIndex.build(doc, NOW, "d")
-    assert index.by_local["L"].local_name == "first"
-    assert len(index.by_national["000117112000"]) == 1
-
-
 # -- translation -----------------------------------------------------------------------------
 
 
@@ -497,46 +481,6 @@ def test_translation_uses_the_sources_version() -> None:
     assert [_resolution_key(r) for r in found] == [
         ("520000", "XK00103000", "000117112000", Shape.ONE_TO_ONE, "2025.2")
     ]
-
-
-# -- the compact index -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("code", sorted(RAW_LISTS))
-def test_the_index_gives_back_the_list_it_was_built_from(code: str) -> None:
-    doc = parse_region_catalog(RAW_LISTS[code], PROVINCES).value
-    assert doc is not None
-    index = RegionIndex.build(doc, PUBLISHED, "d")
-    assert index.document == doc
-    assert len(index) == len(doc.entries)
-    for row, entry in enumerate(doc.entries):
-        assert index.entry(row) == entry
-        assert index.local_code(row) == entry.local_code
-
-
-def test_live_rows_leave_out_exactly_the_retired_rows() -> None:
-    doc = RegionCatalogDocument(
-        "440000",
-        (
-            RegionEntry("A", ("000117112000",), "a", "x", "c", date(2025, 6, 30)),
-            RegionEntry("B", ("000117112000",), "b", "x", "c"),
-            RegionEntry("C", ("000117112000", "000117113000"), "c", "x", "c", date(2025, 7, 31)),
-        ),
-    )
-    index = RegionIndex.build(doc, NOW, "d")
-    rows = {
-        day: [index.local_code(r) for r in index.live_rows("000117112000", day)]
-        for day in (date(2025, 6, 30), date(2025, 7, 1), date(2025, 8, 1))
-    }
-    assert rows == {
-        date(2025, 6, 30): ["A", "B", "C"],  # the cancel date itself is still live
-        date(2025, 7, 1): ["B", "C"],
-        date(2025, 8, 1): ["B"],
-    }
-    assert len(index.live_rows("000117112000", date(2025, 7, 1))) == 2
-    assert len(index.live_rows("000117113000", date(2025, 8, 1))) == 0
-    assert len(index.live_rows("000117114000", date(2025, 8, 1))) == 0
-    assert set(index.national_codes()) == {"000117112000", "000117113000"}
 
 
 def test_targets_are_a_sequence_built_on_access() -> None:
@@ -696,14 +640,6 @@ def test_a_resolutions_shape_is_what_the_rows_imply_on_any_list(
             expected = Shape.MANY_TO_ONE if len(group) > 1 else Shape.ONE_TO_ONE
         assert found.shape is expected, (local, rows, day)
         assert found.row == next(i for i, r in enumerate(rows) if r[0] == local)
-
-
-def test_a_list_longer_than_a_row_key_can_hold_is_refused() -> None:
-    builder = IndexBuilder()
-    for row in range(PACK_MASK + 2):
-        builder.add(f"L{row}", ("000117112000",), "n", ("a", "c"), NEVER)
-    with pytest.raises(ValueError, match="at most"):
-        builder.finish(RegionCatalogDocument("440000", ()), PUBLISHED, "d")
 
 
 def test_the_preferred_target_moves_on_as_its_rows_retire() -> None:
