@@ -194,12 +194,17 @@ def stub_command(region: str, data_dir: Path, standards: Path) -> list[str]:
 
 
 def gateway_command(
-    regions: dict[str, str], data_dir: Path, standards: Path, workers: int
+    regions: dict[str, str],
+    data_dir: Path,
+    standards: Path,
+    workers: int,
+    *,
+    cli: str = "gateway.tools.cli",
 ) -> list[str]:
     command = [
         sys.executable,
         "-m",
-        "gateway.tools.cli",
+        cli,
         "--log-level",
         "WARNING",
         "gateway",
@@ -267,9 +272,15 @@ async def run(options: Options, log: Callable[[str], None] = print) -> list[Resu
             baseline = None
             if options.baseline is not None:
                 tree = str(options.baseline.resolve())
+                # A tree from before the CLI moved into gateway.tools names it gateway.cli.
+                cli = (
+                    "gateway.tools.cli"
+                    if (options.baseline / "gateway" / "tools").is_dir()
+                    else "gateway.cli"
+                )
                 baseline = await procs.start(
                     "baseline",
-                    gateway_command(regions, root / "gateway-baseline", standards, 1),
+                    gateway_command(regions, root / "gateway-baseline", standards, 1, cli=cli),
                     env={**os.environ, "PYTHONPATH": tree},
                     cwd=tree,
                 )

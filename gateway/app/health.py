@@ -60,7 +60,7 @@ async def refresh_once(
     now = time.time()
     metrics.observe_store(*store.commit_stats())
     try:
-        depth, oldest = await store.queue_stats(now)
+        depth, oldest = await store.queue_stats()
     except TongbanError:
         await health_state.set(STORE_HEALTH, False)
     else:

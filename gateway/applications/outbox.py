@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.api.v1 import application_pb2
 from gateway.applications import lifecycle
-from gateway.applications.records import ApplicationRecords, Due
+from gateway.applications.records import ApplicationRecords, Due, Held
 from gateway.errors import RegionCallError
 from gateway.events import NO_EVENTS, ApplicationSubmitted, Events
 from gateway.routing.breaker import BreakerConfig
@@ -116,16 +116,16 @@ class Outbox:
         Returns (the application as stored now, its request digest, whether this call created
         it); when the idempotency key was already taken, the earlier application, untouched.
         """
-        stored, digest, created = await self.records.create(
+        held, digest, created = await self.records.create(
             app,
             request_digest,
             lease_owner=self.worker_id,
             lease_seconds=self.lease_seconds(deadline),
         )
         if not created:
-            return stored, digest, False
-        self.events.emit(ApplicationSubmitted(stored))
-        final = await self._deliver(stored, deadline)
+            return held.application, digest, False
+        self.events.emit(ApplicationSubmitted(held.application))
+        final = await self._deliver(held, deadline)
         return final, digest, True
 
     async def redeliver(self, due: Due) -> None:
@@ -134,42 +134,42 @@ class Outbox:
         if app.state not in lifecycle.AWAITING_DELIVERY:
             await self.records.release(app.application_id, self.worker_id)
             return
-        if self.records.expired(due):
-            async with self._lease_given_back_on_error(app.application_id):
-                await self.records.finish_delivery(
-                    app.application_id,
-                    await self._last_look(app),
-                    lease_owner=self.worker_id,
-                    retry_in=None,
-                )
+        if not self.records.expired(due):
+            await self._deliver(due, self.deadline(None))
             return
-        await self._deliver(app, self.deadline(None))
+        try:
+            await self.records.finish_delivery(
+                app.application_id,
+                await self._last_look(app),
+                lease_owner=self.worker_id,
+                retry_in=None,
+            )
+        except BaseException:
+            await self._give_back(app.application_id)
+            raise
 
-    async def _deliver(
-        self, app: application_pb2.Application, deadline: float
-    ) -> application_pb2.Application:
+    async def _deliver(self, held: Held, deadline: float) -> application_pb2.Application:
         """One delivery call of a leased application, its outcome recorded."""
+        app = held.application
         attempts_before = app.delivery_attempts
-        async with self._lease_given_back_on_error(app.application_id):
+        try:
             outcome = await self.deliverer.deliver(app, deadline=deadline)
             return await self.records.finish_delivery(
                 app.application_id,
                 outcome,
                 lease_owner=self.worker_id,
                 retry_in=self.backoff(attempts_before + outcome.attempts),
-                known=app,
+                known=held,
             )
-
-    @contextlib.asynccontextmanager
-    async def _lease_given_back_on_error(self, application_id: str) -> AsyncIterator[None]:
-        """Whatever interrupts the block (cancellation, shutdown, a store failure) gives the
-        lease back, so the application is due again at once, not when the lease runs out."""
-        try:
-            yield
         except BaseException:
-            with contextlib.suppress(Exception):
-                await self.records.release(application_id, self.worker_id)
+            await self._give_back(app.application_id)
             raise
+
+    async def _give_back(self, application_id: str) -> None:
+        """After whatever interrupted a delivery (cancellation, shutdown, a store failure): the
+        lease goes back, so the application is due again at once, not when the lease runs out."""
+        with contextlib.suppress(Exception):
+            await self.records.release(application_id, self.worker_id)
 
     async def _last_look(self, app: application_pb2.Application) -> DeliveryOutcome:
         """Before an expired application fails, asks its province whether it has the case.

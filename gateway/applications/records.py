@@ -34,10 +34,17 @@ GATEWAY = "gateway"
 
 
 @dataclass(frozen=True, slots=True)
-class Due:
-    """An application leased for redelivery, with its expiry (on the records' clock)."""
+class Held:
+    """An application as a worker holds it: the message, and the exact bytes stored for it."""
 
     application: application_pb2.Application
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Due(Held):
+    """An application leased for redelivery, with its expiry (on the records' clock)."""
+
     expire_time: float
 
 
@@ -87,7 +94,7 @@ class ApplicationRecords:
         *,
         lease_owner: str,
         lease_seconds: float,
-    ) -> tuple[application_pb2.Application, str, bool]:
+    ) -> tuple[Held, str, bool]:
         """Stores a new application, due now and leased to its inline deliverer.
 
         Returns (the stored application, its digest, whether it was created by this call);
@@ -111,8 +118,8 @@ class ApplicationRecords:
         )
         stored, created = await self.store.claim_request(row)
         if created:
-            return app, request_digest, True
-        return _decode(stored), stored.request_digest, False
+            return Held(app, row.body), request_digest, True
+        return Held(_decode(stored), stored.body), stored.request_digest, False
 
     async def get(self, application_id: str) -> application_pb2.Application:
         """One application; APPLICATION_NOT_FOUND if there is none."""
@@ -158,7 +165,7 @@ class ApplicationRecords:
             limit=limit,
             skip_targets=skip_targets,
         )
-        return [Due(_decode(r), r.expire_time) for r in rows]
+        return [Due(_decode(r), r.body, r.expire_time) for r in rows]
 
     def expired(self, due: Due) -> bool:
         """Whether an undelivered application has outlived the queue expiry."""
@@ -181,7 +188,7 @@ class ApplicationRecords:
         *,
         lease_owner: str,
         retry_in: float | None,
-        known: application_pb2.Application | None = None,
+        known: Held | None = None,
     ) -> application_pb2.Application:
         """Records what a delivery call achieved and releases its lease.
 
@@ -192,19 +199,19 @@ class ApplicationRecords:
         """
         now = self.clock()
         if known is not None:
-            expected = known.SerializeToString()
-            next_time = _finish(known, outcome, now, retry_in)
+            app = known.application
+            next_time = _finish(app, outcome, now, retry_in)
             if await self.store.replace_if_unchanged(
                 application_id,
-                expected_body=expected,
+                expected_body=known.body,
                 lease_owner=lease_owner,
-                state=known.state,
+                state=app.state,
                 update_time=now,
-                body=known.SerializeToString(),
+                body=app.SerializeToString(),
                 next_attempt_time=next_time,
             ):
-                self.events.emit(ApplicationChanged(known))
-                return known
+                self.events.emit(ApplicationChanged(app))
+                return app
         result: list[application_pb2.Application] = []
 
         def change(row: ApplicationRow) -> ApplicationRow | None:

@@ -11,7 +11,8 @@ Invariants every implementation keeps (the contract suite in `tests/storage/` ch
   the read and the write of the change is lost.
 - Listing is newest first, keyset-paginated by (create_time, application_id), stable while
   rows are added.
-- Driver errors never leave the backend: they become `StoreUnavailable` (with a retry delay).
+- Driver errors never leave the backend: they become `StoreUnavailable` (with a retry delay),
+  and so does every call on a closed store.
 - No caller sees a driver connection, cursor or SQL.
 """
 
@@ -94,7 +95,9 @@ class ApplicationStore(Protocol):
         """Read-modify-write of one application, atomically.
 
         `fn` (pure, synchronous) gets the current row and returns the new one, or None to leave
-        it unchanged; returns the row as stored afterwards (None: no such application).
+        it unchanged; returns the row as stored afterwards (None: no such application). Only
+        `state`, `update_time`, `body`, `next_attempt_time`, `lease_owner` and `lease_until`
+        change: the other columns are fixed when the application is created.
         """
 
     async def replace_if_unchanged(
@@ -108,8 +111,8 @@ class ApplicationStore(Protocol):
         body: bytes,
         next_attempt_time: float | None,
     ) -> bool:
-        """Replaces an application leased to `lease_owner` whose body is still
-        `expected_body`, and releases the lease; False (nothing changed) otherwise."""
+        """Replaces an application whose lease owner is still `lease_owner` and whose body is
+        still `expected_body`, and releases the lease; False (nothing changed) otherwise."""
 
     async def claim_due(
         self,
@@ -143,8 +146,8 @@ class ApplicationStore(Protocol):
     async def forget_status_report(self, application_id: str, event_id: str) -> None:
         """Releases an event id whose report was refused, so a corrected retry can use it."""
 
-    async def queue_stats(self, now: float) -> tuple[int, float | None]:
-        """(applications awaiting delivery, create time of the oldest one)."""
+    async def queue_stats(self) -> tuple[int, float | None]:
+        """(applications awaiting delivery, leased or not; create time of the oldest one)."""
 
 
 class CatalogStore(Protocol):

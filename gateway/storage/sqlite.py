@@ -407,7 +407,7 @@ class SqliteStore:
 
         return await self._engine.write(run)
 
-    async def queue_stats(self, now: float) -> tuple[int, float | None]:
+    async def queue_stats(self) -> tuple[int, float | None]:
         """(applications awaiting delivery, create time of the oldest one)."""
         count, oldest = await self._engine.read(
             lambda c: c.execute(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.api.v1 import application_pb2 as pb
-from gateway.applications.records import GATEWAY, ApplicationRecords, add_event
+from gateway.applications.records import GATEWAY, ApplicationRecords, Held, add_event
 from gateway.routing.deliverer import DeliveryOutcome
 from gateway.storage.sqlite import SqliteStore
 
@@ -43,12 +43,13 @@ def new_application(n: int) -> pb.Application:
     return app
 
 
-async def stored(records: ApplicationRecords, n: int) -> pb.Application:
-    app, _, created = await records.create(
+async def stored(records: ApplicationRecords, n: int) -> Held:
+    held, _, created = await records.create(
         new_application(n), "digest", lease_owner=WORKER, lease_seconds=30
     )
     assert created
-    return app
+    assert held.body == held.application.SerializeToString()
+    return held
 
 
 async def test_an_unchanged_row_is_finished_from_the_known_copy(
@@ -59,7 +60,7 @@ async def test_an_unchanged_row_is_finished_from_the_known_copy(
     final = await records.finish_delivery(
         "app-1", DELIVERED, lease_owner=WORKER, retry_in=None, known=known
     )
-    assert final is known  # no read and no parse of the stored row
+    assert final is known.application  # no read and no parse of the stored row
     assert store.commit_stats()[1] == writes + 1
     row = await records.store.get_application("app-1")
     assert row is not None
