@@ -60,8 +60,8 @@ def settle_heap() -> None:
     """Moves everything alive after start-up out of the cyclic collector's sight.
 
     Modules, descriptors, the catalog and the connections live as long as the process; a full
-    collection walking them took ~15 ms here, a stall every call in flight would feel. Frozen,
-    later full collections walk only what serving allocated since. Call once, when started.
+    collection walking them is a stall every call in flight would feel (`bench/RESULTS.md`).
+    Frozen, later full collections walk only what serving allocated since. Call once, when started.
     """
     gc.collect()
     gc.freeze()

@@ -8,7 +8,7 @@ Invariants:
 - Publications are serialized by one lock; reads never wait for it.
 - Activation does not block readers: checking, encoding and indexing a list (and, on load,
   decoding and indexing a stored one) run in a worker thread, and the JSON is encoded in
-  chunks, so the event loop gets the GIL back every few milliseconds. Only the swap runs on
+  chunks, so the event loop gets the GIL back between chunks. Only the swap runs on
   the loop.
 - The stored form of a list is its canonical JSON; its digest is the SHA-256 of that text. On
   load a list whose text still has its digest is indexed straight from the JSON (it was
@@ -91,9 +91,9 @@ _ENTRIES_KEY = '"entries":['
 def _index_canonical(text: str, publish_time: datetime, digest: str) -> RegionIndex:
     """Indexes the canonical JSON of a list, decoding one row at a time.
 
-    `json.loads` of a whole list holds the GIL for as long as it takes (~0.1 s for 32k rows);
-    row by row, the event loop gets it back at the next switch interval, and only one row's
-    objects exist at a time.
+    `json.loads` of a whole list holds the GIL until the whole list is decoded; row by row,
+    the event loop gets it back at the next switch interval, and only one row's objects exist
+    at a time.
     """
     decode = json.JSONDecoder().raw_decode
     builder = IndexBuilder()
