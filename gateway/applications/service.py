@@ -471,13 +471,11 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         try:
             app = await self.records.get(application_id)
         except ApplicationNotFound:
-            guard.check(authz.ReportStatus("", delivered=False))
+            guard.check(authz.ReportStatus(""))
             raise
-        # RECEIVED and QUEUED count as delivered: a delivery attempt may have landed, and the
-        # lifecycle takes the target's report as the proof. Only a FAILED application was
-        # never in the target's hands.
-        delivered = app.state != application_pb2.APPLICATION_STATE_FAILED
-        guard.check(authz.ReportStatus(app.target_region, delivered=delivered))
+        # Only the target may report; whether it may report now is the application's state,
+        # judged by the lifecycle (a FAILED application never reached it: NOT_DELIVERED).
+        guard.check(authz.ReportStatus(app.target_region))
 
 
 def _application_id(name: str, field: str) -> str:

@@ -6,8 +6,9 @@ The rules, in plain words:
 - A province acts only for itself: it submits with itself as origin, publishes only its own
   implementation list and lists only its own applications (`NOT_OWN_REGION`).
 - A province reads an application only when it submitted it or must handle it
-  (`NOT_A_PARTY`), and reports status only for an application that was delivered to it
-  (`NOT_DELIVERED_TO_CALLER`).
+  (`NOT_A_PARTY`), and reports status only for an application sent to it
+  (`NOT_DELIVERED_TO_CALLER`). Whether it was delivered yet is the application's state, not a
+  permission: a report on one that failed before delivery is `APPLICATION_NOT_DELIVERED`.
 - Only a standards body publishes catalog versions (`NOT_A_STANDARDS_BODY`).
 - Catalog reads and licence verification are open to every authenticated identity.
 - Only operators use administrative methods (`NOT_OPS`); operators also read everything, but
@@ -129,11 +130,9 @@ class ListApplications:
 
 @dataclass(frozen=True, slots=True)
 class ReportStatus:
-    """ReportApplicationStatus, with the stored application's target and delivery state."""
+    """ReportApplicationStatus, with the stored application's target."""
 
     target_region: str
-    delivered: bool
-    """True once the gateway has delivered the application to its target."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +200,10 @@ def authorize(identity: Identity | None, action: Action) -> Decision:
             return ALLOW if role is Role.OPS else _own_region(identity, region)
         case SubmitApplication(origin_region=region) | PublishRegionCatalog(region_code=region):
             return _own_region(identity, region)
-        case ReportStatus(target_region=target, delivered=delivered):
+        case ReportStatus(target_region=target):
             if role is not Role.REGION:
                 return deny(Denial.NOT_A_REGION)
-            if identity.name == target and delivered:
+            if identity.name == target:
                 return ALLOW
             return deny(Denial.NOT_DELIVERED_TO_CALLER)
         case _:

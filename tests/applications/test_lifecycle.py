@@ -81,6 +81,32 @@ async def test_queued_past_expiry_fails_and_watch_streams_queued_then_failed(
     assert (await world.stubs[TARGET].counters()).cases_created == 0
 
 
+async def test_a_report_on_an_application_that_never_reached_the_province_is_refused(
+    expiring_world: World,
+) -> None:
+    world = expiring_world
+    local, national, _ = one_to_one_pair(world)
+    await world.stubs[TARGET].set_faults(Faults(down=True))
+    app = (
+        await world.applications.SubmitApplication(submission(world, local, national), timeout=2)
+    ).application
+    failed = await eventually_state(world, app.application_id, pb.APPLICATION_STATE_FAILED)
+    report = pb.ReportApplicationStatusRequest(
+        name=app.name, region_code=TARGET, state=pb.APPLICATION_STATE_ACCEPTED, event_id="e-1"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await world.applications.ReportApplicationStatus(report)
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    info, _ = rich_error(caught.value)
+    assert info.reason == "APPLICATION_NOT_DELIVERED"
+    after = await world.applications.GetApplication(pb.GetApplicationRequest(name=app.name))
+    assert after.application == failed  # nothing recorded
+    # The event id was given back: the same report stays refused the same way.
+    with pytest.raises(grpc.aio.AioRpcError) as again:
+        await world.applications.ReportApplicationStatus(report)
+    assert rich_error(again.value)[0].reason == "APPLICATION_NOT_DELIVERED"
+
+
 async def test_expired_but_committed_by_the_province_ends_delivered_not_failed(
     expiring_world: World,
 ) -> None:

@@ -53,10 +53,8 @@ ACTIONS: dict[str, Action] = {
     "read, missing": ReadApplication("", ""),
     "list own": ListApplications(OWN),
     "list other": ListApplications(OTHER),
-    "report, delivered here": ReportStatus(OWN, delivered=True),
-    "report, here, undelivered": ReportStatus(OWN, delivered=False),
-    "report, delivered there": ReportStatus(OTHER, delivered=True),
-    "report, there, undelivered": ReportStatus(OTHER, delivered=False),
+    "report, sent here": ReportStatus(OWN),
+    "report, sent there": ReportStatus(OTHER),
     "publish own list": PublishRegionCatalog(OWN),
     "publish other list": PublishRegionCatalog(OTHER),
     "publish version": PublishCatalogVersion(),
@@ -83,10 +81,8 @@ EXPECTED: dict[str, tuple[Denial | None, Denial | None, Denial | None]] = {
     "read, missing":              (NOT_A_PARTY,     NOT_A_PARTY,          OK),
     "list own":                   (OK,              NOT_A_REGION,         OK),
     "list other":                 (NOT_OWN_REGION,  NOT_A_REGION,         OK),
-    "report, delivered here":     (OK,              NOT_A_REGION,         NOT_A_REGION),
-    "report, here, undelivered":  (NOT_DELIVERED,   NOT_A_REGION,         NOT_A_REGION),
-    "report, delivered there":    (NOT_DELIVERED,   NOT_A_REGION,         NOT_A_REGION),
-    "report, there, undelivered": (NOT_DELIVERED,   NOT_A_REGION,         NOT_A_REGION),
+    "report, sent here":          (OK,              NOT_A_REGION,         NOT_A_REGION),
+    "report, sent there":         (NOT_DELIVERED,   NOT_A_REGION,         NOT_A_REGION),
     "publish own list":           (OK,              NOT_A_REGION,         NOT_A_REGION),
     "publish other list":         (NOT_OWN_REGION,  NOT_A_REGION,         NOT_A_REGION),
     "publish version":            (NOT_A_STANDARDS_BODY, OK,              NOT_A_STANDARDS_BODY),
@@ -127,10 +123,8 @@ def test_the_other_province_sees_the_mirror_image() -> None:
     assert authorize(other, SubmitApplication(OTHER)).allowed
     assert authorize(other, SubmitApplication(OWN)).denial is Denial.NOT_OWN_REGION
     assert authorize(other, ReadApplication(OWN, OTHER)).allowed
-    assert authorize(other, ReportStatus(OTHER, delivered=True)).allowed
-    assert authorize(other, ReportStatus(OWN, delivered=True)).denial is (
-        Denial.NOT_DELIVERED_TO_CALLER
-    )
+    assert authorize(other, ReportStatus(OTHER)).allowed
+    assert authorize(other, ReportStatus(OWN)).denial is (Denial.NOT_DELIVERED_TO_CALLER)
 
 
 # -- Properties ----------------------------------------------------------------------------
@@ -148,7 +142,7 @@ actions: st.SearchStrategy[Action] = st.one_of(
     st.builds(SubmitApplication, region_fields),
     st.builds(ReadApplication, region_fields, region_fields),
     st.builds(ListApplications, region_fields),
-    st.builds(ReportStatus, region_fields, st.booleans()),
+    st.builds(ReportStatus, region_fields),
     st.builds(PublishRegionCatalog, region_fields),
     st.just(PublishCatalogVersion()),
     st.just(ReadCatalog()),
@@ -169,21 +163,19 @@ def test_decision_shape(identity: Identity | None, action: Action) -> None:
         assert decision.code is grpc.StatusCode.OK
 
 
-@given(provinces, region_fields, region_fields, st.booleans())
-def test_a_province_acts_exactly_for_itself(
-    me: str, first: str, second: str, delivered: bool
-) -> None:
+@given(provinces, region_fields, region_fields)
+def test_a_province_acts_exactly_for_itself(me: str, first: str, second: str) -> None:
     caller = Identity(Role.REGION, me, 1)
     assert authorize(caller, SubmitApplication(first)).allowed == (first == me)
     assert authorize(caller, PublishRegionCatalog(first)).allowed == (first == me)
     assert authorize(caller, ListApplications(first)).allowed == (first == me)
     assert authorize(caller, ReadApplication(first, second)).allowed == (me in (first, second))
-    assert authorize(caller, ReportStatus(first, delivered)).allowed == (first == me and delivered)
+    assert authorize(caller, ReportStatus(first)).allowed == (first == me)
 
 
-@given(names, region_fields, region_fields, st.booleans())
+@given(names, region_fields, region_fields)
 def test_ops_read_everything_and_never_act_for_a_province(
-    name: str, first: str, second: str, delivered: bool
+    name: str, first: str, second: str
 ) -> None:
     ops = Identity(Role.OPS, name, 1)
     for read in (ReadApplication(first, second), ListApplications(first), ReadCatalog()):
@@ -191,7 +183,7 @@ def test_ops_read_everything_and_never_act_for_a_province(
     for write in (
         SubmitApplication(first),
         PublishRegionCatalog(first),
-        ReportStatus(first, delivered),
+        ReportStatus(first),
     ):
         assert authorize(ops, write).denial is Denial.NOT_A_REGION
     assert authorize(ops, PublishCatalogVersion()).denial is Denial.NOT_A_STANDARDS_BODY
