@@ -17,10 +17,13 @@ Invariants, in plain words:
   increase, multiplicative decrease, so it settles near the province's successes per failure
   (about 2/3 for a province failing 60%). It is applied without randomness: each call asked
   for adds the share to a credit, and a whole credit lets one through.
-- HALF_OPEN re-opens on the failed share of what it let through, never on one failure: once
-  its latest `half_open_window` results number at least `reopen_min_results`, a failed share
-  of `reopen_ratio` or more re-opens it. A province failing every call thus receives at most
-  `reopen_min_results + half_open_probes - 1` calls per open period: probes, nothing more.
+- HALF_OPEN re-opens on the failed share of what it let through, never on one failure. While
+  probing, when `probe_failures` probes have failed (all it let through, none succeeding): a
+  province failing every call thus receives at most `probe_failures + half_open_probes - 1`
+  calls per open period, probes and nothing more. While ramping (its results start afresh
+  with the first success), once its latest `half_open_window` results number `min_requests`
+  or more and at least `reopen_ratio` of them failed: the province answers, so the evidence
+  that it answers too little must be broad, not a streak.
 - HALF_OPEN closes after `close_after` successes in a row with the share at 1: sustained
   success, not one lucky call. A degraded province (60% failing, say) stays HALF_OPEN and is
   drained at its share; it is neither closed, to trip again at once, nor kept waiting.
@@ -69,7 +72,7 @@ class BreakerConfig:
     failure_ratio: float = 0.5
     """Failed share of the results in the window that opens the breaker."""
     min_requests: int = 20
-    """Results the window must hold before `failure_ratio` applies."""
+    """Results a window must hold before its failed share counts (CLOSED's or the ramp's)."""
     window: float = 10.0
     """Length of the sliding window for `failure_ratio`."""
     buckets: int = 10
@@ -82,8 +85,8 @@ class BreakerConfig:
     """Calls let through at a time while half-open has seen no success yet (probing)."""
     reopen_ratio: float = 0.85
     """Failed share of half-open's latest results that re-opens it (Envoy ejects at 85%)."""
-    reopen_min_results: int = 5
-    """Half-open results needed before `reopen_ratio` applies: the probes a dead province gets."""
+    probe_failures: int = 5
+    """Failed probes, none succeeding, that re-open: the probes a dead province gets."""
     half_open_window: int = 100
     """How many of half-open's latest results `reopen_ratio` is taken over."""
     ramp_start: float = 0.1
@@ -102,8 +105,8 @@ class BreakerConfig:
             raise ValueError("failure_ratio and reopen_ratio must be in (0, 1]")
         if self.open_base <= 0 or self.open_max < self.open_base:
             raise ValueError("open_base must be positive and open_max at least open_base")
-        if not 1 <= self.reopen_min_results <= self.half_open_window:
-            raise ValueError("reopen_min_results must be >= 1 and at most half_open_window")
+        if self.probe_failures < 1 or self.half_open_window < self.min_requests:
+            raise ValueError("probe_failures must be >= 1, half_open_window >= min_requests")
         if not 0 < self.ramp_start <= 1 or not 0 < self.ramp_step <= 1:
             raise ValueError("ramp_start and ramp_step must be in (0, 1]")
 
@@ -224,13 +227,16 @@ class CircuitBreaker:
             self._window.add_a()
         elif state is BreakerState.HALF_OPEN and self._in_flight > 0:
             self._in_flight -= 1
-            self._remember(failed=False)
             config = self._config
             if self._share == 0.0:
-                self._reopens = 0  # it answers: no longer a province that is simply down
+                # It answers: no longer a province that is simply down. The ramp judges
+                # only what it lets through.
+                self._reopens = 0
                 self._share = config.ramp_start
+                self._forget_results()
             else:
                 self._share += config.ramp_step
+            self._remember(failed=False)
             if self._share >= _FULL:
                 self._share = 1.0
                 if self._streak >= config.close_after:
@@ -253,12 +259,15 @@ class CircuitBreaker:
         elif state is BreakerState.HALF_OPEN and self._in_flight > 0:
             self._in_flight -= 1
             self._remember(failed=True)
-            if self._share > 0.0:
+            if self._share == 0.0:  # probing: every probe so far failed
+                reopen = self._failures >= config.probe_failures
+            else:
                 self._share = max(config.ramp_start, self._share * (1.0 - config.ramp_step))
-            results = len(self._recent)
-            if results >= config.reopen_min_results and (
-                self._failures >= config.reopen_ratio * results
-            ):
+                results = len(self._recent)
+                reopen = results >= config.min_requests and (
+                    self._failures >= config.reopen_ratio * results
+                )
+            if reopen:
                 self._reopens += 1
                 self._open()
 
@@ -279,13 +288,16 @@ class CircuitBreaker:
         self._open_until = self._clock() + self.open_duration()
         self._move(BreakerState.OPEN)
 
+    def _forget_results(self) -> None:
+        self._recent.clear()
+        self._failures = 0
+        self._streak = 0
+
     def _half_open(self) -> None:
         self._in_flight = 0
         self._share = 0.0
         self._credit = 0.0
-        self._recent.clear()
-        self._failures = 0
-        self._streak = 0
+        self._forget_results()
         self._move(BreakerState.HALF_OPEN)
 
     def _close(self) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gateway.routing.breaker import BreakerConfig, BreakerState, CircuitBreaker
 
-OLD_RULE = BreakerConfig(reopen_min_results=1, ramp_start=1.0, close_after=1)
+OLD_RULE = BreakerConfig(probe_failures=1, ramp_start=1.0, close_after=1)
 """The breaker before the ramp: one probe at a time, whose result decides."""
 
 
@@ -159,7 +159,14 @@ def test_half_open_reopens_on_the_failed_share_not_on_one_failure() -> None:
     clock.now += 9.999
     assert not breaker.allow(), "open twice as long as the first time"
     clock.now += 0.001
-    assert breaker.allow()
+    # Once it has answered, a streak of failures is not enough: the ratio needs 20 results.
+    succeed(breaker, 1)
+    fail(breaker, 15)
+    assert breaker.state is BreakerState.HALF_OPEN
+    succeed(breaker, 3)
+    fail(breaker, 7)  # 22 of 26 failed: under 85%
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert reopen_from_half_open(breaker) == 1, "23 of 27 failed: 85% and more"
 
 
 def test_open_duration_doubles_on_each_reopen_up_to_the_cap_and_resets_on_close() -> None:
@@ -190,7 +197,7 @@ def test_a_success_in_half_open_restarts_the_doubling() -> None:
     clock.now += 60
     succeed(breaker, 1)  # the province answers: it is not simply down
     assert breaker.open_duration() == 5.0
-    assert reopen_from_half_open(breaker) == 6, "6 of 7 failed: the re-open ratio"
+    assert reopen_from_half_open(breaker) == 19, "19 of min_requests (20) failed"
     assert breaker.open_duration() == 10.0
 
 
@@ -369,7 +376,7 @@ def test_a_province_down_gets_only_probes(burst: int, probes: int) -> None:
     minutes = 10
     run = simulate(lambda _: 1.0, seconds=minutes * 60, burst=burst, config=config)
     periods = probe_periods(config, minutes * 60)
-    per_period = config.reopen_min_results + probes - 1
+    per_period = config.probe_failures + probes - 1
     assert sum(run.succeeded) == 0
     tripping = max(config.consecutive_failures, burst)  # all out together when it trips
     assert sum(run.let_through) <= tripping + per_period * periods
@@ -416,8 +423,8 @@ def test_a_province_dying_while_ramping_reopens_within_the_window() -> None:
         {"open_base": 10.0, "open_max": 5.0},
         {"reopen_ratio": 0.0},
         {"reopen_ratio": 1.5},
-        {"reopen_min_results": 0},
-        {"reopen_min_results": 11, "half_open_window": 10},
+        {"probe_failures": 0},
+        {"min_requests": 11, "half_open_window": 10},
         {"ramp_start": 0.0},
         {"ramp_step": 1.5},
         {"close_after": 0},
@@ -469,7 +476,7 @@ class Model:
     in_flight: int = 0
     """Calls let through in HALF_OPEN and not yet resolved."""
     results: int = 0
-    """Half-open's results so far."""
+    """Half-open's results so far (while ramping: since it began)."""
     streak: int = 0
     """Half-open's successes in a row."""
     ramping: bool = False
@@ -503,14 +510,15 @@ class Model:
         if counted:
             self.in_flight -= 1
         if counted and op != "release":
+            if op == "ok" and not self.ramping:  # the ramp judges only what it lets through
+                self.ramping, self.reopens, self.results, self.streak = True, 0, 0, 0
+                assert breaker.share == self.config.ramp_start
             self.results += 1
             self.streak = self.streak + 1 if op == "ok" else 0
-            if op == "ok" and not self.ramping:
-                self.ramping, self.reopens = True, 0
-                assert breaker.share == self.config.ramp_start
         if breaker.state is BreakerState.OPEN and before is not BreakerState.OPEN:
             if before is BreakerState.HALF_OPEN:
-                assert self.results >= self.config.reopen_min_results, "one failure: no verdict"
+                needed = self.config.min_requests if self.ramping else self.config.probe_failures
+                assert self.results >= needed, "one failure is no verdict"
                 self.reopens += 1
             self.opened_at = now
             self.open_for = min(self.config.open_max, self.config.open_base * 2**self.reopens)
@@ -538,7 +546,7 @@ def test_breaker_properties(ops: list[tuple[str, float]], probes: int) -> None:
         min_requests=5,
         half_open_probes=probes,
         open_max=20.0,
-        reopen_min_results=3,
+        probe_failures=3,
         half_open_window=6,
         ramp_start=0.25,
         ramp_step=0.25,
