@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.config import ConfigError, load_config
 from gateway.routing.breaker import BreakerConfig, BreakerState, CircuitBreaker
 
 OLD_RULE = BreakerConfig(probe_failures=1, ramp_start=1.0, close_after=1)
@@ -571,3 +572,57 @@ def test_breaker_properties(ops: list[tuple[str, float]], probes: int) -> None:
     assert set(transitions) <= allowed_moves
     for (_, first_new), (second_old, _) in itertools.pairwise(transitions):
         assert first_new is second_old
+
+
+# -- settings, from TONGBAN_BREAKER_* keys --------------------------------------------------
+
+
+def test_settings_default_to_the_config_defaults() -> None:
+    assert load_config({"TONGBAN_INSECURE": "1"}).delivery.breaker == BreakerConfig()
+
+
+def test_settings_come_from_tongban_breaker_keys() -> None:
+    config = load_config(
+        {
+            "TONGBAN_INSECURE": "1",
+            "TONGBAN_BREAKER_CONSECUTIVE_FAILURES": "7",
+            "TONGBAN_BREAKER_FAILURE_RATIO": "0.6",
+            "TONGBAN_BREAKER_OPEN_BASE": "2",
+            "TONGBAN_BREAKER_OPEN_MAX": "30",
+            "TONGBAN_BREAKER_REOPEN_RATIO": "0.9",
+            "TONGBAN_BREAKER_PROBE_FAILURES": "4",
+            "TONGBAN_BREAKER_HALF_OPEN_WINDOW": "40",
+            "TONGBAN_BREAKER_RAMP_START": "0.25",
+            "TONGBAN_BREAKER_RAMP_STEP": "0.05",
+            "TONGBAN_BREAKER_CLOSE_AFTER": "10",
+        }
+    )
+    assert config.delivery.breaker == BreakerConfig(
+        consecutive_failures=7,
+        failure_ratio=0.6,
+        open_base=2.0,
+        open_max=30.0,
+        reopen_ratio=0.9,
+        probe_failures=4,
+        half_open_window=40,
+        ramp_start=0.25,
+        ramp_step=0.05,
+        close_after=10,
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("TONGBAN_BREAKER_REOPEN_RATIO", "1.5"),
+        ("TONGBAN_BREAKER_PROBE_FAILURES", "2.5"),
+        ("TONGBAN_BREAKER_PROBE_FAILURES", "0"),
+        ("TONGBAN_BREAKER_HALF_OPEN_WINDOW", "2"),
+        ("TONGBAN_BREAKER_RAMP_START", "0"),
+        ("TONGBAN_BREAKER_RAMP_STEP", "x"),
+        ("TONGBAN_BREAKER_CLOSE_AFTER", "0"),
+    ],
+)
+def test_bad_settings_are_refused_at_start(key: str, value: str) -> None:
+    with pytest.raises(ConfigError):
+        load_config({"TONGBAN_INSECURE": "1", key: value})
