@@ -14,8 +14,8 @@ Invariants, in plain words:
   of the calls asked for, and always one when none it let through is out (a quiet province is
   never refused). The share starts at `ramp_start`, gains `ramp_step` on each success and loses
   the fraction `ramp_step` of itself on each failure, within [`ramp_start`, 1]: additive
-  increase, multiplicative decrease, so it settles near the province's successes per failure
-  (about 2/3 for a province failing 60%). It is applied without randomness: each call asked
+  increase, multiplicative decrease, so it hovers near the province's successes per failure
+  (0.6 or so for a province failing 60%). It is applied without randomness: each call asked
   for adds the share to a credit, and a whole credit lets one through.
 - HALF_OPEN re-opens on the failed share of what it let through, never on one failure. While
   probing, when `probe_failures` probes have failed (all it let through, none succeeding): a
