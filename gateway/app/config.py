@@ -201,6 +201,14 @@ def _breaker(mapping: Mapping[str, str], default: BreakerConfig) -> BreakerConfi
             failure_ratio=_number(mapping, "TONGBAN_BREAKER_FAILURE_RATIO", default.failure_ratio),
             open_base=_number(mapping, "TONGBAN_BREAKER_OPEN_BASE", default.open_base),
             open_max=_number(mapping, "TONGBAN_BREAKER_OPEN_MAX", default.open_max),
+            reopen_ratio=_number(mapping, "TONGBAN_BREAKER_REOPEN_RATIO", default.reopen_ratio),
+            probe_failures=_int(mapping, "TONGBAN_BREAKER_PROBE_FAILURES", default.probe_failures),
+            half_open_window=_int(
+                mapping, "TONGBAN_BREAKER_HALF_OPEN_WINDOW", default.half_open_window
+            ),
+            ramp_start=_number(mapping, "TONGBAN_BREAKER_RAMP_START", default.ramp_start),
+            ramp_step=_number(mapping, "TONGBAN_BREAKER_RAMP_STEP", default.ramp_step),
+            close_after=_int(mapping, "TONGBAN_BREAKER_CLOSE_AFTER", default.close_after),
         )
     except ValueError as exc:
         raise ConfigError(f"breaker settings: {exc}") from None

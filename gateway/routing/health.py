@@ -4,7 +4,7 @@ Invariants, in plain words:
 
 - The service name of province `XX0000` is `tongban.region.XX0000`. It is SERVING while the
   province's breaker is CLOSED and NOT_SERVING while it is OPEN or HALF_OPEN (calls are being
-  refused, or one probe is deciding).
+  refused, or only probes or a share of them go through: the province is down or degraded).
 - Every configured province starts SERVING: a breaker is created only on first use, closed.
 - The breaker calls back synchronously on the event loop; the health servicer's `set` is a
   coroutine, so updates are scheduled as tasks, applied in order, and awaited by `aclose`.

@@ -202,7 +202,7 @@ class _Call(Generic[T]):
         timeout = attempt_timeout(self.deadline - self.clock(), self.policy)
         if timeout is None:
             raise self.failed("deadline")
-        # The breaker is asked last, so that a half-open probe slot is taken only by a call made.
+        # The breaker is asked last, so that half-open counts as out only a call that is made.
         breaker = self.breaker
         if not breaker.allow():
             raise self.failed("breaker_open")

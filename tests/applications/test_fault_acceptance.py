@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import signal
@@ -247,6 +248,108 @@ def report(name: str, **counts: object) -> None:
     print(f"\n[{name}] " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
+def probe_periods(config: BreakerConfig, seconds: float) -> int:
+    """Half-open periods that begin within `seconds` of the breaker first opening, at most,
+    for a province that answers nothing (each re-open doubles the open duration)."""
+    periods, elapsed = 0, 0.0
+    while (elapsed := elapsed + min(config.open_max, config.open_base * 2**periods)) <= seconds:
+        periods += 1
+    return periods
+
+
+def probe_bound(config: BreakerConfig, seconds: float) -> int:
+    """Calls a breaker lets through to a province answering nothing, `seconds` after opening."""
+    per_period = config.probe_failures + config.half_open_probes - 1
+    return per_period * probe_periods(config, seconds)
+
+
+@dataclass
+class Progress:
+    """Cases created at the province since faults were switched, sampled every 0.25 s."""
+
+    samples: list[tuple[float, int]]
+    """(seconds since the switch, cases created since)."""
+
+    def seconds_to(self, cases: int) -> float:
+        return next(t for t, seen in self.samples if seen >= cases)
+
+    def rate(self, first: int, last: int) -> float:
+        """Cases per second from case number `first` to case number `last`."""
+        return (last - first) / max(self.seconds_to(last) - self.seconds_to(first), 1e-3)
+
+    def per_window(self, window: float, until: float) -> list[int]:
+        """New cases in each `window` seconds, up to `until` seconds."""
+        totals = [0] * math.ceil(until / window)
+        for t, cases in self.samples:
+            if t < until:
+                totals[int(t // window)] = cases
+        return [b - a for a, b in itertools.pairwise([0, *totals])]
+
+    def longest_stall(self, until: float) -> float:
+        """The longest time without a new case, from the first case to `until` seconds."""
+        stall, since, seen = 0.0, self.seconds_to(1), 1
+        for t, cases in self.samples:
+            if cases > seen or t >= until:
+                stall, since, seen = max(stall, t - since), t, cases
+            if t >= until:
+                break
+        return stall
+
+
+@contextlib.asynccontextmanager
+async def switched(province: Province, **faults: Any) -> AsyncIterator[Progress]:
+    """Switches the province's faults and samples its new cases until the block ends."""
+    base = (await province.counters()).cases_created
+    await province.set_faults(**faults)
+    start = time.monotonic()
+    progress = Progress([])
+
+    async def sample() -> None:
+        while True:
+            cases = (await province.counters()).cases_created - base
+            progress.samples.append((time.monotonic() - start, cases))
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        yield progress
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+
+
+async def reach(progress: Progress, cases: int, *, within: float) -> None:
+    async def there() -> bool:
+        return bool(progress.samples) and progress.samples[-1][1] >= cases
+
+    await eventually(there, within=within, what=f"{cases} new cases at the province")
+
+
+async def queue_while_down(gateway: Gateway, province: Province, request_ids: list[str]) -> Load:
+    """Submits with the province down: every application is answered QUEUED."""
+    await province.set_faults(down=True)
+    load = await submit_all(gateway, request_ids, timeout=2.0)
+    assert load.failed == {}
+    assert {a.state for a in load.acknowledged.values()} == {pb.APPLICATION_STATE_QUEUED}
+    return load
+
+
+async def submit_steadily(gateway: Gateway, prefix: str, *, every: float, until: float) -> Load:
+    """One submission every `every` seconds until the monotonic instant `until`."""
+    request_ids: list[str] = []
+    loads: list[asyncio.Task[Load]] = []
+    while time.monotonic() < until:
+        request_ids.append(f"{prefix}-{len(request_ids)}")
+        loads.append(asyncio.create_task(submit_all(gateway, request_ids[-1:], timeout=2.0)))
+        await asyncio.sleep(every)
+    load = Load({}, {}, set())
+    for done in await asyncio.gather(*loads):
+        load.acknowledged.update(done.acknowledged)
+        load.failed.update(done.failed)
+    return load
+
+
 # -- acceptance ----------------------------------------------------------------------------
 
 
@@ -255,9 +358,9 @@ async def test_500_under_unavailable_and_commit_then_drop_each_delivered_once(
 ) -> None:
     async with (
         province_process(tmp_path / "regions") as province,
-        # 40% failures trip the default breaker (5 in a row) again and again, and each failed
-        # probe doubles its open time up to a minute: short open times keep this test brief
-        # while the breaker still opens and refuses deliveries in the middle of the faults.
+        # 40% failures trip the default breaker (5 in a row), and half-open then refuses part
+        # of the calls: short open times keep this test brief while the breaker still opens
+        # and refuses deliveries in the middle of the faults.
         gateway_process(
             tmp_path,
             province.address,
@@ -363,11 +466,10 @@ async def test_province_down_20s_queues_then_delivers_once_within_budget(tmp_pat
         outage_attempts = during.deliveries_received - before.deliveries_received
         recovery_attempts = after.deliveries_received - during.deliveries_received
         # Retries are paid from the budget (ratio of calls + a floor per window); the breaker
-        # lets one probe through per open period. Without them: n x max_attempts in the outage,
-        # and one call per application per dispatcher pass.
+        # lets a few probes through per open period. Without them: n x max_attempts in the
+        # outage, and one call per application per dispatcher pass.
         windows = math.ceil(outage / budget.window) + 1
-        probes = math.ceil(outage / breaker.open_base)
-        bound = (1 + budget.ratio) * n + budget.floor * windows + probes
+        bound = (1 + budget.ratio) * n + budget.floor * windows + probe_bound(breaker, outage)
         assert outage_attempts <= bound
         assert recovery_attempts <= n + budget.floor * windows
         transitions = [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s]
@@ -383,6 +485,96 @@ async def test_province_down_20s_queues_then_delivers_once_within_budget(tmp_pat
             seconds_to_drain_after_return=f"{recovered:.1f}",
             health=[health_pb2.HealthCheckResponse.ServingStatus.Name(s) for s in transitions],
         )
+
+
+async def test_province_failing_60_percent_drains_steadily_and_a_down_one_gets_only_probes(
+    tmp_path: Path,
+) -> None:
+    """The breaker issue: a province failing 60% of its calls (50% UNAVAILABLE; of the rest,
+    one in five answered but the answer lost) once made no progress for minutes. For two
+    minutes of such failures, its backlog of 500 must drain, then new applications keep
+    flowing, each application once; the backlog's rate is measured against the same backlog
+    at the province healthy. A province that is down gets only probes. The breaker's settings
+    are the defaults."""
+    n, degraded_for, outage = 500, 120.0, 20.0
+    breaker = BreakerConfig()
+    for name in ("gateway", "gateway-down"):
+        (tmp_path / name).mkdir()
+    async with province_process(tmp_path / "regions") as province:
+        async with gateway_process(tmp_path / "gateway", province.address) as gateway:
+            await gateway.channel.channel_ready()
+            backlog = await queue_while_down(gateway, province, [f"ill-{i}" for i in range(n)])
+            async with switched(
+                province, unavailable_fraction=0.5, commit_then_drop_fraction=0.1
+            ) as ill:
+                until = time.monotonic() + degraded_for
+                await reach(ill, n, within=degraded_for)
+                # The rest of the two minutes: new applications, 5 a second.
+                stream = await submit_steadily(gateway, "stream", every=0.2, until=until)
+                assert stream.failed == {}
+                await reach(ill, n + len(stream.acknowledged), within=60)
+            well = await queue_while_down(gateway, province, [f"well-{i}" for i in range(n)])
+            async with switched(province) as healthy:
+                await reach(healthy, n, within=60)
+            ids = [
+                a.application_id
+                for load in (backlog, stream, well)
+                for a in load.acknowledged.values()
+            ]
+
+            async def all_delivered() -> bool:
+                return await states(gateway, ids) == {pb.APPLICATION_STATE_DELIVERED: len(ids)}
+
+            await eventually(all_delivered, within=60, what="every application DELIVERED")
+        counts = await province.counters()
+        cases = province.case_ids()
+        assert counts.cases_created == len(cases) == len(ids) == len(set(ids))
+        assert sorted(cases) == sorted(ids), "one case per application, none missing"
+
+        # Down, with a fresh gateway (its breaker closed): past the callers' burst, whose
+        # attempts the retry budget bounds, only probes on the doubling schedule reach it.
+        async with gateway_process(tmp_path / "gateway-down", province.address) as gateway:
+            await gateway.channel.channel_ready()
+            started = time.monotonic()
+            await queue_while_down(gateway, province, [f"down-{i}" for i in range(100)])
+            after_burst = await province.counters()
+            burst = time.monotonic() - started
+            await asyncio.sleep(outage)
+            end = await province.counters()
+    probes = end.deliveries_received - after_burst.deliveries_received
+    bound = probe_bound(breaker, burst + outage)  # it opened within the burst
+    report(
+        "degraded-60%",
+        backlog=n,
+        seconds_to_first_case=f"{ill.seconds_to(1):.1f}",
+        seconds_to_90_percent=f"{ill.seconds_to(n * 9 // 10):.1f}",
+        seconds_to_backlog=f"{ill.seconds_to(n):.1f}",
+        backlog_rate_per_s=f"{ill.rate(1, n):.1f}",
+        then_submitted=len(stream.acknowledged),
+        cases_per_10s=ill.per_window(10.0, degraded_for),
+        longest_stall_s=f"{ill.longest_stall(degraded_for):.1f}",
+    )
+    report(
+        "healthy",
+        backlog=n,
+        seconds_to_first_case=f"{healthy.seconds_to(1):.1f}",
+        seconds_to_backlog=f"{healthy.seconds_to(n):.1f}",
+        backlog_rate_per_s=f"{healthy.rate(1, n):.1f}",
+        degraded_over_healthy=f"{ill.rate(1, n) / healthy.rate(1, n):.2f}",
+    )
+    report(
+        "down",
+        seconds=f"{burst + outage:.0f}",
+        attempts_after_the_burst=probes,
+        probe_bound=bound,
+        cases=counts.cases_created,
+        duplicates_created=len(cases) - len(set(cases)),
+        duplicates_suppressed=counts.duplicates_suppressed,
+    )
+    assert ill.longest_stall(degraded_for) <= 15.0, "it drains steadily, for two minutes"
+    assert ill.seconds_to(n * 9 // 10) <= 60.0
+    assert ill.rate(1, n) >= 0.05 * healthy.rate(1, n)
+    assert 0 < probes <= bound, "a province down is probed, and only probed"
 
 
 async def test_gateway_sigkill_mid_load_then_restart_delivers_every_ack_once(

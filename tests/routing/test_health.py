@@ -51,7 +51,12 @@ async def test_breaker_open_is_not_serving_and_closed_is_serving(tmp_path: Path)
                     break
                 await asyncio.sleep(0.01)
             breaker.record_success()
-            assert breaker.state is BreakerState.CLOSED  # type: ignore[comparison-overlap]
+            assert breaker.state is BreakerState.HALF_OPEN  # type: ignore[comparison-overlap]
+            # Half-open closes on sustained success: the ramp's share at 1, then 20 in a row.
+            for _ in range(breaker.config.close_after - 1):
+                assert breaker.allow()
+                breaker.record_success()
+            assert breaker.state is BreakerState.CLOSED
             await next_status(SERVING)
         finally:
             watcher.cancel()
