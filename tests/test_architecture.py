@@ -7,6 +7,7 @@ one import-linter reads) shows that no module imports another that imports it ba
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -54,3 +55,28 @@ def test_the_layers_name_every_top_level_module_of_the_gateway() -> None:
         or (path.suffix == ".py" and path.stem != "__init__")
     }
     assert named == modules
+
+
+def test_architecture_md_lists_the_layers_of_the_contract_in_order() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    (layers,) = [
+        c["layers"] for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers"
+    ]
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if re.match(r"^\| \d+ \|", line)]
+    # The package column is the third cell; `\|` inside it separates siblings.
+    cells = [re.split(r"(?<!\\)\|", row) for row in rows]
+    documented = [" | ".join(re.findall(r"`(gateway(?:\.\w+)?)`", c[2])) for c in cells]
+    assert documented == layers
+
+
+def test_every_path_in_the_readme_architecture_table_exists() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("| Path | What it holds |", 1)[1].split("\n\n", 1)[0]
+    paths = [
+        p for row in table.splitlines()[2:] for p in re.findall(r"`([^`]+)`", row.split("|")[1])
+    ]
+    assert paths
+    for path in paths:
+        name = path if "/" in path else f"gateway/{path}"
+        assert (ROOT / name).exists(), path
