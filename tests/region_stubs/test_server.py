@@ -303,11 +303,15 @@ async def test_latency_delays_the_answer(stub: RunningStub) -> None:
 
 
 async def test_latency_past_the_deadline_creates_no_case(stub: RunningStub) -> None:
-    await stub.set_faults(Faults(latency_ms=1000))
+    await stub.set_faults(Faults(latency_ms=500))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.region.DeliverApplication(delivery(), timeout=0.2)
+        await stub.region.DeliverApplication(delivery(), timeout=0.1)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert (await stub.counters()).cases_created == 0
+    # Had the attempt outlived its deadline, it would have recorded its case 0.5 s after it
+    # began: look only once that moment has passed.
+    await asyncio.sleep(0.6)
+    counters = await stub.counters()
+    assert (counters.deliveries_received, counters.cases_created) == (1, 0)
 
 
 async def test_down_makes_every_region_call_unavailable_but_admin_still_answers(
