@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import asyncpg
 
 from gateway.errors import StoreUnavailable
 from gateway.storage.base import ApplicationRow, NewCatalogVersion, StoredDocument
+from gateway.storage.location import PostgresConfig
 from gateway.storage.migrations import pending
 
 if TYPE_CHECKING:
@@ -59,8 +58,6 @@ CLOSE_TIMEOUT = 30.0
 MIGRATION_LOCK = 0x746F6E6762616E  # "tongban"
 """The advisory lock key held (per transaction) while migrating."""
 
-SCHEMES = ("postgresql", "postgres")
-
 DRIVER_ERRORS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
@@ -71,55 +68,6 @@ DRIVER_ERRORS = (
 """What the driver raises: server errors, client-side errors (a closed pool or connection),
 socket errors (refused, reset) and timeouts. `update_with`'s function is pure and raises
 none of these, so its own errors pass through untranslated."""
-
-
-def split_password(url: str) -> tuple[str, str | None]:
-    """`url` without its password (from the user info or a `password` query parameter), and
-    that password (None when it has none). Raises ValueError for what is not such a URL,
-    without repeating the URL (it may hold the password)."""
-    parts = urlsplit(url)
-    if parts.scheme not in SCHEMES:
-        raise ValueError(f"a PostgreSQL store is a postgresql:// URL, not {parts.scheme}://")
-    password = None
-    netloc = parts.netloc
-    userinfo, at, hostinfo = netloc.rpartition("@")
-    user, colon, secret = userinfo.partition(":")
-    if at and colon:
-        password = unquote(secret)
-        netloc = f"{user}@{hostinfo}"
-    query = parts.query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if any(key == "password" for key, _ in pairs):
-        password = next(value for key, value in reversed(pairs) if key == "password")
-        query = urlencode([(key, value) for key, value in pairs if key != "password"])
-    # Rebuilt by hand: urlunsplit drops the `//` of an empty host (a Unix-socket URL).
-    rebuilt = f"{parts.scheme}://{netloc}{parts.path}"
-    rebuilt += f"?{query}" if query else ""
-    rebuilt += f"#{parts.fragment}" if parts.fragment else ""
-    return rebuilt, password
-
-
-@dataclass(frozen=True)
-class PostgresConfig:
-    """A PostgreSQL database to store in, and the pool that reaches it."""
-
-    url: str
-    """`postgresql://user@host:port/database?setting=value`, without a password (query
-    settings other than libpq's own become session settings, e.g. `search_path`)."""
-    password: str | None = field(default=None, repr=False)
-    """The password, kept out of `url`, `repr` and every message."""
-    pool_size: int = 10
-    """Most connections open at once."""
-
-    def __post_init__(self) -> None:
-        _, password = split_password(self.url)
-        if password is not None:
-            raise ValueError("the URL of a PostgresConfig carries no password: pass it apart")
-        if self.pool_size < 1:
-            raise ValueError("the pool holds at least one connection")
-
-    def __str__(self) -> str:
-        return self.url
 
 
 class PostgresStore:

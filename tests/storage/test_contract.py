@@ -18,7 +18,8 @@ from rows import application, catalog_version
 
 from gateway.errors import StoreUnavailable
 from gateway.storage.base import ApplicationRow, Store, StoredDocument
-from gateway.storage.postgres import PostgresConfig, PostgresStore
+from gateway.storage.location import PostgresConfig
+from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 
 OpenStore = Callable[[], Awaitable[Store]]

@@ -23,49 +23,11 @@ from rows import application
 from gateway.errors import StoreUnavailable
 from gateway.storage import migrations
 from gateway.storage.base import ApplicationRow, Store
+from gateway.storage.location import PostgresConfig
 from gateway.storage.migrations import SCHEMA_VERSION, Migration, SchemaTooNew
-from gateway.storage.postgres import (
-    CONNECT_TIMEOUT,
-    PostgresConfig,
-    PostgresStore,
-    split_password,
-)
+from gateway.storage.postgres import CONNECT_TIMEOUT, PostgresStore
 
-# -- the URL and its password --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("url", "without", "password"),
-    [
-        ("postgresql://app@db:5432/tongban", "postgresql://app@db:5432/tongban", None),
-        ("postgresql://app:s3cret@db/tongban", "postgresql://app@db/tongban", "s3cret"),
-        (
-            "postgres://app:p%40ss%3Aw@db/t?sslmode=require",
-            "postgres://app@db/t?sslmode=require",
-            "p@ss:w",
-        ),
-        ("postgresql://db/t?password=q&search_path=x", "postgresql://db/t?search_path=x", "q"),
-        ("postgresql:///t?host=/run/postgresql", "postgresql:///t?host=/run/postgresql", None),
-    ],
-)
-def test_the_password_is_split_from_the_url(url: str, without: str, password: str | None) -> None:
-    assert split_password(url) == (without, password)
-
-
-def test_a_url_of_another_scheme_is_refused_without_repeating_it() -> None:
-    with pytest.raises(ValueError, match=r"not mysql://") as refused:
-        split_password("mysql://app:s3cret@db/t")
-    assert "s3cret" not in str(refused.value)
-
-
-def test_a_config_keeps_its_password_out_of_its_url_and_repr() -> None:
-    config = PostgresConfig("postgresql://app@db/t", password="s3cret")
-    assert "s3cret" not in repr(config)
-    assert "s3cret" not in str(config)
-    with pytest.raises(ValueError, match="no password"):
-        PostgresConfig("postgresql://app:s3cret@db/t")
-    with pytest.raises(ValueError, match="at least one"):
-        PostgresConfig("postgresql://app@db/t", pool_size=0)
+# -- the store -----------------------------------------------------------------------------------
 
 
 def test_the_store_lends_out_no_driver_access() -> None:
