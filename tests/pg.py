@@ -8,7 +8,8 @@ Order of choice, for the whole session (`server_url`):
    on the development machines and CI);
 3. a private server started from the installed binaries (`initdb`, `pg_ctl`) in a temporary
    directory on a free port, stopped at the end of the session;
-4. none: the tests that need PostgreSQL fail, saying how to install it. Never a silent skip.
+4. none: the tests that need PostgreSQL fail (`pytest.fail`), saying how to install it. Never
+   a silent skip.
 
 Each session gets a database of its own (dropped at the end), each test a schema of its own in
 it (`fresh_schema`, dropped after the test), named in the URL's `search_path`.
@@ -36,21 +37,19 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import pytest
 
 T = TypeVar("T")
 
 URL_VARIABLE = "TONGBAN_TEST_POSTGRES"
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 INSTALL_HINT = (
-    "the PostgreSQL tests need a PostgreSQL server: none answers on 127.0.0.1:5432 and no "
-    "server binaries (initdb, pg_ctl) were found on PATH or under /usr/lib/postgresql/*/bin. "
+    "the PostgreSQL tests need a PostgreSQL server: none was given or answers on "
+    "127.0.0.1:5432, and no server binaries (initdb, pg_ctl) were found on PATH or under "
+    "/usr/lib/postgresql/*/bin to start one. "
     "Install them with `apt-get install postgresql` (Debian, Ubuntu), or set "
     f"{URL_VARIABLE} to the postgresql:// URL of a server the tests may create databases on."
 )
-
-
-class NoPostgres(RuntimeError):
-    """Neither a running server nor binaries to start one (the message says how to fix it)."""
 
 
 def with_query(url: str, **params: str) -> str:
@@ -105,10 +104,11 @@ class PrivatePostgres:
 
     @classmethod
     def create(cls) -> PrivatePostgres:
-        """Initializes and starts a new server; raises `NoPostgres` without binaries."""
+        """Initializes and starts a new server; without binaries, fails the test asking for
+        them (never a skip)."""
         bindir = find_binaries()
         if bindir is None:
-            raise NoPostgres(INSTALL_HINT)
+            pytest.fail(INSTALL_HINT, pytrace=False)
         server = cls(bindir)
         try:
             server._run(
@@ -177,7 +177,7 @@ def _unprivileged_user() -> pwd.struct_passwd:
     for name in ("postgres", "nobody"):
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
-    raise NoPostgres("running as root, and there is no `postgres` or `nobody` user to run as")
+    pytest.fail("running as root, with no `postgres` or `nobody` user to run PostgreSQL as")
 
 
 async def answers(url: str) -> bool:

@@ -59,10 +59,7 @@ async def test_a_gateway_on_postgresql_keeps_what_it_accepted_across_a_restart(
 @pytest.fixture
 def private_server() -> Iterator[pg.PrivatePostgres]:
     """A PostgreSQL of this test's own, to stop and start under a running gateway."""
-    try:
-        server = pg.PrivatePostgres.create()
-    except pg.NoPostgres as missing:
-        pytest.fail(str(missing), pytrace=False)
+    server = pg.PrivatePostgres.create()
     try:
         yield server
     finally:

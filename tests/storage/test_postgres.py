@@ -185,10 +185,7 @@ async def test_a_closed_store_refuses_calls_and_waits_for_those_in_flight(
 @pytest.fixture
 def private_server() -> Iterator[pg.PrivatePostgres]:
     """A PostgreSQL of this test's own, to stop and start."""
-    try:
-        server = pg.PrivatePostgres.create()
-    except pg.NoPostgres as missing:
-        pytest.fail(str(missing), pytrace=False)
+    server = pg.PrivatePostgres.create()
     try:
         yield server
     finally:
