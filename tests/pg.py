@@ -2,8 +2,9 @@
 
 Order of choice, for the whole session (`server_url`):
 1. `TONGBAN_TEST_POSTGRES`, a `postgresql://` URL of a server the tests may create databases
-   on (used as given: if it does not answer, the tests that need it fail), or `private` to
-   skip the running server and start a private one (3.);
+   on (used as given: if it does not answer, the tests that need it fail; a password goes in
+   `PGPASSWORD`, not in the URL), or `private` to skip the running server and start a private
+   one (3.);
 2. the server on 127.0.0.1:5432 as user `postgres`, if one answers (trust authentication, as
    on the development machines and CI);
 3. a private server started from the installed binaries (`initdb`, `pg_ctl`) in a temporary

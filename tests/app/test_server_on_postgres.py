@@ -2,13 +2,15 @@
 `postgresql://` URL.
 
 It keeps what it accepted across a restart (on another data directory: nothing is kept in
-local files), and when its database goes away it answers UNAVAILABLE with RetryInfo, reports
-`tongban.store` NOT_SERVING, and recovers by itself when the database is back.
+local files) without ever showing its password; and when its database goes away it answers
+UNAVAILABLE with RetryInfo, reports `tongban.store` NOT_SERVING, and recovers by itself when
+the database is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,9 +41,11 @@ async def delivered(world: World, application_id: str) -> bool:
 
 
 async def test_a_gateway_on_postgresql_keeps_what_it_accepted_across_a_restart(
-    tmp_path: Path, postgres_url: str
+    tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = PostgresConfig(postgres_url)
+    caplog.set_level(logging.DEBUG)
+    # The test servers trust local connections, so this password is carried but never asked.
+    store = PostgresConfig(postgres_url, password="s3cret-pw")
     async with start_world(tmp_path / "first", store=store) as world:
         request = submission(world, "pg-restart")
         first = (await world.applications.SubmitApplication(request, timeout=10)).application
@@ -52,8 +56,11 @@ async def test_a_gateway_on_postgresql_keeps_what_it_accepted_across_a_restart(
         assert await get(world, first.application_id) == before
         again = await world.applications.SubmitApplication(request, timeout=10)
         assert again.application.application_id == first.application_id  # idempotent
+        assert "s3cret" not in repr(world.gateway.config)
     for data_dir in (tmp_path / "first", tmp_path / "second"):
         assert not list(data_dir.glob("*.sqlite3*")), "nothing stored beside the database"
+    assert caplog.records, "the gateway logged"
+    assert "s3cret" not in caplog.text
 
 
 @pytest.fixture
