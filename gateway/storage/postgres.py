@@ -125,7 +125,10 @@ class PostgresStore:
         except DRIVER_ERRORS as exc:
             raise _unavailable(exc, config, "migrating failed") from exc
         finally:
-            conn.terminate()
+            try:
+                await conn.close(timeout=CONNECT_TIMEOUT)
+            except DRIVER_ERRORS:
+                conn.terminate()
 
     async def close(self) -> None:
         """Refuses new calls, lets those in flight finish, then closes every connection;
@@ -483,11 +486,13 @@ async def _migrate(conn: Connection) -> int:
     while True:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version ("
-                "version integer PRIMARY KEY, description text NOT NULL, "
-                "applied_at timestamptz NOT NULL DEFAULT now())"
-            )
+            # Created only when missing: a role that may not create tables (the schema migrated
+            # by `tongban migrate` under another) still opens a database already up to date.
+            if await conn.fetchval("SELECT to_regclass('schema_version')") is None:
+                await conn.execute(
+                    "CREATE TABLE schema_version (version integer PRIMARY KEY, "
+                    "description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
             current = int(
                 await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
             )

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
 import pg
@@ -105,6 +107,33 @@ async def test_a_database_newer_than_the_code_is_refused(postgres_url: str) -> N
         await PostgresStore.open(config)
     with pytest.raises(SchemaTooNew, match=expected):
         await PostgresStore.migrate(config)
+
+
+async def test_a_role_that_may_not_create_tables_opens_a_migrated_database(
+    postgres_url: str,
+) -> None:
+    # Deployment with least privilege: `tongban migrate` as the owner, the gateway as a role
+    # that may only read and write rows.
+    await PostgresStore.migrate(PostgresConfig(postgres_url))
+    role = f"gw_{uuid.uuid4().hex[:12]}"
+    schema = dict(parse_qsl(urlsplit(postgres_url).query))["search_path"]
+    await pg.execute(
+        postgres_url,
+        f"CREATE ROLE {role} LOGIN PASSWORD 'rows-only'",
+        f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+    )
+    parts = urlsplit(postgres_url)
+    as_role = urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
+    try:
+        store = await PostgresStore.open(PostgresConfig(as_role, password="rows-only"))
+        try:
+            await store.claim_request(application(1))
+            assert await store.get_application("app-00001") == application(1)
+        finally:
+            await store.close()
+    finally:
+        await pg.execute(postgres_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
 
 
 # -- statements ----------------------------------------------------------------------------------
