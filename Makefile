@@ -58,6 +58,9 @@ buf-breaking: $(STAMP)
 	else echo "buf breaking: no main to compare with"; fi
 
 # Prometheus and promtool are real dependencies of the tests (rules, alerts, a live scrape).
+# So is PostgreSQL (tests/pg.py): the server on 127.0.0.1:5432 if one answers, else a private
+# one started from the installed binaries, else the PostgreSQL tests fail saying how to
+# install them (`apt-get install postgresql`).
 test: $(STAMP)
 	@sh deploy/scripts/ensure-prometheus.sh
 	$(BIN)/pytest

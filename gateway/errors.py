@@ -40,7 +40,8 @@ Invariants:
   `tongban.gov.cn`), plus `BadRequest` when there are field violations and `RetryInfo` when a
   retry can help. Messages and metadata never carry personal data in clear.
 - Foreign errors are translated at one boundary each (grpc in `routing.client`, sqlite in
-  `storage.group_commit`, jwt in `licenses`); domain errors become a status in one interceptor.
+  `storage.group_commit`, asyncpg in `storage.postgres`, jwt in `licenses`); domain errors
+  become a status in one interceptor.
 """
 
 from __future__ import annotations

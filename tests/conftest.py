@@ -1,8 +1,13 @@
-"""Shared fixtures: a real gateway on port 0 with real region stubs, on a real SQLite file.
+"""Shared fixtures: a real gateway on port 0 with real region stubs, on a real SQLite file;
+and a real PostgreSQL for the tests that store there.
 
 `world` starts the gateway first (so the stubs know where to report), then one in-process
 region stub per province (each a real grpc.aio server on its own port with its own case
 store), then points the gateway's channels at them.
+
+`postgres_url` is a fresh, empty schema of a database of this session's own (see `pg`: the
+running server, else a private one from the installed binaries, else a failure saying how to
+install them).
 """
 
 from __future__ import annotations
@@ -10,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pg
 import pytest
 from google.rpc.error_details_pb2 import BadRequest, ErrorInfo
 from grpc_status import rpc_status
@@ -143,6 +150,20 @@ async def start_world(
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     async with start_world(tmp_path) as w:
         yield w
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of this session's own PostgreSQL database (dropped at the end)."""
+    with pg.session_database(os.environ) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A URL to a new, empty schema of the session's database (dropped after the test)."""
+    with pg.fresh_schema(postgres_database) as url:
+        yield url
 
 
 def rich_error(error: grpc.aio.AioRpcError) -> tuple[ErrorInfo, BadRequest | None]:

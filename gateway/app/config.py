@@ -17,6 +17,7 @@ from gateway.errors import InvalidRequest
 from gateway.routing.breaker import BreakerConfig
 from gateway.security.ratelimit import RateLimit, parse_rate_limits
 from gateway.security.tls import ServerTlsFiles, parse_serial
+from gateway.storage.location import PostgresConfig, StoreConfig, split_password
 
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9464
@@ -39,7 +40,10 @@ class GatewayConfig:
     port: int = DEFAULT_PORT
     """gRPC port; 0 picks a free one (announced on stdout)."""
     data_dir: Path = Path("data")
-    """Directory of the SQLite store and other state."""
+    """Directory of the SQLite store (unless `store` names another) and other state."""
+    store: StoreConfig | None = None
+    """The store: a SQLite file or a PostgreSQL database (`TONGBAN_STORE`, a path or a
+    `postgresql://` URL); None is the SQLite file `data_dir/gateway.sqlite3`."""
     standards_dir: Path = Path("standards")
     """Bundled catalog data, used to seed an empty store."""
     regions: Mapping[str, str] = field(default_factory=dict)
@@ -90,9 +94,9 @@ class GatewayConfig:
     """Per-caller token buckets by method (short name, full name or `*`); empty: no limits."""
 
     @property
-    def store_path(self) -> Path:
-        """The SQLite file."""
-        return self.data_dir / "gateway.sqlite3"
+    def store_config(self) -> StoreConfig:
+        """The store to open: `store`, or the default SQLite file under `data_dir`."""
+        return self.store if self.store is not None else self.data_dir / "gateway.sqlite3"
 
     worker_index: int = 0
     """This process's index among `--workers N` (0 alone); workers keep separate audit logs
@@ -214,6 +218,44 @@ def _breaker(mapping: Mapping[str, str], default: BreakerConfig) -> BreakerConfi
         raise ConfigError(f"breaker settings: {exc}") from None
 
 
+def load_store(mapping: Mapping[str, str]) -> StoreConfig | None:
+    """The store `TONGBAN_STORE` names (None: the default file under the data directory).
+
+    A `postgresql://` URL takes its password from the URL itself, else from the file
+    `TONGBAN_STORE_PASSWORD_FILE` names, else from `PGPASSWORD`; a password both in the URL
+    and in a file is refused as ambiguous. No message repeats the URL (it may hold the
+    password).
+    """
+    raw = mapping.get("TONGBAN_STORE", "")
+    if not raw:
+        return None
+    if "://" not in raw:
+        return Path(raw)
+    try:
+        url, in_url = split_password(raw)
+    except ValueError as exc:
+        raise ConfigError(f"TONGBAN_STORE: {exc}") from None
+    password_file = mapping.get("TONGBAN_STORE_PASSWORD_FILE", "")
+    if in_url is not None and password_file:
+        raise ConfigError(
+            "TONGBAN_STORE carries a password and TONGBAN_STORE_PASSWORD_FILE names another: "
+            "give one"
+        )
+    password = in_url
+    if password is None and password_file:
+        try:
+            password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read TONGBAN_STORE_PASSWORD_FILE: {exc.strerror}") from None
+    if password is None:
+        password = mapping.get("PGPASSWORD") or None
+    pool_size = _int(mapping, "TONGBAN_STORE_POOL_SIZE", 10)
+    try:
+        return PostgresConfig(url, password=password, pool_size=pool_size)
+    except ValueError as exc:
+        raise ConfigError(f"TONGBAN_STORE: {exc}") from None
+
+
 def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
     """Builds the configuration from `TONGBAN_*` keys (and the JSON file they may name)."""
     merged: dict[str, str] = {}
@@ -255,6 +297,7 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         host=merged.get("TONGBAN_HOST", "127.0.0.1"),
         port=_port(merged, "TONGBAN_PORT", DEFAULT_PORT, allow_disable=False),
         data_dir=Path(merged.get("TONGBAN_DATA_DIR", "data")),
+        store=load_store(merged),
         standards_dir=Path(merged.get("TONGBAN_STANDARDS_DIR", "standards")),
         regions=parse_regions(merged.get("TONGBAN_REGIONS", "")),
         standards_keys=parse_keys(merged.get("TONGBAN_STANDARDS_KEYS", "")),

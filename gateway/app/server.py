@@ -69,7 +69,8 @@ from gateway.routing.health import RegionHealth
 from gateway.security.interceptor import AuthInterceptor
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.tls import DenyList, channel_credentials, server_credentials
-from gateway.storage.sqlite import SqliteStore
+from gateway.storage.backends import open_store
+from gateway.storage.base import Store
 from gateway.times import utc_now
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class RunningGateway:
     config: GatewayConfig
     server: grpc.aio.Server
     port: int
-    store: SqliteStore
+    store: Store
     registry: CatalogRegistry
     deliverer: Deliverer
     outbox: Outbox
@@ -182,7 +183,7 @@ async def running_gateway(  # noqa: PLR0915
     credentials = None if tls is None else channel_credentials(tls.ca_cert, tls.cert, tls.key)
     auditor = _open_auditor(config)
     try:
-        store = await SqliteStore.open(config.store_path)
+        store = await open_store(config.store_config)
     except BaseException:
         await auditor.aclose()
         raise

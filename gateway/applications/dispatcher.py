@@ -9,6 +9,8 @@ Invariants:
   attempted by one worker at a time; the lease length is the outbox's one rule.
 - A breaker closing wakes it, to deliver that province's backlog at once.
 - Stopping cancels its deliveries; each gives its lease back (the outbox's rule).
+- A store that is away (`StoreUnavailable`) costs a pass, never the dispatcher: the next pass
+  tries again, so the backlog moves as soon as the store is back, without a restart.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import logging
 
 from gateway.applications.outbox import Outbox
+from gateway.errors import StoreUnavailable
 from gateway.events import BreakerChanged
 from gateway.routing.breaker import BreakerState
 
@@ -35,6 +38,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self.passes = 0
         """Dispatch passes made, for tests."""
+        self._store_away = False
 
     def wake(self) -> None:
         """Asks for a pass now (e.g. a province came back)."""
@@ -51,7 +55,7 @@ class Dispatcher:
         try:
             while True:
                 free = min(self.batch, self.concurrency - len(self._tasks))
-                if free > 0 and await self.run_once() == free:
+                if free > 0 and await self._pass() == free:
                     continue  # a full claim: more may be due, claim again
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), interval)
@@ -61,6 +65,20 @@ class Dispatcher:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _pass(self) -> int:
+        """`run_once`, outliving a store that is away (said once when it goes, once when back)."""
+        try:
+            claimed = await self.run_once()
+        except StoreUnavailable as error:
+            if not self._store_away:
+                log.warning("dispatching paused, the store is unavailable: %s", error.message)
+            self._store_away = True
+            return 0
+        if self._store_away:
+            log.info("dispatching resumed, the store is back")
+            self._store_away = False
+        return claimed
 
     async def run_once(self) -> int:
         """One pass: leases due applications and starts their deliveries; returns how many."""

@@ -35,7 +35,8 @@ ID_TYPES = {"citizen": application_pb2.ID_TYPE_CITIZEN_ID, "uscc": application_p
 
 
 def _env_flags(args: argparse.Namespace, names: Mapping[str, str]) -> dict[str, str]:
-    mapping = {k: v for k, v in os.environ.items() if k.startswith("TONGBAN_")}
+    # PGPASSWORD too: libpq's variable, a PostgreSQL store's password when no other is given.
+    mapping = {k: v for k, v in os.environ.items() if k.startswith("TONGBAN_") or k == "PGPASSWORD"}
     for attr, key in names.items():
         value = getattr(args, attr, None)
         if value is not None:
@@ -56,6 +57,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
                 "host": "TONGBAN_HOST",
                 "port": "TONGBAN_PORT",
                 "data_dir": "TONGBAN_DATA_DIR",
+                "store": "TONGBAN_STORE",
                 "standards_dir": "TONGBAN_STANDARDS_DIR",
                 "regions": "TONGBAN_REGIONS",
                 "standards_keys": "TONGBAN_STANDARDS_KEYS",
@@ -80,6 +82,19 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
             supervise(args.argv, host=config.host, port=config.port, workers=args.workers)
         )
     asyncio.run(serve(config))
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from gateway.app.config import GatewayConfig, load_store
+    from gateway.storage.backends import migrate_store
+
+    mapping = _env_flags(args, {"store": "TONGBAN_STORE", "data_dir": "TONGBAN_DATA_DIR"})
+    store = GatewayConfig(
+        data_dir=Path(mapping.get("TONGBAN_DATA_DIR") or "data"), store=load_store(mapping)
+    ).store_config
+    version = asyncio.run(migrate_store(store))
+    print(json.dumps({"store": str(store), "schema_version": version}))
     return 0
 
 
@@ -459,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--host")
     gw.add_argument("--port", type=int)
     gw.add_argument("--data-dir")
+    gw.add_argument(
+        "--store",
+        help="a SQLite file path or a postgresql:// URL (default: DATA_DIR/gateway.sqlite3)",
+    )
     gw.add_argument("--standards-dir")
     gw.add_argument("--regions", help="CODE=HOST:PORT,...")
     gw.add_argument("--standards-keys", help="BODY=PUBLIC_KEY_PEM,...")
@@ -481,6 +500,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gw.add_argument("--health-port", type=int, help="plaintext probe-only health port")
     gw.set_defaults(func=_cmd_gateway)
+
+    migrate = sub.add_parser(
+        "migrate", help="bring the store's schema to this version and print it, without serving"
+    )
+    migrate.add_argument("--store", help="a SQLite file path or a postgresql:// URL")
+    migrate.add_argument("--data-dir", help="where the default SQLite file is")
+    migrate.set_defaults(func=_cmd_migrate)
 
     sub.add_parser(
         "region-stub", help="run one region stub (see `tongban region-stub --help`)", add_help=False

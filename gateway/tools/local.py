@@ -82,7 +82,7 @@ async def run_local(
         for code, stub in sorted(stubs.items()):
             announce("listening", service="region-stub", region=code, address=stub.address)
         announce(
-            "listening", service="gateway", address=gateway.address, store=str(config.store_path)
+            "listening", service="gateway", address=gateway.address, store=str(config.store_config)
         )
         if gateway.metrics_port is not None:
             announce("metrics", service="gateway", address=f"{config.host}:{gateway.metrics_port}")

@@ -9,6 +9,7 @@ import pytest
 from gateway.app.config import DEFAULT_MAX_RECEIVE_BYTES, ConfigError, load_config
 from gateway.security.ratelimit import RateLimit
 from gateway.security.tls import ServerTlsFiles
+from gateway.storage.location import PostgresConfig
 
 
 def test_tls_is_required_unless_insecure_is_explicit() -> None:
@@ -54,3 +55,67 @@ def test_security_keys() -> None:
 def test_bad_values_are_refused_at_start(key: str, value: str) -> None:
     with pytest.raises(ConfigError):
         load_config({"TONGBAN_INSECURE": "1", key: value})
+
+
+# -- the store -------------------------------------------------------------------------------
+
+INSECURE = {"TONGBAN_INSECURE": "1"}
+
+
+def test_the_store_is_the_sqlite_file_under_the_data_dir_unless_named() -> None:
+    default = load_config({**INSECURE, "TONGBAN_DATA_DIR": "/var/lib/tongban"})
+    assert default.store is None
+    assert default.store_config == Path("/var/lib/tongban/gateway.sqlite3")
+    named = load_config({**INSECURE, "TONGBAN_STORE": "/srv/store.db"})
+    assert named.store_config == Path("/srv/store.db")
+
+
+def test_a_postgresql_url_keeps_its_password_out_of_the_config_repr() -> None:
+    config = load_config(
+        {
+            **INSECURE,
+            "TONGBAN_STORE": "postgresql://gw:s3cret-pw@db.internal:5432/tongban",
+            "TONGBAN_STORE_POOL_SIZE": "24",
+        }
+    )
+    assert config.store == PostgresConfig(
+        "postgresql://gw@db.internal:5432/tongban", password="s3cret-pw", pool_size=24
+    )
+    assert config.store.password == "s3cret-pw"
+    assert "s3cret" not in repr(config)
+    assert str(config.store_config) == "postgresql://gw@db.internal:5432/tongban"
+
+
+def test_the_password_comes_from_the_url_then_the_file_then_pgpassword(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("from-file\n", encoding="utf-8")
+    url = "postgresql://gw@db/tongban"
+
+    def password(**keys: str) -> str | None:
+        config = load_config({**INSECURE, "TONGBAN_STORE": url, **keys})
+        assert isinstance(config.store, PostgresConfig)
+        assert "from-" not in repr(config)
+        return config.store.password
+
+    assert password() is None
+    assert password(PGPASSWORD="from-env") == "from-env"
+    assert password(TONGBAN_STORE_PASSWORD_FILE=str(secret), PGPASSWORD="x") == "from-file"
+    assert password(TONGBAN_STORE="postgresql://gw:from-url@db/t", PGPASSWORD="x") == "from-url"
+
+
+def test_store_mistakes_are_refused_without_repeating_the_password(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("other", encoding="utf-8")
+    cases = [
+        {"TONGBAN_STORE": "mysql://gw:s3cret@db/t"},
+        {
+            "TONGBAN_STORE": "postgresql://gw:s3cret@db/t",
+            "TONGBAN_STORE_PASSWORD_FILE": str(secret),
+        },
+        {"TONGBAN_STORE": "postgresql://gw@db/t", "TONGBAN_STORE_PASSWORD_FILE": "/nonexistent"},
+        {"TONGBAN_STORE": "postgresql://gw:s3cret@db/t", "TONGBAN_STORE_POOL_SIZE": "0"},
+    ]
+    for keys in cases:
+        with pytest.raises(ConfigError) as refused:
+            load_config({**INSECURE, **keys})
+        assert "s3cret" not in refused.value.message

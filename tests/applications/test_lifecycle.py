@@ -205,6 +205,7 @@ async def test_a_late_delivery_result_never_moves_a_decided_application_back(
 def failing_once(world: World, method: str) -> list[str]:
     """Makes the store's next `method` write fail as SQLite fails (disk I/O error)."""
     store = world.gateway.store
+    assert isinstance(store, SqliteStore)  # the world's default store
     failed: list[str] = []
 
     def boom(conn_or_row: object) -> None:

@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from gateway.api.v1 import application_pb2, application_pb2_grpc, catalog_pb2, license_pb2
 from gateway.security.authz import RPC_ACTIONS
 from gateway.security.identity import Role
+from gateway.storage.sqlite import SqliteStore
 
 EXAMPLES = 25
 ORIGIN, TARGET = "440000", "510000"
@@ -502,6 +503,7 @@ def test_the_world_survived(fuzzed: Fuzzed) -> None:
     )
     assert code is grpc.StatusCode.OK
     store = fuzzed.world.gateway.store
+    assert isinstance(store, SqliteStore)  # the world's default store
     assert fuzzed.run(store.integrity_check()) == []
     stored = fuzzed.run(
         store._engine.read(

@@ -18,6 +18,8 @@ from rows import application, catalog_version
 
 from gateway.errors import StoreUnavailable
 from gateway.storage.base import ApplicationRow, Store, StoredDocument
+from gateway.storage.location import PostgresConfig
+from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 
 OpenStore = Callable[[], Awaitable[Store]]
@@ -33,7 +35,19 @@ def sqlite_backend(request: pytest.FixtureRequest) -> OpenStore:
     return open_store
 
 
-BACKENDS: dict[str, Callable[[pytest.FixtureRequest], OpenStore]] = {"sqlite": sqlite_backend}
+def postgres_backend(request: pytest.FixtureRequest) -> OpenStore:
+    config = PostgresConfig(request.getfixturevalue("postgres_url"))
+
+    async def open_store() -> Store:
+        return await PostgresStore.open(config)
+
+    return open_store
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], OpenStore]] = {
+    "sqlite": sqlite_backend,
+    "postgres": postgres_backend,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import sys
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.storage.migrations import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDARDS = ROOT / "standards"
@@ -180,3 +184,44 @@ async def test_keygen_sign_and_diff_offline(tmp_path: Path) -> None:
     assert code == 0
     diff = json.loads(out)
     assert (len(diff["added"]), len(diff["removed"]), len(diff["changed"])) == (2, 2, 3)
+
+
+async def test_migrate_brings_a_postgresql_schema_up_and_prints_the_version(
+    postgres_url: str,
+) -> None:
+    for _ in range(2):  # the second run finds nothing to do
+        code, out, err = await run("migrate", "--store", postgres_url)
+        assert code == 0, err
+        assert json.loads(out) == {"store": postgres_url, "schema_version": SCHEMA_VERSION}
+
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute(
+            "INSERT INTO schema_version (version, description) VALUES ($1, 'newer')",
+            SCHEMA_VERSION + 1,
+        )
+    finally:
+        await conn.close()
+    code, out, err = await run("migrate", "--store", postgres_url)
+    assert code == 2
+    assert "STORE_SCHEMA_TOO_NEW" in err
+    assert f"version {SCHEMA_VERSION + 1}, newer than this gateway's {SCHEMA_VERSION}" in err
+
+
+async def test_migrate_names_an_unreachable_database_without_its_password(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://gw:s3cret-pw@127.0.0.1:{port}/tongban"
+    code, out, err = await run("migrate", "--store", url)
+    assert code == 2
+    assert "STORE_UNAVAILABLE" in err
+    assert "s3cret" not in out + err
+
+
+async def test_migrate_creates_the_default_sqlite_file(tmp_path: Path) -> None:
+    code, out, err = await run("migrate", "--data-dir", str(tmp_path))
+    assert code == 0, err
+    store = tmp_path / "gateway.sqlite3"
+    assert json.loads(out) == {"store": str(store), "schema_version": 1}
+    assert store.exists()
