@@ -22,6 +22,8 @@ KUBERNETES_VERSION = "1.30.0"
 
 
 def documents() -> list[dict[str, Any]]:
+    """Every manifest in the order `kubectl apply -f deploy/k8s/` sends them: files by name,
+    documents in file order."""
     docs = []
     for path in sorted(K8S.glob("*.yaml")):
         docs += [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
@@ -38,6 +40,18 @@ def find(kind: str, name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("doc", documents(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
 def test_manifest_validates_against_the_bundled_schema(doc: dict[str, Any]) -> None:
     kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_files_are_numbered_in_apply_order_and_the_namespace_comes_first() -> None:
+    names = [path.name for path in sorted(K8S.glob("*.yaml"))]
+    assert names
+    assert all(re.fullmatch(r"\d\d-[a-z-]+\.yaml", name) for name in names), names
+    docs = documents()
+    namespaces = [i for i, doc in enumerate(docs) if doc["kind"] == "Namespace"]
+    namespaced = [i for i, doc in enumerate(docs) if "namespace" in doc["metadata"]]
+    assert namespaces
+    assert namespaced
+    assert max(namespaces) < min(namespaced)
 
 
 def test_the_validator_rejects_a_broken_manifest() -> None:
