@@ -31,6 +31,7 @@ from region_stubs.config import StubConfig, parse_args
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+README = ROOT / "README.md"
 KUBERNETES_VERSION = "1.30.0"
 CNPG_SCHEMA = Path(__file__).with_name("cnpg_cluster_v1.schema.json")
 """The documented subset of CloudNativePG's `Cluster` that the manifests rely on."""
@@ -226,6 +227,39 @@ def test_the_files_are_numbered_in_apply_order_and_the_namespace_comes_first() -
     assert max(namespaces) < min(namespaced)
     # The gateway's pods mount the Secrets the operator generates for the store.
     assert index_of("Cluster", "tongban-pg") < index_of("Deployment", "tongban-gateway")
+
+
+def test_what_a_pod_needs_is_applied_before_it_generated_by_the_store_or_documented() -> None:
+    readme = README.read_text(encoding="utf-8")
+    section = readme[readme.index("### Deployment") :]
+    section = section[: section.index("\n## ")]
+    docs = documents()
+    for i, doc in enumerate(docs):
+        if doc["kind"] != "Deployment":
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        needed = [
+            ("ConfigMap", s["configMapRef"]["name"])
+            for c in pod["containers"]
+            for s in c.get("envFrom", [])
+        ]
+        for volume in pod["volumes"]:
+            if "secret" in volume:
+                needed.append(("Secret", volume["secret"]["secretName"]))
+            if "configMap" in volume:
+                needed.append(("ConfigMap", volume["configMap"]["name"]))
+        before = docs[:i]
+        generated = {
+            f"{d['metadata']['name']}-{suffix}"
+            for d in before
+            if d["kind"] == "Cluster"
+            for suffix in ("app", "ca")
+        }
+        for kind, name in needed:
+            applied = any(d["kind"] == kind and d["metadata"]["name"] == name for d in before)
+            by_store = kind == "Secret" and name in generated
+            documented = f"`{name}`" in section
+            assert applied or by_store or documented, (doc["metadata"]["name"], kind, name)
 
 
 def test_the_validator_rejects_a_broken_manifest() -> None:
