@@ -222,9 +222,9 @@ def load_store(mapping: Mapping[str, str]) -> StoreConfig | None:
     """The store `TONGBAN_STORE` names (None: the default file under the data directory).
 
     A `postgresql://` URL takes its password from the URL itself, else from the file
-    `TONGBAN_STORE_PASSWORD_FILE` names, else from `PGPASSWORD`; a password both in the URL
-    and in a file is refused as ambiguous. No message repeats the URL (it may hold the
-    password).
+    `TONGBAN_STORE_PASSWORD_FILE` names (read at each new connection, not here), else from
+    `PGPASSWORD`; a password both in the URL and in a file is refused as ambiguous. No message
+    repeats the URL (it may hold the password).
     """
     raw = mapping.get("TONGBAN_STORE", "")
     if not raw:
@@ -242,16 +242,16 @@ def load_store(mapping: Mapping[str, str]) -> StoreConfig | None:
             "give one"
         )
     password = in_url
-    if password is None and password_file:
-        try:
-            password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot read TONGBAN_STORE_PASSWORD_FILE: {exc.strerror}") from None
-    if password is None:
+    if password is None and not password_file:
         password = mapping.get("PGPASSWORD") or None
     pool_size = _int(mapping, "TONGBAN_STORE_POOL_SIZE", 10)
     try:
-        return PostgresConfig(url, password=password, pool_size=pool_size)
+        return PostgresConfig(
+            url,
+            password=password,
+            password_file=Path(password_file) if password_file else None,
+            pool_size=pool_size,
+        )
     except ValueError as exc:
         raise ConfigError(f"TONGBAN_STORE: {exc}") from None
 

@@ -49,6 +49,9 @@ class PostgresConfig:
     settings other than libpq's own become session settings, e.g. `search_path`)."""
     password: str | None = field(default=None, repr=False)
     """The password, kept out of `url`, `repr` and every message."""
+    password_file: Path | None = None
+    """A file holding the password instead (a mounted Secret): read at every new connection,
+    so a rotated password is used without a restart."""
     pool_size: int = 10
     """Most connections open at once."""
 
@@ -58,6 +61,19 @@ class PostgresConfig:
             raise ValueError("the URL of a PostgresConfig carries no password: pass it apart")
         if self.pool_size < 1:
             raise ValueError("the pool holds at least one connection")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("a password and a password file: give one")
+
+    def read_password(self) -> str | None:
+        """The password now: given, or read from `password_file` (OSError if unreadable)."""
+        if self.password_file is None:
+            return self.password
+        return self.read_password_file(self.password_file)
+
+    @staticmethod
+    def read_password_file(path: Path) -> str:
+        """The password a file holds (its last line break dropped)."""
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
 
     def __str__(self) -> str:
         return self.url

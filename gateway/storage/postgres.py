@@ -89,7 +89,7 @@ class PostgresStore:
         try:
             pool = await asyncpg.create_pool(
                 config.url,
-                password=config.password,
+                password=_password(config),
                 min_size=1,
                 max_size=config.pool_size,
                 timeout=CONNECT_TIMEOUT,
@@ -114,7 +114,7 @@ class PostgresStore:
         try:
             conn = await asyncpg.connect(
                 config.url,
-                password=config.password,
+                password=_password(config),
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=COMMAND_TIMEOUT,
             )
@@ -516,3 +516,12 @@ def _unavailable(exc: BaseException, config: PostgresConfig, what: str) -> Store
     if config.password:
         text = text.replace(config.password, "***")
     return StoreUnavailable(text, retry_delay=RETRY_DELAY)
+
+
+def _password(config: PostgresConfig) -> str | Callable[[], str] | None:
+    """What the driver is given: the password, or (with a password file) a function that
+    reads it at each new connection, so a rotated Secret is picked up without a restart."""
+    path = config.password_file
+    if path is None:
+        return config.password
+    return lambda: PostgresConfig.read_password_file(path)

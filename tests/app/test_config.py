@@ -95,12 +95,31 @@ def test_the_password_comes_from_the_url_then_the_file_then_pgpassword(tmp_path:
         config = load_config({**INSECURE, "TONGBAN_STORE": url, **keys})
         assert isinstance(config.store, PostgresConfig)
         assert "from-" not in repr(config)
-        return config.store.password
+        return config.store.read_password()
 
     assert password() is None
     assert password(PGPASSWORD="from-env") == "from-env"
     assert password(TONGBAN_STORE_PASSWORD_FILE=str(secret), PGPASSWORD="x") == "from-file"
     assert password(TONGBAN_STORE="postgresql://gw:from-url@db/t", PGPASSWORD="x") == "from-url"
+    # The file is read when a connection is made, not when the config is: a rotated Secret
+    # is picked up without a restart.
+    secret.write_text("rotated\n", encoding="utf-8")
+    assert password(TONGBAN_STORE_PASSWORD_FILE=str(secret)) == "rotated"
+
+
+def test_a_missing_password_file_is_found_when_the_store_connects(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-file"
+    config = load_config(
+        {
+            **INSECURE,
+            "TONGBAN_STORE": "postgresql://gw@db/t",
+            "TONGBAN_STORE_PASSWORD_FILE": str(missing),
+        }
+    )
+    assert isinstance(config.store, PostgresConfig)
+    assert config.store.password_file == missing
+    with pytest.raises(FileNotFoundError):
+        config.store.read_password()
 
 
 def test_store_mistakes_are_refused_without_repeating_the_password(tmp_path: Path) -> None:
@@ -112,7 +131,6 @@ def test_store_mistakes_are_refused_without_repeating_the_password(tmp_path: Pat
             "TONGBAN_STORE": "postgresql://gw:s3cret@db/t",
             "TONGBAN_STORE_PASSWORD_FILE": str(secret),
         },
-        {"TONGBAN_STORE": "postgresql://gw@db/t", "TONGBAN_STORE_PASSWORD_FILE": "/nonexistent"},
         {"TONGBAN_STORE": "postgresql://gw:s3cret@db/t", "TONGBAN_STORE_POOL_SIZE": "0"},
     ]
     for keys in cases:

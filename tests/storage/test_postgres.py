@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
@@ -188,6 +189,25 @@ async def test_no_server_is_store_unavailable_without_the_password() -> None:
     assert "hunter2" not in refused.value.message
     with pytest.raises(StoreUnavailable):
         await PostgresStore.migrate(config)
+
+
+async def test_a_password_file_is_read_at_each_new_connection(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    secret = tmp_path / "password"
+    config = PostgresConfig(postgres_url, password_file=secret, pool_size=1)
+    with pytest.raises(StoreUnavailable) as refused:  # not there yet: no connection
+        await PostgresStore.open(config)
+    assert "password" in refused.value.message or "No such file" in refused.value.message
+    secret.write_text("first\n", encoding="utf-8")
+    store = await PostgresStore.open(config)  # trust authentication: any password is accepted
+    try:
+        await store.claim_request(application(1))
+        secret.write_text("rotated\n", encoding="utf-8")
+        assert config.read_password() == "rotated"
+        assert await store.get_application("app-00001") == application(1)
+    finally:
+        await store.close()
 
 
 async def test_a_missing_database_is_store_unavailable(postgres_database: str) -> None:
