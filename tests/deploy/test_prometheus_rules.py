@@ -78,3 +78,25 @@ def test_ensure_prometheus_is_idempotent_and_quiet() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert result.stderr == ""
+
+
+def test_every_alert_links_its_section_of_the_runbook() -> None:
+    alerts = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text(encoding="utf-8"))
+    runbook = (ROOT / "deploy" / "RUNBOOK.md").read_text(encoding="utf-8")
+    sections = {
+        line.removeprefix("## ").strip().lower()
+        for line in runbook.splitlines()
+        if line.startswith("## ")
+    }
+    names = []
+    for group in alerts["groups"]:
+        for rule in group["rules"]:
+            if "alert" not in rule:
+                continue
+            names.append(rule["alert"])
+            url = rule["annotations"]["runbook_url"]
+            path, _, anchor = url.partition("#")
+            assert path == "deploy/RUNBOOK.md", rule["alert"]
+            assert anchor == rule["alert"].lower() and anchor in sections, rule["alert"]
+    assert names
+    assert len(sections) == len(names)  # no section for an alert that does not exist
