@@ -599,7 +599,9 @@ async def running_stub(
         interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
         if config.tls is not None:
             interceptors.append(GatewayOnly())
-        server = grpc.aio.server(interceptors=interceptors)
+        # No SO_REUSEPORT (gRPC's default on Linux): a second stub on a taken port must fail,
+        # not take half of the calls.
+        server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
         region_pb2_grpc.add_RegionServiceServicer_to_server(RegionServicer(state), server)
         admin_pb2_grpc.add_RegionAdminServiceServicer_to_server(AdminServicer(state), server)
         health = serving.add_health_and_reflection(server, SERVICE_NAMES)

@@ -98,6 +98,9 @@ class GatewayConfig:
         """The store to open: `store`, or the default SQLite file under `data_dir`."""
         return self.store if self.store is not None else self.data_dir / "gateway.sqlite3"
 
+    share_port: bool = False
+    """Bind the port with SO_REUSEPORT, for the processes of one `--workers N` gateway (set by
+    its supervisor). A lone gateway never shares: a port already taken is refused at start."""
     worker_index: int = 0
     """This process's index among `--workers N` (0 alone); workers keep separate audit logs
     (a log is one hash chain, locked by one process) and metrics ports (base + index)."""
@@ -308,6 +311,7 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         delivery=delivery,
         metrics_port=metrics_port + worker if metrics_port > 0 else metrics_port,
         worker_index=worker,
+        share_port="TONGBAN_WORKER_INDEX" in merged,
         health_port=_port(merged, "TONGBAN_HEALTH_PORT", -1, allow_disable=True),
         reflection=_bool(merged, "TONGBAN_REFLECTION", True),
         grace=_number(merged, "TONGBAN_GRACE", 5.0),

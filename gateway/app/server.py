@@ -49,6 +49,7 @@ from gateway.catalog import signing
 from gateway.catalog.registry import CatalogRegistry, load_provinces
 from gateway.catalog.service import SERVICE as CATALOG_SERVICE
 from gateway.catalog.service import CatalogServicer, add_catalog_servicer
+from gateway.errors import FailedPrecondition
 from gateway.events import BreakerChanged, EventBus
 from gateway.licenses.service import LicenseServicer
 from gateway.observability.audit_log import FsyncPolicy
@@ -142,17 +143,36 @@ def _new_server(config: GatewayConfig, events: EventBus, metrics: Metrics) -> gr
             ("grpc.max_receive_message_length", config.max_receive_message_bytes),
             ("grpc.max_metadata_size", config.max_metadata_bytes),
             ("grpc.absolute_max_metadata_size", config.max_metadata_bytes),
-            # SO_REUSEPORT (gRPC's default on Linux, stated here): `--workers N` binds N
-            # servers to one port.
-            ("grpc.so_reuseport", 1),
+            # SO_REUSEPORT only for the workers of one `--workers N` gateway: gRPC turns it on
+            # by default on Linux, and a second gateway started on a taken port would then
+            # silently take half of its calls.
+            ("grpc.so_reuseport", 1 if config.share_port else 0),
         ],
         maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
     )
     return server
 
 
+class PortInUse(FailedPrecondition):
+    """The gateway's port is taken by another process (reported at start)."""
+
+    reason = "PORT_IN_USE"
+
+
 def _bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
-    """Binds the port: mTLS, or plaintext with a loud warning in insecure mode."""
+    """Binds the port: mTLS, or plaintext with a loud warning in insecure mode; a taken port
+    is `PortInUse`."""
+    try:
+        return _add_port(server, config)
+    except RuntimeError as exc:  # grpc's only word for a failed bind
+        raise PortInUse(
+            f"port {config.port} on {config.host} is taken (another gateway?): stop it or "
+            "choose another --port",
+            metadata={"port": str(config.port)},
+        ) from exc
+
+
+def _add_port(server: grpc.aio.Server, config: GatewayConfig) -> int:
     if config.tls is None:
         log.warning(
             "INSECURE MODE: plaintext gRPC on %s:%s, no caller identities, authorization "
@@ -284,7 +304,9 @@ async def running_gateway(  # noqa: PLR0915
         port = _bind(server, config)
         health_port: int | None = None
         if config.health_port >= 0:
-            probe_server = grpc.aio.server()
+            probe_server = grpc.aio.server(
+                options=[("grpc.so_reuseport", 1 if config.share_port else 0)]
+            )
             health_pb2_grpc.add_HealthServicer_to_server(health, probe_server)
             health_port = probe_server.add_insecure_port(f"{config.host}:{config.health_port}")
             await probe_server.start()

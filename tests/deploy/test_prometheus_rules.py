@@ -97,6 +97,7 @@ def test_every_alert_links_its_section_of_the_runbook() -> None:
             url = rule["annotations"]["runbook_url"]
             path, _, anchor = url.partition("#")
             assert path == "deploy/RUNBOOK.md", rule["alert"]
-            assert anchor == rule["alert"].lower() and anchor in sections, rule["alert"]
+            assert anchor == rule["alert"].lower(), rule["alert"]
+            assert anchor in sections, rule["alert"]
     assert names
     assert len(sections) == len(names)  # no section for an alert that does not exist

@@ -225,3 +225,35 @@ async def test_migrate_creates_the_default_sqlite_file(tmp_path: Path) -> None:
     store = tmp_path / "gateway.sqlite3"
     assert json.loads(out) == {"store": str(store), "schema_version": 1}
     assert store.exists()
+
+
+async def test_a_second_gateway_on_a_taken_port_is_refused_in_one_line(tmp_path: Path) -> None:
+    # The holder allows port sharing, as gRPC servers do by default: a gateway that asked to
+    # share would bind beside it and take half of its calls.
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        code, out, err = await run(
+            "gateway",
+            "--insecure",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "-1",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--standards-dir",
+            str(STANDARDS),
+        )
+    finally:
+        holder.close()
+    assert code == 2, out + err
+    refusal = [line for line in err.splitlines() if line.startswith("tongban: ")]
+    assert refusal == [
+        f"tongban: PORT_IN_USE: port {port} on 127.0.0.1 is taken (another gateway?): stop it "
+        "or choose another --port"
+    ], err
+    assert "Traceback" not in err
