@@ -22,6 +22,7 @@ from test_service import ORIGIN, TARGET, one_to_one_pair, submission
 from gateway.api.v1 import application_pb2 as pb
 from gateway.api.v1 import application_pb2_grpc
 from gateway.app.server import running_gateway
+from gateway.applications import lifecycle
 from gateway.applications.outbox import DeliveryConfig
 from gateway.routing.deliverer import DeliveryOutcome
 from gateway.storage.base import ApplicationRow
@@ -310,3 +311,53 @@ async def test_shutdown_gives_in_flight_leases_back(tmp_path: Path) -> None:
             assert row.next_attempt_time is not None
     finally:
         await store.close()
+
+
+# -- the tables, every pair (pure) ---------------------------------------------------------
+
+R, Q, D = pb.APPLICATION_STATE_RECEIVED, pb.APPLICATION_STATE_QUEUED, pb.APPLICATION_STATE_DELIVERED
+A, J, C = (
+    pb.APPLICATION_STATE_ACCEPTED,
+    pb.APPLICATION_STATE_REJECTED,
+    pb.APPLICATION_STATE_COMPLETED,
+)
+F, U = pb.APPLICATION_STATE_FAILED, pb.APPLICATION_STATE_UNSPECIFIED
+STATES = (U, R, Q, D, A, J, C, F)
+
+# Written out by hand from the lifecycle's picture, not derived from the module's tables.
+MOVES = {
+    (R, Q), (R, D), (R, F),
+    (Q, D), (Q, F),
+    (D, A), (D, J), (D, C),
+    (A, C), (A, J),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("current", STATES, ids=pb.ApplicationState.Name)
+@pytest.mark.parametrize("new", STATES, ids=pb.ApplicationState.Name)
+def test_can_move_allows_exactly_the_drawn_arrows(current: int, new: int) -> None:
+    assert lifecycle.can_move(current, new) == ((current, new) in MOVES)
+
+
+REPORTS: dict[tuple[int, int], tuple[int, ...] | None] = {
+    # A report on an application awaiting delivery proves delivery first.
+    (R, A): (D, A), (R, J): (D, J), (R, C): (D, C),
+    (Q, A): (D, A), (Q, J): (D, J), (Q, C): (D, C),
+    (D, A): (A,), (D, J): (J,), (D, C): (C,),
+    (A, A): (), (A, J): (J,), (A, C): (C,),
+    # Terminal: the same state again is an idempotent repeat; anything else is refused.
+    (J, J): (), (C, C): (),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("current", STATES, ids=pb.ApplicationState.Name)
+@pytest.mark.parametrize("reported", STATES, ids=pb.ApplicationState.Name)
+def test_province_report_path_for_every_pair(current: int, reported: int) -> None:
+    assert lifecycle.province_report_path(current, reported) == REPORTS.get((current, reported))
+
+
+@pytest.mark.parametrize("state", STATES, ids=pb.ApplicationState.Name)
+def test_terminal_and_awaiting_delivery(state: int) -> None:
+    assert lifecycle.is_terminal(state) == (state in (J, C, F))
+    assert (state in lifecycle.AWAITING_DELIVERY) == (state in (R, Q))
+    assert (state in lifecycle.PROVINCE_REPORTABLE) == (state in (A, J, C))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import grpc
 import pytest
 from hypothesis import given, settings
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from gateway.errors import RegionCallError
 from gateway.routing.policy import (
     REASONS,
+    RetryDecision,
     RetryPolicy,
     attempt_timeout,
     backoff,
@@ -254,3 +257,41 @@ def test_call_budget() -> None:
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must"):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+S: TypeAlias = grpc.StatusCode
+RE = S.RESOURCE_EXHAUSTED
+DE = S.DEADLINE_EXCEEDED
+# (code, ErrorInfo reason, pushback ms, RetryInfo delay) → the whole decision:
+# (retry, reason, delay, definitive, unhealthy). Written out, not derived from the module.
+DECISIONS: list[tuple[tuple[S, str, int | None, float | None], RetryDecision]] = [
+    ((S.UNAVAILABLE, "", None, None), RetryDecision(True, "unavailable", None, False, True)),
+    ((S.UNAVAILABLE, "", 250, None), RetryDecision(True, "unavailable", 0.25, False, True)),
+    ((S.UNAVAILABLE, "", None, 1.5), RetryDecision(True, "unavailable", 1.5, False, True)),
+    ((S.UNAVAILABLE, "", 100, 3.0), RetryDecision(True, "unavailable", 0.1, False, True)),
+    ((S.UNAVAILABLE, "", None, -1.0), RetryDecision(True, "unavailable", None, False, True)),
+    ((S.UNAVAILABLE, "", -1, 1.0), RetryDecision(False, "pushback_refused", None, False, True)),
+    ((RE, "", None, None), RetryDecision(False, "not_retryable", None, False, True)),
+    ((RE, "", 0, None), RetryDecision(True, "pushback", 0.0, False, True)),
+    ((RE, "", None, 2.0), RetryDecision(True, "pushback", 2.0, False, True)),
+    ((RE, "", -5, None), RetryDecision(False, "pushback_refused", None, False, True)),
+    ((DE, "", None, None), RetryDecision(True, "attempt_timeout", None, False, True)),
+    ((DE, "", -1, None), RetryDecision(False, "pushback_refused", None, False, True)),
+    ((DE, "UPSTREAM", None, None), RetryDecision(False, "not_retryable")),
+    ((S.INVALID_ARGUMENT, "", None, None), RetryDecision(False, "not_retryable", None, True)),
+    ((S.NOT_FOUND, "", 100, 1.0), RetryDecision(False, "not_retryable", None, True)),
+    ((S.INVALID_ARGUMENT, "", -1, None), RetryDecision(False, "not_retryable", None, True)),
+    ((S.PERMISSION_DENIED, "", None, None), RetryDecision(False, "not_retryable")),
+    ((S.INTERNAL, "", 100, None), RetryDecision(False, "not_retryable")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "expected"), DECISIONS, ids=lambda v: repr(v)[:60])
+def test_the_whole_decision_of_each_case(
+    case: tuple[S, str, int | None, float | None], expected: RetryDecision
+) -> None:
+    code, reason, pushback_ms, retry_delay = case
+    decision = classify(
+        error(code, reason=reason, pushback_ms=pushback_ms, retry_delay=retry_delay)
+    )
+    assert decision == expected
