@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import harness, report
+from bench import database, harness, report
 
 OTHERS = ("bench.catalog_scale", "bench.licenses")
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -26,6 +26,17 @@ def _parser() -> argparse.ArgumentParser:
         "--scenarios", default="c1,c16,c64,open300", help="of c1, c16, c64, open300, open500"
     )
     parser.add_argument("--workers", default="1,2", help="gateway worker counts to measure")
+    parser.add_argument(
+        "--postgres",
+        default=database.LOCAL_URL,
+        metavar="URL",
+        help="a PostgreSQL server the bench may create (and drop) its database on, for the "
+        "durable-pg and gateway-pg paths; left out, saying so, if none answers",
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="leave the PostgreSQL paths out")
+    parser.add_argument(
+        "--replicas", default="1,2", help="gateway replica counts to measure on PostgreSQL"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="Markdown file to append")
     parser.add_argument("--no-append", action="store_true", help="print only")
     parser.add_argument(
@@ -47,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rounds=args.rounds or (1 if args.quick else 2),
         scenarios=[s for s in args.scenarios.split(",") if s],
         workers=[int(n) for n in args.workers.split(",") if n],
+        postgres=None if args.no_postgres else args.postgres,
+        replicas=[int(n) for n in args.replicas.split(",") if n],
         warmup=0.3 if args.quick else 1.0,
         standards_dir=args.standards_dir,
         baseline=args.baseline,
@@ -54,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(options.scenarios) - set(harness.SCENARIOS)
     if unknown or not options.workers or options.workers[0] != 1:
         print(f"bench: unknown scenarios {sorted(unknown)} or workers not starting with 1")
+        return 2
+    if options.postgres is not None and (not options.replicas or options.replicas[0] != 1):
+        print("bench: replicas must start with 1 (the ratios are to one replica)")
         return 2
     line = report.machine()
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())

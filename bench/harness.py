@@ -10,6 +10,16 @@ Paths (every one a separate process, started here on port 0):
   gateway   the load generator → `tongban gateway` `SubmitApplication`: validated, resolved and
             translated, one e-licence verified, committed durably, delivered, answered
   gateway×N the same with `--workers N` (N processes on one port)
+  durable-pg   `bench.proxy --store postgresql://…`: the durable floor on PostgreSQL (the same
+            two writes, each its own transaction through the store's pool)
+  gateway-pg   the gateway with `--store postgresql://…`
+  gateway-pg×N N gateway replicas (one worker each, each its own port) on the one database;
+            the load generator's target takes the replicas in turn, call by call
+
+The PostgreSQL paths use a database created for the run on the server `Options.postgres`
+names and dropped at the end (`bench.database`); with no server answering they are left out,
+saying so. Each has its own `application_name`, so the server's CPU for it is that of its own
+backends (column "db").
 
 The DeliverApplication payload is the very application the gateway delivers (the province view
 of a first submission); every call gets a fresh application id / request id (the stub and the
@@ -21,6 +31,7 @@ CPU per request is read from /proc for every process (a gateway with workers: th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -31,7 +42,7 @@ from pathlib import Path
 
 import grpc
 
-from bench import procs
+from bench import database, procs
 from bench.loadgen import Sample, Target, closed_loop, open_loop
 from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2
 from gateway.routing.deliverer import province_view
@@ -81,6 +92,8 @@ class Route:
     """Pids of the hop between the load generator and the stub (none for direct)."""
     backends: list[int]
     """Pids of the region stubs it uses."""
+    db: tuple[database.Database, str] | None = None
+    """The PostgreSQL database it stores in and its `application_name` there (None: none)."""
 
 
 @dataclass
@@ -93,6 +106,9 @@ class Result:
     hop_cpu: float = 0.0
     stub_cpu: float = 0.0
     loadgen_cpu: float = 0.0
+    db_cpu: float | None = None
+    """CPU seconds of the database server's backends serving it (None: no database server;
+    NaN: they could not be read)."""
 
     def per_request(self, seconds: float) -> float:
         """CPU milliseconds per completed request."""
@@ -111,6 +127,11 @@ class Options:
     scenarios: Sequence[str] = ("c1", "c16", "c64", "open300")
     workers: Sequence[int] = (1, 2)
     """Gateway worker counts measured (each its own gateway)."""
+    postgres: str | None = database.LOCAL_URL
+    """A PostgreSQL server the bench may create a database on, for the `-pg` paths (None:
+    no PostgreSQL paths)."""
+    replicas: Sequence[int] = (1, 2)
+    """Gateway replica counts measured on PostgreSQL (each its own set of gateways)."""
     warmup: float = 1.0
     standards_dir: Path = Path("standards")
     baseline: Path | None = None
@@ -200,6 +221,7 @@ def gateway_command(
     workers: int,
     *,
     cli: str = "gateway.tools.cli",
+    store: str | None = None,
 ) -> list[str]:
     command = [
         sys.executable,
@@ -222,12 +244,15 @@ def gateway_command(
     ]
     if workers > 1:
         command += ["--workers", str(workers)]
+    if store is not None:
+        command += ["--store", store]
     return command
 
 
 async def _measure(
     scenario: Scenario, path: Route, seconds: float, result: Result, loadgen_pid: int
 ) -> None:
+    db0 = await path.db[0].backend_cpu(path.db[1]) if path.db else {}
     hop0 = sum(procs.cpu_seconds(p) for p in path.hop)
     stub0 = sum(procs.cpu_seconds(p) for p in path.backends)
     gen0 = procs.cpu_seconds(loadgen_pid, tree=False)
@@ -236,96 +261,179 @@ async def _measure(
     result.stub_cpu += sum(procs.cpu_seconds(p) for p in path.backends) - stub0
     result.loadgen_cpu += procs.cpu_seconds(loadgen_pid, tree=False) - gen0
     result.sample.merge(sample)
+    if path.db:
+        db1 = await path.db[0].backend_cpu(path.db[1])
+        result.db_cpu = (result.db_cpu or 0.0) + database.spent(db0, db1)
 
 
 async def run(options: Options, log: Callable[[str], None] = print) -> list[Result]:
     """Starts everything, measures every scenario on every path, stops everything."""
     started: list[procs.Proc] = []
     targets: list[Target] = []
-    with tempfile.TemporaryDirectory(prefix="tongban-bench-") as tmp:
-        root = Path(tmp)
-        standards = options.standards_dir.resolve()
-        try:
-            stubs = {
-                region: await procs.start(
-                    f"stub {region}", stub_command(region, root / "regions", standards)
-                )
-                for region in (ORIGIN, TARGET)
-            }
-            started.extend(stubs.values())
-            regions = {code: stub.address for code, stub in stubs.items()}
-            proxy_command = [sys.executable, "-m", "bench.proxy", "--port", "0"]
-            proxy_command += ["--target", regions[TARGET]]
-            proxy = await procs.start("proxy", proxy_command)
-            started.append(proxy)
-            store = root / "durable" / "store.db"
-            durable = await procs.start("durable", [*proxy_command, "--store", str(store)])
-            started.append(durable)
-            gateways = {}
-            for n in options.workers:
-                gw = await procs.start(
-                    f"gateway×{n}",
-                    gateway_command(regions, root / f"gateway-{n}", standards, n),
-                )
-                started.append(gw)
-                gateways[n] = gw
-            baseline = None
-            if options.baseline is not None:
-                tree = str(options.baseline.resolve())
-                # A tree from before the CLI moved into gateway.tools names it gateway.cli.
-                cli = (
-                    "gateway.tools.cli"
-                    if (options.baseline / "gateway" / "tools").is_dir()
-                    else "gateway.cli"
-                )
-                baseline = await procs.start(
-                    "baseline",
-                    gateway_command(regions, root / "gateway-baseline", standards, 1, cli=cli),
-                    env={**os.environ, "PYTHONPATH": tree},
-                    cwd=tree,
-                )
-                started.append(baseline)
-            log(
-                f"started: stubs {regions}, proxy {proxy.address}, "
-                + ", ".join(f"gateway×{n} {g.address}" for n, g in gateways.items())
-            )
-            token = await issue_licence(regions[ORIGIN])
-            template = submission(token)
-            first = await submit_once(gateways[options.workers[0]].address, template)
-            deliver = deliver_payloads(province_view(first))
-            submit = submit_payloads(template)
-            stub_pids = [stubs[TARGET].pid]
-            paths = [
-                Route("direct", Target(regions[TARGET], DELIVER, deliver), [], stub_pids),
-                Route("proxy", Target(proxy.address, DELIVER, deliver), [proxy.pid], stub_pids),
-                Route(
-                    "durable", Target(durable.address, DELIVER, deliver), [durable.pid], stub_pids
-                ),
-            ]
-            all_stub_pids = [s.pid for s in stubs.values()]
-            for n, gw in gateways.items():
-                name = "gateway" if n == 1 else f"gateway×{n}"
-                paths.append(
-                    Route(name, Target(gw.address, SUBMIT, submit), [gw.pid], all_stub_pids)
-                )
-            if baseline is not None:
-                paths.append(
-                    Route(
-                        "baseline",
-                        Target(baseline.address, SUBMIT, submit),
-                        [baseline.pid],
-                        all_stub_pids,
-                    )
-                )
-            targets.extend(p.target for p in paths)
-            for path in paths:  # warm up: connections, key and status-list caches
-                await closed_loop(path.target, concurrency=8, seconds=options.warmup)
-            return await _interleave(options, paths, log)
-        finally:
+    async with contextlib.AsyncExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tongban-bench-")))
+        db = await _postgres(options, stack, log)
+
+        async def stop_all() -> None:
             for target in targets:
                 await target.close()
             for proc in reversed(started):
                 await procs.stop(proc)
+
+        stack.push_async_callback(stop_all)  # before the database is dropped
+        standards = options.standards_dir.resolve()
+        stubs = {
+            region: await procs.start(
+                f"stub {region}", stub_command(region, root / "regions", standards)
+            )
+            for region in (ORIGIN, TARGET)
+        }
+        started.extend(stubs.values())
+        regions = {code: stub.address for code, stub in stubs.items()}
+        proxy_command = [sys.executable, "-m", "bench.proxy", "--port", "0"]
+        proxy_command += ["--target", regions[TARGET]]
+        proxy = await procs.start("proxy", proxy_command)
+        started.append(proxy)
+        store = root / "durable" / "store.db"
+        durable = await procs.start("durable", [*proxy_command, "--store", str(store)])
+        started.append(durable)
+        gateways = {}
+        for n in options.workers:
+            gw = await procs.start(
+                f"gateway×{n}",
+                gateway_command(regions, root / f"gateway-{n}", standards, n),
+            )
+            started.append(gw)
+            gateways[n] = gw
+        baseline = None
+        if options.baseline is not None:
+            tree = str(options.baseline.resolve())
+            # A tree from before the CLI moved into gateway.tools names it gateway.cli.
+            cli = (
+                "gateway.tools.cli"
+                if (options.baseline / "gateway" / "tools").is_dir()
+                else "gateway.cli"
+            )
+            baseline = await procs.start(
+                "baseline",
+                gateway_command(regions, root / "gateway-baseline", standards, 1, cli=cli),
+                env={**os.environ, "PYTHONPATH": tree},
+                cwd=tree,
+            )
+            started.append(baseline)
+        log(
+            f"started: stubs {regions}, proxy {proxy.address}, "
+            + ", ".join(f"gateway×{n} {g.address}" for n, g in gateways.items())
+        )
+        token = await issue_licence(regions[ORIGIN])
+        template = submission(token)
+        first = await submit_once(gateways[options.workers[0]].address, template)
+        deliver = deliver_payloads(province_view(first))
+        submit = submit_payloads(template)
+        stub_pids = [stubs[TARGET].pid]
+        paths = [
+            Route("direct", Target(regions[TARGET], DELIVER, deliver), [], stub_pids),
+            Route("proxy", Target(proxy.address, DELIVER, deliver), [proxy.pid], stub_pids),
+            Route("durable", Target(durable.address, DELIVER, deliver), [durable.pid], stub_pids),
+        ]
+        all_stub_pids = [s.pid for s in stubs.values()]
+        for n, gw in gateways.items():
+            name = "gateway" if n == 1 else f"gateway×{n}"
+            paths.append(Route(name, Target(gw.address, SUBMIT, submit), [gw.pid], all_stub_pids))
+        if db is not None:
+            paths += await _postgres_paths(
+                db,
+                options,
+                store_proxy=[*proxy_command, "--store"],
+                stubs=stubs,
+                root=root,
+                started=started,
+                deliver=deliver,
+                submit=submit,
+            )
+        if baseline is not None:
+            paths.append(
+                Route(
+                    "baseline",
+                    Target(baseline.address, SUBMIT, submit),
+                    [baseline.pid],
+                    all_stub_pids,
+                )
+            )
+        targets.extend(p.target for p in paths)
+        for path in paths:  # warm up: connections, key and status-list caches
+            await closed_loop(path.target, concurrency=8, seconds=options.warmup)
+        return await _interleave(options, paths, log)
+
+
+async def _postgres(
+    options: Options, stack: contextlib.AsyncExitStack, log: Callable[[str], None]
+) -> database.Database | None:
+    """The run's own database for the PostgreSQL paths (dropped when `stack` closes), or None
+    when they are off or no server answers (said in the log)."""
+    if options.postgres is None:
+        return None
+    reason = await database.unreachable(options.postgres)
+    if reason is not None:
+        log(f"PostgreSQL paths skipped: {reason}; {database.HINT}.")
+        return None
+    db = await stack.enter_async_context(database.fresh(options.postgres))
+    log(f"PostgreSQL paths on database {db.name} (created for this run, dropped after it)")
+    return db
+
+
+async def _postgres_paths(
+    db: database.Database,
+    options: Options,
+    *,
+    store_proxy: list[str],
+    stubs: dict[str, procs.Proc],
+    root: Path,
+    started: list[procs.Proc],
+    deliver: Callable[[], bytes],
+    submit: Callable[[], bytes],
+) -> list[Route]:
+    """Starts the floor and the gateway replicas on `db` (each added to `started`); their
+    paths."""
+    regions = {code: stub.address for code, stub in stubs.items()}
+    env = db.environment(os.environ)
+    floor = await procs.start("durable-pg", [*store_proxy, db.store_url("durable-pg")], env=env)
+    started.append(floor)
+    paths = [
+        Route(
+            "durable-pg",
+            Target(floor.address, DELIVER, deliver),
+            [floor.pid],
+            [stubs[TARGET].pid],
+            (db, "durable-pg"),
+        )
+    ]
+    for n in options.replicas:
+        replicas = []
+        for i in range(n):  # one after another: the first migrates the schema
+            gw = await procs.start(
+                f"gateway-pg×{n} replica {i + 1}",
+                gateway_command(
+                    regions,
+                    root / f"gateway-pg-{n}-{i + 1}",
+                    options.standards_dir.resolve(),
+                    1,
+                    store=db.store_url(f"gateway-pg-{n}"),
+                ),
+                env=env,
+            )
+            started.append(gw)
+            replicas.append(gw)
+        paths.append(
+            Route(
+                "gateway-pg" if n == 1 else f"gateway-pg×{n}",
+                Target([g.address for g in replicas], SUBMIT, submit),
+                [g.pid for g in replicas],
+                [s.pid for s in stubs.values()],
+                (db, f"gateway-pg-{n}"),
+            )
+        )
+    return paths
 
 
 async def _interleave(

@@ -10,9 +10,10 @@ stalled generator) shows in the figures instead of hiding in a slower send rate.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -48,27 +49,43 @@ class Sample:
 
 
 class Target:
-    """One unary method on one channel, called with pre-serialized requests."""
+    """One unary method, called with pre-serialized requests: on one server, or spread over
+    several replicas of it.
 
-    def __init__(self, address: str, method: str, payload: Callable[[], bytes]) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
-        self.call = self.channel.unary_unary(
-            method, request_serializer=_identity, response_deserializer=_identity
+    Each address gets one channel; successive calls take the channels in turn (call i goes to
+    replica i mod N), whichever caller makes them, so N replicas each see 1/N of the calls.
+    """
+
+    def __init__(
+        self, address: str | Sequence[str], method: str, payload: Callable[[], bytes]
+    ) -> None:
+        addresses = [address] if isinstance(address, str) else list(address)
+        if not addresses:
+            raise ValueError("a target needs at least one address")
+        self.channels = [grpc.aio.insecure_channel(a) for a in addresses]
+        self._calls = itertools.cycle(
+            [
+                channel.unary_unary(
+                    method, request_serializer=_identity, response_deserializer=_identity
+                )
+                for channel in self.channels
+            ]
         )
         self.payload = payload
 
     async def once(self, sample: Sample, started: float) -> None:
         """One call; its latency counted from `started` (perf_counter seconds)."""
         try:
-            await self.call(self.payload(), timeout=CALL_TIMEOUT)
+            await next(self._calls)(self.payload(), timeout=CALL_TIMEOUT)
         except grpc.aio.AioRpcError as error:
             sample.errors[error.code().name] += 1
         else:
             sample.latencies.append(time.perf_counter() - started)
 
     async def close(self) -> None:
-        """Closes the channel."""
-        await self.channel.close()
+        """Closes the channels."""
+        for channel in self.channels:
+            await channel.close()
 
 
 async def closed_loop(target: Target, *, concurrency: int, seconds: float) -> Sample:

@@ -5,13 +5,14 @@ reply is returned: no deserialization, no validation, no store. Errors from the 
 passed on with their code and details (and their trailing metadata). The benchmark compares
 the gateway's cost per application with this proxy's cost per call.
 
-With `--store PATH` it is the floor for a gateway that never loses a call: each call is first
+With `--store` it is the floor for a gateway that never loses a call: each call is first
 stored durably through the gateway's own `Store` (the row the gateway's claim inserts, leased,
 the raw request as its body), then forwarded, then its reply is stored with the gateway's
-conditional outcome update — the two group-committed writes the gateway makes per application,
-and nothing else.
+conditional outcome update — the two durable writes the gateway makes per application, and
+nothing else. The store is whichever the gateway would open from the same `--store`: a SQLite
+file (group-committed) or a `postgresql://` URL (one transaction per write, through the pool).
 
-Run: `python -m bench.proxy --port 0 --target HOST:PORT [--store PATH]`; announces
+Run: `python -m bench.proxy --port 0 --target HOST:PORT [--store PATH|URL]`; announces
 `{"event": "listening", "service": "bench-proxy", "address": ...}` on stdout.
 """
 
@@ -22,15 +23,16 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
 
 from gateway.api.v1 import application_pb2
+from gateway.app.config import load_store
 from gateway.app.serving import announce, stop_event_on_signals
-from gateway.storage.base import ApplicationRow
-from gateway.storage.sqlite import SqliteStore
+from gateway.storage.backends import open_store
+from gateway.storage.base import ApplicationRow, Store
+from gateway.storage.location import StoreConfig
 
 
 def _identity(data: bytes) -> bytes:
@@ -40,7 +42,7 @@ def _identity(data: bytes) -> bytes:
 class ForwardingHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Forwards any unary-unary method to the backend channel, bytes in, bytes out."""
 
-    def __init__(self, channel: grpc.aio.Channel, store: SqliteStore | None = None) -> None:
+    def __init__(self, channel: grpc.aio.Channel, store: Store | None = None) -> None:
         self._channel = channel
         self._store = store
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -72,7 +74,7 @@ class ForwardingHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
 
 
 async def _durably(
-    store: SqliteStore,
+    store: Store,
     call: grpc.aio.UnaryUnaryMultiCallable,
     request: bytes,
     seconds: float | None,
@@ -108,10 +110,10 @@ async def _durably(
     return reply
 
 
-async def serve(host: str, port: int, target: str, store_path: Path | None = None) -> None:
+async def serve(host: str, port: int, target: str, store_at: StoreConfig | None = None) -> None:
     """Serves until SIGINT or SIGTERM."""
     stop = stop_event_on_signals()
-    store = await SqliteStore.open(store_path) if store_path is not None else None
+    store = await open_store(store_at) if store_at is not None else None
     channel = grpc.aio.insecure_channel(target)
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((ForwardingHandler(channel, store),))
@@ -133,9 +135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--target", required=True, help="HOST:PORT of the backend")
-    parser.add_argument("--store", type=Path, help="an SQLite file: store every call durably")
+    parser.add_argument(
+        "--store",
+        default="",
+        help="store every call durably: an SQLite file path or a postgresql:// URL, read as the "
+        "gateway reads --store (a password from the URL or PGPASSWORD)",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.host, args.port, args.target, args.store))
+    # The gateway's own reading of --store, so the floor opens exactly what the gateway would.
+    store = load_store({"TONGBAN_STORE": args.store})
+    asyncio.run(serve(args.host, args.port, args.target, store))
     return 0
 
 

@@ -47,12 +47,22 @@ def _cpu(r: Result, seconds: float) -> str:
     return "—" if math.isnan(value) or seconds == 0 else f"{value:.3f}"
 
 
+def _db_per_request(r: Result) -> float:
+    """The database server's CPU ms per request (NaN: no server, or unreadable backends)."""
+    return r.per_request(r.db_cpu) if r.db_cpu is not None else math.nan
+
+
+def _db_cpu(r: Result) -> str:
+    value = _db_per_request(r)
+    return "—" if math.isnan(value) else f"{value:.3f}"  # 0.000 is a reading
+
+
 def table(results: list[Result]) -> str:
     """A Markdown table: one row per scenario and path."""
     lines = [
         "| scenario | path | req/s | p50 ms | p90 ms | p99 ms | errors | CPU ms/req hop "
-        "| stubs | loadgen |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| stubs | loadgen | db |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in results:
         s = r.sample
@@ -62,7 +72,8 @@ def table(results: list[Result]) -> str:
         lines.append(
             f"| {r.scenario} | {r.path} | {rate:.0f} | {_ms(percentile(lat, 0.5))} "
             f"| {_ms(percentile(lat, 0.9))} | {_ms(percentile(lat, 0.99))} | {errors} "
-            f"| {_cpu(r, r.hop_cpu)} | {_cpu(r, r.stub_cpu)} | {_cpu(r, r.loadgen_cpu)} |"
+            f"| {_cpu(r, r.hop_cpu)} | {_cpu(r, r.stub_cpu)} | {_cpu(r, r.loadgen_cpu)} "
+            f"| {_db_cpu(r)} |"
         )
     return "\n".join(lines)
 
@@ -174,6 +185,46 @@ def targets(results: list[Result]) -> str:
     return "\n".join(out)
 
 
+def postgres_targets(results: list[Result]) -> str:
+    """The gateway on PostgreSQL against its PostgreSQL floor, with the database server's CPU
+    beside it, and what a second replica on the same database does."""
+    out = []
+    for scenario in ("c16", "c64"):
+        g, d = _find(results, scenario, "gateway-pg"), _find(results, scenario, "durable-pg")
+        if g and d:
+            cpu = _cpu_ratio(g, d)
+            server = _ratio(_db_per_request(g), _db_per_request(d))
+            out.append(
+                f"- gateway-pg ÷ durable-pg, CPU per application at {scenario}: "
+                f"{g.per_request(g.hop_cpu):.3f} ÷ {d.per_request(d.hop_cpu):.3f} ms = "
+                f"{cpu:.2f} (target ≤ 1.50): {'met' if cpu <= 1.5 else 'NOT met'}; "
+                f"the database server's CPU per application beside it: "
+                f"{_db_cpu(g)} ÷ {_db_cpu(d)} ms = {server:.2f}"
+            )
+    for scenario in ("c16", "c64"):
+        one = _find(results, scenario, "gateway-pg")
+        for r in results:
+            if r.scenario != scenario or not r.path.startswith("gateway-pg×") or one is None:
+                continue
+            out.append(
+                f"- {r.path} ({r.path.rsplit('×', 1)[1]} replicas, one database) at {scenario}: "
+                f"{_rate(r):.0f}/s ({_rate_ratio(r, one):.2f}× one replica), "
+                f"CPU {r.per_request(r.hop_cpu):.3f} ms/req ({_cpu_ratio(r, one):.2f}×), "
+                f"database server {_db_cpu(r)} ms/req"
+            )
+    return "\n".join(out)
+
+
+def _postgres_section(results: list[Result]) -> str:
+    if not any(r.path == "durable-pg" for r in results):
+        return "PostgreSQL paths: not measured in this run.\n"
+    return (
+        f"The durable floor on PostgreSQL ÷ bare proxy:\n\n{ratios(results, 'durable-pg')}\n\n"
+        f"On PostgreSQL (gateway-pg ÷ its floor durable-pg, same run; the database server's "
+        f"CPU is its backends' for that path, column db):\n\n{postgres_targets(results)}\n"
+    )
+
+
 def render(results: list[Result], *, machine_line: str, load_before: str, note: str) -> str:
     """The whole report, Markdown."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -187,7 +238,8 @@ def render(results: list[Result], *, machine_line: str, load_before: str, note: 
         f"The durable floor (the proxy plus the gateway's two store writes) ÷ bare proxy:\n\n"
         f"{ratios(results, 'durable')}\n\n"
         f"{baseline_ratios(results)}"
-        f"Against the targets (gateway ÷ durable floor, same run):\n\n{targets(results)}\n"
+        f"Against the targets (gateway ÷ durable floor, same run):\n\n{targets(results)}\n\n"
+        f"{_postgres_section(results)}"
     )
 
 

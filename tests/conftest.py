@@ -5,9 +5,9 @@ and a real PostgreSQL for the tests that store there.
 region stub per province (each a real grpc.aio server on its own port with its own case
 store), then points the gateway's channels at them.
 
-`postgres_url` is a fresh, empty schema of a database of this session's own (see `pg`: the
-running server, else a private one from the installed binaries, else a failure saying how to
-install them).
+`postgres_url` is a fresh, empty schema of a database of this session's own on
+`postgres_server` (see `pg`: the running server, else a private one from the installed
+binaries, else a failure saying how to install them).
 """
 
 from __future__ import annotations
@@ -153,9 +153,17 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 
 @pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
+    """The URL of the PostgreSQL server of this session (see `pg`), as a role that may create
+    databases."""
+    with pg.server_url(os.environ) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server: str) -> Iterator[str]:
     """The URL of this session's own PostgreSQL database (dropped at the end)."""
-    with pg.session_database(os.environ) as url:
+    with pg.session_database(postgres_server) as url:
         yield url
 
 

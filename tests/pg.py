@@ -12,8 +12,10 @@ Order of choice, for the whole session (`server_url`):
 4. none: the tests that need PostgreSQL fail (`pytest.fail`), saying how to install it. Never
    a silent skip.
 
-Each session gets a database of its own (dropped at the end), each test a schema of its own in
-it (`fresh_schema`, dropped after the test), named in the URL's `search_path`.
+Each session gets a database of its own (`session_database`, dropped at the end), each test a
+schema of its own in it (`fresh_schema`, dropped after the test), named in the URL's
+`search_path`. A test whose subject creates its own databases (the benchmark) is given the
+server itself.
 
 `PrivatePostgres` is also what fault tests use to stop and start a server under a store. As
 root (CI, containers), the server runs as the `postgres` user (or `nobody`): PostgreSQL
@@ -201,6 +203,16 @@ async def execute(url: str, *statements: str) -> None:
         await conn.close()
 
 
+async def database_exists(url: str, database: str) -> bool:
+    """Whether the server at `url` holds a database named `database`."""
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        found = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+    finally:
+        await conn.close()
+    return found is not None
+
+
 def run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
     """Runs `coroutine` to completion in a thread of its own (its own event loop), leaving the
     test's event loop alone: for session setup done outside any test."""
@@ -209,9 +221,9 @@ def run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 @contextlib.contextmanager
-def session_database(environ: Mapping[str, str]) -> Iterator[str]:
-    """The URL of a database created for this session on the server chosen as the module
-    doc says; the database (and a private server) is gone afterwards."""
+def server_url(environ: Mapping[str, str]) -> Iterator[str]:
+    """The URL of a server the tests may create databases on, chosen as the module doc says;
+    a private server is stopped and deleted afterwards."""
     private: PrivatePostgres | None = None
     url = environ.get(URL_VARIABLE, "")
     if not url and run_apart(answers(LOCAL_URL)):
@@ -219,16 +231,22 @@ def session_database(environ: Mapping[str, str]) -> Iterator[str]:
     if url in ("", "private"):
         private = PrivatePostgres.create()
         url = private.url
-    database = f"tongban_test_{uuid.uuid4().hex[:12]}"
     try:
-        run_apart(execute(url, f"CREATE DATABASE {database}"))
-        try:
-            yield with_database(url, database)
-        finally:
-            run_apart(execute(url, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        yield url
     finally:
         if private is not None:
             private.destroy()
+
+
+@contextlib.contextmanager
+def session_database(server: str) -> Iterator[str]:
+    """The URL of a database created on `server` for this session, dropped afterwards."""
+    database = f"tongban_test_{uuid.uuid4().hex[:12]}"
+    run_apart(execute(server, f"CREATE DATABASE {database}"))
+    try:
+        yield with_database(server, database)
+    finally:
+        run_apart(execute(server, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
 
 
 @contextlib.contextmanager

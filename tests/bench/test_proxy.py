@@ -1,5 +1,6 @@
 """The benchmark's proxies, against a real region stub process: the bare one forwards bytes and
-errors unchanged; the durable one also stores every call with the gateway's two writes."""
+errors unchanged; the durable one also stores every call with the gateway's two writes, in a
+SQLite file or in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 
@@ -83,6 +85,31 @@ async def test_the_durable_proxy_stores_each_call_and_its_reply(
     bodies = {body for *_, body in stored}
     assert bodies == {r.SerializeToString() for r in replies}
     assert all(reply.receipt_id for reply in replies)
+
+
+async def test_the_durable_proxy_stores_in_postgresql_too(
+    stub: procs.Proc, postgres_url: str
+) -> None:
+    proxy = await _proxy(stub.address, "--store", postgres_url)
+    try:
+        requests = [_delivery(str(uuid.uuid4())) for _ in range(3)]
+        replies = [await _deliver(proxy.address, r) for r in requests]
+    finally:
+        await procs.stop(proxy)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        stored = await conn.fetch(
+            "SELECT state, lease_owner, next_attempt_time, body FROM applications"
+        )
+    finally:
+        await conn.close()
+    delivered = application_pb2.APPLICATION_STATE_DELIVERED
+    assert len(stored) == 3
+    assert all(
+        row["state"] == delivered and row["lease_owner"] == "" and row["next_attempt_time"] is None
+        for row in stored
+    )
+    assert {bytes(row["body"]) for row in stored} == {r.SerializeToString() for r in replies}
 
 
 async def test_the_bare_proxy_passes_replies_and_errors_on(stub: procs.Proc) -> None:

@@ -1,0 +1,66 @@
+"""The load generator's target spreads its calls over replicas in turn."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+
+from bench.loadgen import Sample, Target
+
+METHOD = "/bench.Echo/Echo"
+
+
+class _Counting(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Answers any unary method with its request, counting the calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            self.calls += 1
+            return request
+
+        return grpc.unary_unary_rpc_method_handler(echo)
+
+
+@contextlib.asynccontextmanager
+async def _server() -> AsyncIterator[tuple[str, _Counting]]:
+    server = grpc.aio.server()
+    handler = _Counting()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}", handler
+    finally:
+        await server.stop(None)
+
+
+async def test_calls_take_the_replicas_in_turn() -> None:
+    async with _server() as (a, first), _server() as (b, second):
+        target = Target([a, b], METHOD, lambda: b"x")
+        try:
+            sample = Sample()
+            for _ in range(10):
+                await target.once(sample, 0.0)
+        finally:
+            await target.close()
+    assert (first.calls, second.calls) == (5, 5)
+    assert sample.requests == 10
+    assert not sample.errors
+
+
+async def test_one_address_is_one_channel() -> None:
+    async with _server() as (a, only):
+        target = Target(a, METHOD, lambda: b"x")
+        try:
+            sample = Sample()
+            for _ in range(3):
+                await target.once(sample, 0.0)
+        finally:
+            await target.close()
+    assert len(target.channels) == 1
+    assert only.calls == 3
