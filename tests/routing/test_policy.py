@@ -295,3 +295,15 @@ def test_the_whole_decision_of_each_case(
         error(code, reason=reason, pushback_ms=pushback_ms, retry_delay=retry_delay)
     )
     assert decision == expected
+
+
+def test_the_smallest_valid_policy_is_accepted() -> None:
+    # The bounds are inclusive: one attempt, and an attempt exactly as long as the least.
+    policy = RetryPolicy(max_attempts=1, per_attempt_timeout=0.02, min_attempt_time=0.02)
+    assert (policy.max_attempts, policy.per_attempt_timeout) == (1, 0.02)
+    assert RetryPolicy(initial_backoff=0.0, max_backoff=0.0, deadline_margin=0.0).max_backoff == 0
+
+
+def test_a_retry_info_of_zero_means_retry_at_once() -> None:
+    decision = classify(error(grpc.StatusCode.UNAVAILABLE, retry_delay=0.0))
+    assert (decision.retry, decision.delay) == (True, 0.0)
