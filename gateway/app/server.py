@@ -40,6 +40,7 @@ from gateway.app.serving import (
     settle_heap,
     stop_event_on_signals,
 )
+from gateway.applications.deadlines import calendar_last_day
 from gateway.applications.dispatcher import Dispatcher
 from gateway.applications.outbox import Outbox
 from gateway.applications.records import ApplicationRecords
@@ -220,6 +221,7 @@ async def running_gateway(  # noqa: PLR0915
         metrics = Metrics(
             metrics_registry, regions=registry.snapshot.provinces, build=BuildInfo.installed()
         )
+        metrics.set_workday_calendar(calendar_last_day())
         for code in config.regions:
             metrics.region(code).breaker_state.set(0)
         # Listeners, in the order they hear each event: metrics, audit, the access log, the

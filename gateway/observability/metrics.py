@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from importlib import metadata
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -47,6 +48,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from gateway.api.v1 import application_pb2
+from gateway.applications.deadlines import CHINA_TIME
 from gateway.events import (
     AttemptStarted,
     BreakerChanged,
@@ -347,6 +349,12 @@ class Metrics:
             ("verdict",),
             registry=r,
         )
+        # -- working-day calendar -----------------------------------------------------------
+        self.workday_calendar_last_day = Gauge(
+            "tongban_workday_calendar_last_day_timestamp_seconds",
+            "Unix time of the start (China time) of the last day the working-day calendar covers.",
+            registry=r,
+        )
         # -- build --------------------------------------------------------------------------
         Gauge(
             "tongban_build_info",
@@ -481,6 +489,12 @@ class Metrics:
                 self.catalog_version.labels(version).set(1)
             self._current_version = version
         self.catalog_activation.set(activated_at or 0.0)
+
+    def set_workday_calendar(self, last_day: date) -> None:
+        """The last day the official working-day calendar covers (deadlines beyond it are
+        provisional)."""
+        start = datetime(last_day.year, last_day.month, last_day.day, tzinfo=CHINA_TIME)
+        self.workday_calendar_last_day.set(start.timestamp())
 
     def count_resolution(self, result: str) -> None:
         """A resolution ended with `result`: `resolved` or an error's reason."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import platform
 import urllib.request
+from datetime import date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +18,7 @@ from traffic import CITIZEN, NAME, ORIGIN, TARGET, submission
 
 from gateway.api.v1 import application_pb2 as pb
 from gateway.api.v1 import catalog_pb2, license_pb2
+from gateway.applications.deadlines import CHINA_TIME, calendar_last_day
 from gateway.errors import InvalidRequest
 from gateway.observability.metrics import CODE_NAMES, OTHER_REGION, BuildInfo, Metrics, split_method
 from gateway.observability.rpc_metrics import MetricsInterceptor
@@ -284,6 +286,22 @@ def test_labels_are_bounded_for_unknown_methods_and_regions() -> None:
         metrics.registry.get_sample_value("tongban_catalog_resolutions_total", {"result": "other"})
         == 1
     )
+
+
+def test_workday_calendar_end_is_the_start_of_its_last_day_in_china_time() -> None:
+    metrics = Metrics(CollectorRegistry(), regions=(), build=BuildInfo("test"))
+    metrics.set_workday_calendar(date(2026, 12, 31))
+    # 2026-12-31 00:00 +08:00 is 2026-12-30 16:00 UTC.
+    seconds = metrics.registry.get_sample_value(
+        "tongban_workday_calendar_last_day_timestamp_seconds"
+    )
+    assert seconds == 1_798_646_400
+
+
+async def test_the_gateway_exports_where_its_workday_calendar_ends(world: World) -> None:
+    last = calendar_last_day()
+    expected = datetime(last.year, last.month, last.day, tzinfo=CHINA_TIME).timestamp()
+    assert value(world, "tongban_workday_calendar_last_day_timestamp_seconds") == expected
 
 
 async def test_rejected_publication_is_counted(world: World) -> None:
