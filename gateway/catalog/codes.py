@@ -489,12 +489,11 @@ def upgrade_citizen_id_15(id15: str) -> str:
 def mask_citizen_id(code: str) -> str:
     """The loggable form of any applicant's or holder's id number.
 
-    `110105********1239` for an 18-character number in the GB 11643 layout (the address code
-    and the last 4 stay); for a foreign permanent residence number (18 characters from `9`,
-    whose inner positions are not published: the first 6 may name a nationality) and for any
-    other length all but the last 4 characters are masked (all of them when there are 4 or
-    fewer)."""
-    if len(code) == 18 and code[0] != "9":
+    `110105********1239` for 18 characters (the GB 11643 address code, or a USCC's first 6,
+    and the last 4 stay), except a foreign permanent residence number (17 digits from `9`,
+    whose inner positions are not published: the first 6 may name a nationality); that and
+    any other length keep only the last 4 characters (none when there are 4 or fewer)."""
+    if len(code) == 18 and not (code[0] == "9" and code[:17].isascii() and code[:17].isdigit()):
         return code[:6] + "*" * 8 + code[-4:]
     if len(code) <= 4:
         return "*" * len(code)
