@@ -10,10 +10,11 @@ Invariants, in plain words:
 - A validator returns None when the field is valid, else one `FieldViolation` naming the field,
   with a stable UPPER_SNAKE reason: `MISSING` (a required field is empty, or a required enum
   unspecified), `TOO_LONG` (over its bound), `MALFORMED` (not printable, or not of its
-  pattern), `UNKNOWN` (a number outside its enum: proto3 enums are open, so a parsed request
-  keeps any number), `BAD_REGION_CODE` / `NOT_A_PROVINCE` for region codes, and the reasons of
-  `catalog.codes` for matter codes and id numbers (`BASIC_CODE_BAD_LENGTH`,
-  `CITIZEN_ID_CHECK_MISMATCH`, ...).
+  pattern; a pattern's caller may name its own reason, e.g. `BAD_DIGEST`), `UNKNOWN` (a
+  number outside its enum: proto3 enums are open, so a parsed request keeps any number),
+  `BAD_REGION_CODE` / `NOT_A_PROVINCE` for region codes, `TOKEN_EMPTY` / `TOKEN_TOO_LARGE`
+  for a licence token, and the reasons of `catalog.codes` for matter codes and id numbers
+  (`BASIC_CODE_BAD_LENGTH`, `CITIZEN_ID_CHECK_MISMATCH`, ...).
 - Every string is bounded, and its length is judged before anything reads its characters:
   a hostile megabyte costs one `len`.
 - A description says what is wanted, never what was sent: some values are personal data (id
@@ -242,6 +243,5 @@ def found(*violations: FieldViolation | None) -> list[FieldViolation]:
 
 def raise_if_any(message: str, *violations: FieldViolation | None) -> None:
     """Raises `InvalidRequest` (INVALID_ARGUMENT) with every violation found, if any."""
-    listed = found(*violations)
-    if listed:
-        raise InvalidRequest(message, field_violations=listed)
+    if violations.count(None) != len(violations):
+        raise InvalidRequest(message, field_violations=found(*violations))
