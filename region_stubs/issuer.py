@@ -39,16 +39,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from gateway.catalog.codes import (
-    CodeError,
-    make_license_identifier,
-    validate_citizen_id,
-    validate_uscc,
-)
+from gateway.catalog.codes import CodeError, make_license_identifier, validate_uscc
+from gateway.catalog.fields import holder_document
 from gateway.errors import FieldViolation, InvalidRequest, NotFound
 from gateway.licenses.status_list import LicenseStatus, encode_status_list
 from gateway.licenses.token import (
     DEFAULT_AUDIENCE,
+    HOLDER_ID_TYPES,
     LICENSE_TOKEN_TYPE,
     STATUS_LIST_TOKEN_TYPE,
     LicenseInfo,
@@ -175,7 +172,7 @@ class LicenseIssuer:
         min_status_list_entries: int = 1024,
     ) -> None:
         """`clock` returns an aware datetime; `agency_code` (颁发机构代码, default the region
-        code) is used when `issue` is given none; `provinces` bound holders' citizen ids."""
+        code) is used when `issue` is given none; `provinces` bound holders' 公民身份号码."""
         if not re.fullmatch(r"[0-9]{2}0000", region_code):
             raise ValueError(f"{region_code!r} is not a province code XX0000")
         self.region_code = region_code
@@ -381,17 +378,16 @@ class LicenseIssuer:
             violations.append(
                 FieldViolation("issuing_agency_code", "1-64 of 0-9A-Z", "BAD_AGENCY_CODE")
             )
-        if holder_id_type == "111":
-            problem = validate_citizen_id(
-                holder_id_number, self._provinces, today=china_date(self._now())
-            )
-        elif holder_id_type == "001":
-            problem = validate_uscc(holder_id_number)
+        document = holder_document(holder_id_type)
+        if document is None:
+            known = ", ".join(repr(code) for code in sorted(HOLDER_ID_TYPES))
+            violations.append(FieldViolation("holder_id_type", f"one of {known}", "BAD_ID_TYPE"))
         else:
-            problem = None
-            violations.append(FieldViolation("holder_id_type", "'111' or '001'", "BAD_ID_TYPE"))
-        if problem is not None:
-            violations.append(FieldViolation("holder_id_number", problem.message, problem.reason))
+            problem = document.check(holder_id_number, self._provinces, china_date(self._now()))
+            if problem is not None:
+                violations.append(
+                    FieldViolation("holder_id_number", problem.message, problem.reason)
+                )
         if not 1 <= valid_days <= _MAX_VALID_DAYS:
             violations.append(
                 FieldViolation("valid_days", f"between 1 and {_MAX_VALID_DAYS}", "OUT_OF_RANGE")

@@ -37,6 +37,7 @@ from google.protobuf import timestamp_pb2
 from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2, region_pb2_grpc
 from gateway.app import serving
 from gateway.app.error_status import ErrorInterceptor
+from gateway.catalog.fields import ID_DOCUMENTS
 from gateway.errors import (
     ApplicationNotFound,
     FieldViolation,
@@ -73,7 +74,7 @@ GATEWAY_CALL_CEILING = 5.0
 MAX_REASON_LENGTH = 500
 DEFAULT_VALID_DAYS = 365
 
-_HOLDER_ID_TYPES = {application_pb2.ID_TYPE_CITIZEN_ID: "111", application_pb2.ID_TYPE_USCC: "001"}
+_HOLDER_ID_TYPES: dict[int, str] = {d.id_type: d.holder_code for d in ID_DOCUMENTS}
 _ALGORITHMS = {
     admin_pb2.LICENSE_SIGNING_ALGORITHM_EDDSA: "EdDSA",
     admin_pb2.LICENSE_SIGNING_ALGORITHM_ES256: "ES256",

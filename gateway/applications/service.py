@@ -29,6 +29,7 @@ from gateway.applications.outbox import Outbox
 from gateway.applications.records import GATEWAY, ApplicationRecords, add_event
 from gateway.applications.request_checks import validate_submission
 from gateway.applications.watch import WatchHub
+from gateway.catalog import fields
 from gateway.catalog.convert import MODES
 from gateway.catalog.model import Matter
 from gateway.catalog.registry import CatalogRegistry
@@ -48,6 +49,12 @@ from gateway.events import NO_EVENTS, CodeResolved, Events, SubmissionAnswered, 
 from gateway.pagination import decode_token, encode_token, page_size
 from gateway.security import authz, guard
 from gateway.times import timestamp
+
+MAX_REPORT_REASON = 500
+MAX_EVENT_ID = 64
+_MAX_NAME = len("applications/") + 36  # a UUID's canonical text
+_ROLES = application_pb2.RegionRole.DESCRIPTOR
+_STATES = application_pb2.ApplicationState.DESCRIPTOR
 
 
 class LicenseFacts(Protocol):
@@ -363,13 +370,13 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
     async def ListApplications(
         self, request: application_pb2.ListApplicationsRequest, context: grpc.aio.ServicerContext
     ) -> application_pb2.ListApplicationsResponse:
-        if len(request.region_code) != 6 or not request.region_code.isdigit():
-            raise InvalidRequest(
-                "region_code must be a 6-digit GB/T 2260 code",
-                field_violations=[
-                    FieldViolation("region_code", "a 6-digit code", "BAD_REGION_CODE")
-                ],
-            )
+        role = request.role
+        fields.raise_if_any(
+            "the list request is malformed",
+            fields.region_code(request.region_code, "region_code"),
+            fields.enum_value(role, "role", _ROLES),
+            fields.enum_value(request.state, "state", _STATES),
+        )
         guard.check(authz.ListApplications(request.region_code))
         size = page_size(request.page_size, default=50, maximum=500)
         query = {
@@ -384,19 +391,6 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
             if not (isinstance(position, list) and len(position) == 2):
                 raise InvalidRequest("page_token is malformed")
             before = (float(position[0]), str(position[1]))
-        role = request.role
-        if role not in application_pb2.RegionRole.values():
-            raise InvalidRequest(
-                "role is not a known RegionRole",
-                field_violations=[
-                    FieldViolation("role", "ORIGIN, TARGET or unspecified", "UNKNOWN")
-                ],
-            )
-        if request.state and request.state not in application_pb2.ApplicationState.values():
-            raise InvalidRequest(
-                "state is not a known ApplicationState",
-                field_violations=[FieldViolation("state", "a known ApplicationState", "UNKNOWN")],
-            )
         found = await self.records.list_for_region(
             request.region_code,
             as_origin=role
@@ -440,22 +434,19 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         request: application_pb2.ReportApplicationStatusRequest,
         context: grpc.aio.ServicerContext,
     ) -> application_pb2.ReportApplicationStatusResponse:
-        violations = []
-        if request.state not in lifecycle.PROVINCE_REPORTABLE:
-            violations.append(
-                FieldViolation("state", "one of ACCEPTED, REJECTED, COMPLETED", "NOT_REPORTABLE")
+        state = fields.enum_value(request.state, "state", _STATES, required=True)
+        if state is None and request.state not in lifecycle.PROVINCE_REPORTABLE:
+            state = FieldViolation(
+                "state", "one of ACCEPTED, REJECTED, COMPLETED", "NOT_REPORTABLE"
             )
-        if not request.event_id or len(request.event_id) > 64 or not request.event_id.isprintable():
-            violations.append(
-                FieldViolation("event_id", "1 to 64 printable characters", "MALFORMED")
-            )
-        if len(request.reason) > 500:
-            violations.append(FieldViolation("reason", "at most 500 characters", "TOO_LONG"))
-        if len(request.region_code) != 6 or not request.region_code.isdigit():
-            violations.append(FieldViolation("region_code", "a 6-digit code", "BAD_REGION_CODE"))
         application_id = _application_id(request.name, "name")
-        if violations:
-            raise InvalidRequest("the report is malformed", field_violations=violations)
+        fields.raise_if_any(
+            "the report is malformed",
+            fields.region_code(request.region_code, "region_code"),
+            state,
+            fields.text(request.reason, "reason", MAX_REPORT_REASON, printable=False),
+            fields.text(request.event_id, "event_id", MAX_EVENT_ID, required=True),
+        )
         if guard.current_caller().enforced:
             await self._may_report(application_id)
         app = await self.records.report(
@@ -479,7 +470,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
 
 
 def _application_id(name: str, field: str) -> str:
-    prefix, _, application_id = name.partition("/")
+    prefix, _, application_id = name.partition("/") if len(name) <= _MAX_NAME else ("", "", "")
     try:
         parsed = uuid.UUID(application_id)
     except ValueError:

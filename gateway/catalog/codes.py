@@ -1,8 +1,8 @@
 """Validators for the identifier codes that flow through Tongban.
 
 Every function here is pure: strings in, a verdict out, no I/O. The one exception is that
-`validate_citizen_id` reads the calendar (today in China, UTC+8) when the caller does not
-pass `today`.
+`validate_citizen_id` and `validate_hmt_residence_permit` read the calendar (today in China,
+UTC+8) when the caller does not pass `today`.
 
 Invariants, in plain words:
 
@@ -29,7 +29,15 @@ Invariants, in plain words:
   province prefix must be in the caller's collection of province codes, the birth date
   (positions 7-14) must be a real calendar date, not before 1900-01-01 and not after today.
   A citizen ID is personal information (PIPL): problem messages never quote its digits, and
-  `mask_citizen_id` is the only form that may be logged.
+  `mask_citizen_id` is the only form that may be logged. The same holds for the two
+  documents below.
+- 港澳台居民居住证 (State Council, 2018) [C]: the GB 11643 layout, birth date rules and check,
+  with the address code 810000, 820000 or 830000 in place of a county code.
+- 外国人永久居留身份证 (National Immigration Administration) [C]: the 2023 card's 18 characters
+  are 17 digits and a MOD 11-2 check character as in GB 11643, the first digit `9`; the 2017
+  card's 15 are 3 Latin letters and 12 digits, with no published check. Only that is checked:
+  the positions inside the 2023 number are not confirmed [U]. The tags are the standards
+  reference's: [C] confirmed by a published source, [U] unconfirmed (never checked here).
 - Region codes (GB/T 2260): 6 digits whose province prefix (`XX0000`) is in the caller's
   collection. That makes a code plausible, not existent: the list of counties changes every
   year, and checking existence needs the pinned table itself. Area codes are 12 digits: a
@@ -55,11 +63,13 @@ Invariants, in plain words:
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from types import MappingProxyType
 
 __all__ = [
+    "HMT_ADDRESS_CODES",
     "LICENSE_ID_PREFIX",
     "MATTER_TYPES",
     "AgencyCodeKind",
@@ -95,7 +105,9 @@ __all__ = [
     "validate_area_code",
     "validate_basic_code",
     "validate_citizen_id",
+    "validate_foreign_permanent_residence_id",
     "validate_handling_item_code",
+    "validate_hmt_residence_permit",
     "validate_implementation_code",
     "validate_license_identifier",
     "validate_org_code",
@@ -122,6 +134,7 @@ LICENSE_ID_PREFIX = "1.2.156.3005.2."
 """The OID arc every 证照标识 starts with."""
 
 _DIGITS = "0123456789"
+_LATIN_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _ALNUM36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _ALNUM36_VALUES = {c: v for v, c in enumerate(_ALNUM36)}
 
@@ -352,6 +365,88 @@ def citizen_id_check_char(first17: str) -> str:
     return _citizen_check(first17)
 
 
+@dataclass(frozen=True)
+class _Gb11643Reasons:
+    """The label and reasons of one document numbered in the GB 11643 layout."""
+
+    label: str
+    bad_length: str
+    bad_character: str
+    unknown_region: str
+    region_positions: str
+    bad_date: str
+    check_mismatch: str
+
+
+_CITIZEN_ID = _Gb11643Reasons(
+    "Citizen ID",
+    "CITIZEN_ID_BAD_LENGTH",
+    "CITIZEN_ID_BAD_CHARACTER",
+    "CITIZEN_ID_UNKNOWN_PROVINCE",
+    "positions 1-2 are not the prefix of a known province",
+    "CITIZEN_ID_BAD_DATE",
+    "CITIZEN_ID_CHECK_MISMATCH",
+)
+_HMT_PERMIT = _Gb11643Reasons(
+    "Residence permit number",
+    "HMT_PERMIT_BAD_LENGTH",
+    "HMT_PERMIT_BAD_CHARACTER",
+    "HMT_PERMIT_UNKNOWN_REGION",
+    "positions 1-6 are not 810000, 820000 or 830000",
+    "HMT_PERMIT_BAD_DATE",
+    "HMT_PERMIT_CHECK_MISMATCH",
+)
+
+
+def _gb11643_problem(
+    code: str,
+    reasons: _Gb11643Reasons,
+    region_known: Callable[[str], bool],
+    today: date | None,
+    length_hint: str = "",
+) -> CodeProblem | None:
+    """The GB 11643 layout: 6-digit address code (judged by `region_known`), birth date
+    YYYYMMDD, 3-digit sequence, MOD 11-2 check character. Messages never quote a digit."""
+    label = reasons.label
+    if len(code) != 18:
+        return CodeProblem(
+            reasons.bad_length,
+            f"{label} must be 18 characters long, not {len(code)}{length_hint}.",
+        )
+    index = _first_outside(code[:17], _DIGITS)
+    if index is not None:
+        return CodeProblem(
+            reasons.bad_character, f"{label} has a non-digit at position {index + 1}."
+        )
+    if code[17] not in _ID_CHECK_CHARS:
+        return CodeProblem(
+            reasons.bad_character,
+            f"{label} has a check character at position 18 that is neither a digit nor 'X'.",
+        )
+    if not region_known(code[:6]):
+        return CodeProblem(reasons.unknown_region, f"{label} {reasons.region_positions}.")
+    try:
+        birth = date(int(code[6:10]), int(code[10:12]), int(code[12:14]))
+    except ValueError:
+        return CodeProblem(
+            reasons.bad_date, f"{label} positions 7-14 (birth date) are not a real calendar date."
+        )
+    if birth < _ID_EARLIEST_BIRTH:
+        return CodeProblem(
+            reasons.bad_date, f"{label} positions 7-14 (birth date) are before 1900."
+        )
+    if birth > (today if today is not None else datetime.now(_CHINA_TZ).date()):
+        return CodeProblem(
+            reasons.bad_date, f"{label} positions 7-14 (birth date) are in the future."
+        )
+    if code[17] != _citizen_check(code[:17]):
+        return CodeProblem(
+            reasons.check_mismatch,
+            f"{label} check character at position 18 does not match the first 17 digits.",
+        )
+    return None
+
+
 def validate_citizen_id(
     code: str, provinces: Collection[str], *, today: date | None = None
 ) -> CodeProblem | None:
@@ -360,46 +455,13 @@ def validate_citizen_id(
     `provinces` holds the accepted province codes (`XX0000`). `today` bounds the birth date;
     by default it is the current date in China.
     """
-    if len(code) != 18:
-        hint = " (upgrade 15-digit numbers with upgrade_citizen_id_15)" if len(code) == 15 else ""
-        return CodeProblem(
-            "CITIZEN_ID_BAD_LENGTH",
-            f"Citizen ID must be 18 characters long, not {len(code)}{hint}.",
-        )
-    problem = _citizen_digits_problem(code[:17], "Citizen ID")
-    if problem is not None:
-        return problem
-    if code[17] not in _ID_CHECK_CHARS:
-        return CodeProblem(
-            "CITIZEN_ID_BAD_CHARACTER",
-            "Citizen ID has a check character at position 18 that is neither a digit nor 'X'.",
-        )
-    if code[:2] + "0000" not in provinces:
-        return CodeProblem(
-            "CITIZEN_ID_UNKNOWN_PROVINCE",
-            "Citizen ID positions 1-2 are not the prefix of a known province.",
-        )
-    try:
-        birth = date(int(code[6:10]), int(code[10:12]), int(code[12:14]))
-    except ValueError:
-        return CodeProblem(
-            "CITIZEN_ID_BAD_DATE",
-            "Citizen ID positions 7-14 (birth date) are not a real calendar date.",
-        )
-    if birth < _ID_EARLIEST_BIRTH:
-        return CodeProblem(
-            "CITIZEN_ID_BAD_DATE", "Citizen ID positions 7-14 (birth date) are before 1900."
-        )
-    if birth > (today if today is not None else datetime.now(_CHINA_TZ).date()):
-        return CodeProblem(
-            "CITIZEN_ID_BAD_DATE", "Citizen ID positions 7-14 (birth date) are in the future."
-        )
-    if code[17] != _citizen_check(code[:17]):
-        return CodeProblem(
-            "CITIZEN_ID_CHECK_MISMATCH",
-            "Citizen ID check character at position 18 does not match the first 17 digits.",
-        )
-    return None
+    return _gb11643_problem(
+        code,
+        _CITIZEN_ID,
+        lambda address: address[:2] + "0000" in provinces,
+        today,
+        " (upgrade 15-digit numbers with upgrade_citizen_id_15)" if len(code) == 15 else "",
+    )
 
 
 def is_valid_citizen_id(
@@ -425,13 +487,85 @@ def upgrade_citizen_id_15(id15: str) -> str:
 
 
 def mask_citizen_id(code: str) -> str:
-    """The loggable form of an ID: `110105********1239` for 18 characters; for any other
-    length all but the last 4 characters are masked (all of them when there are 4 or fewer)."""
-    if len(code) == 18:
+    """The loggable form of any applicant's or holder's id number.
+
+    `110105********1239` for 18 characters (the GB 11643 address code, or a USCC's first 6,
+    and the last 4 stay), except a foreign permanent residence number (17 digits from `9`,
+    whose inner positions are not published: the first 6 may name a nationality); that and
+    any other length keep only the last 4 characters (none when there are 4 or fewer)."""
+    if len(code) == 18 and not (code[0] == "9" and code[:17].isascii() and code[:17].isdigit()):
         return code[:6] + "*" * 8 + code[-4:]
     if len(code) <= 4:
         return "*" * len(code)
     return "*" * (len(code) - 4) + code[-4:]
+
+
+# -- 港澳台居民居住证 and 外国人永久居留身份证 ----------------------------------------------------
+
+HMT_ADDRESS_CODES: Mapping[str, str] = MappingProxyType(
+    {"810000": "香港", "820000": "澳门", "830000": "台湾"}
+)
+"""The address codes a 港澳台居民居住证 number starts with, in place of a county code."""
+
+
+def validate_hmt_residence_permit(code: str, *, today: date | None = None) -> CodeProblem | None:
+    """Checks the 18-character number of a 港澳台居民居住证 (State Council, 2018) [C].
+
+    The GB 11643 layout and MOD 11-2 check, with the address code 810000 (Hong Kong), 820000
+    (Macao) or 830000 (Taiwan). `today` bounds the birth date as for a 公民身份号码.
+    """
+    return _gb11643_problem(code, _HMT_PERMIT, HMT_ADDRESS_CODES.__contains__, today)
+
+
+def validate_foreign_permanent_residence_id(code: str) -> CodeProblem | None:
+    """Checks the number of a 外国人永久居留身份证 (National Immigration Administration) [C].
+
+    The 2023 card (issued from 2023-12-01): 18 characters, 17 digits and a check character,
+    the first digit `9`, the check MOD 11-2 exactly as GB 11643. The 2017 card, valid until it
+    expires: 15 characters, 3 Latin letters (upper case, as every code here) and 12 digits;
+    it has no published check. Nothing else is checked: where the 2023 number keeps its
+    issuing place, nationality and birth date is not confirmed [U].
+    """
+    label = "Permanent residence number"
+    if len(code) == 15:
+        index = _first_outside(code[:3], _LATIN_UPPER)
+        if index is None:
+            index = _first_outside(code[3:], _DIGITS)
+            if index is not None:
+                index += 3
+        if index is not None:
+            return CodeProblem(
+                "FOREIGN_PR_ID_BAD_CHARACTER",
+                f"{label} (2017 card: 3 letters A-Z, then 12 digits) has a wrong character at "
+                f"position {index + 1}.",
+            )
+        return None
+    if len(code) != 18:
+        return CodeProblem(
+            "FOREIGN_PR_ID_BAD_LENGTH",
+            f"{label} must be 18 characters (2023 card) or 15 (2017 card), not {len(code)}.",
+        )
+    index = _first_outside(code[:17], _DIGITS)
+    if index is not None:
+        return CodeProblem(
+            "FOREIGN_PR_ID_BAD_CHARACTER", f"{label} has a non-digit at position {index + 1}."
+        )
+    if code[17] not in _ID_CHECK_CHARS:
+        return CodeProblem(
+            "FOREIGN_PR_ID_BAD_CHARACTER",
+            f"{label} has a check character at position 18 that is neither a digit nor 'X'.",
+        )
+    if code[0] != "9":
+        return CodeProblem(
+            "FOREIGN_PR_ID_BAD_FIRST_DIGIT",
+            f"{label} (2023 card) must start with 9, the mark of a foreigner's number.",
+        )
+    if code[17] != _citizen_check(code[:17]):
+        return CodeProblem(
+            "FOREIGN_PR_ID_CHECK_MISMATCH",
+            f"{label} check character at position 18 does not match the first 17 digits.",
+        )
+    return None
 
 
 # -- Region codes (GB/T 2260) ---------------------------------------------------------

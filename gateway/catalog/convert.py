@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from gateway.api.v1 import catalog_pb2
+from gateway.catalog import fields
 from gateway.catalog.diff import CatalogDiff, RegionImpact
 from gateway.catalog.model import Matter, RegionCatalogDocument, RegionEntry, TimeLimit
 from gateway.catalog.region_index import RegionIndex
@@ -158,6 +159,8 @@ def region_catalog(index: RegionIndex) -> catalog_pb2.RegionCatalog:
 
 MAX_NATIONAL_CODES_PER_ROW = 100
 """National matters one local code may stand for (an N:1 row)."""
+MAX_NATIONAL_CODE = 12
+"""A national basic code's length; longer ones are refused before any lookup."""
 MAX_ROW_TEXT = 200
 """Longest name, agency or date text of a list row."""
 
@@ -173,6 +176,10 @@ def region_document(msg: catalog_pb2.RegionCatalog) -> RegionCatalogDocument:
                 "region_catalog.name", "must be regions/{region_code}/catalog", "BAD_NAME"
             )
         )
+    else:
+        bad_region = fields.region_code(region_code, "region_catalog.name")
+        if bad_region is not None:
+            violations.append(bad_region)
     entries = []
     for i, e in enumerate(msg.entries):
         path = f"region_catalog.entries[{i}]"
@@ -190,6 +197,16 @@ def region_document(msg: catalog_pb2.RegionCatalog) -> RegionCatalogDocument:
             violations.append(
                 FieldViolation(
                     f"{path}.national_codes", f"at most {MAX_NATIONAL_CODES_PER_ROW}", "TOO_MANY"
+                )
+            )
+        elif any(len(code) > MAX_NATIONAL_CODE for code in e.national_codes):
+            # Bounded only: whether each is a known national code is the list's validation.
+            violations += fields.found(
+                *(
+                    fields.text(
+                        code, f"{path}.national_codes[{j}]", MAX_NATIONAL_CODE, printable=False
+                    )
+                    for j, code in enumerate(e.national_codes)
                 )
             )
         for name in ("local_name", "agency_name", "agency_code", "cancel_date"):

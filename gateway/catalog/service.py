@@ -13,7 +13,7 @@ from datetime import datetime
 import grpc
 
 from gateway.api.v1 import catalog_pb2, catalog_pb2_grpc
-from gateway.catalog import convert, documents, signing, wire
+from gateway.catalog import convert, documents, fields, signing, wire
 from gateway.catalog.codes import validate_basic_code
 from gateway.catalog.diff import diff_catalogs
 from gateway.catalog.registry import CatalogRegistry
@@ -31,29 +31,9 @@ from gateway.pagination import decode_token, encode_token, page_size
 from gateway.security import authz, guard
 
 MAX_BATCH = 1000
-
-
-def _require(value: str, field: str, *, max_length: int = 128) -> None:
-    if not value:
-        raise InvalidRequest(
-            f"{field} is required", field_violations=[FieldViolation(field, "required", "MISSING")]
-        )
-    if len(value) > max_length or not value.isprintable():
-        raise InvalidRequest(
-            f"{field} is malformed",
-            field_violations=[
-                FieldViolation(field, f"1 to {max_length} printable characters", "MALFORMED")
-            ],
-        )
-
-
-def _region_field(value: str, field: str) -> None:
-    _require(value, field, max_length=6)
-    if len(value) != 6 or not value.isdigit():
-        raise InvalidRequest(
-            f"{field} must be a 6-digit GB/T 2260 code",
-            field_violations=[FieldViolation(field, "a 6-digit GB/T 2260 code", "BAD_REGION_CODE")],
-        )
+MAX_LOCAL_CODE = 128
+_TYPES = catalog_pb2.MatterType.DESCRIPTOR
+_MODES = catalog_pb2.CrossRegionMode.DESCRIPTOR
 
 
 def _version_from_name(name: str, field: str) -> str:
@@ -63,6 +43,7 @@ def _version_from_name(name: str, field: str) -> str:
             f"{field} must be catalogVersions/{{version}}",
             field_violations=[FieldViolation(field, "catalogVersions/{version}", "BAD_NAME")],
         )
+    fields.raise_if_any(f"{field} is malformed", fields.text(version, field, fields.MAX_VERSION))
     return version
 
 
@@ -105,8 +86,14 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def _publish_version(
         self, request: catalog_pb2.PublishCatalogVersionRequest
     ) -> catalog_pb2.PublishCatalogVersionResponse:
-        _require(
-            request.signed_document, "signed_document", max_length=signing.MAX_DOCUMENT_BYTES * 2
+        fields.raise_if_any(
+            "signed_document is malformed",
+            fields.text(
+                request.signed_document,
+                "signed_document",
+                signing.MAX_DOCUMENT_BYTES * 2,
+                required=True,
+            ),
         )
         publisher, payload = signing.verify_catalog(request.signed_document, self.standards_keys)
         loaded = documents.loads_json(payload)
@@ -175,6 +162,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                     FieldViolation("name", "catalogVersions/{version}/matters/{code}", "BAD_NAME")
                 ],
             )
+        fields.raise_if_any("name is malformed", fields.text(parts[1], "name", fields.MAX_VERSION))
         snapshot, now = self.registry.snapshot, self.clock()
         record = snapshot.version(parts[1], now)
         code = parts[3]
@@ -195,6 +183,11 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def ListMatters(
         self, request: catalog_pb2.ListMattersRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.ListMattersResponse:
+        fields.raise_if_any(
+            "the filter is malformed",
+            fields.enum_value(request.type, "type", _TYPES),
+            fields.enum_value(request.cross_region_mode, "cross_region_mode", _MODES),
+        )
         snapshot, now = self.registry.snapshot, self.clock()
         record = snapshot.version(_version_from_name(request.parent, "parent"), now)
         version = record.document.version
@@ -225,8 +218,11 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def DiffCatalogVersions(
         self, request: catalog_pb2.DiffCatalogVersionsRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.DiffCatalogVersionsResponse:
-        _require(request.from_version, "from_version", max_length=16)
-        _require(request.to_version, "to_version", max_length=16)
+        fields.raise_if_any(
+            "the versions are malformed",
+            fields.text(request.from_version, "from_version", fields.MAX_VERSION, required=True),
+            fields.text(request.to_version, "to_version", fields.MAX_VERSION, required=True),
+        )
         snapshot, now = self.registry.snapshot, self.clock()
         old = snapshot.version(request.from_version, now).document
         new = snapshot.version(request.to_version, now).document
@@ -288,17 +284,22 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> Resolution:
         # each read of a message field builds a new str: read each once
         region_code, local_code = request.region_code, request.local_code
-        if not (len(region_code) == 6 and region_code.isdigit()):  # else the checks' errors
-            _region_field(region_code, "region_code")
-        _require(local_code, "local_code")
+        national_code, version = request.national_code, request.catalog_version
+        fields.raise_if_any(
+            "the request is malformed",
+            fields.region_code(region_code, "region_code"),
+            fields.text(local_code, "local_code", MAX_LOCAL_CODE, required=True),
+            fields.matter_code(national_code, "national_code", snapshot.provinces),
+            fields.text(version, "catalog_version", fields.MAX_VERSION),
+        )
         try:
             resolution = resolve(
                 snapshot,
                 region_code,
                 local_code,
                 now=self.clock(),
-                national_code=request.national_code,
-                version=request.catalog_version,
+                national_code=national_code,
+                version=version,
             )
         except TongbanError as exc:
             self.events.emit(CodeResolved(exc.reason))
@@ -342,10 +343,15 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def TranslateLocalCode(
         self, request: catalog_pb2.TranslateLocalCodeRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.TranslateLocalCodeResponse:
-        _region_field(request.from_region_code, "from_region_code")
-        _region_field(request.to_region_code, "to_region_code")
-        _require(request.local_code, "local_code")
         snapshot, now = self.registry.snapshot, self.clock()
+        fields.raise_if_any(
+            "the request is malformed",
+            fields.region_code(request.from_region_code, "from_region_code"),
+            fields.text(request.local_code, "local_code", MAX_LOCAL_CODE, required=True),
+            fields.region_code(request.to_region_code, "to_region_code"),
+            fields.matter_code(request.national_code, "national_code", snapshot.provinces),
+            fields.text(request.catalog_version, "catalog_version", fields.MAX_VERSION),
+        )
         try:
             source = resolve(
                 snapshot,

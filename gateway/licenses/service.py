@@ -1,8 +1,9 @@
 """The LicenseService servicer: requests in, verdicts out.
 
 An invalid licence is a verdict (the call answers OK); only a request that cannot be a
-licence at all (empty, over 16 KiB) is an error, raised as `InvalidRequest` for the error
-interceptor to turn into a status. The holder's id goes out masked.
+licence at all (empty, over 16 KiB), or whose expectations are over their bounds, is an
+error, raised as `InvalidRequest` for the error interceptor to turn into a status. The
+holder's id goes out masked.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 
 from gateway.api.v1 import application_pb2, license_pb2, license_pb2_grpc
-from gateway.errors import FieldViolation, InvalidRequest
+from gateway.catalog import fields
 from gateway.licenses.token import CHINA_TZ, MAX_TOKEN_BYTES, Verdict
 from gateway.licenses.verifier import LicenseVerifier, Verification, VerifiedLicense
 
@@ -25,9 +26,10 @@ _VERDICTS: dict[Verdict, license_pb2.LicenseVerdict.ValueType] = {
     for verdict in Verdict
 }
 _ID_TYPES: dict[str, application_pb2.IdType.ValueType] = {
-    "111": application_pb2.ID_TYPE_CITIZEN_ID,
-    "001": application_pb2.ID_TYPE_USCC,
+    document.holder_code: document.id_type for document in fields.ID_DOCUMENTS
 }
+MAX_TYPE_CODE = 21
+"""A 证照类型代码: the defining ministry's USCC and a 3-digit sequence."""
 
 
 class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
@@ -40,24 +42,20 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         self, request: license_pb2.VerifyLicenseRequest, context: Any
     ) -> license_pb2.VerifyLicenseResponse:
         token = request.token
-        if not token:
-            raise InvalidRequest(
-                "The licence token is empty.",
-                field_violations=[
-                    FieldViolation("token", "Required: a compact JWS.", "TOKEN_EMPTY")
-                ],
-            )
-        if len(token) > MAX_TOKEN_BYTES or len(token.encode("utf-8")) > MAX_TOKEN_BYTES:
-            raise InvalidRequest(
-                "The licence token is over 16 KiB.",
-                field_violations=[
-                    FieldViolation("token", "At most 16 KiB (16384 bytes).", "TOKEN_TOO_LARGE")
-                ],
-            )
+        expected_type, expected_holder = (
+            request.expected_type_code,
+            request.expected_holder_id_number,
+        )
+        fields.raise_if_any(
+            "The request cannot be a licence verification.",
+            fields.license_token(token, "token", MAX_TOKEN_BYTES),
+            fields.text(expected_type, "expected_type_code", MAX_TYPE_CODE),
+            fields.text(expected_holder, "expected_holder_id_number", fields.MAX_ID_NUMBER),
+        )
         verification = await self._verifier.verify(
             token,
-            expected_type_code=request.expected_type_code or None,
-            expected_holder_id=request.expected_holder_id_number or None,
+            expected_type_code=expected_type or None,
+            expected_holder_id=expected_holder or None,
         )
         return to_response(verification)
 

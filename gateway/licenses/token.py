@@ -6,7 +6,8 @@ Its claims:
 
     iss  "tongban:region:<6-digit province code>"      aud  "tongban-gateway" (configurable)
     sub  the holder's id number                        jti  a UUID
-    holder_id_type  "111" (公民身份号码) | "001" (统一社会信用代码)
+    holder_id_type  "111" (公民身份号码) | "001" (统一社会信用代码) | "HMT_RESIDENCE_PERMIT"
+                    (港澳台居民居住证) | "FOREIGN_PERMANENT_RESIDENCE" (外国人永久居留身份证)
     iat, nbf, exp   NumericDate, nbf < exp
     license  {identifier, type_code, number, issuing_agency_code, valid_from, valid_until}
     status   {"status_list": {"idx": <int>, "uri": "tongban:region:<code>:status"}}
@@ -56,6 +57,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from gateway.catalog.fields import ID_DOCUMENTS
+
 __all__ = [
     "CHINA_TZ",
     "DEFAULT_AUDIENCE",
@@ -95,8 +98,9 @@ STATUS_LIST_TOKEN_TYPE = "statuslist+jwt"
 MAX_TOKEN_BYTES = 16 * 1024
 DEFAULT_AUDIENCE = "tongban-gateway"
 REQUIRED_LICENSE_CLAIMS = ("exp", "nbf", "iat", "iss", "aud", "sub", "jti")
-HOLDER_ID_TYPES = frozenset({"111", "001"})
-"""111 = 公民身份号码 (GB 11643), 001 = 统一社会信用代码 (GB 32100), as in GB/T 36903."""
+HOLDER_ID_TYPES = frozenset(document.holder_code for document in ID_DOCUMENTS)
+"""111 = 公民身份号码 (GB 11643), 001 = 统一社会信用代码 (GB 32100), as in GB/T 36903; the two
+permits by name (`catalog.fields.ID_DOCUMENTS`)."""
 
 CHINA_TZ = timezone(timedelta(hours=8))
 """China Standard Time: licence dates are calendar dates there."""
@@ -457,7 +461,7 @@ class LicenseClaims:
     region_code: str
     """The issuing province, from `iss`."""
     holder_id_type: str
-    """"111" or "001"."""
+    """One of `HOLDER_ID_TYPES`."""
     holder_id: str = field(repr=False)
     """The holder's id number, in clear: never log it (`mask_citizen_id`)."""
     audience: str
@@ -508,7 +512,7 @@ def parse_license_claims(claims: Mapping[str, Any]) -> LicenseClaims:
         _malformed("The token's iss is not 'tongban:region:<6-digit code>'.")
     holder_id_type = claims.get("holder_id_type")
     if holder_id_type not in HOLDER_ID_TYPES:
-        _malformed("The token's holder_id_type is not '111' or '001'.")
+        _malformed("The token's holder_id_type is not one the licence profile knows.")
     iat, nbf, exp = (numeric_date(claims, name) for name in ("iat", "nbf", "exp"))
     if nbf >= exp:
         _malformed("The token's nbf is not before its exp.")

@@ -44,9 +44,11 @@ SUPPORTED_ALGORITHMS = frozenset({"EdDSA", "ES256"})
 MAX_LEEWAY_SECONDS = 300.0
 
 _PROVINCE_PREFIXES = (11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42)
-_MORE_PREFIXES = (43, 44, 45, 46, 50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82)
+_MORE_PREFIXES = (43, 44, 45, 46, 50, 51, 52, 53, 54, 61, 62, 63, 64, 65)
 PROVINCE_CODES = frozenset(f"{p}0000" for p in (*_PROVINCE_PREFIXES, *_MORE_PREFIXES))
-"""GB/T 2260 province-level codes (MCA 2019-04): where a 公民身份号码 may come from."""
+"""The 31 mainland GB/T 2260 province-level codes (MCA 2019-04): where a 公民身份号码 may come
+from, as for an applicant (`standards/regions.json`). Residents of Hong Kong, Macao and Taiwan
+hold a 港澳台居民居住证 (810000, 820000, 830000), a holder id type of its own."""
 
 _REGION = re.compile(r"[0-9]{2}0000")
 _TYPE_CODE = re.compile(r"[0-9A-Z]{18}[0-9]{3}")

@@ -35,13 +35,8 @@ import hmac
 from dataclasses import dataclass
 from datetime import date
 
-from gateway.catalog.codes import (
-    CodeError,
-    mask_citizen_id,
-    parse_license_identifier,
-    validate_citizen_id,
-    validate_uscc,
-)
+from gateway.catalog.codes import CodeError, mask_citizen_id, parse_license_identifier
+from gateway.catalog.fields import holder_document
 from gateway.events import NO_EVENTS, Events, LicenseVerified
 from gateway.licenses.keys import KeyCache, KeyUnavailable, VerificationKey
 from gateway.licenses.status_list import LicenseStatus, StatusListCache, StatusListUnavailable
@@ -83,7 +78,8 @@ class VerifiedLicense:
     issuer_region: str
     issuing_agency_code: str
     holder_id_type: str
-    """"111" (公民身份号码) or "001" (统一社会信用代码)."""
+    """The token's `holder_id_type`: "111" (公民身份号码), "001" (统一社会信用代码), or a permit
+    by name (`catalog.fields.ID_DOCUMENTS`)."""
     holder_id_masked: str
     valid_from: date
     valid_until: date
@@ -296,14 +292,11 @@ class LicenseVerifier:
                 Verdict.WRONG_TYPE,
                 f"The licence is of type {lic.type_code}, not {expected_type_code}.",
             )
-        if claims.holder_id_type == "111":
-            problem = validate_citizen_id(
-                claims.holder_id,
-                self._trust.holder_provinces,
-                today=china_date(self._clock()),
-            )
-        else:
-            problem = validate_uscc(claims.holder_id)
+        document = holder_document(claims.holder_id_type)
+        assert document is not None  # parse_license_claims admits only HOLDER_ID_TYPES
+        problem = document.check(
+            claims.holder_id, self._trust.holder_provinces, china_date(self._clock())
+        )
         if problem is not None:
             raise TokenRejected(Verdict.MALFORMED, f"The holder's id: {problem.message}")
         if expected_holder_id is not None and not hmac.compare_digest(

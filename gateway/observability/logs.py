@@ -5,10 +5,12 @@ Invariants:
 - Every record is one JSON object: `time`, `level`, `logger`, `message`, plus the context of
   the RPC being handled (`application_id`, `request_id`, `province`, `rpc`) when known, plus
   any `extra=` fields.
-- Personal data never reaches the output in clear: any 15- or 18-character citizen id number
-  (and any `id_number`-like field) is masked with `mask_citizen_id` in the message, the extra
-  fields and the exception text. Code that logs must still never pass a name: names cannot be
-  recognised reliably, so the rule is "log ids, not people".
+- Personal data never reaches the output in clear: any number shaped like an applicant's id
+  (17 digits and a digit or X: a 公民身份号码, a 港澳台居民居住证, a 2023 外国人永久居留身份证;
+  15 digits: an old 公民身份号码; 3 capitals and 12 digits: a 2017 外国人永久居留身份证) is
+  masked with `mask_citizen_id` in the message, the extra fields and the exception text.
+  Code that logs must still never pass a name: names cannot be recognised reliably, so the
+  rule is "log ids, not people".
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
     "tongban_log_context", default=MappingProxyType({})
 )
 
-# 18 characters (17 digits + digit or X) or the old 15-digit form, not inside a longer number.
-_CITIZEN_ID = re.compile(r"(?<![0-9A-Za-z])(\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
+# 18 characters (17 digits + digit or X), the old 15-digit form, or a 2017 permanent residence
+# number (3 capitals + 12 digits), not inside a longer word or number.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{17}[\dXx]|\d{15}|[A-Z]{3}\d{12})(?![0-9A-Za-z])")
 
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -43,8 +46,8 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
 
 
 def mask(text: str) -> str:
-    """`text` with every citizen id number masked."""
-    return _CITIZEN_ID.sub(lambda m: mask_citizen_id(m.group(0)), text)
+    """`text` with every id number masked."""
+    return _ID_NUMBER.sub(lambda m: mask_citizen_id(m.group(0)), text)
 
 
 @contextmanager

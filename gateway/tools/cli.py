@@ -31,7 +31,12 @@ from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY
 from gateway.times import utc_now
 from gateway.tools.federation import DEFAULT_REGIONS
 
-ID_TYPES = {"citizen": application_pb2.ID_TYPE_CITIZEN_ID, "uscc": application_pb2.ID_TYPE_USCC}
+ID_TYPES = {
+    "citizen": application_pb2.ID_TYPE_CITIZEN_ID,
+    "uscc": application_pb2.ID_TYPE_USCC,
+    "hmt-permit": application_pb2.ID_TYPE_HMT_RESIDENCE_PERMIT,
+    "foreign-pr": application_pb2.ID_TYPE_FOREIGN_PERMANENT_RESIDENCE,
+}
 
 
 def _env_flags(args: argparse.Namespace, names: Mapping[str, str]) -> dict[str, str]:

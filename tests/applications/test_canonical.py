@@ -89,3 +89,29 @@ def test_digests_stored_by_the_first_release_still_match() -> None:
     assert not same_request(legacy, request_digest(request), submission(target_region="500000"))
     assert same_request(request_digest(request), request_digest(request), request)
     assert not same_request("v2:" + "0" * 64, request_digest(request), request)
+
+
+def test_digests_of_existing_id_types_are_pinned() -> None:
+    # Computed by the release before the residence permit and permanent residence id types:
+    # adding id types must not change what a stored digest of an older submission means.
+    assert request_digest(submission()) == (
+        "v2:06313a67b22e99565bd64cc9594c98e722fe6d9c737ddd643f6e9a3dce0dfc9e"
+    )
+    assert legacy_request_digest(submission()) == (
+        "874aaedf5151bed476120b4f39c18e465cf9becbc6484ae25217a56b6da36497"
+    )
+    organisation = submission()
+    organisation.applicant.id_type = pb.ID_TYPE_USCC
+    organisation.applicant.id_number = "91350100M000100Y43"
+    assert request_digest(organisation) == (
+        "v2:31dd88f25454f67815bd54817dd09f1667af5085ed1023666636ec3b88eae78c"
+    )
+
+
+def test_the_id_type_is_part_of_the_request() -> None:
+    digests = set()
+    for id_type in pb.IdType.values():
+        request = submission()
+        request.applicant.id_type = id_type
+        digests.add(request_digest(request))
+    assert len(digests) == len(pb.IdType.values())

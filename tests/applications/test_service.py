@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -332,6 +333,7 @@ async def test_get_unknown_and_malformed_names(world: World) -> None:
     for name, code in (
         ("applications/00000000-0000-4000-8000-000000000000", grpc.StatusCode.NOT_FOUND),
         ("applications/not-a-uuid", grpc.StatusCode.INVALID_ARGUMENT),
+        ("applications/" + "0" * 1_000_000, grpc.StatusCode.INVALID_ARGUMENT),
         ("", grpc.StatusCode.INVALID_ARGUMENT),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -405,13 +407,162 @@ async def test_replay_answers_as_the_first_time_after_the_licence_is_revoked(
         assert again.application.application_id == first.application.application_id
 
 
-async def test_list_applications_refuses_unknown_enum_values(world: World) -> None:
-    for request in (
-        pb.ListApplicationsRequest(region_code=TARGET, role=7),  # type: ignore[arg-type]
-        pb.ListApplicationsRequest(region_code=TARGET, state=42),  # type: ignore[arg-type]
-    ):
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await world.applications.ListApplications(request)
-        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        _, bad = rich_error(caught.value)
-        assert bad is not None
+async def violations_of(
+    call: Awaitable[object],
+) -> tuple[grpc.StatusCode, str, list[tuple[str, str]]]:
+    """A call that must fail: its code, ErrorInfo reason and (field, reason) violations."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    info, bad = rich_error(caught.value)
+    found = [(v.field, v.reason) for v in bad.field_violations] if bad else []
+    return caught.value.code(), info.reason, found
+
+
+INVALID = (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+
+
+async def test_list_applications_refuses_malformed_regions_and_unknown_enum_values(
+    world: World,
+) -> None:
+    cases: list[tuple[dict[str, object], list[tuple[str, str]]]] = [
+        ({"region_code": ""}, [("region_code", "MISSING")]),
+        ({"region_code": "51000"}, [("region_code", "BAD_REGION_CODE")]),
+        ({"region_code": "５１００００"}, [("region_code", "BAD_REGION_CODE")]),
+        ({"region_code": "5" * 100_000}, [("region_code", "BAD_REGION_CODE")]),
+        ({"region_code": "510100"}, [("region_code", "NOT_A_PROVINCE")]),
+        ({"role": 7}, [("role", "UNKNOWN")]),
+        ({"role": -1}, [("role", "UNKNOWN")]),
+        ({"state": 42}, [("state", "UNKNOWN")]),
+        (
+            {"region_code": "51", "role": 3, "state": -2},
+            [("region_code", "BAD_REGION_CODE"), ("role", "UNKNOWN"), ("state", "UNKNOWN")],
+        ),
+    ]
+    for fields, expected in cases:
+        request = pb.ListApplicationsRequest(**{"region_code": TARGET, **fields})  # type: ignore[arg-type]
+        got = await violations_of(world.applications.ListApplications(request))
+        assert got == (*INVALID, expected), fields
+    for role in (pb.REGION_ROLE_UNSPECIFIED, pb.REGION_ROLE_ORIGIN, pb.REGION_ROLE_TARGET):
+        listed = await world.applications.ListApplications(
+            pb.ListApplicationsRequest(region_code=TARGET, role=role)
+        )
+        assert list(listed.applications) == []
+
+
+async def test_report_status_refuses_malformed_fields(world: World) -> None:
+    name = "applications/00000000-0000-4000-8000-000000000000"
+    good: dict[str, object] = {
+        "name": name,
+        "region_code": TARGET,
+        "state": pb.APPLICATION_STATE_ACCEPTED,
+        "event_id": "e1",
+    }
+    cases: list[tuple[dict[str, object], list[tuple[str, str]]]] = [
+        ({"region_code": ""}, [("region_code", "MISSING")]),
+        ({"region_code": "５１００００"}, [("region_code", "BAD_REGION_CODE")]),
+        ({"region_code": "510100"}, [("region_code", "NOT_A_PROVINCE")]),
+        ({"state": pb.APPLICATION_STATE_UNSPECIFIED}, [("state", "MISSING")]),
+        ({"state": 99}, [("state", "UNKNOWN")]),
+        ({"state": -1}, [("state", "UNKNOWN")]),
+        ({"state": pb.APPLICATION_STATE_DELIVERED}, [("state", "NOT_REPORTABLE")]),
+        ({"reason": "r" * 501}, [("reason", "TOO_LONG")]),
+        ({"event_id": ""}, [("event_id", "MISSING")]),
+        ({"event_id": "e" * 65}, [("event_id", "TOO_LONG")]),
+        ({"event_id": "e\n1"}, [("event_id", "MALFORMED")]),
+        ({"name": "applications/" + "a" * 100_000}, [("name", "BAD_NAME")]),
+    ]
+    for fields, expected in cases:
+        request = pb.ReportApplicationStatusRequest(**{**good, **fields})  # type: ignore[arg-type]
+        got = await violations_of(world.applications.ReportApplicationStatus(request))
+        assert got == (*INVALID, expected), fields
+    # at their bounds, the fields pass validation: the application is what is missing
+    at_bounds = pb.ReportApplicationStatusRequest(
+        **{**good, "reason": "理由\n" * 166 + "r" * 2, "event_id": "e" * 64}  # type: ignore[arg-type]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await world.applications.ReportApplicationStatus(at_bounds)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+HMT_PERMIT = "810000199003071237"  # synthetic, check computed
+FOREIGN_2023 = "933100199003071232"  # synthetic, check computed
+FOREIGN_2017 = "USA330619900307"  # synthetic
+USCC = "91350100M000100Y43"
+
+
+async def test_submission_refuses_unknown_enum_values_and_bad_ids_and_delivers_nothing(
+    world: World,
+) -> None:
+    local, national, _ = one_to_one_pair(world)
+    cases: list[tuple[object, object, list[tuple[str, str]]]] = [
+        # applicant id types outside the enum used to skip the number's check entirely
+        (99, "any string at all", [("applicant.id_type", "UNKNOWN")]),
+        (-1, "x", [("applicant.id_type", "UNKNOWN")]),
+        (
+            pb.ID_TYPE_HMT_RESIDENCE_PERMIT,
+            "810000199003071230",
+            [("applicant.id_number", "HMT_PERMIT_CHECK_MISMATCH")],
+        ),
+        (
+            pb.ID_TYPE_FOREIGN_PERMANENT_RESIDENCE,
+            CITIZEN,
+            [("applicant.id_number", "FOREIGN_PR_ID_BAD_FIRST_DIGIT")],
+        ),
+        (pb.ID_TYPE_USCC, USCC[:-1] + "4", [("applicant.id_number", "USCC_CHECK_MISMATCH")]),
+        (
+            pb.ID_TYPE_CITIZEN_ID,
+            HMT_PERMIT,
+            [("applicant.id_number", "CITIZEN_ID_UNKNOWN_PROVINCE")],
+        ),
+    ]
+    for i, (id_type, number, expected) in enumerate(cases):
+        request = submission(
+            world,
+            local,
+            national,
+            request_id=f"bad-{i}",
+            applicant=pb.Applicant(id_type=id_type, id_number=number, display_name="某人"),  # type: ignore[arg-type]
+        )
+        got = await violations_of(world.applications.SubmitApplication(request))
+        assert got == (*INVALID, expected), (id_type, number)
+    others: list[tuple[dict[str, object], list[tuple[str, str]]]] = [
+        ({"cross_region_mode": 9}, [("cross_region_mode", "UNKNOWN")]),
+        ({"target_region": "５１００００"}, [("target_region", "BAD_REGION_CODE")]),
+        ({"target_region": ORIGIN}, [("target_region", "SAME_REGION")]),
+        (
+            {"national_matter_code": "０" * 12},
+            [("national_matter_code", "BASIC_CODE_BAD_CHARACTER")],
+        ),
+        (
+            {"materials": [pb.Material(material_id="M01", license_token="t" * (16 * 1024 + 1))]},
+            [("materials[0].license_token", "TOKEN_TOO_LARGE")],
+        ),
+    ]
+    for fields, expected in others:
+        request = submission(world, local, national, request_id="bad-other", **fields)
+        got = await violations_of(world.applications.SubmitApplication(request))
+        assert got == (*INVALID, expected), fields
+    for stub in world.stubs.values():
+        assert (await stub.counters()).deliveries_received == 0
+
+
+async def test_every_id_type_is_accepted_and_delivered(world: World) -> None:
+    local, national, _ = one_to_one_pair(world)
+    applicants = [
+        (pb.ID_TYPE_USCC, USCC, "某某有限公司"),
+        (pb.ID_TYPE_HMT_RESIDENCE_PERMIT, HMT_PERMIT, "陳大文"),
+        (pb.ID_TYPE_HMT_RESIDENCE_PERMIT, "820000200002290048", "黄小明"),
+        (pb.ID_TYPE_HMT_RESIDENCE_PERMIT, "830000194912310021", "林美玲"),
+        (pb.ID_TYPE_FOREIGN_PERMANENT_RESIDENCE, FOREIGN_2023, "John Smith"),
+        (pb.ID_TYPE_FOREIGN_PERMANENT_RESIDENCE, FOREIGN_2017, "Jane Doe"),
+    ]
+    for i, (id_type, number, name) in enumerate(applicants):
+        applicant = pb.Applicant(id_type=id_type, id_number=number, display_name=name)
+        app = (
+            await world.applications.SubmitApplication(
+                submission(world, local, national, request_id=f"id-{i}", applicant=applicant)
+            )
+        ).application
+        assert app.state == pb.APPLICATION_STATE_DELIVERED
+        assert app.applicant == applicant
+    assert (await world.stubs[TARGET].counters()).cases_created == len(applicants)

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 from conftest import STANDARDS_BODY, World, rich_error, start_world
+from google.protobuf.message import Message
 
 from gateway.api.v1 import catalog_pb2
 from gateway.catalog import convert, resolution, signing
@@ -467,3 +468,195 @@ async def test_a_list_with_unroutable_rows_names_every_one_and_changes_nothing(
     assert fields == ["entries[2].national_codes[0]", "entries[5].local_code"]
     before = await world.catalog.ResolveLocalCode(resolve_request(entries[2]["local_code"]))
     assert before.resolved.matter.code == LIST["entries"][2]["national_codes"][0]
+
+
+# -- Field checks: enums and bounds over the wire ------------------------------------------
+
+
+async def violations_of(call: Any) -> tuple[grpc.StatusCode, str, list[tuple[str, str]]]:
+    """A call that must fail: its code, ErrorInfo reason and (field, reason) violations."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    info, bad = rich_error(caught.value)
+    found = [(v.field, v.reason) for v in bad.field_violations] if bad else []
+    return caught.value.code(), info.reason, found
+
+
+INVALID = (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+FULL_WIDTH = "４４００００"  # str.isdigit() says yes
+NATIONAL = ROWS[ONE]["national_codes"][0]
+
+
+def _list(
+    name: str, *rows: catalog_pb2.RegionCatalogEntry
+) -> catalog_pb2.PublishRegionCatalogRequest:
+    return catalog_pb2.PublishRegionCatalogRequest(
+        region_catalog=catalog_pb2.RegionCatalog(name=name, entries=rows), validate_only=True
+    )
+
+
+def _translate(**fields: str) -> catalog_pb2.TranslateLocalCodeRequest:
+    values = {"from_region_code": REGION, "local_code": ONE, "to_region_code": "510000"}
+    return catalog_pb2.TranslateLocalCodeRequest(**{**values, **fields})
+
+
+FIELD_CASES: list[tuple[str, str, Message, list[tuple[str, str]]]] = [
+    # ListMatters: an unknown type or mode used to answer an empty list
+    (
+        "type 11",
+        "ListMatters",
+        catalog_pb2.ListMattersRequest(parent="catalogVersions/-", type=11),  # type: ignore[arg-type]
+        [("type", "UNKNOWN")],
+    ),
+    (
+        "type -1",
+        "ListMatters",
+        catalog_pb2.ListMattersRequest(parent="catalogVersions/-", type=-1),  # type: ignore[arg-type]
+        [("type", "UNKNOWN")],
+    ),
+    (
+        "mode 4",
+        "ListMatters",
+        catalog_pb2.ListMattersRequest(parent="catalogVersions/-", cross_region_mode=4),  # type: ignore[arg-type]
+        [("cross_region_mode", "UNKNOWN")],
+    ),
+    (
+        "parent's version over its bound",
+        "ListMatters",
+        catalog_pb2.ListMattersRequest(parent="catalogVersions/" + "9" * 17),
+        [("parent", "TOO_LONG")],
+    ),
+    (
+        "version name of a megabyte",
+        "GetCatalogVersion",
+        catalog_pb2.GetCatalogVersionRequest(name="catalogVersions/" + "9" * 10**6),
+        [("name", "TOO_LONG")],
+    ),
+    (
+        "matter name's version over its bound",
+        "GetMatter",
+        catalog_pb2.GetMatterRequest(name=f"catalogVersions/{'9' * 17}/matters/{NATIONAL}"),
+        [("name", "TOO_LONG")],
+    ),
+    (
+        "diff without a from version",
+        "DiffCatalogVersions",
+        catalog_pb2.DiffCatalogVersionsRequest(to_version="2025.1"),
+        [("from_version", "MISSING")],
+    ),
+    (
+        "diff to a version over its bound",
+        "DiffCatalogVersions",
+        catalog_pb2.DiffCatalogVersionsRequest(from_version="2025.1", to_version="9" * 17),
+        [("to_version", "TOO_LONG")],
+    ),
+    # ResolveLocalCode: full-width digits used to pass str.isdigit() and be NOT_FOUND
+    (
+        "region in full width",
+        "ResolveLocalCode",
+        catalog_pb2.ResolveLocalCodeRequest(region_code=FULL_WIDTH, local_code=ONE),
+        [("region_code", "BAD_REGION_CODE")],
+    ),
+    (
+        "region a county",
+        "ResolveLocalCode",
+        catalog_pb2.ResolveLocalCodeRequest(region_code="440305", local_code=ONE),
+        [("region_code", "NOT_A_PROVINCE")],
+    ),
+    (
+        "national code of a megabyte",
+        "ResolveLocalCode",
+        resolve_request(ONE, national_code="0" * 10**6),
+        [("national_code", "BASIC_CODE_BAD_LENGTH")],
+    ),
+    (
+        "national code in full width",
+        "ResolveLocalCode",
+        resolve_request(ONE, national_code="０" * 12),
+        [("national_code", "BASIC_CODE_BAD_CHARACTER")],
+    ),
+    (
+        "catalog version over its bound",
+        "ResolveLocalCode",
+        resolve_request(ONE, catalog_version="9" * 17),
+        [("catalog_version", "TOO_LONG")],
+    ),
+    (
+        "every field at once",
+        "ResolveLocalCode",
+        catalog_pb2.ResolveLocalCodeRequest(
+            region_code="44", local_code="x" * 129, national_code="1", catalog_version="9" * 17
+        ),
+        [
+            ("region_code", "BAD_REGION_CODE"),
+            ("local_code", "TOO_LONG"),
+            ("national_code", "BASIC_CODE_BAD_LENGTH"),
+            ("catalog_version", "TOO_LONG"),
+        ],
+    ),
+    (
+        "translation between malformed regions",
+        "TranslateLocalCode",
+        _translate(from_region_code=FULL_WIDTH, to_region_code="510100"),
+        [("from_region_code", "BAD_REGION_CODE"), ("to_region_code", "NOT_A_PROVINCE")],
+    ),
+    (
+        "translation of a local code of a megabyte",
+        "TranslateLocalCode",
+        _translate(local_code="x" * 10**6),
+        [("local_code", "TOO_LONG")],
+    ),
+    (
+        "translation with a bad national code and version",
+        "TranslateLocalCode",
+        _translate(national_code="X", catalog_version="9" * 17),
+        [("national_code", "BASIC_CODE_BAD_LENGTH"), ("catalog_version", "TOO_LONG")],
+    ),
+    # PublishRegionCatalog: the region in the name is a province code like any other
+    (
+        "list for a full-width region",
+        "PublishRegionCatalog",
+        _list(f"regions/{FULL_WIDTH}/catalog"),
+        [("region_catalog.name", "BAD_REGION_CODE")],
+    ),
+    (
+        "list for a county",
+        "PublishRegionCatalog",
+        _list("regions/440305/catalog"),
+        [("region_catalog.name", "NOT_A_PROVINCE")],
+    ),
+    (
+        "list row with an unbounded national code",
+        "PublishRegionCatalog",
+        _list(
+            f"regions/{REGION}/catalog",
+            catalog_pb2.RegionCatalogEntry(local_code="L1", national_codes=[NATIONAL, "0" * 13]),
+        ),
+        [("region_catalog.entries[0].national_codes[1]", "TOO_LONG")],
+    ),
+]
+
+
+async def test_every_rpc_refuses_unknown_enum_values_and_unbounded_strings(world: World) -> None:
+    for label, method, request, expected in FIELD_CASES:
+        call = getattr(world.catalog, method)(request)
+        assert await violations_of(call) == (*INVALID, expected), label
+
+
+async def test_fields_at_their_bounds_are_answered_by_the_catalog(world: World) -> None:
+    c, pb = world.catalog, catalog_pb2
+    resolved = await c.ResolveLocalCode(resolve_request(ONE, national_code=NATIONAL))
+    assert resolved.resolved.matter.code == NATIONAL
+    public = await c.ListMatters(
+        pb.ListMattersRequest(parent="catalogVersions/-", type=pb.MATTER_TYPE_PUBLIC_SERVICE)
+    )
+    assert public.total_size > 0
+    assert {m.type for m in public.matters} == {pb.MATTER_TYPE_PUBLIC_SERVICE}
+    code, reason, _ = await violations_of(
+        c.GetCatalogVersion(pb.GetCatalogVersionRequest(name="catalogVersions/" + "9" * 16))
+    )
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "CATALOG_VERSION_NOT_FOUND")
+    code, reason, _ = await violations_of(
+        c.ResolveLocalCode(pb.ResolveLocalCodeRequest(region_code="990000", local_code=ONE))
+    )
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "REGION_NOT_FOUND")

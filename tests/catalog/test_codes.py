@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from gateway.catalog import codes
 from gateway.catalog.codes import (
+    HMT_ADDRESS_CODES,
     MATTER_TYPES,
     AgencyCodeKind,
     BasicCode,
@@ -53,7 +54,9 @@ from gateway.catalog.codes import (
     validate_area_code,
     validate_basic_code,
     validate_citizen_id,
+    validate_foreign_permanent_residence_id,
     validate_handling_item_code,
+    validate_hmt_residence_permit,
     validate_implementation_code,
     validate_license_identifier,
     validate_org_code,
@@ -476,6 +479,10 @@ def test_upgrade_citizen_id_15() -> None:
         ("110105199003071239", "110105********1239"),
         ("11010519491231002X", "110105********002X"),
         ("110105900307123", "***********7123"),
+        ("810000199003071239", "810000********1239"),  # a residence permit: GB 11643 layout
+        ("912345678901234560", "**************4560"),  # 2023 permanent residence: 4 kept
+        ("91330106MA2H12349J", "913301********349J"),  # a USCC from 9 is not one
+        ("USA123456789012", "***********9012"),  # 2017 permanent residence
         ("12345", "*2345"),
         ("1234", "****"),
         ("", ""),
@@ -515,6 +522,143 @@ def test_property_citizen_id_valid_then_any_substitution_fails(
     char = data.draw(st.sampled_from([c for c in string.digits + "X" if c != code[index]]))
     corrupted = code[:index] + char + code[index + 1 :]
     assert validate_citizen_id(corrupted, PROVINCES, today=TODAY) is not None
+
+
+# -- 港澳台居民居住证 (State Council, 2018) -----------------------------------------------------
+
+# Synthetic numbers in the GB 11643 layout, one per address code, check computed.
+HMT_PERMITS = ("810000199003071237", "820000200002290048", "830000194912310021")
+
+
+def test_hmt_address_codes_are_the_three_of_the_reference() -> None:
+    assert dict(HMT_ADDRESS_CODES) == {"810000": "香港", "820000": "澳门", "830000": "台湾"}
+
+
+@pytest.mark.parametrize("code", HMT_PERMITS)
+def test_hmt_residence_permits_validate(code: str) -> None:
+    assert validate_hmt_residence_permit(code, today=TODAY) is None
+    # a 公民身份号码 check refuses them: their address code is no province's
+    assert reason(validate_citizen_id(code, PROVINCES, today=TODAY)) == (
+        "CITIZEN_ID_UNKNOWN_PROVINCE"
+    )
+
+
+@pytest.mark.parametrize("code", HMT_PERMITS)
+def test_every_single_substitution_of_an_hmt_permit_fails(code: str) -> None:
+    corrupted = substitutions(code, string.digits + "X")
+    assert all(validate_hmt_residence_permit(c, today=TODAY) is not None for _, _, c in corrupted)
+    strangers = substitutions(code, STRANGERS)
+    assert {reason(validate_hmt_residence_permit(c, today=TODAY)) for _, _, c in strangers} == {
+        "HMT_PERMIT_BAD_CHARACTER"
+    }
+
+
+@pytest.mark.parametrize(
+    ("first17", "expected_reason"),
+    [
+        ("11010519900307123", "HMT_PERMIT_UNKNOWN_REGION"),  # a citizen's county code
+        ("71000019900307123", "HMT_PERMIT_UNKNOWN_REGION"),  # GB/T 2260's 台湾省, not 830000
+        ("84000019900307123", "HMT_PERMIT_UNKNOWN_REGION"),
+        ("81010019900307123", "HMT_PERMIT_UNKNOWN_REGION"),  # all six digits are the code
+        ("81000019900230123", "HMT_PERMIT_BAD_DATE"),
+        ("81000018991231123", "HMT_PERMIT_BAD_DATE"),
+        ("81000020250602123", "HMT_PERMIT_BAD_DATE"),  # the day after TODAY
+    ],
+)
+def test_hmt_permit_problems_with_a_right_check(first17: str, expected_reason: str) -> None:
+    code = with_citizen_check(first17)
+    assert reason(validate_hmt_residence_permit(code, today=TODAY)) == expected_reason
+
+
+@pytest.mark.parametrize(
+    ("code", "expected_reason"),
+    [
+        ("", "HMT_PERMIT_BAD_LENGTH"),
+        ("81000019900307123", "HMT_PERMIT_BAD_LENGTH"),
+        ("8100001990030712399", "HMT_PERMIT_BAD_LENGTH"),
+        ("８10000199003071239", "HMT_PERMIT_BAD_CHARACTER"),
+        ("81000019900307123Y", "HMT_PERMIT_BAD_CHARACTER"),
+        ("810000199003071230", "HMT_PERMIT_CHECK_MISMATCH"),
+    ],
+)
+def test_hmt_permit_problems(code: str, expected_reason: str) -> None:
+    assert reason(validate_hmt_residence_permit(code, today=TODAY)) == expected_reason
+
+
+def test_hmt_permit_today_defaults_to_the_clock() -> None:
+    tomorrow = date.today() + timedelta(days=2)
+    born_tomorrow = with_citizen_check(f"810000{tomorrow:%Y%m%d}123")
+    assert reason(validate_hmt_residence_permit(born_tomorrow)) == "HMT_PERMIT_BAD_DATE"
+    assert validate_hmt_residence_permit(HMT_PERMITS[0]) is None
+
+
+# -- 外国人永久居留身份证 (National Immigration Administration) ------------------------------------
+
+# Synthetic: 2023 cards are 9 + 16 digits + the GB 11643 check; 2017 cards 3 letters + 12 digits.
+FOREIGN_2023 = ("933100199003071232", "900000000000000004")
+FOREIGN_2017 = ("USA330619900307", "JPN110000000001")
+
+
+@pytest.mark.parametrize("code", FOREIGN_2023 + FOREIGN_2017)
+def test_foreign_permanent_residence_numbers_validate(code: str) -> None:
+    assert validate_foreign_permanent_residence_id(code) is None
+
+
+@pytest.mark.parametrize("code", FOREIGN_2023)
+def test_every_single_substitution_of_a_2023_card_fails(code: str) -> None:
+    corrupted = substitutions(code, string.digits + "X")
+    assert all(validate_foreign_permanent_residence_id(c) is not None for _, _, c in corrupted)
+
+
+def test_a_2023_card_is_checked_only_for_what_is_published() -> None:
+    # Positions 2-17 carry no rule we may check [U]: any digits there, with the right check.
+    assert validate_foreign_permanent_residence_id(with_citizen_check("9" + "9" * 16)) is None
+    assert validate_foreign_permanent_residence_id(with_citizen_check("9" + "0" * 16)) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "expected_reason"),
+    [
+        ("", "FOREIGN_PR_ID_BAD_LENGTH"),
+        ("9331001990030712", "FOREIGN_PR_ID_BAD_LENGTH"),
+        ("USA3306199003071", "FOREIGN_PR_ID_BAD_LENGTH"),
+        (with_citizen_check("13310019900307123"), "FOREIGN_PR_ID_BAD_FIRST_DIGIT"),
+        (with_citizen_check("83310019900307123"), "FOREIGN_PR_ID_BAD_FIRST_DIGIT"),
+        ("9331001990030712X3", "FOREIGN_PR_ID_BAD_CHARACTER"),
+        ("93310019900307123Y", "FOREIGN_PR_ID_BAD_CHARACTER"),
+        ("９33100199003071230", "FOREIGN_PR_ID_BAD_CHARACTER"),
+        ("933100199003071230", "FOREIGN_PR_ID_CHECK_MISMATCH"),
+        ("usa330619900307", "FOREIGN_PR_ID_BAD_CHARACTER"),  # codes are upper case
+        ("US1330619900307", "FOREIGN_PR_ID_BAD_CHARACTER"),
+        ("USA33061990030X", "FOREIGN_PR_ID_BAD_CHARACTER"),
+        ("ÜSA330619900307", "FOREIGN_PR_ID_BAD_CHARACTER"),
+        ("USA３30619900307", "FOREIGN_PR_ID_BAD_CHARACTER"),
+    ],
+)
+def test_foreign_permanent_residence_problems(code: str, expected_reason: str) -> None:
+    assert reason(validate_foreign_permanent_residence_id(code)) == expected_reason
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "USA33061990030X",
+        "9331001990030712X3",
+        with_citizen_check("13310019900307123"),
+        "933100199003071230",
+        with_citizen_check("11010019900307123"),  # a citizen's number as a residence permit
+        with_citizen_check("81000019900230123"),
+    ],
+)
+def test_permit_messages_never_quote_the_number(code: str) -> None:
+    # Positions 1-6 may be a public address code (810000) that a message names as the rule.
+    for problem in (
+        validate_foreign_permanent_residence_id(code),
+        validate_hmt_residence_permit(code, today=TODAY),
+    ):
+        assert problem is not None
+        for start in range(6, len(code) - 3):
+            assert code[start : start + 4] not in problem.message
 
 
 # -- Region codes ----------------------------------------------------------------------
@@ -1023,6 +1167,25 @@ REASON_EXAMPLES: dict[str, Callable[[], CodeProblem | None]] = {
     "CITIZEN_ID_CHECK_MISMATCH": lambda: validate_citizen_id(
         "110105199003071230", PROVINCES, today=TODAY
     ),
+    "HMT_PERMIT_BAD_LENGTH": lambda: validate_hmt_residence_permit("8", today=TODAY),
+    "HMT_PERMIT_BAD_CHARACTER": lambda: validate_hmt_residence_permit("x" * 18, today=TODAY),
+    "HMT_PERMIT_UNKNOWN_REGION": lambda: validate_hmt_residence_permit(
+        "110105199003071239", today=TODAY
+    ),
+    "HMT_PERMIT_BAD_DATE": lambda: validate_hmt_residence_permit(
+        with_citizen_check("81000019901307123"), today=TODAY
+    ),
+    "HMT_PERMIT_CHECK_MISMATCH": lambda: validate_hmt_residence_permit(
+        "810000199003071230", today=TODAY
+    ),
+    "FOREIGN_PR_ID_BAD_LENGTH": lambda: validate_foreign_permanent_residence_id("9"),
+    "FOREIGN_PR_ID_BAD_CHARACTER": lambda: validate_foreign_permanent_residence_id("1" * 15),
+    "FOREIGN_PR_ID_BAD_FIRST_DIGIT": lambda: validate_foreign_permanent_residence_id(
+        "110105199003071239"
+    ),
+    "FOREIGN_PR_ID_CHECK_MISMATCH": lambda: validate_foreign_permanent_residence_id(
+        "933100199003071230"
+    ),
     "REGION_CODE_BAD_LENGTH": lambda: validate_region_code("1", PROVINCES),
     "REGION_CODE_BAD_CHARACTER": lambda: validate_region_code("11010A", PROVINCES),
     "REGION_CODE_UNKNOWN_PROVINCE": lambda: validate_region_code("990000", PROVINCES),
@@ -1059,7 +1222,8 @@ def test_every_reason_in_the_module_has_a_triggering_example() -> None:
     source = inspect.getsource(codes)
     quoted = set(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', source))
     kinds = {kind.value for kind in AgencyCodeKind}
-    assert quoted - kinds - {"LICENSE_ID_PREFIX", "MATTER_TYPES"} == set(REASON_EXAMPLES)
+    constants = {"LICENSE_ID_PREFIX", "MATTER_TYPES", "HMT_ADDRESS_CODES"}
+    assert quoted - kinds - constants == set(REASON_EXAMPLES)
 
 
 @pytest.mark.parametrize("expected_reason", sorted(REASON_EXAMPLES))

@@ -17,10 +17,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from conftest import rich_error, start_world
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, example, given, settings
@@ -176,6 +178,95 @@ async def test_an_organisation_holder_is_valid(world: World) -> None:
     assert result.verdict is Verdict.VALID
     assert result.license is not None
     assert result.license.holder_id_type == "001"
+
+
+HMT_PERMIT = "810000199003071237"  # synthetic, check computed
+FOREIGN_2023 = "933100199003071232"  # synthetic, check computed
+FOREIGN_2017 = "USA330619900307"  # synthetic
+
+
+@pytest.mark.parametrize(
+    ("holder_id_type", "number", "masked", "id_type"),
+    [
+        ("111", HOLDER, "110105********1239", application_pb2.ID_TYPE_CITIZEN_ID),
+        ("001", COMPANY, "913301********349J", application_pb2.ID_TYPE_USCC),
+        (
+            "HMT_RESIDENCE_PERMIT",
+            HMT_PERMIT,
+            "810000********1237",
+            application_pb2.ID_TYPE_HMT_RESIDENCE_PERMIT,
+        ),
+        (
+            "HMT_RESIDENCE_PERMIT",
+            "830000194912310021",
+            "830000********0021",
+            application_pb2.ID_TYPE_HMT_RESIDENCE_PERMIT,
+        ),
+        (
+            "FOREIGN_PERMANENT_RESIDENCE",
+            FOREIGN_2023,
+            "**************1232",
+            application_pb2.ID_TYPE_FOREIGN_PERMANENT_RESIDENCE,
+        ),
+        (
+            "FOREIGN_PERMANENT_RESIDENCE",
+            FOREIGN_2017,
+            "***********0307",
+            application_pb2.ID_TYPE_FOREIGN_PERMANENT_RESIDENCE,
+        ),
+    ],
+)
+async def test_a_holder_of_every_id_type_is_valid_and_masked(
+    world: World, holder_id_type: str, number: str, masked: str, id_type: int
+) -> None:
+    issued = world.issue(holder_id_type=holder_id_type, holder_id_number=number)
+    result = await world.verify(issued.token, expected_holder_id=number)
+    assert result.verdict is Verdict.VALID, result.detail
+    assert result.license is not None
+    assert (result.license.holder_id_type, result.license.holder_id_masked) == (
+        holder_id_type,
+        masked,
+    )
+    assert number not in repr(result)
+    response = await LicenseServicer(world.verifier).VerifyLicense(
+        license_pb2.VerifyLicenseRequest(token=issued.token), None
+    )
+    assert (response.license.holder_id_type, response.license.holder_id_masked) == (id_type, masked)
+    assert number not in str(response)
+
+
+@pytest.mark.parametrize(
+    ("holder_id_type", "number"),
+    [
+        ("HMT_RESIDENCE_PERMIT", "810000199003071230"),  # check digit
+        ("HMT_RESIDENCE_PERMIT", HOLDER),  # a citizen's county code
+        ("FOREIGN_PERMANENT_RESIDENCE", HOLDER),  # does not start with 9
+        ("FOREIGN_PERMANENT_RESIDENCE", "933100199003071230"),  # check digit
+        ("FOREIGN_PERMANENT_RESIDENCE", "usa330619900307"),
+        # A permit number given as a 公民身份号码: Hong Kong's 81 used to pass as a province.
+        ("111", HMT_PERMIT),
+        ("111", "820000200002290048"),
+        ("001", HOLDER),
+    ],
+)
+async def test_a_holder_id_that_breaks_its_types_rules_is_malformed(
+    world: World, holder_id_type: str, number: str
+) -> None:
+    token = world.issuers["330000"].sign(
+        claims_of(world, sub=number, holder_id_type=holder_id_type)
+    )
+    result = await world.verify(token)
+    assert result.verdict is Verdict.MALFORMED
+    assert result.detail.startswith("The holder's id: ")
+    assert number not in result.detail
+
+
+async def test_a_holder_id_type_outside_the_profile_is_malformed(world: World) -> None:
+    for holder_id_type in ("112", "ID_TYPE_CITIZEN_ID", "", 111, None):
+        token = world.issuers["330000"].sign(claims_of(world, holder_id_type=holder_id_type))
+        result = await world.verify(token)
+        assert result.verdict is Verdict.MALFORMED
+        assert "holder_id_type" in result.detail
 
 
 async def test_expired(world: World) -> None:
@@ -847,16 +938,67 @@ async def test_servicer_reports_an_invalid_licence_as_a_verdict(world: World) ->
     assert not garbage.HasField("license")
 
 
-@pytest.mark.parametrize(
-    ("token", "reason"), [("", "TOKEN_EMPTY"), ("a" * (MAX_TOKEN_BYTES + 1), "TOKEN_TOO_LARGE")]
-)
-async def test_servicer_refuses_empty_and_oversized_requests(
-    world: World, token: str, reason: str
+BOUND_CASES: list[tuple[dict[str, str], list[tuple[str, str]]]] = [
+    ({"token": ""}, [("token", "TOKEN_EMPTY")]),
+    ({"token": "a" * (MAX_TOKEN_BYTES + 1)}, [("token", "TOKEN_TOO_LARGE")]),
+    ({"token": "a" * (MAX_TOKEN_BYTES - 2) + "名"}, [("token", "TOKEN_TOO_LARGE")]),  # bytes
+    ({"expected_type_code": TYPE_A + "1"}, [("expected_type_code", "TOO_LONG")]),
+    ({"expected_type_code": "T" * (1 << 20)}, [("expected_type_code", "TOO_LONG")]),
+    ({"expected_type_code": "11100000000013338\nW01"}, [("expected_type_code", "MALFORMED")]),
+    ({"expected_holder_id_number": HOLDER + "0"}, [("expected_holder_id_number", "TOO_LONG")]),
+    ({"expected_holder_id_number": "\t" * 18}, [("expected_holder_id_number", "MALFORMED")]),
+    (
+        {"token": "", "expected_type_code": "T" * 22, "expected_holder_id_number": "1" * 19},
+        [
+            ("token", "TOKEN_EMPTY"),
+            ("expected_type_code", "TOO_LONG"),
+            ("expected_holder_id_number", "TOO_LONG"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "expected"), BOUND_CASES)
+async def test_servicer_refuses_requests_over_their_bounds(
+    world: World, fields: dict[str, str], expected: list[tuple[str, str]]
 ) -> None:
     servicer = LicenseServicer(world.verifier)
+    request = license_pb2.VerifyLicenseRequest(**{"token": world.issue().token, **fields})
     with pytest.raises(InvalidRequest) as caught:
-        await servicer.VerifyLicense(license_pb2.VerifyLicenseRequest(token=token), None)
-    assert [(v.field, v.reason) for v in caught.value.field_violations] == [("token", reason)]
+        await servicer.VerifyLicense(request, None)
+    assert [(v.field, v.reason) for v in caught.value.field_violations] == expected
+    assert HOLDER not in str(caught.value.field_violations)
+
+
+async def test_servicer_takes_requests_at_their_bounds(world: World) -> None:
+    servicer = LicenseServicer(world.verifier)
+    issued = world.issue()
+    response = await servicer.VerifyLicense(
+        license_pb2.VerifyLicenseRequest(
+            token=issued.token, expected_type_code=TYPE_A, expected_holder_id_number=HOLDER
+        ),
+        None,
+    )
+    assert response.verdict == license_pb2.LICENSE_VERDICT_VALID
+    at_limit = await servicer.VerifyLicense(
+        license_pb2.VerifyLicenseRequest(token="a" * MAX_TOKEN_BYTES), None
+    )
+    assert at_limit.verdict == license_pb2.LICENSE_VERDICT_MALFORMED  # a verdict, not an error
+
+
+async def test_the_bounds_hold_on_a_real_gateway(tmp_path: Path) -> None:
+    async with start_world(tmp_path, regions=()) as gateway:
+        for fields, expected in BOUND_CASES:
+            request = license_pb2.VerifyLicenseRequest(**{"token": "h.p.s", **fields})
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await gateway.licenses.VerifyLicense(request)
+            info, bad = rich_error(caught.value)
+            assert (caught.value.code(), info.reason) == (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "INVALID_REQUEST",
+            )
+            assert bad is not None
+            assert [(v.field, v.reason) for v in bad.field_violations] == expected, fields
 
 
 async def test_servicer_counts_bytes_not_characters(world: World) -> None:

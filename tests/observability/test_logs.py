@@ -49,9 +49,25 @@ def test_ids_are_masked_in_message_extras_and_exceptions(captured: io.StringIO) 
     assert CITIZEN not in captured.getvalue()
 
 
+@pytest.mark.parametrize(
+    ("number", "masked"),
+    [
+        ("810000199003071237", "810000********1237"),  # 港澳台居民居住证
+        ("933100199003071232", "**************1232"),  # 外国人永久居留身份证, 2023
+        ("USA330619900307", "***********0307"),  # 外国人永久居留身份证, 2017
+        ("110105900307123", "***********7123"),  # a 15-digit 公民身份号码
+    ],
+)
+def test_every_kind_of_id_number_is_masked(number: str, masked: str) -> None:
+    assert logs.mask(f"holder {number}, again ({number})") == f"holder {masked}, again ({masked})"
+
+
 def test_longer_numbers_are_not_mistaken_for_ids() -> None:
     assert logs.mask("order 12345678901234567890") == "order 12345678901234567890"
     assert logs.mask(f"id={CITIZEN}.") == "id=110105********1239."
+    assert logs.mask("code XUSA330619900307 and USA3306199003071") == (
+        "code XUSA330619900307 and USA3306199003071"
+    )
 
 
 async def test_no_clear_id_or_name_reaches_the_log_during_a_submission(

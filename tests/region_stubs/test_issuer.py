@@ -141,6 +141,58 @@ def test_bad_requests_name_their_field(changes: dict[str, Any], field: str) -> N
     assert all("110105199003071230" not in v.description for v in caught.value.field_violations)
 
 
+@pytest.mark.parametrize(
+    ("holder_id_type", "number"),
+    [
+        ("HMT_RESIDENCE_PERMIT", "810000199003071237"),  # synthetic, check computed
+        ("HMT_RESIDENCE_PERMIT", "820000200002290048"),
+        ("FOREIGN_PERMANENT_RESIDENCE", "933100199003071232"),
+        ("FOREIGN_PERMANENT_RESIDENCE", "USA330619900307"),
+    ],
+)
+def test_residents_of_hmt_and_foreigners_can_hold_a_licence(
+    holder_id_type: str, number: str
+) -> None:
+    issuer = make()
+    claims = verify(
+        issue(issuer, holder_id_type=holder_id_type, holder_id_number=number).token, issuer
+    )
+    assert (claims["holder_id_type"], claims["sub"]) == (holder_id_type, number)
+
+
+@pytest.mark.parametrize(
+    ("holder_id_type", "number", "reason"),
+    [
+        ("111", "810000199003071237", "CITIZEN_ID_UNKNOWN_PROVINCE"),  # a permit, not an ID
+        ("111", "110105199003071230", "CITIZEN_ID_CHECK_MISMATCH"),
+        ("001", HOLDER, "USCC_CHECK_MISMATCH"),
+        ("HMT_RESIDENCE_PERMIT", "810000199003071230", "HMT_PERMIT_CHECK_MISMATCH"),
+        ("HMT_RESIDENCE_PERMIT", HOLDER, "HMT_PERMIT_UNKNOWN_REGION"),
+        ("FOREIGN_PERMANENT_RESIDENCE", HOLDER, "FOREIGN_PR_ID_BAD_FIRST_DIGIT"),
+        ("FOREIGN_PERMANENT_RESIDENCE", "933100199003071230", "FOREIGN_PR_ID_CHECK_MISMATCH"),
+        ("FOREIGN_PERMANENT_RESIDENCE", "usa330619900307", "FOREIGN_PR_ID_BAD_CHARACTER"),
+    ],
+)
+def test_a_holder_id_is_checked_by_its_types_rules(
+    holder_id_type: str, number: str, reason: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        issue(make(), holder_id_type=holder_id_type, holder_id_number=number)
+    assert [(v.field, v.reason) for v in caught.value.field_violations] == [
+        ("holder_id_number", reason)
+    ]
+    assert number not in caught.value.field_violations[0].description
+
+
+def test_an_unknown_holder_id_type_names_the_known_ones() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        issue(make(), holder_id_type="112")
+    [violation] = caught.value.field_violations
+    assert (violation.field, violation.reason) == ("holder_id_type", "BAD_ID_TYPE")
+    assert "'111'" in violation.description
+    assert "'HMT_RESIDENCE_PERMIT'" in violation.description
+
+
 def test_an_organisation_can_hold_a_licence() -> None:
     issuer = make()
     claims = verify(issue(issuer, holder_id_type="001", holder_id_number=COMPANY).token, issuer)

@@ -614,6 +614,35 @@ async def test_a_malformed_licence_request_names_its_fields(stub: RunningStub) -
     assert {"license_type_code", "holder_id_type"} <= set(field_violations(caught.value))
 
 
+async def test_every_holder_id_type_can_be_issued_and_unknown_ones_are_refused(
+    stub: RunningStub,
+) -> None:
+    keys = await published_keys(stub)
+    for id_type, number, code in (
+        (application_pb2.ID_TYPE_CITIZEN_ID, "110105199003071239", "111"),
+        (
+            application_pb2.ID_TYPE_HMT_RESIDENCE_PERMIT,
+            "830000194912310021",
+            "HMT_RESIDENCE_PERMIT",
+        ),
+        (
+            application_pb2.ID_TYPE_FOREIGN_PERMANENT_RESIDENCE,
+            "USA330619900307",
+            "FOREIGN_PERMANENT_RESIDENCE",
+        ),
+    ):
+        issued = await stub.admin.IssueLicense(
+            issue_request(holder_id_type=id_type, holder_id_number=number)
+        )
+        claims = verify(issued.token, keys)
+        assert (claims["holder_id_type"], claims["sub"]) == (code, number)
+    for unknown in (application_pb2.ID_TYPE_UNSPECIFIED, 99, -1):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.admin.IssueLicense(issue_request(holder_id_type=unknown))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(caught.value) == {"holder_id_type": "BAD_ID_TYPE"}
+
+
 async def test_rotation_publishes_the_new_key_and_retires_the_old(stub: RunningStub) -> None:
     old = await stub.admin.IssueLicense(issue_request())
     rotated = await stub.admin.RotateLicenseKeys(

@@ -30,19 +30,45 @@ class _IdTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IdType.ValueTy
     ID_TYPE_UNSPECIFIED: _IdType.ValueType  # 0
     """Invalid."""
     ID_TYPE_CITIZEN_ID: _IdType.ValueType  # 1
-    """111 公民身份号码 (GB 11643), for natural persons."""
+    """111 公民身份号码 (GB 11643), for natural persons: 18 characters, county code, birth date,
+    sequence, MOD 11-2 check character.
+    """
     ID_TYPE_USCC: _IdType.ValueType  # 2
-    """001 统一社会信用代码 (GB 32100), for organisations."""
+    """001 统一社会信用代码 (GB 32100), for organisations: 18 characters with a MOD 31 check."""
+    ID_TYPE_HMT_RESIDENCE_PERMIT: _IdType.ValueType  # 3
+    """港澳台居民居住证 number (《港澳台居民居住证申领发放办法》, State Council, 2018), for residents
+    of Hong Kong, Macao and Taiwan: the GB 11643 layout and check with the address code
+    810000 (Hong Kong), 820000 (Macao) or 830000 (Taiwan).
+    """
+    ID_TYPE_FOREIGN_PERMANENT_RESIDENCE: _IdType.ValueType  # 4
+    """外国人永久居留身份证 number (National Immigration Administration), for foreigners: the 2023
+    card's 18 characters starting with 9 with a GB 11643 MOD 11-2 check character, or the
+    2017 card's 15 (3 Latin letters, 12 digits).
+    """
 
 class IdType(_IdType, metaclass=_IdTypeEnumTypeWrapper):
-    """The kind of identity document of an applicant (持证主体代码类型, GB/T 36903)."""
+    """The kind of identity document of an applicant or a licence holder (持证主体代码类型,
+    GB/T 36903, where it has a code). A value outside this enum is INVALID_ARGUMENT.
+    """
 
 ID_TYPE_UNSPECIFIED: IdType.ValueType  # 0
 """Invalid."""
 ID_TYPE_CITIZEN_ID: IdType.ValueType  # 1
-"""111 公民身份号码 (GB 11643), for natural persons."""
+"""111 公民身份号码 (GB 11643), for natural persons: 18 characters, county code, birth date,
+sequence, MOD 11-2 check character.
+"""
 ID_TYPE_USCC: IdType.ValueType  # 2
-"""001 统一社会信用代码 (GB 32100), for organisations."""
+"""001 统一社会信用代码 (GB 32100), for organisations: 18 characters with a MOD 31 check."""
+ID_TYPE_HMT_RESIDENCE_PERMIT: IdType.ValueType  # 3
+"""港澳台居民居住证 number (《港澳台居民居住证申领发放办法》, State Council, 2018), for residents
+of Hong Kong, Macao and Taiwan: the GB 11643 layout and check with the address code
+810000 (Hong Kong), 820000 (Macao) or 830000 (Taiwan).
+"""
+ID_TYPE_FOREIGN_PERMANENT_RESIDENCE: IdType.ValueType  # 4
+"""外国人永久居留身份证 number (National Immigration Administration), for foreigners: the 2023
+card's 18 characters starting with 9 with a GB 11643 MOD 11-2 check character, or the
+2017 card's 15 (3 Latin letters, 12 digits).
+"""
 Global___IdType: _TypeAlias = IdType  # noqa: Y015
 
 class _ApplicationState:
@@ -127,13 +153,13 @@ class Applicant(_message.Message):
     ID_NUMBER_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     id_type: Global___IdType.ValueType
-    """Required. The kind of identity number."""
+    """Required. The kind of identity number; a known `IdType`."""
     id_number: _builtins.str
-    """Required. 公民身份号码 or 统一社会信用代码, validated with its check character. Never
-    logged in clear.
+    """Required. The number of the document `id_type` names, validated by that document's rules
+    (see `IdType`); at most 18 characters. Never logged or echoed in clear.
     """
     display_name: _builtins.str
-    """Required. Name of the person or organisation; at most 100 characters."""
+    """Required. Name of the person or organisation; at most 100 printable characters."""
     def __init__(
         self,
         *,
@@ -186,7 +212,9 @@ class PaperMaterial(_message.Message):
     description: _builtins.str
     """Optional. What the applicant supplies; at most 200 characters."""
     file_sha256: _builtins.str
-    """Optional. Hex SHA-256 of the scanned file, when one was uploaded to the origin platform."""
+    """Optional. Hex SHA-256 of the scanned file, when one was uploaded to the origin platform:
+    exactly 64 lowercase hex characters.
+    """
     def __init__(
         self,
         *,
@@ -211,9 +239,13 @@ class Material(_message.Message):
     LICENSE_TOKEN_FIELD_NUMBER: _builtins.int
     PAPER_FIELD_NUMBER: _builtins.int
     material_id: _builtins.str
-    """Required. The catalog's material id for the matter, e.g. `M01`."""
+    """Required. The catalog's material id for the matter, e.g. `M01`; 1 to 16 characters of
+    `[A-Za-z0-9_-]`.
+    """
     license_token: _builtins.str
-    """A signed e-licence (电子证照) JWT that stands in for the paper material."""
+    """A signed e-licence (电子证照) JWT that stands in for the paper material; at most 16 KiB
+    (16384 bytes).
+    """
     @_builtins.property
     def paper(self) -> Global___PaperMaterial:
         """A declared paper material."""
@@ -452,15 +484,25 @@ class SubmitApplicationRequest(_message.Message):
     province; 1 to 64 characters of `[A-Za-z0-9._:-]`.
     """
     origin_region: _builtins.str
-    """Required. The submitting province's GB/T 2260 province code, e.g. `440000`."""
+    """Required. The submitting province's GB/T 2260 province code: 6 ASCII digits `XX0000`,
+    e.g. `440000`.
+    """
     target_region: _builtins.str
-    """Required. The province that handles the matter; must differ from `origin_region`."""
+    """Required. The province that handles the matter, a province code like `origin_region`;
+    must differ from it.
+    """
     local_matter_code: _builtins.str
-    """Required. The matter in the origin province's local code; at most 128 characters."""
+    """Required. The matter in the origin province's local code; at most 128 printable
+    characters.
+    """
     national_matter_code: _builtins.str
-    """Optional. The national matter meant, when the local code covers several."""
+    """Optional. The national matter meant, when the local code covers several: its 12-digit
+    basic code (基本编码).
+    """
     cross_region_mode: _catalog_pb2.CrossRegionMode.ValueType
-    """Optional. The cross-region mode; the matter's first mode when unspecified."""
+    """Optional. The cross-region mode, a known `CrossRegionMode`; the matter's first mode when
+    unspecified.
+    """
     @_builtins.property
     def applicant(self) -> Global___Applicant:
         """Required. The applicant."""
@@ -582,15 +624,15 @@ class ListApplicationsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     region_code: _builtins.str
-    """Required. The province's GB/T 2260 code."""
+    """Required. The province's GB/T 2260 code: 6 ASCII digits `XX0000`."""
     role: Global___RegionRole.ValueType
-    """Optional. Which side the province is on; both when unspecified."""
+    """Optional. Which side the province is on, a known `RegionRole`; both when unspecified."""
     state: Global___ApplicationState.ValueType
-    """Optional. Only applications in this state."""
+    """Optional. Only applications in this state, a known `ApplicationState`."""
     page_size: _builtins.int
     """Optional. Page size; default 50, at most 500."""
     page_token: _builtins.str
-    """Optional. A `next_page_token` from a previous response."""
+    """Optional. A `next_page_token` from a previous response; at most 1024 characters."""
     def __init__(
         self,
         *,
@@ -696,13 +738,17 @@ class ReportApplicationStatusRequest(_message.Message):
     name: _builtins.str
     """Required. `applications/{application_id}`."""
     region_code: _builtins.str
-    """Required. The reporting province's GB/T 2260 code; must be the application's target."""
+    """Required. The reporting province's GB/T 2260 code (6 ASCII digits `XX0000`); must be the
+    application's target.
+    """
     state: Global___ApplicationState.ValueType
     """Required. `ACCEPTED`, `REJECTED` or `COMPLETED`."""
     reason: _builtins.str
     """Optional. The province's reason; at most 500 characters."""
     event_id: _builtins.str
-    """Required. The province's id for this report, for idempotency; at most 64 characters."""
+    """Required. The province's id for this report, for idempotency; at most 64 printable
+    characters.
+    """
     def __init__(
         self,
         *,

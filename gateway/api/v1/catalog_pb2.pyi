@@ -557,7 +557,7 @@ class GetCatalogVersionRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Required. `catalogVersions/{version}`; `catalogVersions/` or `catalogVersions/-` means the
-    current version.
+    current version. The version is at most 16 characters.
     """
     def __init__(
         self,
@@ -607,7 +607,7 @@ class ListCatalogVersionsRequest(_message.Message):
     page_size: _builtins.int
     """Optional. Page size; default 50, at most 200."""
     page_token: _builtins.str
-    """Optional. A `next_page_token` from a previous response."""
+    """Optional. A `next_page_token` from a previous response; at most 1024 characters."""
     def __init__(
         self,
         *,
@@ -659,7 +659,7 @@ class GetMatterRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Required. `catalogVersions/{version}/matters/{code}`; an empty or `-` version means the
-    current one.
+    current one. The version is at most 16 characters, the code a 12-digit basic code.
     """
     def __init__(
         self,
@@ -710,15 +710,17 @@ class ListMattersRequest(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     CROSS_REGION_MODE_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Required. `catalogVersions/{version}`; an empty or `-` version means the current one."""
+    """Required. `catalogVersions/{version}`; an empty or `-` version means the current one.
+    The version is at most 16 characters.
+    """
     page_size: _builtins.int
     """Optional. Page size; default 50, at most 500."""
     page_token: _builtins.str
-    """Optional. A `next_page_token` from a previous response."""
+    """Optional. A `next_page_token` from a previous response; at most 1024 characters."""
     type: Global___MatterType.ValueType
-    """Optional. Only matters of this type."""
+    """Optional. Only matters of this type, a known `MatterType`."""
     cross_region_mode: Global___CrossRegionMode.ValueType
-    """Optional. Only matters offering this cross-region mode."""
+    """Optional. Only matters offering this cross-region mode, a known `CrossRegionMode`."""
     def __init__(
         self,
         *,
@@ -777,9 +779,9 @@ class DiffCatalogVersionsRequest(_message.Message):
     FROM_VERSION_FIELD_NUMBER: _builtins.int
     TO_VERSION_FIELD_NUMBER: _builtins.int
     from_version: _builtins.str
-    """Required. The older version, e.g. `2025.1`."""
+    """Required. The older version, e.g. `2025.1`; at most 16 characters."""
     to_version: _builtins.str
-    """Required. The newer version."""
+    """Required. The newer version; at most 16 characters."""
     def __init__(
         self,
         *,
@@ -831,18 +833,22 @@ class RegionCatalogEntry(_message.Message):
     AGENCY_CODE_FIELD_NUMBER: _builtins.int
     CANCEL_DATE_FIELD_NUMBER: _builtins.int
     local_code: _builtins.str
-    """The province's own matter code."""
+    """The province's own matter code; 1 to 128 printable characters."""
     local_name: _builtins.str
-    """The province's name for the matter."""
+    """The province's name for the matter; at most 200 characters."""
     agency_name: _builtins.str
-    """The implementing agency."""
+    """The implementing agency; at most 200 characters."""
     agency_code: _builtins.str
-    """The implementing agency's code (统一社会信用代码, or a legacy code)."""
+    """The implementing agency's code (统一社会信用代码, or a legacy code); at most 200
+    characters.
+    """
     cancel_date: _builtins.str
     """Optional. Date (YYYY-MM-DD) after which the row is retired (计划取消日期)."""
     @_builtins.property
     def national_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The national basic codes the local code implements (more than one for a merged item)."""
+        """The national basic codes the local code implements (more than one for a merged item);
+        1 to 100 codes of at most 12 characters.
+        """
 
     def __init__(
         self,
@@ -874,7 +880,9 @@ class RegionCatalog(_message.Message):
     PUBLISH_TIME_FIELD_NUMBER: _builtins.int
     CONTENT_DIGEST_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Resource name: `regions/{region_code}/catalog`."""
+    """Resource name: `regions/{region_code}/catalog`, the region code a province code (6 ASCII
+    digits `XX0000`).
+    """
     catalog_version: _builtins.str
     """Output only. The catalog version the list was checked against."""
     content_digest: _builtins.str
@@ -1055,13 +1063,15 @@ class ResolveLocalCodeRequest(_message.Message):
     NATIONAL_CODE_FIELD_NUMBER: _builtins.int
     CATALOG_VERSION_FIELD_NUMBER: _builtins.int
     region_code: _builtins.str
-    """Required. The province's GB/T 2260 code, e.g. `440000`."""
+    """Required. The province's GB/T 2260 code: 6 ASCII digits `XX0000`, e.g. `440000`."""
     local_code: _builtins.str
-    """Required. The province's local code; at most 128 characters."""
+    """Required. The province's local code; at most 128 printable characters."""
     national_code: _builtins.str
-    """Optional. Which national matter is meant when the local code covers several."""
+    """Optional. Which national matter is meant when the local code covers several: its
+    12-digit basic code.
+    """
     catalog_version: _builtins.str
-    """Optional. The catalog version; empty means the current one."""
+    """Optional. The catalog version; empty means the current one. At most 16 characters."""
     def __init__(
         self,
         *,
@@ -1194,15 +1204,17 @@ class TranslateLocalCodeRequest(_message.Message):
     NATIONAL_CODE_FIELD_NUMBER: _builtins.int
     CATALOG_VERSION_FIELD_NUMBER: _builtins.int
     from_region_code: _builtins.str
-    """Required. The origin province's GB/T 2260 code."""
+    """Required. The origin province's GB/T 2260 code: 6 ASCII digits `XX0000`."""
     local_code: _builtins.str
-    """Required. The origin province's local code."""
+    """Required. The origin province's local code; at most 128 printable characters."""
     to_region_code: _builtins.str
-    """Required. The target province's GB/T 2260 code."""
+    """Required. The target province's GB/T 2260 code: 6 ASCII digits `XX0000`."""
     national_code: _builtins.str
-    """Optional. Which national matter is meant when the local code covers several."""
+    """Optional. Which national matter is meant when the local code covers several: its
+    12-digit basic code.
+    """
     catalog_version: _builtins.str
-    """Optional. The catalog version; empty means the current one."""
+    """Optional. The catalog version; empty means the current one. At most 16 characters."""
     def __init__(
         self,
         *,

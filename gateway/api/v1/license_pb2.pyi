@@ -113,7 +113,9 @@ class License(_message.Message):
     holder_id_type: _application_pb2.IdType.ValueType
     """The holder's id type."""
     holder_id_masked: _builtins.str
-    """The holder's id number, masked (e.g. `110105********1239`)."""
+    """The holder's id number, masked: `110105********1239` in the GB 11643 layout, only the
+    last 4 characters otherwise (a foreign permanent residence number).
+    """
     key_id: _builtins.str
     """The signing key's id."""
     token_id: _builtins.str
@@ -159,11 +161,15 @@ class VerifyLicenseRequest(_message.Message):
     EXPECTED_TYPE_CODE_FIELD_NUMBER: _builtins.int
     EXPECTED_HOLDER_ID_NUMBER_FIELD_NUMBER: _builtins.int
     token: _builtins.str
-    """Required. The compact JWS; at most 16 KiB."""
+    """Required. The compact JWS; at most 16 KiB (16384 bytes)."""
     expected_type_code: _builtins.str
-    """Optional. The licence type the caller expects; `WRONG_TYPE` when it differs."""
+    """Optional. The licence type the caller expects; `WRONG_TYPE` when it differs. At most 21
+    printable characters (a 证照类型代码 is 21).
+    """
     expected_holder_id_number: _builtins.str
-    """Optional. The holder the caller expects; `HOLDER_MISMATCH` when it differs."""
+    """Optional. The holder the caller expects; `HOLDER_MISMATCH` when it differs. At most 18
+    printable characters (the longest id number of an `IdType`). Never echoed.
+    """
     def __init__(
         self,
         *,

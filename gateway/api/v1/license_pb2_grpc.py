@@ -57,7 +57,8 @@ class LicenseServiceServicer:
     def VerifyLicense(self, request, context):
         """Verifies a licence token. Always answers OK with a verdict when the request is well formed:
         an invalid licence is a verdict, not an error. Errors: INVALID_ARGUMENT (`INVALID_REQUEST`:
-        empty token, token over 16 KiB). Idempotent.
+        empty token, token over 16 KiB, an expected type code or holder id over its bound).
+        Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,7 +41,8 @@ class LicenseServiceStub:
     VerifyLicense: _grpc.UnaryUnaryMultiCallable[_license_pb2.VerifyLicenseRequest, _license_pb2.VerifyLicenseResponse]
     """Verifies a licence token. Always answers OK with a verdict when the request is well formed:
     an invalid licence is a verdict, not an error. Errors: INVALID_ARGUMENT (`INVALID_REQUEST`:
-    empty token, token over 16 KiB). Idempotent.
+    empty token, token over 16 KiB, an expected type code or holder id over its bound).
+    Idempotent.
     """
 
 @_typing.type_check_only
@@ -57,7 +58,8 @@ class LicenseServiceAsyncStub(LicenseServiceStub):
     VerifyLicense: _aio.UnaryUnaryMultiCallable[_license_pb2.VerifyLicenseRequest, _license_pb2.VerifyLicenseResponse]  # type: ignore[assignment]
     """Verifies a licence token. Always answers OK with a verdict when the request is well formed:
     an invalid licence is a verdict, not an error. Errors: INVALID_ARGUMENT (`INVALID_REQUEST`:
-    empty token, token over 16 KiB). Idempotent.
+    empty token, token over 16 KiB, an expected type code or holder id over its bound).
+    Idempotent.
     """
 
 class LicenseServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -76,7 +78,8 @@ class LicenseServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_license_pb2.VerifyLicenseResponse, _abc.Awaitable[_license_pb2.VerifyLicenseResponse]]:
         """Verifies a licence token. Always answers OK with a verdict when the request is well formed:
         an invalid licence is a verdict, not an error. Errors: INVALID_ARGUMENT (`INVALID_REQUEST`:
-        empty token, token over 16 KiB). Idempotent.
+        empty token, token over 16 KiB, an expected type code or holder id over its bound).
+        Idempotent.
         """
 
 def add_LicenseServiceServicer_to_server(servicer: LicenseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

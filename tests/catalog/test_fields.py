@@ -1,0 +1,291 @@
+"""Tests for gateway.catalog.fields: every branch of every validator, field and reason exact."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import pytest
+
+from gateway.api.v1 import application_pb2 as app_pb
+from gateway.api.v1 import catalog_pb2
+from gateway.catalog import codes, fields
+from gateway.errors import FieldViolation, InvalidRequest
+
+PROVINCES = frozenset({"110000", "440000", "510000"})
+TODAY = date(2025, 6, 1)
+CITIZEN = "110105199003071239"
+USCC = "91350100M000100Y43"
+HMT_PERMIT = "810000199003071237"  # synthetic, check computed
+FOREIGN_2023 = "933100199003071232"  # synthetic, check computed
+FOREIGN_2017 = "USA330619900307"  # synthetic
+
+
+def reason_of(violation: FieldViolation | None) -> tuple[str, str] | None:
+    return None if violation is None else (violation.field, violation.reason)
+
+
+# -- text ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "required", "printable", "expected"),
+    [
+        ("", False, True, None),
+        ("", True, True, ("f", "MISSING")),
+        ("a" * 8, True, True, None),
+        ("a" * 9, False, True, ("f", "TOO_LONG")),
+        ("a\nb", False, True, ("f", "MALFORMED")),
+        ("a\nb", False, False, None),
+        ("\x00" * 9, False, True, ("f", "TOO_LONG")),  # the bound is judged first
+        ("名字", True, True, None),
+    ],
+)
+def test_text(
+    value: str, required: bool, printable: bool, expected: tuple[str, str] | None
+) -> None:
+    found = fields.text(value, "f", 8, required=required, printable=printable)
+    assert reason_of(found) == expected
+
+
+def test_text_counts_characters_not_bytes() -> None:
+    assert fields.text("名" * 8, "f", 8) is None
+
+
+# -- matching --------------------------------------------------------------------------------
+
+DIGITS = re.compile(r"[0-9]+")
+
+
+@pytest.mark.parametrize(
+    ("value", "required", "expected"),
+    [
+        ("", False, None),
+        ("", True, ("f", "MISSING")),
+        ("1234", True, None),
+        ("12345", True, ("f", "TOO_LONG")),
+        ("12a4", True, ("f", "BAD_THING")),
+        ("１２", True, ("f", "BAD_THING")),
+    ],
+)
+def test_matching(value: str, required: bool, expected: tuple[str, str] | None) -> None:
+    found = fields.matching(value, "f", DIGITS, "digits", 4, required=required, reason="BAD_THING")
+    assert reason_of(found) == expected
+
+
+def test_matching_says_malformed_by_default_and_describes_the_shape() -> None:
+    found = fields.matching("x", "f", DIGITS, "1 to 4 digits", 4)
+    assert found == FieldViolation("f", "1 to 4 digits", "MALFORMED")
+
+
+# -- region codes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "province", "expected"),
+    [
+        ("440000", True, None),
+        ("990000", True, None),  # shape only: whether it exists is the catalog's NOT_FOUND
+        ("440305", False, None),
+        ("440305", True, ("r", "NOT_A_PROVINCE")),
+        ("440100", True, ("r", "NOT_A_PROVINCE")),
+        ("", True, ("r", "MISSING")),
+        ("", False, ("r", "MISSING")),
+        ("44000", True, ("r", "BAD_REGION_CODE")),
+        ("4400000", True, ("r", "BAD_REGION_CODE")),
+        ("44000X", True, ("r", "BAD_REGION_CODE")),
+        (" 44000", True, ("r", "BAD_REGION_CODE")),
+        ("４４００００", True, ("r", "BAD_REGION_CODE")),  # full width: isdigit() says yes
+        ("٤٤٠٠٠٠", True, ("r", "BAD_REGION_CODE")),  # Arabic-Indic digits, too
+        ("4" * 1_000_000, True, ("r", "BAD_REGION_CODE")),
+    ],
+)
+def test_region_code(value: str, province: bool, expected: tuple[str, str] | None) -> None:
+    assert reason_of(fields.region_code(value, "r", province=province)) == expected
+
+
+def test_full_width_digits_really_pass_isdigit() -> None:
+    # Why the validator needs its ASCII check.
+    assert "４４００００".isdigit()
+    assert "٤٤٠٠٠٠".isdigit()
+
+
+# -- matter codes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "required", "expected"),
+    [
+        ("", False, None),
+        ("", True, ("m", "MISSING")),
+        ("000117112000", False, None),
+        ("440117112000", False, None),  # an item added by a known province
+        ("00011711200", False, ("m", "BASIC_CODE_BAD_LENGTH")),
+        ("0" * 100_000, False, ("m", "BASIC_CODE_BAD_LENGTH")),
+        ("00011711200０", False, ("m", "BASIC_CODE_BAD_CHARACTER")),
+        ("990117112000", False, ("m", "BASIC_CODE_UNKNOWN_ORIGIN")),
+        ("009917112000", False, ("m", "BASIC_CODE_BAD_MATTER_TYPE")),
+    ],
+)
+def test_matter_code(value: str, required: bool, expected: tuple[str, str] | None) -> None:
+    found = fields.matter_code(value, "m", PROVINCES, required=required)
+    assert reason_of(found) == expected
+    if found is not None and found.reason != "MISSING":
+        problem = codes.validate_basic_code(value, PROVINCES)
+        assert problem is not None
+        assert found.description == problem.message
+
+
+# -- enums -----------------------------------------------------------------------------------
+
+ROLES = app_pb.RegionRole.DESCRIPTOR
+TYPES = catalog_pb2.MatterType.DESCRIPTOR
+
+
+@pytest.mark.parametrize(
+    ("value", "required", "expected"),
+    [
+        (app_pb.REGION_ROLE_UNSPECIFIED, False, None),
+        (app_pb.REGION_ROLE_UNSPECIFIED, True, ("e", "MISSING")),
+        (app_pb.REGION_ROLE_TARGET, True, None),
+        (3, False, ("e", "UNKNOWN")),
+        (99, True, ("e", "UNKNOWN")),
+        (-1, False, ("e", "UNKNOWN")),
+    ],
+)
+def test_enum_value(value: int, required: bool, expected: tuple[str, str] | None) -> None:
+    assert reason_of(fields.enum_value(value, "e", ROLES, required=required)) == expected
+
+
+def test_an_unknown_enum_value_names_the_known_ones() -> None:
+    found = fields.enum_value(11, "type", TYPES)
+    assert found is not None
+    assert found.description.startswith("a known MatterType: one of ")
+    assert "MATTER_TYPE_PUBLIC_SERVICE" in found.description
+    assert "UNSPECIFIED" not in found.description
+    assert fields.enum_value(catalog_pb2.MATTER_TYPE_PUBLIC_SERVICE, "type", TYPES) is None
+
+
+# -- id numbers ------------------------------------------------------------------------------
+
+CITIZEN_ID = app_pb.ID_TYPE_CITIZEN_ID
+USCC_ID = app_pb.ID_TYPE_USCC
+HMT = app_pb.ID_TYPE_HMT_RESIDENCE_PERMIT
+FOREIGN = app_pb.ID_TYPE_FOREIGN_PERMANENT_RESIDENCE
+
+
+@pytest.mark.parametrize(
+    ("id_type", "value", "expected"),
+    [
+        (CITIZEN_ID, CITIZEN, None),
+        (CITIZEN_ID, "110105199003071238", ("n", "CITIZEN_ID_CHECK_MISMATCH")),
+        (CITIZEN_ID, "990105199003071234", ("n", "CITIZEN_ID_UNKNOWN_PROVINCE")),
+        (CITIZEN_ID, HMT_PERMIT, ("n", "CITIZEN_ID_UNKNOWN_PROVINCE")),
+        (CITIZEN_ID, USCC, ("n", "CITIZEN_ID_BAD_CHARACTER")),
+        (USCC_ID, USCC, None),
+        (USCC_ID, "91350100M000100Y44", ("n", "USCC_CHECK_MISMATCH")),
+        (USCC_ID, CITIZEN, ("n", "USCC_CHECK_MISMATCH")),
+        (HMT, HMT_PERMIT, None),
+        (HMT, "820000200002290048", None),
+        (HMT, "830000194912310021", None),
+        (HMT, "810000199003071230", ("n", "HMT_PERMIT_CHECK_MISMATCH")),
+        (HMT, CITIZEN, ("n", "HMT_PERMIT_UNKNOWN_REGION")),
+        (HMT, "81000019900307123", ("n", "HMT_PERMIT_BAD_LENGTH")),
+        (FOREIGN, FOREIGN_2023, None),
+        (FOREIGN, FOREIGN_2017, None),
+        (FOREIGN, "933100199003071230", ("n", "FOREIGN_PR_ID_CHECK_MISMATCH")),
+        (FOREIGN, CITIZEN, ("n", "FOREIGN_PR_ID_BAD_FIRST_DIGIT")),
+        (FOREIGN, "usa330619900307", ("n", "FOREIGN_PR_ID_BAD_CHARACTER")),
+        (FOREIGN, "9331001990030712", ("n", "FOREIGN_PR_ID_BAD_LENGTH")),
+        # an id type outside the table: presence and the bound only (its own violation says why)
+        (app_pb.ID_TYPE_UNSPECIFIED, "anything", None),
+        (99, "anything", None),
+        (-1, "anything", None),
+        (99, "", ("n", "MISSING")),
+        (99, "1" * 19, ("n", "TOO_LONG")),
+        (CITIZEN_ID, "", ("n", "MISSING")),
+        (CITIZEN_ID, "1" * 1_000_000, ("n", "TOO_LONG")),
+    ],
+)
+def test_id_number(id_type: int, value: str, expected: tuple[str, str] | None) -> None:
+    found = fields.id_number(id_type, value, "n", PROVINCES, today=TODAY)
+    assert reason_of(found) == expected
+
+
+@pytest.mark.parametrize(
+    ("id_type", "value"),
+    [
+        (CITIZEN_ID, "110105199003071238"),
+        (USCC_ID, "110105199003071238"),  # a person's number given as a USCC: still not quoted
+        (HMT, "810000199003071230"),
+        (FOREIGN, "933100199003071230"),
+    ],
+)
+def test_an_id_number_violation_never_quotes_the_number(id_type: int, value: str) -> None:
+    found = fields.id_number(id_type, value, "n", PROVINCES, today=TODAY)
+    assert found is not None
+    document = fields.id_document(id_type)
+    assert document is not None
+    assert found.description == f"not a valid {document.name}"
+    for start in range(len(value) - 3):
+        assert value[start : start + 4] not in found.description
+
+
+def test_the_id_documents_cover_every_id_type_but_unspecified() -> None:
+    known = {v.number for v in app_pb.IdType.DESCRIPTOR.values} - {app_pb.ID_TYPE_UNSPECIFIED}
+    assert {d.id_type for d in fields.ID_DOCUMENTS} == known
+    assert fields.id_document(app_pb.ID_TYPE_UNSPECIFIED) is None
+    assert fields.id_document(99) is None
+
+
+def test_holder_codes_are_the_standard_codes_then_names() -> None:
+    assert {d.id_type: d.holder_code for d in fields.ID_DOCUMENTS} == {
+        CITIZEN_ID: "111",
+        USCC_ID: "001",
+        HMT: "HMT_RESIDENCE_PERMIT",
+        FOREIGN: "FOREIGN_PERMANENT_RESIDENCE",
+    }
+    for document in fields.ID_DOCUMENTS:
+        assert fields.holder_document(document.holder_code) is document
+    assert fields.holder_document("112") is None
+    assert fields.holder_document("") is None
+
+
+def test_the_id_number_bound_is_the_longest_document() -> None:
+    assert max(len(n) for n in (CITIZEN, USCC, HMT_PERMIT, FOREIGN_2023)) == fields.MAX_ID_NUMBER
+
+
+# -- licence tokens --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", ("t", "TOKEN_EMPTY")),
+        ("a" * 16, None),
+        ("a" * 17, ("t", "TOKEN_TOO_LARGE")),
+        ("名" * 5, None),  # 15 bytes
+        ("名" * 5 + "a", None),  # 16 bytes
+        ("名" * 5 + "ab", ("t", "TOKEN_TOO_LARGE")),  # 17 bytes in 7 characters
+    ],
+)
+def test_license_token(value: str, expected: tuple[str, str] | None) -> None:
+    assert reason_of(fields.license_token(value, "t", 16)) == expected
+
+
+# -- collecting ------------------------------------------------------------------------------
+
+
+def test_found_keeps_the_violations_in_order() -> None:
+    a, b = FieldViolation("a", "x", "A"), FieldViolation("b", "y", "B")
+    assert fields.found(None, a, None, b) == [a, b]
+    assert fields.found() == []
+
+
+def test_raise_if_any() -> None:
+    fields.raise_if_any("fine", None, None)
+    violation = FieldViolation("a", "x", "A")
+    with pytest.raises(InvalidRequest) as caught:
+        fields.raise_if_any("bad", None, violation)
+    assert caught.value.message == "bad"
+    assert caught.value.field_violations == (violation,)
