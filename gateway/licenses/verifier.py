@@ -256,11 +256,7 @@ class LicenseVerifier:
                 Verdict.BAD_SIGNATURE, f"Algorithm {header.alg!r} is not the key's algorithm."
             )
         payload = verify_signature(
-            unverified,
-            key.public_key,
-            key.algorithm,
-            audience=self._trust.audience,
-            require=REQUIRED_LICENSE_CLAIMS,
+            unverified, key.jwk, audience=self._trust.audience, require=REQUIRED_LICENSE_CLAIMS
         )
         return parse_license_claims(payload), key
 
