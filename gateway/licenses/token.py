@@ -174,8 +174,13 @@ def china_date(timestamp: float) -> date:
     return datetime.fromtimestamp(timestamp, CHINA_TZ).date()
 
 
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_CHINA_OFFSET_SECONDS = 8 * 3600
+
+
 def _start_of_day(day: date) -> float:
-    return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ).timestamp()
+    """00:00 in China (a fixed UTC+8, no daylight saving) of `day`, in epoch seconds."""
+    return float((day.toordinal() - _EPOCH_ORDINAL) * 86400 - _CHINA_OFFSET_SECONDS)
 
 
 # -- Reading before verifying ------------------------------------------------------------
@@ -438,7 +443,9 @@ def parse_license_claims(claims: Mapping[str, Any]) -> LicenseClaims:
     holder_id_type = claims.get("holder_id_type")
     if holder_id_type not in HOLDER_ID_TYPES:
         _malformed("The token's holder_id_type is not '111' or '001'.")
-    iat, nbf, exp = (numeric_date(claims, name) for name in ("iat", "nbf", "exp"))
+    iat = numeric_date(claims, "iat")
+    nbf = numeric_date(claims, "nbf")
+    exp = numeric_date(claims, "exp")
     if nbf >= exp:
         _malformed("The token's nbf is not before its exp.")
     lic = _object(claims, "license", "")
@@ -454,9 +461,7 @@ def parse_license_claims(claims: Mapping[str, Any]) -> LicenseClaims:
         _malformed("The token's license.type_code is not 21 characters.")
     if info.valid_from > info.valid_until:
         _malformed("The licence's valid_from is after its valid_until.")
-    if nbf < _start_of_day(info.valid_from) or exp > _start_of_day(
-        info.valid_until + timedelta(days=1)
-    ):
+    if nbf < _start_of_day(info.valid_from) or exp > _start_of_day(info.valid_until) + 86400:
         _malformed("The token's validity lies outside the licence's validity dates.")
     status_list = _object(_object(claims, "status", ""), "status_list", "status.")
     index = status_list.get("idx")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from gateway.licenses.keys import parse_jwks
 from gateway.licenses.token import (
+    CHINA_TZ,
     LICENSE_TOKEN_TYPE,
     MAX_TOKEN_BYTES,
     REQUIRED_LICENSE_CLAIMS,
@@ -622,3 +623,28 @@ def test_malformed_claims(changes: dict[str, Any], words: str) -> None:
         parse_license_claims(claims(**changes))
     assert caught.value.verdict is Verdict.MALFORMED
     assert "110105199003071239" not in caught.value.detail
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    valid_from=st.dates(date(1971, 1, 1), date(9000, 1, 1)),
+    days=st.integers(0, 3660),
+    nudge=st.sampled_from([-1, 0, 1]),
+)
+def test_token_validity_ends_at_the_licences_china_midnights(
+    valid_from: date, days: int, nudge: int
+) -> None:
+    valid_until = valid_from + timedelta(days=days)
+    first = int(datetime.combine(valid_from, datetime.min.time(), CHINA_TZ).timestamp())
+    end = int(
+        datetime.combine(valid_until + timedelta(days=1), datetime.min.time(), CHINA_TZ).timestamp()
+    )
+    lic = _license(valid_from=valid_from.isoformat(), valid_until=valid_until.isoformat())
+    early = claims(license=lic, iat=first + nudge, nbf=first + nudge, exp=end)
+    late = claims(license=lic, iat=first, nbf=first, exp=end + nudge)
+    for changed, accepted in ((early, nudge >= 0), (late, nudge <= 0)):
+        if accepted:
+            parse_license_claims(changed)
+        else:
+            with pytest.raises(TokenRejected, match="outside the licence's validity"):
+                parse_license_claims(changed)
