@@ -5,7 +5,8 @@ Invariants, in plain words:
 - Keys come only from the province's JWKS, fetched through the injected `fetch` (the
   gateway's region client); never from a token. A JWK is used only if it is public (no `d`),
   of a supported type (Ed25519 → EdDSA, P-256 → ES256), for signing, and its `kid` is its RFC
-  7638 thumbprint, so a kid names exactly one key.
+  7638 thumbprint, so a kid names exactly one key. pyjwt builds the key object (`PyJWK`, bound
+  to that one algorithm) once, when the JWKS is parsed; verifications reuse it.
 - A fetched JWKS replaces the previous one entirely: a key the province removed stops
   verifying at the next refresh. It is kept for its max-age clamped into the configured
   bounds; past that, it is used only while the province cannot be reached, for at most
