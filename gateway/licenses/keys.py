@@ -148,12 +148,10 @@ def _parse_jwk(region_code: str, jwk: object) -> VerificationKey:
     kid = jwk.get("kid")
     if not isinstance(kid, str) or kid != jwk_thumbprint(jwk):
         raise ValueError("kid is not the key's RFC 7638 thumbprint")
-    try:
-        prepared = jwt.PyJWK(
-            jwk, algorithm
-        )  # checks the lengths and that the point is on the curve
-    except jwt.PyJWTError as exc:
-        raise ValueError(f"not a usable {algorithm} key: {exc}") from None
+    try:  # pyjwt checks the coordinates' lengths and that the point is on the curve
+        prepared = jwt.PyJWK(jwk, algorithm)
+    except jwt.PyJWTError:
+        raise ValueError(f"not a usable {algorithm} key") from None
     return VerificationKey(region_code, kid, algorithm, prepared)
 
 

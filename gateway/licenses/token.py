@@ -104,6 +104,11 @@ _HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
 _REFUSED_MEMBERS = ("jku", "x5u", "jwk", "x5c", "crit", "b64")
 _MAX_HEADER_SEGMENT = 1024
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+_KID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_ALG = re.compile(r"[A-Za-z0-9+_-]{1,32}")
+_ISSUER = re.compile(r"tongban:region:([0-9]{6})")
+_MAX_TEXT = 256
+_MAX_NUMERIC_DATE = 2**40  # year ~36800; keeps float arithmetic exact
 _B64URL_VALUES = {
     c: i
     for i, c in enumerate(string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_")
@@ -111,11 +116,7 @@ _B64URL_VALUES = {
 _UNUSED_BITS: tuple[int | None, ...] = (0, None, 0b1111, 0b11)
 """By length mod 4: the low bits of the last character that fall past the last byte."""
 _HEADER_CACHE_SIZE = 256
-_KID = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_ALG = re.compile(r"[A-Za-z0-9+_-]{1,32}")
-_ISSUER = re.compile(r"tongban:region:([0-9]{6})")
-_MAX_TEXT = 256
-_MAX_NUMERIC_DATE = 2**40  # year ~36800; keeps float arithmetic exact
+"""Distinct header segments whose checks are remembered (one per signing key in use)."""
 
 
 class Verdict(enum.Enum):
