@@ -5,7 +5,8 @@ Invariants, in plain words:
 - Keys come only from the province's JWKS, fetched through the injected `fetch` (the
   gateway's region client); never from a token. A JWK is used only if it is public (no `d`),
   of a supported type (Ed25519 → EdDSA, P-256 → ES256), for signing, and its `kid` is its RFC
-  7638 thumbprint, so a kid names exactly one key.
+  7638 thumbprint, so a kid names exactly one key. pyjwt builds the key object (`PyJWK`, bound
+  to that one algorithm) once, when the JWKS is parsed; verifications reuse it.
 - A fetched JWKS replaces the previous one entirely: a key the province removed stops
   verifying at the next refresh. It is kept for its max-age clamped into the configured
   bounds; past that, it is used only while the province cannot be reached, for at most
@@ -19,15 +20,14 @@ Invariants, in plain words:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import enum
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
+import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -35,7 +35,7 @@ from gateway.licenses.token import Clock, jwk_thumbprint
 from gateway.licenses.trust import KeySettings
 
 __all__ = [
-    "KEY_PARSERS",
+    "KEY_ALGORITHMS",
     "CacheStats",
     "Fetch",
     "KeyCache",
@@ -64,7 +64,15 @@ class VerificationKey:
     kid: str
     algorithm: str
     """The one JOSE algorithm this key verifies, decided by its type, never by a token."""
-    public_key: PublicKey
+    jwk: jwt.PyJWK
+    """The key as pyjwt verifies with it, prepared once when the JWKS is fetched; bound to
+    `algorithm`."""
+
+    @property
+    def public_key(self) -> PublicKey:
+        """The cryptography key inside `jwk`."""
+        key: PublicKey = self.jwk.key
+        return key
 
 
 class KeyUnavailable(Exception):
@@ -117,35 +125,12 @@ class SingleFlight(Generic[_T]):
 # -- JWK parsing ---------------------------------------------------------------------------
 
 
-def _b64url_bytes(jwk: Mapping[str, Any], name: str, length: int) -> bytes:
-    value = jwk.get(name)
-    if not isinstance(value, str):
-        raise ValueError(f"missing {name!r}")
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{name!r} is not base64url") from None
-    if len(raw) != length:
-        raise ValueError(f"{name!r} is not {length} bytes")
-    return raw
-
-
-def _ed25519(jwk: Mapping[str, Any]) -> PublicKey:
-    return Ed25519PublicKey.from_public_bytes(_b64url_bytes(jwk, "x", 32))
-
-
-def _p256(jwk: Mapping[str, Any]) -> PublicKey:
-    x = int.from_bytes(_b64url_bytes(jwk, "x", 32), "big")
-    y = int.from_bytes(_b64url_bytes(jwk, "y", 32), "big")
-    return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()  # checks the curve
-
-
-KEY_PARSERS: dict[tuple[str, str], tuple[str, Callable[[Mapping[str, Any]], PublicKey]]] = {
-    ("OKP", "Ed25519"): ("EdDSA", _ed25519),
-    ("EC", "P-256"): ("ES256", _p256),
+KEY_ALGORITHMS: Mapping[tuple[str, str], str] = {
+    ("OKP", "Ed25519"): "EdDSA",
+    ("EC", "P-256"): "ES256",
 }
-"""(kty, crv) → (JOSE algorithm, parser). A new algorithm (SM2) is a new entry here, plus a
-pyjwt `Algorithm` registered for it, plus its name in the trust list."""
+"""(kty, crv) → the one JOSE algorithm such a key verifies. A new algorithm (SM2) is a new
+entry here, plus a pyjwt `Algorithm` registered for it, plus its name in the trust list."""
 
 
 def _parse_jwk(region_code: str, jwk: object) -> VerificationKey:
@@ -155,16 +140,19 @@ def _parse_jwk(region_code: str, jwk: object) -> VerificationKey:
         raise ValueError("carries private key material")
     if jwk.get("use", "sig") != "sig":
         raise ValueError("not a signing key")
-    entry = KEY_PARSERS.get((str(jwk.get("kty")), str(jwk.get("crv"))))
-    if entry is None:
+    algorithm = KEY_ALGORITHMS.get((str(jwk.get("kty")), str(jwk.get("crv"))))
+    if algorithm is None:
         raise ValueError("unsupported key type")
-    algorithm, parse = entry
     if jwk.get("alg", algorithm) != algorithm:
         raise ValueError("alg does not match the key type")
     kid = jwk.get("kid")
     if not isinstance(kid, str) or kid != jwk_thumbprint(jwk):
         raise ValueError("kid is not the key's RFC 7638 thumbprint")
-    return VerificationKey(region_code, kid, algorithm, parse(jwk))
+    try:  # pyjwt checks the coordinates' lengths and that the point is on the curve
+        prepared = jwt.PyJWK(jwk, algorithm)
+    except jwt.PyJWTError:
+        raise ValueError(f"not a usable {algorithm} key") from None
+    return VerificationKey(region_code, kid, algorithm, prepared)
 
 
 def parse_jwks(region_code: str, document: str) -> tuple[dict[str, VerificationKey], int]:

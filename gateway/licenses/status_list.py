@@ -233,9 +233,7 @@ class StatusListCache:
                 raise StatusListUnavailable(f"region {region_code}: unknown key")
             if header.alg != key.algorithm:
                 raise StatusListUnavailable(f"region {region_code}: algorithm is not the key's")
-            claims = verify_signature(
-                unverified, key.public_key, key.algorithm, audience=None, require=_REQUIRED
-            )
+            claims = verify_signature(unverified, key.jwk, audience=None, require=_REQUIRED)
             now = self._clock()
             iat, exp = numeric_date(claims, "iat"), numeric_date(claims, "exp")
             check_times(iat, iat, exp, now, self._trust.leeway_seconds)

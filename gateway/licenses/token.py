@@ -14,24 +14,28 @@ Its claims:
 
 Invariants, in plain words:
 
-- Cheap checks come before any parsing: at most 16 KiB, ASCII, three non-empty base64url
-  segments (an empty signature is refused here), a bounded header.
+- The profile's pre-checks (`read_unverified`) run before anything else and are stricter than
+  pyjwt: at most 16 KiB, ASCII, three non-empty segments each in the one canonical unpadded
+  base64url spelling of its bytes (RFC 7515; so a token has exactly one spelling), a bounded
+  header. They never call pyjwt and never do I/O.
 - The header may carry only `alg`, `typ` and `kid`. Keys come from the trust list, never from
   the token: `jku`, `x5u`, `jwk`, `x5c` are refused, and so is any `crit` (and `b64`). A `kid`
   is 1-128 base64url characters (an RFC 7638 thumbprint is 43): path or quote characters never
-  reach a lookup.
-- Duplicate JSON members and the non-standard constants NaN/Infinity are refused.
-- Signatures are checked in exactly one place, `verify_signature`, on the segments
-  `read_unverified` already split and decoded (pyjwt would decode and parse them a second
-  time). It uses exactly one algorithm, the key's, through `SIGNATURE_CHECKS` (a plug per
-  algorithm), and is as strict as pyjwt's decode with the options we used: required claims
-  present and not null, `aud` an exact single string when an audience is expected and absent
-  when none is, `sub` and `jti` strings.
-- pyjwt stays as the reference, `decode_verified`, called by nothing that serves: tests hold
-  `verify_signature` to the same decisions on the same tokens.
+  reach a lookup. pyjwt checks none of this (`typ` included).
+- Duplicate JSON members and the non-standard constants NaN/Infinity are refused. The payload
+  is parsed once, here, strictly: pyjwt's JWS layer hands back bytes and never parses it, so
+  the claims used are the ones whose segment pyjwt verified.
+- Signatures are checked in exactly one place, `verify_signature`, by pyjwt's JWS layer
+  (`PyJWS.decode_complete`) with the key prepared once per fetched key (`keys.VerificationKey
+  .jwk`, a `PyJWK` bound to the key's one algorithm): the header's `alg` must be that
+  algorithm, and pyjwt is given no other. Then the claims pyjwt's JWT layer would check with
+  the options we need: required claims present and not null, `aud` an exact single string
+  when an audience is expected and absent when none is, `sub` and `jti` strings.
+- pyjwt's exceptions become verdicts in one place, `_translate`; their words (which may quote
+  key material) never reach a verdict's detail.
 - Time is judged in one place, `check_times`, against the caller's injected clock: pyjwt reads
-  the wall clock and cannot be given another one, so its own exp/nbf/iat checks are switched
-  off while `require` still insists the claims are present.
+  the wall clock and cannot be given another one, so it is never asked to judge exp/nbf/iat
+  (its JWS layer does not look at claims), and the claims are still required.
 - Token validity lies inside the licence's validity: nbf is not before 00:00 (UTC+8) of
   `valid_from`, exp not after 24:00 (UTC+8) of `valid_until`.
 """
@@ -41,21 +45,18 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import hashlib
 import json
 import math
 import re
+import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, NoReturn
 
 import jwt
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from gateway.catalog.fields import ID_DOCUMENTS
 
@@ -66,7 +67,6 @@ __all__ = [
     "LICENSE_TOKEN_TYPE",
     "MAX_TOKEN_BYTES",
     "REQUIRED_LICENSE_CLAIMS",
-    "SIGNATURE_CHECKS",
     "STATUS_LIST_TOKEN_TYPE",
     "Clock",
     "Header",
@@ -77,7 +77,6 @@ __all__ = [
     "Verdict",
     "check_times",
     "china_date",
-    "decode_verified",
     "encode_compact",
     "issuer_name",
     "jwk_thumbprint",
@@ -114,6 +113,14 @@ _ALG = re.compile(r"[A-Za-z0-9+_-]{1,32}")
 _ISSUER = re.compile(r"tongban:region:([0-9]{6})")
 _MAX_TEXT = 256
 _MAX_NUMERIC_DATE = 2**40  # year ~36800; keeps float arithmetic exact
+_B64URL_VALUES = {
+    c: i
+    for i, c in enumerate(string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_")
+}
+_UNUSED_BITS: tuple[int | None, ...] = (0, None, 0b1111, 0b11)
+"""By length mod 4: the low bits of the last character that fall past the last byte."""
+_HEADER_CACHE_SIZE = 256
+"""Distinct header segments whose checks are remembered (one per signing key in use)."""
 
 
 class Verdict(enum.Enum):
@@ -172,8 +179,13 @@ def china_date(timestamp: float) -> date:
     return datetime.fromtimestamp(timestamp, CHINA_TZ).date()
 
 
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_CHINA_OFFSET_SECONDS = 8 * 3600
+
+
 def _start_of_day(day: date) -> float:
-    return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ).timestamp()
+    """00:00 in China (a fixed UTC+8, no daylight saving) of `day`, in epoch seconds."""
+    return float((day.toordinal() - _EPOCH_ORDINAL) * 86400 - _CHINA_OFFSET_SECONDS)
 
 
 # -- Reading before verifying ------------------------------------------------------------
@@ -190,23 +202,20 @@ class Header:
 
 @dataclass(frozen=True, slots=True)
 class UnverifiedToken:
-    """A token that passed the cheap checks; nothing in it is authenticated yet."""
+    """A token that passed the profile's pre-checks; nothing in it is authenticated yet."""
 
     header: Header
     payload: Mapping[str, Any]
-    """Only for finding the issuer's keys: use the claims `verify_signature` returns."""
-    signing_input: bytes
-    """`<header>.<payload>` as received: what the signature covers."""
-    signature: bytes
-    """The decoded signature; not checked yet."""
+    """Parsed strictly from the payload segment; authenticated only once `verify_signature`
+    returns it."""
+    text: str
+    """The token as received: what pyjwt verifies."""
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate member {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member")
     return result
 
 
@@ -214,10 +223,14 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+
+
 def _json_object(segment: str, what: str) -> dict[str, Any]:
+    """The JSON object in a segment that already passed `_canonical_b64url`."""
     try:
-        raw = _b64url_decode(segment)
-        value = json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = _STRICT_JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (binascii.Error, ValueError, RecursionError):
         _malformed(f"The token's {what} is not base64url-encoded JSON.")
     if not isinstance(value, dict):
@@ -225,24 +238,11 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
-def read_unverified(token: str, *, expected_type: str) -> UnverifiedToken:
-    """Size, format and header checks, then the unauthenticated payload.
-
-    Raises TokenRejected (always MALFORMED). Never does I/O and never calls pyjwt.
-    """
-    if len(token) > MAX_TOKEN_BYTES or not token.isascii():
-        _malformed(
-            "The token is longer than 16 KiB." if token.isascii() else "The token is not ASCII."
-        )
-    segments = token.split(".")
-    if len(segments) != 3:
-        _malformed("The token is not a compact JWS of three dot-separated parts.")
-    for name, segment in zip(("header", "payload", "signature"), segments, strict=True):
-        if not _SEGMENT.fullmatch(segment):
-            _malformed(f"The token's {name} is empty or not base64url.")
-    if len(segments[0]) > _MAX_HEADER_SEGMENT:
-        _malformed("The token's header is too long.")
-    header = _json_object(segments[0], "header")
+@functools.lru_cache(maxsize=_HEADER_CACHE_SIZE)
+def _read_header(segment: str, expected_type: str) -> Header:
+    """The header checks: a pure function of the segment, so a key's tokens, which share one
+    header, are checked once (a refused header is never remembered)."""
+    header = _json_object(segment, "header")
     refused = [name for name in _REFUSED_MEMBERS if name in header]
     if refused:
         _malformed(
@@ -259,83 +259,60 @@ def read_unverified(token: str, *, expected_type: str) -> UnverifiedToken:
         _malformed("The token's header has no algorithm, or not a JOSE algorithm name.")
     if not isinstance(kid, str) or not _KID.fullmatch(kid):
         _malformed("The token's kid is missing or not 1-128 base64url characters.")
-    payload = _json_object(segments[1], "payload")
-    signature_segment = segments[2]
-    try:
-        signature = _b64url_decode(signature_segment)
-    except (binascii.Error, ValueError):
-        _malformed("The token's signature is not base64url.")
-    return UnverifiedToken(
-        Header(alg=alg, typ=typ, kid=kid),
-        payload,
-        f"{segments[0]}.{segments[1]}".encode("ascii"),
-        signature,
-    )
+    return Header(alg=alg, typ=typ, kid=kid)
 
 
-# -- Signatures ------------------------------------------------------------------------------
+def read_unverified(token: str, *, expected_type: str) -> UnverifiedToken:
+    """The profile's pre-checks (size, format, canonical base64url, header, strict JSON), then
+    the unauthenticated payload.
+
+    Raises TokenRejected (always MALFORMED). Never does I/O and never calls pyjwt.
+    """
+    if len(token) > MAX_TOKEN_BYTES or not token.isascii():
+        _malformed(
+            "The token is longer than 16 KiB." if token.isascii() else "The token is not ASCII."
+        )
+    segments = token.split(".")
+    if len(segments) != 3:
+        _malformed("The token is not a compact JWS of three dot-separated parts.")
+    for name, segment in zip(("header", "payload", "signature"), segments, strict=True):
+        if not _SEGMENT.fullmatch(segment):
+            _malformed(f"The token's {name} is empty or not base64url.")
+        if not _canonical_b64url(segment):
+            _malformed(f"The token's {name} is not canonical base64url.")
+    if len(segments[0]) > _MAX_HEADER_SEGMENT:
+        _malformed("The token's header is too long.")
+    header = _read_header(segments[0], expected_type)
+    return UnverifiedToken(header, _json_object(segments[1], "payload"), token)
 
 
-def _unusable_key() -> NoReturn:
-    raise TokenRejected(Verdict.UNKNOWN_KEY, "The issuer's key cannot be used.")
+# -- Signatures: pyjwt ---------------------------------------------------------------------
 
-
-def _check_eddsa(key: Any, signature: bytes, message: bytes) -> bool:
-    if not isinstance(key, Ed25519PublicKey):
-        _unusable_key()
-    try:
-        key.verify(signature, message)
-    except InvalidSignature:
-        return False
-    return True
-
-
-_ES256_HASH = ec.ECDSA(hashes.SHA256())
-
-
-def _check_es256(key: Any, signature: bytes, message: bytes) -> bool:
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        _unusable_key()
-    if len(signature) != 64:  # JWS ES256 is r‖s, 32 bytes each (RFC 7518 §3.4); never DER
-        return False
-    der = encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
-    try:
-        key.verify(der, message, _ES256_HASH)
-    except InvalidSignature:
-        return False
-    return True
-
-
-SIGNATURE_CHECKS: Mapping[str, Callable[[Any, bytes, bytes], bool]] = {
-    "EdDSA": _check_eddsa,
-    "ES256": _check_es256,
-}
-"""JOSE algorithm → (public key, signature, signing input) → whether it verifies. A check
-refuses a key of another type (UNKNOWN_KEY), so an algorithm can never be used with a key
-that is not its own. SM2 would be one more entry."""
+_JWS = jwt.PyJWS()
+"""Our own instance: nothing registered on pyjwt's global one can reach it, and it is never
+given options (its default verifies signatures)."""
 
 
 def verify_signature(
     token: UnverifiedToken,
-    key: Any,
-    algorithm: str,
+    key: jwt.PyJWK,
     *,
     audience: str | None,
     require: Sequence[str],
 ) -> Mapping[str, Any]:
-    """Verifies the signature with exactly `algorithm`, then the audience and required claims;
-    returns the (now authenticated) claims.
+    """pyjwt verifies the signature with exactly the key's algorithm; then the audience and
+    required claims. Returns the (now authenticated) claims.
 
-    The header's `alg` must be `algorithm`. Times are not judged here (see `check_times`).
-    Raises TokenRejected with the verdicts `decode_verified` gives for the same token.
+    The header's `alg` must be the key's. Times are not judged here (see `check_times`).
+    Raises TokenRejected.
     """
-    check = SIGNATURE_CHECKS.get(algorithm)
-    if check is None or token.header.alg != algorithm:
+    algorithm = key.algorithm_name
+    if token.header.alg != algorithm:
         raise TokenRejected(Verdict.BAD_SIGNATURE, "The algorithm is not the key's.")
-    if not check(key, token.signature, token.signing_input):
-        raise TokenRejected(Verdict.BAD_SIGNATURE, "The signature does not verify.")
+    try:
+        _JWS.decode_complete(token.text, key, algorithms=[algorithm])
+    except jwt.PyJWTError as exc:
+        raise _translate(exc) from None
     claims = token.payload
     for name in require:
         if claims.get(name) is None:
@@ -354,54 +331,12 @@ def verify_signature(
     return claims
 
 
-# -- The reference: pyjwt -----------------------------------------------------------------
-
-
-def decode_verified(
-    token: str,
-    key: Any,
-    algorithm: str,
-    *,
-    audience: str | None,
-    require: Sequence[str],
-) -> dict[str, Any]:
-    """Verifies the signature with exactly `algorithm`, the audience and required claims.
-
-    The reference for `verify_signature`, through pyjwt: nothing that serves calls it; tests
-    check that both decide alike. Times are not judged here. Raises TokenRejected.
-    """
-    try:
-        return jwt.decode(
-            token,
-            key=key,
-            algorithms=[algorithm],
-            audience=audience,
-            options={
-                "require": list(require),
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "strict_aud": audience is not None,
-            },
-        )
-    except jwt.PyJWTError as exc:
-        raise _translate(exc) from None
-
-
 def _translate(exc: jwt.PyJWTError) -> TokenRejected:
     """The only place where a pyjwt exception becomes a verdict."""
     if isinstance(exc, jwt.InvalidSignatureError):
         return TokenRejected(Verdict.BAD_SIGNATURE, "The signature does not verify.")
     if isinstance(exc, jwt.InvalidAlgorithmError):
         return TokenRejected(Verdict.BAD_SIGNATURE, "The algorithm is not the key's.")
-    if isinstance(exc, jwt.ExpiredSignatureError):
-        return TokenRejected(Verdict.EXPIRED, "The token has expired.")
-    if isinstance(exc, jwt.ImmatureSignatureError):
-        return TokenRejected(Verdict.NOT_YET_VALID, "The token is not valid yet.")
-    if isinstance(exc, jwt.MissingRequiredClaimError):
-        return TokenRejected(Verdict.MALFORMED, f"The token lacks the {exc.claim!r} claim.")
-    if isinstance(exc, jwt.InvalidAudienceError):
-        return TokenRejected(Verdict.MALFORMED, "The token is meant for another audience.")
     if isinstance(exc, jwt.InvalidKeyError):
         return TokenRejected(Verdict.UNKNOWN_KEY, "The issuer's key cannot be used.")
     return TokenRejected(Verdict.MALFORMED, "The token cannot be decoded.")
@@ -513,7 +448,9 @@ def parse_license_claims(claims: Mapping[str, Any]) -> LicenseClaims:
     holder_id_type = claims.get("holder_id_type")
     if holder_id_type not in HOLDER_ID_TYPES:
         _malformed("The token's holder_id_type is not one the licence profile knows.")
-    iat, nbf, exp = (numeric_date(claims, name) for name in ("iat", "nbf", "exp"))
+    iat = numeric_date(claims, "iat")
+    nbf = numeric_date(claims, "nbf")
+    exp = numeric_date(claims, "exp")
     if nbf >= exp:
         _malformed("The token's nbf is not before its exp.")
     lic = _object(claims, "license", "")
@@ -529,9 +466,7 @@ def parse_license_claims(claims: Mapping[str, Any]) -> LicenseClaims:
         _malformed("The token's license.type_code is not 21 characters.")
     if info.valid_from > info.valid_until:
         _malformed("The licence's valid_from is after its valid_until.")
-    if nbf < _start_of_day(info.valid_from) or exp > _start_of_day(
-        info.valid_until + timedelta(days=1)
-    ):
+    if nbf < _start_of_day(info.valid_from) or exp > _start_of_day(info.valid_until) + 86400:
         _malformed("The token's validity lies outside the licence's validity dates.")
     status_list = _object(_object(claims, "status", ""), "status_list", "status.")
     index = status_list.get("idx")
@@ -597,16 +532,12 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _b64url_decode(segment: str) -> bytes:
-    """Strict base64url (RFC 7515, unpadded): a segment whose unused trailing bits are not zero
-    is refused, so one token has exactly one spelling (a changed last character that decodes to
-    the same bytes would otherwise still verify)."""
-    if len(segment) % 4 == 1:
-        raise ValueError("not base64url")
-    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    if _b64url(raw) != segment:
-        raise ValueError("not canonical base64url")
-    return raw
+def _canonical_b64url(segment: str) -> bool:
+    """Whether a segment of base64url characters is the one unpadded spelling of its bytes
+    (RFC 7515): not a length that no bytes have, and no bits set past the last byte, so a
+    changed last character that decodes to the same bytes is refused."""
+    unused = _UNUSED_BITS[len(segment) % 4]
+    return unused is not None and not _B64URL_VALUES[segment[-1]] & unused
 
 
 def _compact_json(value: Mapping[str, Any]) -> bytes:

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 SUPPORTED_ALGORITHMS = frozenset({"EdDSA", "ES256"})
-"""JOSE algorithms the gateway can verify; `keys.KEY_PARSERS` maps JWKs to them."""
+"""JOSE algorithms the gateway can verify; `keys.KEY_ALGORITHMS` maps JWKs to them."""
 
 MAX_LEEWAY_SECONDS = 300.0
 

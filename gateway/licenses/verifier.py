@@ -6,8 +6,9 @@ The order is the contract (each step can only run once the ones before it passed
  2. the issuer named in the (unverified) `iss` is a trusted province, and the header's `alg`
     is one allowed for it — still no I/O, so garbage never makes the gateway fetch;
  3. the key by kid from that province's JWKS; `alg` must be the key's own algorithm;
- 4. the signature (one algorithm, the key's), audience and required claims; then the claims'
-    shape; then the times against the injected clock with the bounded leeway;
+ 4. the signature, checked by pyjwt with the key's one algorithm and the key prepared when
+    its JWKS was fetched; audience and required claims; then the claims' shape; then the
+    times against the injected clock with the bounded leeway;
  5. the province is trusted for this licence type;
  6. the 证照标识 check character, and its type code and number equal the claims';
  7. the expected type, then the holder's id (its check) and the expected holder;
@@ -252,11 +253,7 @@ class LicenseVerifier:
                 Verdict.BAD_SIGNATURE, f"Algorithm {header.alg!r} is not the key's algorithm."
             )
         payload = verify_signature(
-            unverified,
-            key.public_key,
-            key.algorithm,
-            audience=self._trust.audience,
-            require=REQUIRED_LICENSE_CLAIMS,
+            unverified, key.jwk, audience=self._trust.audience, require=REQUIRED_LICENSE_CLAIMS
         )
         return parse_license_claims(payload), key
 

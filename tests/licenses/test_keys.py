@@ -78,6 +78,18 @@ def test_parses_ed25519_and_p256_keys() -> None:
     assert isinstance(keys[ed["kid"]].public_key, Ed25519PublicKey)
     assert keys[p256["kid"]].algorithm == "ES256"
     assert isinstance(keys[p256["kid"]].public_key, ec.EllipticCurvePublicKey)
+    for key in keys.values():
+        assert key.jwk.algorithm_name == key.algorithm  # pyjwt verifies with this one only
+        assert key.public_key is key.jwk.key
+
+
+async def test_a_key_is_prepared_for_pyjwt_once_per_fetch() -> None:
+    key, clock = jwk(Ed25519Signer()), Clock()
+    keys = cache(Province(key), clock)
+    first = await keys.get("330000", key["kid"])
+    again = await keys.get("330000", key["kid"])
+    assert first is not None
+    assert again is first
 
 
 @pytest.mark.parametrize(
