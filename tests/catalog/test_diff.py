@@ -182,8 +182,10 @@ def test_every_matter_element_except_code_and_synthetic_is_compared() -> None:
             replacement = current + "x"
         elif isinstance(current, TimeLimit):
             replacement = TimeLimit(current.value + 1, current.unit)
-        else:
+        elif current:
             replacement = ()
+        else:
+            replacement = ("x",)
         changes: dict[str, Any] = {name: replacement}
         seen.update(changed_elements(old, dataclasses.replace(old, **changes)))
     assert seen == compared
