@@ -185,6 +185,7 @@ class _ThemeReader:
         fields = []
         seen: set[str] = set()
         covered: set[tuple[str, str]] = set()
+        faulty: set[str] = set()  # members with a bad mapping: their coverage is not judged
         for fpath, raw in self._list(value, "form"):
             name = self._id(raw, "name", fpath, seen)
             ftype = p.string(raw, "type", fpath, max_length=32)
@@ -200,9 +201,11 @@ class _ThemeReader:
                 maps.append(FieldMapping(member, target))
                 matter = self.members.get(member)
                 if matter is None or not target:
+                    faulty.add(member)
                     continue
                 found = matter.form_field(target)
                 if found is None:
+                    faulty.add(member)
                     p.add(
                         f"{mpath}field",
                         "UNKNOWN_FIELD",
@@ -224,7 +227,10 @@ class _ThemeReader:
                     name, p.string(raw, "label", fpath), ftype, required is not False, tuple(maps)
                 )
             )
+        faulty.update(m for m in self.ids if m not in self.members)
         for member_id, matter in self.members.items():
+            if member_id in faulty:
+                continue
             for f in matter.form_fields:
                 if f.required and (member_id, f.name) not in covered:
                     p.add(
@@ -259,6 +265,7 @@ class _ThemeReader:
                 "UNKNOWN_LICENSE_TYPE",
                 f"{code} is not in license_types",
             )
+            return ""  # reported once: not compared with the materials' types as well
         return code
 
     def _materials(self, value: object) -> tuple[ThemeMaterial, ...]:
