@@ -479,7 +479,10 @@ async def _publish_themes(
     world: World, key: PrivateKey
 ) -> catalog_pb2.PublishCatalogVersionResponse:
     await world.catalog.PublishCatalogVersion(publish(json.dumps(CATALOG).encode(), key))
-    return await world.catalog.PublishCatalogVersion(publish(json.dumps(THEMED).encode(), key))
+    published: catalog_pb2.PublishCatalogVersionResponse = (
+        await world.catalog.PublishCatalogVersion(publish(json.dumps(THEMED).encode(), key))
+    )
+    return published
 
 
 async def test_publishing_2026_1_reports_the_themes_it_adds(
