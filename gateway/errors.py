@@ -12,6 +12,7 @@
     │   ├── LocalCodeNotFound                               LOCAL_CODE_NOT_FOUND
     │   ├── MatterNotFound                                  MATTER_NOT_FOUND
     │   ├── MatterNotImplemented                            MATTER_NOT_IMPLEMENTED
+    │   ├── ThemeNotFound                                   THEME_NOT_FOUND
     │   ├── CatalogVersionNotFound                          CATALOG_VERSION_NOT_FOUND
     │   └── ApplicationNotFound                             APPLICATION_NOT_FOUND
     ├── FailedPrecondition               FAILED_PRECONDITION
@@ -148,6 +149,10 @@ class MatterNotFound(NotFound):
 
 class MatterNotImplemented(NotFound):
     reason = "MATTER_NOT_IMPLEMENTED"
+
+
+class ThemeNotFound(NotFound):
+    reason = "THEME_NOT_FOUND"
 
 
 class CatalogVersionNotFound(NotFound):

@@ -26,7 +26,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 REGIONS = _read(STANDARDS / "regions.json")
-CATALOGS = {v: _read(STANDARDS / "catalog" / f"{v}.json") for v in ("2025.1", "2025.2")}
+CATALOGS = {v: _read(STANDARDS / "catalog" / f"{v}.json") for v in ("2025.1", "2025.2", "2026.1")}
 LISTS = {p.stem: _read(p) for p in sorted((STANDARDS / "implementations").glob("*.json"))}
 PROVINCE_CODES = [p["code"] for p in REGIONS["provinces"]]
 
@@ -131,7 +131,7 @@ def test_every_matter_code_is_valid_with_the_right_type(version: str) -> None:
     data = CATALOGS[version]
     codes = [m["code"] for m in data["matters"]]
     assert codes == sorted(codes)
-    assert len(set(codes)) == len(codes) == 47
+    assert len(set(codes)) == len(codes) == {"2025.1": 47, "2025.2": 47, "2026.1": 49}[version]
     for m in data["matters"]:
         assert is_valid_basic_code(m["code"], PROVINCE_CODES), m["code"]
         assert re.fullmatch(r"00\d{10}", m["code"]), m["code"]  # national origin
@@ -183,6 +183,8 @@ def test_licence_type_codes_in_materials_exist_and_pass_their_check(version: str
         assert uscc_ok(code[:18]), code
         assert re.fullmatch(r"\d{3}", code[18:]), code
         assert name
+    for m in data["matters"]:
+        assert set(m.get("results", [])) <= set(types), m["code"]
     for x in (x for m in data["matters"] for x in m["materials"]):
         assert set(x) <= {"id", "name", "required", "license_type_code"}
         assert isinstance(x["required"], bool)
@@ -197,8 +199,10 @@ SYNTHETIC_VOCABULARY = {
     "time_limits",
     "service_objects",
     "materials",
+    "form_fields",
+    "results",
 }
-ALWAYS_SYNTHETIC = SYNTHETIC_VOCABULARY - {"code", "name"}
+ALWAYS_SYNTHETIC = SYNTHETIC_VOCABULARY - {"code", "name", "form_fields", "results"}
 
 
 @pytest.mark.parametrize("version", sorted(CATALOGS))
@@ -212,10 +216,17 @@ def test_every_matter_marks_what_is_synthetic(version: str) -> None:
         assert set(marks) <= SYNTHETIC_VOCABULARY, m["code"]
         assert set(marks) >= ALWAYS_SYNTHETIC, m["code"]
         assert ("code" in marks) == (m["code"] != "000117112000"), m["code"]
+        for element in ("form_fields", "results"):
+            assert (element in marks) == (element in m), m["code"]
     not_cross = [m for m in data["matters"] if not m["cross_region_modes"]]
     named = {m["code"] for m in not_cross if "name" not in m["synthetic"]}
     assert named == {"000147011000"}  # 道路货物运输经营许可 is the one confirmed name
-    assert all("name" not in m["synthetic"] for m in data["matters"] if m["cross_region_modes"])
+    # a real name is a 跨省通办 name; in 2026.1 five matters with made-up names became
+    # cross-region so that themes may use them, and keep their mark
+    made_cross = {"000531051000", "000741061000", "002035031000", "002031041000", "002045011000"}
+    for m in data["matters"]:
+        if m["cross_region_modes"] and m["code"] not in made_cross:
+            assert "name" not in m["synthetic"], m["code"]
 
 
 def test_2025_2_is_2025_1_with_the_readme_edits() -> None:
@@ -227,6 +238,69 @@ def test_2025_2_is_2025_1_with_the_readme_edits() -> None:
     assert differing == ["000737011003", "000743011000", "002031011000"]
     assert all("name" in new[c]["synthetic"] for c in ("000147021000", "002033031000"))
     assert CATALOGS["2025.2"]["effective_time"] > CATALOGS["2025.1"]["effective_time"]
+
+
+THEMED_MATTERS = {
+    "000117113000",
+    "000531051000",
+    "000741031001",
+    "000741061000",
+    "002031021000",
+    "002031031000",
+    "002031041000",
+    "002033011001",
+    "002035031000",
+    "002045011000",
+}
+
+
+def test_2026_1_is_2025_2_with_the_readme_edits() -> None:
+    old = {m["code"]: m for m in CATALOGS["2025.2"]["matters"]}
+    new = {m["code"]: m for m in CATALOGS["2026.1"]["matters"]}
+    assert old.keys() - new.keys() == set()
+    assert sorted(new.keys() - old.keys()) == ["002033041000", "002035041000"]
+    differing = {c for c in old.keys() & new.keys() if old[c] != new[c]}
+    assert differing == THEMED_MATTERS
+    themed = {m["matter_code"] for t in CATALOGS["2026.1"]["themes"] for m in t["members"]}
+    assert themed == THEMED_MATTERS | {"002033041000", "002035041000"}
+    assert all("name" not in new[c]["synthetic"] for c in ("002033041000", "002035041000"))
+    assert CATALOGS["2026.1"]["effective_time"] > CATALOGS["2025.2"]["effective_time"]
+    assert "themes" not in CATALOGS["2025.1"]
+    assert "themes" not in CATALOGS["2025.2"]
+
+
+THEME_SYNTHETIC_VOCABULARY = {
+    "code",
+    "name",
+    "description",
+    "promised_time_limit",
+    "members",
+    "form",
+    "materials",
+    "flows",
+}
+
+
+def test_the_themes_of_2026_1_are_the_readme_ones_and_mark_what_is_synthetic() -> None:
+    themes = CATALOGS["2026.1"]["themes"]
+    assert [(t["code"], t["name"]) for t in themes] == [
+        ("YJS0001", "养老保险关系转移接续"),
+        ("YJS0002", "医保关系转移接续"),
+        ("YJS0003", "跨省户口迁移"),
+        ("YJS0004", "企业跨省迁移登记"),
+        ("YJS0005", "住房公积金异地转移接续"),
+        ("YJS0006", "新生儿出生一件事"),
+        ("YJS0007", "退休一件事"),
+    ]
+    for t in themes:
+        marks = set(t["synthetic"])
+        assert marks == THEME_SYNTHETIC_VOCABULARY - {"name"}, t["code"]
+    # across provinces: members play at least two roles, each bound to its own province
+    across = [t["code"] for t in themes if len({m["role"] for m in t["members"]}) >= 2]
+    assert len(across) == 7
+    flows = [f for t in themes for f in t["flows"]]
+    assert sum("source" in f for f in flows) >= 7
+    assert sum("fetch_role" in f for f in flows) >= 3
 
 
 # -- implementation lists ---------------------------------------------------------------------

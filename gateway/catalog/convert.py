@@ -7,7 +7,14 @@ from datetime import date, datetime
 from gateway.api.v1 import catalog_pb2
 from gateway.catalog import fields
 from gateway.catalog.diff import CatalogDiff, RegionImpact
-from gateway.catalog.model import Matter, RegionCatalogDocument, RegionEntry, TimeLimit
+from gateway.catalog.model import (
+    MaterialUse,
+    Matter,
+    RegionCatalogDocument,
+    RegionEntry,
+    Theme,
+    TimeLimit,
+)
 from gateway.catalog.region_index import RegionIndex
 from gateway.catalog.resolution import CatalogSnapshot, Resolution, Shape, VersionRecord
 from gateway.errors import FieldViolation, InvalidRequest
@@ -52,6 +59,63 @@ def matter(m: Matter, version: str) -> catalog_pb2.Matter:
             for x in m.materials
         ],
         synthetic_elements=list(m.synthetic),
+        form_fields=[
+            catalog_pb2.MatterFormField(name=f.name, type=f.type, required=f.required)
+            for f in m.form_fields
+        ],
+        result_license_type_codes=list(m.results),
+    )
+
+
+def _use(u: MaterialUse) -> catalog_pb2.MaterialUse:
+    return catalog_pb2.MaterialUse(member_id=u.member, material_id=u.material_id)
+
+
+def theme(t: Theme, version: str) -> catalog_pb2.Theme:
+    """The API form of a theme at a version."""
+    return catalog_pb2.Theme(
+        name=f"catalogVersions/{version}/themes/{t.code}",
+        code=t.code,
+        display_name=t.name,
+        description=t.description,
+        promised_time_limit=time_limit(t.promised_time_limit),
+        members=[
+            catalog_pb2.ThemeMember(
+                id=m.id, matter_code=m.matter_code, role=m.role, after_member_ids=list(m.after)
+            )
+            for m in t.members
+        ],
+        form_fields=[
+            catalog_pb2.ThemeFormField(
+                name=f.name,
+                display_name=f.label,
+                type=f.type,
+                required=f.required,
+                mappings=[
+                    catalog_pb2.FieldMapping(member_id=x.member, field=x.field) for x in f.maps
+                ],
+            )
+            for f in t.form
+        ],
+        materials=[
+            catalog_pb2.ThemeMaterial(
+                id=x.id,
+                display_name=x.name,
+                license_type_code=x.license_type_code,
+                used_by=[_use(u) for u in x.used_by],
+            )
+            for x in t.materials
+        ],
+        data_flows=[
+            catalog_pb2.DataFlow(
+                to=_use(f.to),
+                license_type_code=f.license_type_code,
+                source_member_id=f.source,
+                fetch_role=f.fetch_role,
+            )
+            for f in t.flows
+        ],
+        synthetic_elements=list(t.synthetic),
     )
 
 
@@ -76,6 +140,7 @@ def catalog_version(
         matter_count=len(doc.matters),
         content_digest=record.digest,
         state=state,
+        theme_count=len(doc.themes),
     )
 
 
@@ -88,6 +153,12 @@ def diff(d: CatalogDiff) -> catalog_pb2.CatalogDiff:
         changed_matters=[
             catalog_pb2.MatterChange(code=code, changed_elements=list(elements))
             for code, elements in d.changed
+        ],
+        added_theme_codes=list(d.themes_added),
+        removed_theme_codes=list(d.themes_removed),
+        changed_themes=[
+            catalog_pb2.ThemeChange(code=code, changed_elements=list(elements))
+            for code, elements in d.themes_changed
         ],
     )
 

@@ -15,70 +15,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from gateway.catalog import codes
 from gateway.catalog.model import (
     CROSS_REGION_MODES,
+    FIELD_TYPES,
     SERVICE_OBJECTS,
-    TIME_LIMIT_UNITS,
     CatalogDocument,
+    FormField,
     Material,
     Matter,
     RegionCatalogDocument,
     RegionEntry,
-    TimeLimit,
+    Theme,
     version_key,
 )
+from gateway.catalog.problems import Parsed, Problems, time_limit
+from gateway.catalog.theme_documents import parse_themes
 from gateway.errors import FieldViolation
 
 CATALOG_KIND = "tongban.catalog/v1"
 REGION_CATALOG_KIND = "tongban.region-catalog/v1"
 MAX_LOCAL_CODE_LENGTH = 128
-MAX_NAME_LENGTH = 200
-
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Parsed(Generic[T]):
-    """A parse result: the value when there were no violations, and every violation."""
-
-    value: T | None
-    violations: tuple[FieldViolation, ...]
-
-
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[FieldViolation] = []
-
-    def add(self, field: str, reason: str, description: str) -> None:
-        self.items.append(FieldViolation(field=field, description=description, reason=reason))
-
-    def string(
-        self,
-        obj: Mapping[str, Any],
-        key: str,
-        path: str,
-        *,
-        required: bool = True,
-        max_length: int = MAX_NAME_LENGTH,
-    ) -> str:
-        value = obj.get(key)
-        if value is None or value == "":
-            if required:
-                self.add(f"{path}{key}", "MISSING", f"{key} is required")
-            return ""
-        if not isinstance(value, str):
-            self.add(f"{path}{key}", "WRONG_TYPE", f"{key} must be a string")
-            return ""
-        if len(value) > max_length:
-            self.add(f"{path}{key}", "TOO_LONG", f"{key} is longer than {max_length} characters")
-            return ""  # reported once: later checks of this value would report it again
-        return value
 
 
 def loads_json(text: str | bytes) -> Parsed[dict[str, Any]]:
@@ -94,7 +54,7 @@ def loads_json(text: str | bytes) -> Parsed[dict[str, Any]]:
 
 def parse_catalog(data: Mapping[str, Any], provinces: Collection[str]) -> Parsed[CatalogDocument]:
     """Builds a catalog version from its JSON object, or reports every violation."""
-    p = _Problems()
+    p = Problems()
     if data.get("kind") != CATALOG_KIND:
         p.add("kind", "WRONG_KIND", f"kind must be {CATALOG_KIND!r}")
     version = p.string(data, "version", "")
@@ -111,9 +71,12 @@ def parse_catalog(data: Mapping[str, Any], provinces: Collection[str]) -> Parsed
     if not isinstance(raw_matters, list) or not raw_matters:
         p.add("matters", "MISSING", "matters must be a non-empty list")
         raw_matters = []
+    unreadable: set[str] = set()  # codes of matters with violations: themes do not repeat them
     for i, raw in enumerate(raw_matters):
         matter = _matter(p, raw, f"matters[{i}].", provinces, license_types)
         if matter is None:
+            if isinstance(raw, dict) and isinstance(raw.get("code"), str):
+                unreadable.add(raw["code"])
             continue
         if matter.code in matters:
             p.add(
@@ -121,6 +84,10 @@ def parse_catalog(data: Mapping[str, Any], provinces: Collection[str]) -> Parsed
             )
             continue
         matters[matter.code] = matter
+    themes: dict[str, Theme] = {}
+    if "themes" in data:
+        themes, theme_violations = parse_themes(data["themes"], matters, license_types, unreadable)
+        p.items.extend(theme_violations)
     if p.items or effective is None:
         return Parsed(None, tuple(p.items))
     return Parsed(
@@ -131,6 +98,7 @@ def parse_catalog(data: Mapping[str, Any], provinces: Collection[str]) -> Parsed
             matters=dict(sorted(matters.items())),
             license_types=license_types,
             provenance=_text(data, "provenance"),
+            themes=dict(sorted(themes.items())),
         ),
         (),
     )
@@ -140,7 +108,7 @@ def parse_region_catalog(
     data: Mapping[str, Any], provinces: Collection[str]
 ) -> Parsed[RegionCatalogDocument]:
     """Builds an implementation list from its JSON object, or reports every shape violation."""
-    p = _Problems()
+    p = Problems()
     if data.get("kind") != REGION_CATALOG_KIND:
         p.add("kind", "WRONG_KIND", f"kind must be {REGION_CATALOG_KIND!r}")
     region = p.string(data, "region_code", "")
@@ -195,7 +163,7 @@ def _text(data: Mapping[str, Any], key: str) -> str:
     return "" if value is None else str(value)
 
 
-def _timestamp(p: _Problems, value: object, path: str) -> datetime | None:
+def _timestamp(p: Problems, value: object, path: str) -> datetime | None:
     if not isinstance(value, str):
         p.add(path, "MISSING", f"{path} must be an ISO 8601 timestamp with an offset")
         return None
@@ -210,7 +178,7 @@ def _timestamp(p: _Problems, value: object, path: str) -> datetime | None:
     return parsed
 
 
-def _license_types(p: _Problems, value: object) -> dict[str, str]:
+def _license_types(p: Problems, value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         p.add("license_types", "WRONG_TYPE", "license_types must be an object")
         return {}
@@ -230,24 +198,7 @@ def _ascii_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()  # str.isdigit alone accepts full-width digits
 
 
-def _time_limit(p: _Problems, value: object, path: str) -> TimeLimit:
-    if not isinstance(value, dict):
-        p.add(path, "MISSING", f"{path} must be an object with value and unit")
-        return TimeLimit(0, "WORKING_DAYS")
-    days = value.get("value")
-    unit = value.get("unit")
-    if not isinstance(days, int) or isinstance(days, bool) or days < 0 or days > 3650:
-        p.add(f"{path}.value", "BAD_TIME_LIMIT", "value must be a whole number of days, 0 to 3650")
-        days = 0
-    if unit not in TIME_LIMIT_UNITS:
-        p.add(
-            f"{path}.unit", "BAD_TIME_LIMIT", f"unit must be one of {', '.join(TIME_LIMIT_UNITS)}"
-        )
-        unit = "WORKING_DAYS"
-    return TimeLimit(days, str(unit))
-
-
-def _str_list(p: _Problems, value: object, path: str, allowed: Collection[str]) -> tuple[str, ...]:
+def _str_list(p: Problems, value: object, path: str, allowed: Collection[str]) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         p.add(path, "WRONG_TYPE", f"{path} must be a list of strings")
         return ()
@@ -260,7 +211,7 @@ def _str_list(p: _Problems, value: object, path: str, allowed: Collection[str]) 
 
 
 def _matter(
-    p: _Problems,
+    p: Problems,
     raw: object,
     path: str,
     provinces: Collection[str],
@@ -306,9 +257,17 @@ def _matter(
         if not isinstance(required, bool):
             p.add(f"{mpath}required", "WRONG_TYPE", "required must be true or false")
         materials.append(Material(mid, p.string(rm, "name", mpath), required is not False, ltype))
+    form_fields = _form_fields(p, raw.get("form_fields", []), f"{path}form_fields")
+    results = raw.get("results", [])
+    if not isinstance(results, list) or not all(isinstance(r, str) for r in results):
+        p.add(f"{path}results", "WRONG_TYPE", "results must be a list of licence type codes")
+        results = []
+    for j, r in enumerate(results):
+        if r not in license_types:
+            p.add(f"{path}results[{j}]", "UNKNOWN_LICENSE_TYPE", f"{r} is not in license_types")
     before_limits = len(p.items)
-    legal = _time_limit(p, raw.get("legal_time_limit"), f"{path}legal_time_limit")
-    promised = _time_limit(p, raw.get("promised_time_limit"), f"{path}promised_time_limit")
+    legal = time_limit(p, raw.get("legal_time_limit"), f"{path}legal_time_limit")
+    promised = time_limit(p, raw.get("promised_time_limit"), f"{path}promised_time_limit")
     limits_read = len(p.items) == before_limits  # a broken limit is not compared: reported once
     matter = Matter(
         code=code,
@@ -325,6 +284,8 @@ def _matter(
         ),
         materials=tuple(materials),
         synthetic=tuple(str(s) for s in raw.get("synthetic", []) if isinstance(s, str)),
+        form_fields=form_fields,
+        results=tuple(results),
     )
     if limits_read and promised.unit == legal.unit and promised.value > legal.value:
         p.add(
@@ -335,7 +296,34 @@ def _matter(
     return matter if len(p.items) == before else None
 
 
-def _entry(p: _Problems, raw: object, path: str) -> RegionEntry | None:
+def _form_fields(p: Problems, value: object, path: str) -> tuple[FormField, ...]:
+    if not isinstance(value, list):
+        p.add(path, "WRONG_TYPE", "form_fields must be a list")
+        return ()
+    fields: list[FormField] = []
+    seen: set[str] = set()
+    for j, raw in enumerate(value):
+        fpath = f"{path}[{j}]."
+        if not isinstance(raw, dict):
+            p.add(f"{path}[{j}]", "WRONG_TYPE", "a form field must be an object")
+            continue
+        name = p.string(raw, "name", fpath, max_length=64)
+        if name and name in seen:
+            p.add(f"{fpath}name", "DUPLICATE_FIELD", f"form field {name} appears twice")
+        seen.add(name)
+        ftype = p.string(raw, "type", fpath, max_length=32)
+        if ftype and ftype not in FIELD_TYPES:
+            p.add(
+                f"{fpath}type", "UNKNOWN_VALUE", f"{ftype!r} is not one of {', '.join(FIELD_TYPES)}"
+            )
+        required = raw.get("required", True)
+        if not isinstance(required, bool):
+            p.add(f"{fpath}required", "WRONG_TYPE", "required must be true or false")
+        fields.append(FormField(name, ftype, required is not False))
+    return tuple(fields)
+
+
+def _entry(p: Problems, raw: object, path: str) -> RegionEntry | None:
     if not isinstance(raw, dict):
         p.add(path.rstrip("."), "WRONG_TYPE", "an entry must be an object")
         return None

@@ -29,6 +29,7 @@ from typing import Any
 from gateway.catalog import documents
 from gateway.catalog.diff import CatalogDiff, RegionImpact, diff_catalogs, impact_of_codes
 from gateway.catalog.model import CatalogDocument, RegionCatalogDocument, version_key
+from gateway.catalog.problems import Parsed
 from gateway.catalog.region_index import NEVER, IndexBuilder, RegionIndex
 from gateway.catalog.resolution import CatalogSnapshot, VersionRecord, require_region
 from gateway.catalog.validation import RegionCatalogReport, RowWarning, check_region_catalog
@@ -295,9 +296,7 @@ class CatalogRegistry:
             return RegionPublication(index, report.warnings)
 
 
-def _parse_stored_catalog(
-    text: str, provinces: Mapping[str, str]
-) -> documents.Parsed[CatalogDocument]:
+def _parse_stored_catalog(text: str, provinces: Mapping[str, str]) -> Parsed[CatalogDocument]:
     return documents.parse_catalog(json.loads(text), provinces)
 
 

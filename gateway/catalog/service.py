@@ -24,6 +24,7 @@ from gateway.errors import (
     InvalidMatterCode,
     InvalidRequest,
     MatterNotFound,
+    ThemeNotFound,
     TongbanError,
 )
 from gateway.events import NO_EVENTS, CatalogPublished, CodeResolved, Events
@@ -368,6 +369,45 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         found = targets(snapshot, source, request.to_region_code, now=now)
         return catalog_pb2.TranslateLocalCodeResponse(
             source=convert.resolved(source), targets=[convert.resolved(t) for t in found]
+        )
+
+    async def GetTheme(
+        self, request: catalog_pb2.GetThemeRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetThemeResponse:
+        parts = request.name.split("/")
+        if len(parts) != 4 or parts[0] != "catalogVersions" or parts[2] != "themes":
+            raise InvalidRequest(
+                "name must be catalogVersions/{version}/themes/{code}",
+                field_violations=[
+                    FieldViolation("name", "catalogVersions/{version}/themes/{code}", "BAD_NAME")
+                ],
+            )
+        record = self.registry.snapshot.version(parts[1], self.clock())
+        version = record.document.version
+        found = record.document.themes.get(parts[3])
+        if found is None:
+            raise ThemeNotFound(
+                f"catalog version {version} has no theme {parts[3][:32]}",
+                metadata={"version": version},
+            )
+        return catalog_pb2.GetThemeResponse(theme=convert.theme(found, version))
+
+    async def ListThemes(
+        self, request: catalog_pb2.ListThemesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ListThemesResponse:
+        snapshot, now = self.registry.snapshot, self.clock()
+        record = snapshot.version(_version_from_name(request.parent, "parent"), now)
+        version = record.document.version
+        size = page_size(request.page_size, default=50, maximum=500)
+        query = {"m": "ListThemes", "v": version}
+        start = int(decode_token(request.page_token, query) or 0)
+        themes = list(record.document.themes.values())
+        page = themes[start : start + size]
+        end = start + len(page)
+        return catalog_pb2.ListThemesResponse(
+            themes=[convert.theme(t, version) for t in page],
+            next_page_token=encode_token(end, query) if end < len(themes) else "",
+            total_size=len(themes),
         )
 
 

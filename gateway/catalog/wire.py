@@ -18,7 +18,7 @@ _VARINTS = [bytes((n,)) for n in range(0x80)] + [
     bytes((n & 0x7F | 0x80, n >> 7)) for n in range(0x80, 0x800)
 ]
 """Protobuf varints of 0 to 2047: every length of a row's text (at most 200 characters of
-up to 4 bytes each, documents.MAX_NAME_LENGTH) and of most answers."""
+up to 4 bytes each, problems.MAX_NAME_LENGTH) and of most answers."""
 
 
 def varint(n: int) -> bytes:

@@ -660,3 +660,121 @@ async def test_fields_at_their_bounds_are_answered_by_the_catalog(world: World) 
         c.ResolveLocalCode(pb.ResolveLocalCodeRequest(region_code="990000", local_code=ONE))
     )
     assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "REGION_NOT_FOUND")
+
+
+# -- Themes --------------------------------------------------------------------------------
+
+THEMED = _read(STANDARDS / "catalog" / "2026.1.json")
+"""The bundled version with themes, published after 2025.2."""
+
+
+async def _publish_themes(
+    world: World, key: PrivateKey
+) -> catalog_pb2.PublishCatalogVersionResponse:
+    await world.catalog.PublishCatalogVersion(publish(json.dumps(CATALOG).encode(), key))
+    published: catalog_pb2.PublishCatalogVersionResponse = (
+        await world.catalog.PublishCatalogVersion(publish(json.dumps(THEMED).encode(), key))
+    )
+    return published
+
+
+async def test_publishing_2026_1_reports_the_themes_it_adds(
+    world: World, body_key: PrivateKey
+) -> None:
+    published = await _publish_themes(world, body_key)
+    codes = [t["code"] for t in THEMED["themes"]]
+    assert list(published.diff.added_theme_codes) == codes
+    assert list(published.diff.removed_theme_codes) == []
+    assert published.catalog_version.theme_count == len(codes) == 7
+
+
+async def test_themes_are_listed_page_by_page_and_got_by_name(
+    world: World, body_key: PrivateKey
+) -> None:
+    await _publish_themes(world, body_key)
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = await world.catalog.ListThemes(
+            catalog_pb2.ListThemesRequest(
+                parent="catalogVersions/2026.1", page_size=3, page_token=token
+            )
+        )
+        assert page.total_size == 7
+        seen += [t.code for t in page.themes]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == [t["code"] for t in THEMED["themes"]]
+    got = await world.catalog.GetTheme(
+        catalog_pb2.GetThemeRequest(name="catalogVersions/2026.1/themes/YJS0006")
+    )
+    raw = next(t for t in THEMED["themes"] if t["code"] == "YJS0006")
+    theme = got.theme
+    assert (theme.name, theme.display_name) == (
+        "catalogVersions/2026.1/themes/YJS0006",
+        raw["name"],
+    )
+    assert [(m.id, m.matter_code, m.role, list(m.after_member_ids)) for m in theme.members] == [
+        (m["id"], m["matter_code"], m["role"], m["after"]) for m in raw["members"]
+    ]
+    assert [[(x.member_id, x.field) for x in f.mappings] for f in theme.form_fields] == [
+        [(x["member"], x["field"]) for x in f["maps"]] for f in raw["form"]
+    ]
+    assert [(f.source_member_id, f.fetch_role, f.to.member_id) for f in theme.data_flows] == [
+        (f.get("source", ""), f.get("fetch_role", ""), f["to"]["member"]) for f in raw["flows"]
+    ]
+    assert list(theme.synthetic_elements) == raw["synthetic"]
+    matter = await world.catalog.GetMatter(
+        catalog_pb2.GetMatterRequest(name="catalogVersions/2026.1/matters/002031021000")
+    )
+    assert [f.name for f in matter.matter.form_fields][:2] == ["gmsfhm", "xm"]
+    assert len(matter.matter.result_license_type_codes) == 1
+
+
+async def test_a_version_without_themes_lists_none(world: World) -> None:
+    listed = await world.catalog.ListThemes(
+        catalog_pb2.ListThemesRequest(parent="catalogVersions/2025.1")
+    )
+    assert (list(listed.themes), listed.total_size, listed.next_page_token) == ([], 0, "")
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "expected"),
+    [
+        ("catalogVersions/2026.1/themes/YJS9999", grpc.StatusCode.NOT_FOUND, "THEME_NOT_FOUND"),
+        (
+            "catalogVersions/2026.1/matters/YJS0001",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_REQUEST",
+        ),
+        (
+            "catalogVersions/2030.1/themes/YJS0001",
+            grpc.StatusCode.NOT_FOUND,
+            "CATALOG_VERSION_NOT_FOUND",
+        ),
+    ],
+)
+async def test_get_theme_refuses_what_it_cannot_name(
+    world: World, body_key: PrivateKey, name: str, code: grpc.StatusCode, expected: str
+) -> None:
+    await _publish_themes(world, body_key)
+    got_code, reason, _, _ = await failure(
+        world.catalog.GetTheme(catalog_pb2.GetThemeRequest(name=name))
+    )
+    assert (got_code, reason) == (code, expected)
+
+
+async def test_a_catalog_with_a_broken_theme_is_refused_naming_each_place(
+    world: World, body_key: PrivateKey
+) -> None:
+    await world.catalog.PublishCatalogVersion(publish(json.dumps(CATALOG).encode(), body_key))
+    broken = json.loads(json.dumps(THEMED))
+    broken["themes"][0]["members"][0]["after"] = ["in"]
+    broken["themes"][3]["members"][1]["role"] = "elsewhere"
+    code, reason, _, fields = await failure(
+        world.catalog.PublishCatalogVersion(publish(json.dumps(broken).encode(), body_key))
+    )
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "CATALOG_INVALID")
+    assert "themes[0].members[0].after" in fields
+    assert "themes[3].members[1].role" in fields

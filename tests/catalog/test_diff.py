@@ -182,8 +182,10 @@ def test_every_matter_element_except_code_and_synthetic_is_compared() -> None:
             replacement = current + "x"
         elif isinstance(current, TimeLimit):
             replacement = TimeLimit(current.value + 1, current.unit)
-        else:
+        elif current:
             replacement = ()
+        else:
+            replacement = ("x",)
         changes: dict[str, Any] = {name: replacement}
         seen.update(changed_elements(old, dataclasses.replace(old, **changes)))
     assert seen == compared
@@ -227,3 +229,28 @@ def test_impact_skips_untouched_lists_and_counts_merged_rows() -> None:
     assert impact(diff_catalogs(old, new), [merged, untouched]) == (
         RegionImpact("440000", ("000117113000",), ("000117112000",)),
     )
+
+
+def test_2026_1_adds_the_seven_themes_and_changes_the_matters_they_use() -> None:
+    d = diff_catalogs(_catalog("2025.2"), _catalog("2026.1"))
+    assert d.themes_added == tuple(f"YJS000{i}" for i in range(1, 8))
+    assert (d.themes_removed, d.themes_changed) == ((), ())
+    assert d.added == ("002033041000", "002035041000")
+    assert dict(d.changed)["002031021000"] == ("materials", "form_fields", "results")
+
+
+def test_a_theme_changes_with_its_own_elements_and_with_its_members_matters() -> None:
+    old = _catalog("2026.1")
+    theme = old.themes["YJS0001"]
+    slower = dataclasses.replace(theme, promised_time_limit=TimeLimit(40, "WORKING_DAYS"))
+    matter = old.matters["002031021000"]
+    new = dataclasses.replace(
+        old,
+        version="2026.2",
+        themes={**old.themes, "YJS0001": slower},
+        matters={**old.matters, matter.code: dataclasses.replace(matter, name="养老保险转移")},
+    )
+    del new.themes["YJS0007"]
+    d = diff_catalogs(old, new)
+    assert d.themes_removed == ("YJS0007",)
+    assert d.themes_changed == (("YJS0001", ("promised_time_limit", "member_matters")),)

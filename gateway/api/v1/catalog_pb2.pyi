@@ -267,6 +267,8 @@ class Matter(_message.Message):
     SERVICE_OBJECTS_FIELD_NUMBER: _builtins.int
     MATERIALS_FIELD_NUMBER: _builtins.int
     SYNTHETIC_ELEMENTS_FIELD_NUMBER: _builtins.int
+    FORM_FIELDS_FIELD_NUMBER: _builtins.int
+    RESULT_LICENSE_TYPE_CODES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `catalogVersions/{version}/matters/{code}`."""
     code: _builtins.str
@@ -301,6 +303,16 @@ class Matter(_message.Message):
     def synthetic_elements(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Elements of this entry that are synthetic sample data, not taken from a real catalog."""
 
+    @_builtins.property
+    def form_fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___MatterFormField]:
+        """The application form's fields, as the handling province names them; empty when the
+        catalog does not define them.
+        """
+
+    @_builtins.property
+    def result_license_type_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Licence type codes (证照类型代码) of the e-licences the matter issues (审批结果)."""
+
     def __init__(
         self,
         *,
@@ -315,14 +327,325 @@ class Matter(_message.Message):
         service_objects: _abc.Iterable[_builtins.str] | None = ...,
         materials: _abc.Iterable[Global___MaterialRequirement] | None = ...,
         synthetic_elements: _abc.Iterable[_builtins.str] | None = ...,
+        form_fields: _abc.Iterable[Global___MatterFormField] | None = ...,
+        result_license_type_codes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["legal_time_limit", b"legal_time_limit", "promised_time_limit", b"promised_time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "competent_department", b"competent_department", "cross_region_modes", b"cross_region_modes", "display_name", b"display_name", "legal_time_limit", b"legal_time_limit", "materials", b"materials", "name", b"name", "promised_time_limit", b"promised_time_limit", "service_objects", b"service_objects", "synthetic_elements", b"synthetic_elements", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "competent_department", b"competent_department", "cross_region_modes", b"cross_region_modes", "display_name", b"display_name", "form_fields", b"form_fields", "legal_time_limit", b"legal_time_limit", "materials", b"materials", "name", b"name", "promised_time_limit", b"promised_time_limit", "result_license_type_codes", b"result_license_type_codes", "service_objects", b"service_objects", "synthetic_elements", b"synthetic_elements", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Matter: _TypeAlias = Matter  # noqa: Y015
+
+@_typing.final
+class MatterFormField(_message.Message):
+    """A field of a matter's application form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The province-facing name, e.g. `gmsfhm`."""
+    type: _builtins.str
+    """The value's type: `string`, `date`, `region_code`, `id_number`, `uscc`, `integer` or
+    `boolean`; each names the one validator its values pass.
+    """
+    required: _builtins.bool
+    """Whether the matter needs it."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: _builtins.str = ...,
+        required: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "required", b"required", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MatterFormField: _TypeAlias = MatterFormField  # noqa: Y015
+
+@_typing.final
+class ThemeMember(_message.Message):
+    """One matter of a theme."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    MATTER_CODE_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    AFTER_MEMBER_IDS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Identifier within the theme, e.g. `out`."""
+    matter_code: _builtins.str
+    """The national basic code of the matter."""
+    role: _builtins.str
+    """The role of the province that handles it: `transfer_out`, `transfer_in`, `move_out`,
+    `move_in`, `hukou`, `residence`, `birth` or `insured`. A bundle binds each role to a
+    province code.
+    """
+    @_builtins.property
+    def after_member_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the members that must finish before this one starts; members with no path between
+        them may run in parallel.
+        """
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        matter_code: _builtins.str = ...,
+        role: _builtins.str = ...,
+        after_member_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_member_ids", b"after_member_ids", "id", b"id", "matter_code", b"matter_code", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThemeMember: _TypeAlias = ThemeMember  # noqa: Y015
+
+@_typing.final
+class FieldMapping(_message.Message):
+    """Where a theme form field goes in one member's form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    """The member's id."""
+    field: _builtins.str
+    """The name of the form field in the member's matter."""
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        field: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "member_id", b"member_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldMapping: _TypeAlias = FieldMapping  # noqa: Y015
+
+@_typing.final
+class ThemeFormField(_message.Message):
+    """A field of a theme's one form: filled once, sent to each member under its own name."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    MAPPINGS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name within the theme, e.g. `id_number`."""
+    display_name: _builtins.str
+    """What the applicant sees, e.g. 公民身份号码."""
+    type: _builtins.str
+    """The value's type, as `MatterFormField.type`."""
+    required: _builtins.bool
+    """Whether the applicant must fill it."""
+    @_builtins.property
+    def mappings(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldMapping]:
+        """The member fields it fills."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        type: _builtins.str = ...,
+        required: _builtins.bool = ...,
+        mappings: _abc.Iterable[Global___FieldMapping] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "mappings", b"mappings", "name", b"name", "required", b"required", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThemeFormField: _TypeAlias = ThemeFormField  # noqa: Y015
+
+@_typing.final
+class MaterialUse(_message.Message):
+    """One member's material."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    MATERIAL_ID_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    """The member's id."""
+    material_id: _builtins.str
+    """The material's id in the member's matter, e.g. `M01`."""
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        material_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["material_id", b"material_id", "member_id", b"member_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaterialUse: _TypeAlias = MaterialUse  # noqa: Y015
+
+@_typing.final
+class ThemeMaterial(_message.Message):
+    """A material supplied once and used by several members."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    LICENSE_TYPE_CODE_FIELD_NUMBER: _builtins.int
+    USED_BY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Identifier within the theme, e.g. `TM01`."""
+    display_name: _builtins.str
+    """Name, e.g. 居民身份证."""
+    license_type_code: _builtins.str
+    """The e-licence type that can stand in for it; empty when none."""
+    @_builtins.property
+    def used_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___MaterialUse]:
+        """The member materials it stands for."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        license_type_code: _builtins.str = ...,
+        used_by: _abc.Iterable[Global___MaterialUse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "id", b"id", "license_type_code", b"license_type_code", "used_by", b"used_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThemeMaterial: _TypeAlias = ThemeMaterial  # noqa: Y015
+
+@_typing.final
+class DataFlow(_message.Message):
+    """A licence that reaches a member's material without the applicant (数据调用目录)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TO_FIELD_NUMBER: _builtins.int
+    LICENSE_TYPE_CODE_FIELD_NUMBER: _builtins.int
+    SOURCE_MEMBER_ID_FIELD_NUMBER: _builtins.int
+    FETCH_ROLE_FIELD_NUMBER: _builtins.int
+    license_type_code: _builtins.str
+    """The licence type (证照类型代码)."""
+    source_member_id: _builtins.str
+    """The id of the earlier member whose matter issues the licence; empty for a fetched one."""
+    fetch_role: _builtins.str
+    """The role of the province that issued the licence and from which it is fetched; empty for
+    a member's output.
+    """
+    @_builtins.property
+    def to(self) -> Global___MaterialUse:
+        """The material the licence fills."""
+
+    def __init__(
+        self,
+        *,
+        to: Global___MaterialUse | None = ...,
+        license_type_code: _builtins.str = ...,
+        source_member_id: _builtins.str = ...,
+        fetch_role: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["to", b"to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fetch_role", b"fetch_role", "license_type_code", b"license_type_code", "source_member_id", b"source_member_id", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataFlow: _TypeAlias = DataFlow  # noqa: Y015
+
+@_typing.final
+class Theme(_message.Message):
+    """One theme (一件事) of a catalog version."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PROMISED_TIME_LIMIT_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    FORM_FIELDS_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    DATA_FLOWS_FIELD_NUMBER: _builtins.int
+    SYNTHETIC_ELEMENTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name: `catalogVersions/{version}/themes/{code}`."""
+    code: _builtins.str
+    """The theme's code, 4 to 32 characters A-Z and 0-9."""
+    display_name: _builtins.str
+    """The 一件事's name."""
+    description: _builtins.str
+    """What it does for the applicant."""
+    @_builtins.property
+    def promised_time_limit(self) -> Global___TimeLimit:
+        """The promised time limit of the whole thing."""
+
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThemeMember]:
+        """The matters, each with its role and the members it waits for."""
+
+    @_builtins.property
+    def form_fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThemeFormField]:
+        """The one form."""
+
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThemeMaterial]:
+        """Materials supplied once for several members."""
+
+    @_builtins.property
+    def data_flows(self) -> _containers.RepeatedCompositeFieldContainer[Global___DataFlow]:
+        """Licences that flow between members or are fetched from their issuing province."""
+
+    @_builtins.property
+    def synthetic_elements(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Elements of this theme that are synthetic sample data."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        code: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        promised_time_limit: Global___TimeLimit | None = ...,
+        members: _abc.Iterable[Global___ThemeMember] | None = ...,
+        form_fields: _abc.Iterable[Global___ThemeFormField] | None = ...,
+        materials: _abc.Iterable[Global___ThemeMaterial] | None = ...,
+        data_flows: _abc.Iterable[Global___DataFlow] | None = ...,
+        synthetic_elements: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["promised_time_limit", b"promised_time_limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "data_flows", b"data_flows", "description", b"description", "display_name", b"display_name", "form_fields", b"form_fields", "materials", b"materials", "members", b"members", "name", b"name", "promised_time_limit", b"promised_time_limit", "synthetic_elements", b"synthetic_elements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Theme: _TypeAlias = Theme  # noqa: Y015
 
 @_typing.final
 class CatalogVersion(_message.Message):
@@ -338,6 +661,7 @@ class CatalogVersion(_message.Message):
     MATTER_COUNT_FIELD_NUMBER: _builtins.int
     CONTENT_DIGEST_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    THEME_COUNT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `catalogVersions/{version}`."""
     version: _builtins.str
@@ -350,6 +674,8 @@ class CatalogVersion(_message.Message):
     """Hex SHA-256 of the canonical catalog content."""
     state: Global___CatalogVersionState.ValueType
     """Lifecycle state at the time of the response."""
+    theme_count: _builtins.int
+    """Number of themes (一件事)."""
     @_builtins.property
     def effective_time(self) -> _timestamp_pb2.Timestamp:
         """When the version comes into force."""
@@ -369,10 +695,11 @@ class CatalogVersion(_message.Message):
         matter_count: _builtins.int = ...,
         content_digest: _builtins.str = ...,
         state: Global___CatalogVersionState.ValueType = ...,
+        theme_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["effective_time", b"effective_time", "publish_time", b"publish_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_digest", b"content_digest", "effective_time", b"effective_time", "matter_count", b"matter_count", "name", b"name", "publish_time", b"publish_time", "publisher", b"publisher", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_digest", b"content_digest", "effective_time", b"effective_time", "matter_count", b"matter_count", "name", b"name", "publish_time", b"publish_time", "publisher", b"publisher", "state", b"state", "theme_count", b"theme_count", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -451,6 +778,9 @@ class CatalogDiff(_message.Message):
     ADDED_MATTER_CODES_FIELD_NUMBER: _builtins.int
     REMOVED_MATTER_CODES_FIELD_NUMBER: _builtins.int
     CHANGED_MATTERS_FIELD_NUMBER: _builtins.int
+    ADDED_THEME_CODES_FIELD_NUMBER: _builtins.int
+    REMOVED_THEME_CODES_FIELD_NUMBER: _builtins.int
+    CHANGED_THEMES_FIELD_NUMBER: _builtins.int
     from_version: _builtins.str
     """The older version."""
     to_version: _builtins.str
@@ -467,6 +797,20 @@ class CatalogDiff(_message.Message):
     def changed_matters(self) -> _containers.RepeatedCompositeFieldContainer[Global___MatterChange]:
         """Matters present in both whose elements differ."""
 
+    @_builtins.property
+    def added_theme_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Theme codes present only in `to_version`."""
+
+    @_builtins.property
+    def removed_theme_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Theme codes present only in `from_version`."""
+
+    @_builtins.property
+    def changed_themes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThemeChange]:
+        """Themes present in both whose elements differ, or one of whose members' matters changed
+        (element `member_matters`).
+        """
+
     def __init__(
         self,
         *,
@@ -475,14 +819,45 @@ class CatalogDiff(_message.Message):
         added_matter_codes: _abc.Iterable[_builtins.str] | None = ...,
         removed_matter_codes: _abc.Iterable[_builtins.str] | None = ...,
         changed_matters: _abc.Iterable[Global___MatterChange] | None = ...,
+        added_theme_codes: _abc.Iterable[_builtins.str] | None = ...,
+        removed_theme_codes: _abc.Iterable[_builtins.str] | None = ...,
+        changed_themes: _abc.Iterable[Global___ThemeChange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["added_matter_codes", b"added_matter_codes", "changed_matters", b"changed_matters", "from_version", b"from_version", "removed_matter_codes", b"removed_matter_codes", "to_version", b"to_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added_matter_codes", b"added_matter_codes", "added_theme_codes", b"added_theme_codes", "changed_matters", b"changed_matters", "changed_themes", b"changed_themes", "from_version", b"from_version", "removed_matter_codes", b"removed_matter_codes", "removed_theme_codes", b"removed_theme_codes", "to_version", b"to_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CatalogDiff: _TypeAlias = CatalogDiff  # noqa: Y015
+
+@_typing.final
+class ThemeChange(_message.Message):
+    """A theme changed between two versions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    CHANGED_ELEMENTS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The theme's code."""
+    @_builtins.property
+    def changed_elements(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The elements that changed, e.g. `members`, `form`, `member_matters`."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        changed_elements: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_elements", b"changed_elements", "code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThemeChange: _TypeAlias = ThemeChange  # noqa: Y015
 
 @_typing.final
 class PublishCatalogVersionRequest(_message.Message):
@@ -1261,3 +1636,113 @@ class TranslateLocalCodeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TranslateLocalCodeResponse: _TypeAlias = TranslateLocalCodeResponse  # noqa: Y015
+
+@_typing.final
+class GetThemeRequest(_message.Message):
+    """Request for GetTheme."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. `catalogVersions/{version}/themes/{code}`; an empty or `-` version means the
+    current one.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetThemeRequest: _TypeAlias = GetThemeRequest  # noqa: Y015
+
+@_typing.final
+class GetThemeResponse(_message.Message):
+    """Response for GetTheme."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THEME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def theme(self) -> Global___Theme:
+        """The theme."""
+
+    def __init__(
+        self,
+        *,
+        theme: Global___Theme | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["theme", b"theme"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["theme", b"theme"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetThemeResponse: _TypeAlias = GetThemeResponse  # noqa: Y015
+
+@_typing.final
+class ListThemesRequest(_message.Message):
+    """Request for ListThemes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """Required. `catalogVersions/{version}`; an empty or `-` version means the current one."""
+    page_size: _builtins.int
+    """Optional. Page size; default 50, at most 500."""
+    page_token: _builtins.str
+    """Optional. A `next_page_token` from a previous response."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListThemesRequest: _TypeAlias = ListThemesRequest  # noqa: Y015
+
+@_typing.final
+class ListThemesResponse(_message.Message):
+    """Response for ListThemes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THEMES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    total_size: _builtins.int
+    """Number of themes of the version, over all pages."""
+    @_builtins.property
+    def themes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Theme]:
+        """Themes in code order."""
+
+    def __init__(
+        self,
+        *,
+        themes: _abc.Iterable[Global___Theme] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "themes", b"themes", "total_size", b"total_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListThemesResponse: _TypeAlias = ListThemesResponse  # noqa: Y015

@@ -37,6 +37,9 @@ class CatalogServiceStub:
     its 12-character basic code (基本编码), with its elements.
     - `RegionCatalog` (`regions/{region_code}/catalog`): a province's implementation list, local
     code → national code(s).
+    - `Theme` (`catalogVersions/{version}/themes/{code}`): one 一件事 of a version: several of its
+    matters handled as one, each by the province that plays its member's role, with one form,
+    materials supplied once and licences that flow from one member to the next.
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
@@ -98,6 +101,16 @@ class CatalogServiceStub:
                 request_serializer=gateway_dot_api_dot_v1_dot_catalog__pb2.TranslateLocalCodeRequest.SerializeToString,
                 response_deserializer=gateway_dot_api_dot_v1_dot_catalog__pb2.TranslateLocalCodeResponse.FromString,
                 _registered_method=True)
+        self.GetTheme = channel.unary_unary(
+                '/gateway.api.v1.CatalogService/GetTheme',
+                request_serializer=gateway_dot_api_dot_v1_dot_catalog__pb2.GetThemeRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_v1_dot_catalog__pb2.GetThemeResponse.FromString,
+                _registered_method=True)
+        self.ListThemes = channel.unary_unary(
+                '/gateway.api.v1.CatalogService/ListThemes',
+                request_serializer=gateway_dot_api_dot_v1_dot_catalog__pb2.ListThemesRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_v1_dot_catalog__pb2.ListThemesResponse.FromString,
+                _registered_method=True)
 
 
 class CatalogServiceServicer:
@@ -112,6 +125,9 @@ class CatalogServiceServicer:
     its 12-character basic code (基本编码), with its elements.
     - `RegionCatalog` (`regions/{region_code}/catalog`): a province's implementation list, local
     code → national code(s).
+    - `Theme` (`catalogVersions/{version}/themes/{code}`): one 一件事 of a version: several of its
+    matters handled as one, each by the province that plays its member's role, with one form,
+    materials supplied once and licences that flow from one member to the next.
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
@@ -212,6 +228,24 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTheme(self, request, context):
+        """Gets one theme (一件事) by code at a version (the current one when the version is empty).
+        Errors: NOT_FOUND (`THEME_NOT_FOUND`, `CATALOG_VERSION_NOT_FOUND`), INVALID_ARGUMENT
+        (`INVALID_REQUEST` for a malformed name). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListThemes(self, request, context):
+        """Lists the themes of a version in code order.
+        Errors: NOT_FOUND (`CATALOG_VERSION_NOT_FOUND`), INVALID_ARGUMENT (`INVALID_PAGE_TOKEN`).
+        Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -265,6 +299,16 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     request_deserializer=gateway_dot_api_dot_v1_dot_catalog__pb2.TranslateLocalCodeRequest.FromString,
                     response_serializer=gateway_dot_api_dot_v1_dot_catalog__pb2.TranslateLocalCodeResponse.SerializeToString,
             ),
+            'GetTheme': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTheme,
+                    request_deserializer=gateway_dot_api_dot_v1_dot_catalog__pb2.GetThemeRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_v1_dot_catalog__pb2.GetThemeResponse.SerializeToString,
+            ),
+            'ListThemes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListThemes,
+                    request_deserializer=gateway_dot_api_dot_v1_dot_catalog__pb2.ListThemesRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_v1_dot_catalog__pb2.ListThemesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'gateway.api.v1.CatalogService', rpc_method_handlers)
@@ -285,6 +329,9 @@ class CatalogService:
     its 12-character basic code (基本编码), with its elements.
     - `RegionCatalog` (`regions/{region_code}/catalog`): a province's implementation list, local
     code → national code(s).
+    - `Theme` (`catalogVersions/{version}/themes/{code}`): one 一件事 of a version: several of its
+    matters handled as one, each by the province that plays its member's role, with one form,
+    materials supplied once and licences that flow from one member to the next.
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
@@ -550,6 +597,60 @@ class CatalogService:
             '/gateway.api.v1.CatalogService/TranslateLocalCode',
             gateway_dot_api_dot_v1_dot_catalog__pb2.TranslateLocalCodeRequest.SerializeToString,
             gateway_dot_api_dot_v1_dot_catalog__pb2.TranslateLocalCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTheme(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gateway.api.v1.CatalogService/GetTheme',
+            gateway_dot_api_dot_v1_dot_catalog__pb2.GetThemeRequest.SerializeToString,
+            gateway_dot_api_dot_v1_dot_catalog__pb2.GetThemeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListThemes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gateway.api.v1.CatalogService/ListThemes',
+            gateway_dot_api_dot_v1_dot_catalog__pb2.ListThemesRequest.SerializeToString,
+            gateway_dot_api_dot_v1_dot_catalog__pb2.ListThemesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,9 @@ class CatalogServiceStub:
       its 12-character basic code (基本编码), with its elements.
     - `RegionCatalog` (`regions/{region_code}/catalog`): a province's implementation list, local
       code → national code(s).
+    - `Theme` (`catalogVersions/{version}/themes/{code}`): one 一件事 of a version: several of its
+      matters handled as one, each by the province that plays its member's role, with one form,
+      materials supplied once and licences that flow from one member to the next.
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
@@ -101,6 +104,16 @@ class CatalogServiceStub:
     (`MATTER_NOT_IMPLEMENTED`) when the target province does not implement the matter.
     Idempotent.
     """
+    GetTheme: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.GetThemeRequest, _catalog_pb2.GetThemeResponse]
+    """Gets one theme (一件事) by code at a version (the current one when the version is empty).
+    Errors: NOT_FOUND (`THEME_NOT_FOUND`, `CATALOG_VERSION_NOT_FOUND`), INVALID_ARGUMENT
+    (`INVALID_REQUEST` for a malformed name). Idempotent.
+    """
+    ListThemes: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ListThemesRequest, _catalog_pb2.ListThemesResponse]
+    """Lists the themes of a version in code order.
+    Errors: NOT_FOUND (`CATALOG_VERSION_NOT_FOUND`), INVALID_ARGUMENT (`INVALID_PAGE_TOKEN`).
+    Idempotent.
+    """
 
 @_typing.type_check_only
 class CatalogServiceAsyncStub(CatalogServiceStub):
@@ -115,6 +128,9 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
       its 12-character basic code (基本编码), with its elements.
     - `RegionCatalog` (`regions/{region_code}/catalog`): a province's implementation list, local
       code → national code(s).
+    - `Theme` (`catalogVersions/{version}/themes/{code}`): one 一件事 of a version: several of its
+      matters handled as one, each by the province that plays its member's role, with one form,
+      materials supplied once and licences that flow from one member to the next.
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
@@ -175,6 +191,16 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     (`MATTER_NOT_IMPLEMENTED`) when the target province does not implement the matter.
     Idempotent.
     """
+    GetTheme: _aio.UnaryUnaryMultiCallable[_catalog_pb2.GetThemeRequest, _catalog_pb2.GetThemeResponse]  # type: ignore[assignment]
+    """Gets one theme (一件事) by code at a version (the current one when the version is empty).
+    Errors: NOT_FOUND (`THEME_NOT_FOUND`, `CATALOG_VERSION_NOT_FOUND`), INVALID_ARGUMENT
+    (`INVALID_REQUEST` for a malformed name). Idempotent.
+    """
+    ListThemes: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ListThemesRequest, _catalog_pb2.ListThemesResponse]  # type: ignore[assignment]
+    """Lists the themes of a version in code order.
+    Errors: NOT_FOUND (`CATALOG_VERSION_NOT_FOUND`), INVALID_ARGUMENT (`INVALID_PAGE_TOKEN`).
+    Idempotent.
+    """
 
 class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     """The national catalog of government-service matters (政务服务事项基本目录) and the
@@ -188,6 +214,9 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
       its 12-character basic code (基本编码), with its elements.
     - `RegionCatalog` (`regions/{region_code}/catalog`): a province's implementation list, local
       code → national code(s).
+    - `Theme` (`catalogVersions/{version}/themes/{code}`): one 一件事 of a version: several of its
+      matters handled as one, each by the province that plays its member's role, with one form,
+      materials supplied once and licences that flow from one member to the next.
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
@@ -304,6 +333,28 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         """Translates a local code of one province into the local code(s) of another province that
         implement the same national matter. Errors: those of ResolveLocalCode, plus NOT_FOUND
         (`MATTER_NOT_IMPLEMENTED`) when the target province does not implement the matter.
+        Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTheme(
+        self,
+        request: _catalog_pb2.GetThemeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.GetThemeResponse, _abc.Awaitable[_catalog_pb2.GetThemeResponse]]:
+        """Gets one theme (一件事) by code at a version (the current one when the version is empty).
+        Errors: NOT_FOUND (`THEME_NOT_FOUND`, `CATALOG_VERSION_NOT_FOUND`), INVALID_ARGUMENT
+        (`INVALID_REQUEST` for a malformed name). Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def ListThemes(
+        self,
+        request: _catalog_pb2.ListThemesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.ListThemesResponse, _abc.Awaitable[_catalog_pb2.ListThemesResponse]]:
+        """Lists the themes of a version in code order.
+        Errors: NOT_FOUND (`CATALOG_VERSION_NOT_FOUND`), INVALID_ARGUMENT (`INVALID_PAGE_TOKEN`).
         Idempotent.
         """
 
