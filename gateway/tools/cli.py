@@ -257,10 +257,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_catalog_keygen(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    key = signing.generate_private_key(args.algorithm)
     private = out / f"{args.name}.key.pem"
     public = out / f"{args.name}.pub.pem"
+    existing = [str(p) for p in (private, public) if p.exists()]
+    if existing and not args.force:
+        print(
+            f"tongban catalog keygen: {existing[0]} exists; a new pair would make gateways that "
+            "trust the old public key refuse every publication signed with the new one. "
+            "Use --force to replace it.",
+            file=sys.stderr,
+        )
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    key = signing.generate_private_key(args.algorithm)
     private.write_bytes(signing.private_pem(key))
     private.chmod(0o600)
     public.write_bytes(signing.public_pem(key))
@@ -277,6 +286,15 @@ def _cmd_catalog_sign(args: argparse.Namespace) -> int:
     loaded = documents.loads_json(document)
     if loaded.value is None:
         _report(args.catalog, loaded.violations)
+        return 1
+    parsed = documents.parse_catalog(loaded.value, load_provinces(Path(args.standards_dir)))
+    if parsed.value is None and not args.force:
+        _report(args.catalog, parsed.violations)
+        print(
+            f"tongban catalog sign: {args.catalog} has {len(parsed.violations)} problem(s); a "
+            "gateway would refuse it. Fix them, or use --force to sign it anyway.",
+            file=sys.stderr,
+        )
         return 1
     publisher = args.publisher or str(loaded.value.get("publisher", ""))
     signed = signing.sign_catalog(document, signing.load_private_key(Path(args.key)), publisher)
@@ -555,12 +573,17 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--name", required=True, help="the standards body's name")
     keygen.add_argument("--out-dir", default="keys")
     keygen.add_argument("--algorithm", choices=("EdDSA", "ES256"), default="EdDSA")
+    keygen.add_argument(
+        "--force", action="store_true", help="replace an existing key pair of this name"
+    )
     keygen.set_defaults(func=_cmd_catalog_keygen)
     sign = csub.add_parser("sign", help="sign a catalog file into a publication (compact JWS)")
     sign.add_argument("catalog")
     sign.add_argument("--key", required=True)
     sign.add_argument("--publisher", help="defaults to the catalog's publisher")
     sign.add_argument("--out", required=True)
+    sign.add_argument("--standards-dir", default="standards", help="regions to check against")
+    sign.add_argument("--force", action="store_true", help="sign even if the catalog is invalid")
     sign.set_defaults(func=_cmd_catalog_sign)
     publish = csub.add_parser("publish", help="publish a signed catalog to a gateway")
     publish.add_argument("signed")

@@ -172,6 +172,8 @@ async def test_keygen_sign_and_diff_offline(tmp_path: Path) -> None:
         "body",
         "--out",
         str(signed),
+        "--standards-dir",
+        str(STANDARDS),
     )
     assert code == 0, err
     assert signed.read_text().count(".") == 2
@@ -184,6 +186,43 @@ async def test_keygen_sign_and_diff_offline(tmp_path: Path) -> None:
     assert code == 0
     diff = json.loads(out)
     assert (len(diff["added"]), len(diff["removed"]), len(diff["changed"])) == (2, 2, 3)
+
+
+async def test_keygen_refuses_to_overwrite_a_key_pair_unless_forced(tmp_path: Path) -> None:
+    code, out, _ = await run("catalog", "keygen", "--name", "body", "--out-dir", str(tmp_path))
+    assert code == 0
+    public = Path(json.loads(out)["public_key"])
+    first = public.read_bytes()
+    code, out, err = await run("catalog", "keygen", "--name", "body", "--out-dir", str(tmp_path))
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1
+    assert "body.key.pem exists" in err
+    assert "--force" in err
+    assert public.read_bytes() == first  # nothing overwritten
+    code, _, _ = await run(
+        "catalog", "keygen", "--name", "body", "--out-dir", str(tmp_path), "--force"
+    )
+    assert code == 0
+    assert public.read_bytes() != first
+
+
+async def test_sign_refuses_a_catalog_that_fails_validation_unless_forced(tmp_path: Path) -> None:
+    code, out, _ = await run("catalog", "keygen", "--name", "body", "--out-dir", str(tmp_path))
+    key = json.loads(out)["private_key"]
+    broken = json.loads((STANDARDS / "catalog" / "2025.2.json").read_text(encoding="utf-8"))
+    broken["matters"][0]["type"] = "99"
+    catalog = tmp_path / "broken.json"
+    catalog.write_text(json.dumps(broken, ensure_ascii=False), encoding="utf-8")
+    signed = tmp_path / "broken.jws"
+    sign = ["catalog", "sign", str(catalog), "--key", key, "--out", str(signed)]
+    code, out, err = await run(*sign, "--standards-dir", str(STANDARDS))
+    assert code == 1
+    assert "matters[0]" in out
+    assert "a gateway would refuse it" in err
+    assert not signed.exists()
+    code, _, err = await run(*sign, "--standards-dir", str(STANDARDS), "--force")
+    assert code == 0, err
+    assert signed.read_text().count(".") == 2
 
 
 async def test_migrate_brings_a_postgresql_schema_up_and_prints_the_version(
