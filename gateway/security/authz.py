@@ -251,6 +251,8 @@ RPC_ACTIONS: dict[str, type[Action]] = {
     _CATALOG + "ListCatalogVersions": ReadCatalog,
     _CATALOG + "GetMatter": ReadCatalog,
     _CATALOG + "ListMatters": ReadCatalog,
+    _CATALOG + "GetTheme": ReadCatalog,
+    _CATALOG + "ListThemes": ReadCatalog,
     _CATALOG + "DiffCatalogVersions": ReadCatalog,
     _CATALOG + "PublishRegionCatalog": PublishRegionCatalog,
     _CATALOG + "ResolveLocalCode": ReadCatalog,

@@ -123,6 +123,8 @@ def _templates(world: World, application: application_pb2.Application) -> dict[s
             name=f"catalogVersions/2025.1/matters/{national}"
         ),
         "ListMatters": catalog_pb2.ListMattersRequest(parent="catalogVersions/2025.1", page_size=2),
+        "GetTheme": catalog_pb2.GetThemeRequest(name="catalogVersions/2025.1/themes/YJS0001"),
+        "ListThemes": catalog_pb2.ListThemesRequest(parent="catalogVersions/2025.1", page_size=2),
         "DiffCatalogVersions": catalog_pb2.DiffCatalogVersionsRequest(
             from_version="2025.1", to_version="2025.2"
         ),
