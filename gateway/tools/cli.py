@@ -27,6 +27,7 @@ from gateway.catalog.diff import diff_catalogs
 from gateway.catalog.registry import load_provinces
 from gateway.catalog.validation import check_region_catalog
 from gateway.errors import TongbanError, unpack_details
+from gateway.observability.audit_log import AuditHead, verify_audit_log
 from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY
 from gateway.times import utc_now
 from gateway.tools.federation import DEFAULT_REGIONS
@@ -393,35 +394,62 @@ def _cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from gateway.observability.audit_log import AuditHead, verify_audit_log
+def _audit_logs(paths: Sequence[str]) -> list[Path]:
+    """The logs named: files as given, and each directory's `*.jsonl` files."""
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        found.extend(sorted(path.glob("*.jsonl")) if path.is_dir() else [path])
+    return found
 
-    anchor = None
-    if args.expect_head:
-        seq, _, digest = args.expect_head.partition(":")
-        anchor = AuditHead(int(seq), digest)
-    try:
-        verdict = verify_audit_log(Path(args.path), expected_head=anchor)
-    except OSError as error:
-        print(f"tongban: cannot read {args.path}: {error}", file=sys.stderr)
-        return 2
+
+def _verdict(path: Path, anchor: AuditHead | None) -> dict[str, object]:
+    """One chain's verdict as printed (OSError if it cannot be read)."""
+    verdict = verify_audit_log(path, expected_head=anchor)
     head = None if verdict.head is None else f"{verdict.head.seq}:{verdict.head.hash}"
     if verdict.ok:
-        print(json.dumps({"ok": True, "records": verdict.records_checked, "head": head}))
-        return 0
-    print(
-        json.dumps(
-            {
-                "ok": False,
-                "kind": verdict.kind.value if verdict.kind else None,
-                "record": verdict.first_bad_seq,
-                "line": verdict.line,
-                "verified_records": verdict.records_checked,
-                "last_good_head": head,
-            }
-        )
-    )
-    return 1
+        return {"ok": True, "records": verdict.records_checked, "head": head}
+    return {
+        "ok": False,
+        "kind": verdict.kind.value if verdict.kind else None,
+        "record": verdict.first_bad_seq,
+        "line": verdict.line,
+        "verified_records": verdict.records_checked,
+        "last_good_head": head,
+    }
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    """One log: its verdict. Several (each replica's chain, or a directory of them): each
+    one's verdict, and ok only if every chain is intact."""
+    logs = _audit_logs(args.paths)
+    if not logs:
+        print(f"tongban: no audit logs (*.jsonl) in {', '.join(args.paths)}", file=sys.stderr)
+        return 2
+    anchors: dict[Path, AuditHead] = {}
+    for item in args.expect_head or []:
+        named, equals, head = item.rpartition("=")
+        seq, _, digest = head.partition(":")
+        matching = [p for p in logs if not equals or named in (str(p), p.name)]
+        if len(matching) != 1:
+            print(f"tongban: --expect-head {item}: name one of the logs", file=sys.stderr)
+            return 2
+        anchors[matching[0]] = AuditHead(int(seq), digest)
+    verdicts = []
+    for path in logs:
+        try:
+            verdicts.append({"path": str(path), **_verdict(path, anchors.get(path))})
+        except OSError as error:
+            print(f"tongban: cannot read {path}: {error}", file=sys.stderr)
+            return 2
+    ok = all(v["ok"] for v in verdicts)
+    if len(args.paths) == 1 and len(logs) == 1 and not Path(args.paths[0]).is_dir():
+        del verdicts[0]["path"]
+        print(json.dumps(verdicts[0]))
+    else:
+        records = sum(int(str(v.get("records", 0))) for v in verdicts)
+        print(json.dumps({"ok": ok, "records": records, "chains": verdicts}))
+    return 0 if ok else 1
 
 
 def _client_tls_flags(parser: argparse.ArgumentParser) -> None:
@@ -464,9 +492,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="audit log tools")
     asub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = asub.add_parser("verify", help="check an audit log's hash chain")
-    verify.add_argument("path")
-    verify.add_argument("--expect-head", help="SEQ:HASH of a head kept elsewhere")
+    verify = asub.add_parser(
+        "verify", help="check audit logs' hash chains (one per replica; a directory: every log)"
+    )
+    verify.add_argument("paths", nargs="+", metavar="path")
+    verify.add_argument(
+        "--expect-head",
+        action="append",
+        help="[LOG=]SEQ:HASH of a head kept elsewhere (LOG: which one, among several)",
+    )
     verify.set_defaults(func=_cmd_audit_verify)
 
     gw = sub.add_parser("gateway", help="run the gateway alone (flags override TONGBAN_* env)")
