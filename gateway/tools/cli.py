@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -30,6 +31,7 @@ from gateway.errors import TongbanError, unpack_details
 from gateway.observability.audit_log import AuditHead, verify_audit_log
 from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY
 from gateway.times import utc_now
+from gateway.tools.balancing import gateway_channel
 from gateway.tools.federation import DEFAULT_REGIONS
 
 ID_TYPES = {"citizen": application_pb2.ID_TYPE_CITIZEN_ID, "uscc": application_pb2.ID_TYPE_USCC}
@@ -100,8 +102,20 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    from gateway.app.config import load_store
+    from gateway.storage.location import PostgresConfig
     from gateway.tools.local import run_local
 
+    store = load_store(_env_flags(args, {"store": "TONGBAN_STORE"}))
+    if args.replicas < 1:
+        print("tongban up: --replicas must be 1 or more", file=sys.stderr)
+        return 2
+    if args.replicas > 1 and not isinstance(store, PostgresConfig):
+        print(
+            "tongban up: replicas share a PostgreSQL store: give --store postgresql://…",
+            file=sys.stderr,
+        )
+        return 2
     return asyncio.run(
         run_local(
             data_dir=Path(args.data_dir),
@@ -111,6 +125,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
             regions=args.regions.split(","),
             metrics_port=args.metrics_port,
             insecure=args.insecure,
+            store=store,
+            replicas=args.replicas,
         )
     )
 
@@ -121,17 +137,23 @@ def _cmd_region_stub(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return stub_main(list(rest))
 
 
+GATEWAY_HELP = "HOST:PORT, or several replicas' HOST:PORT,... (balanced, UNAVAILABLE retried)"
 DEV_PKI_DIR = Path("data") / "pki"
 """Where `tongban up` keeps its development PKI (under its data dir)."""
 
 
 def _channel(args: argparse.Namespace, role: str, name: str) -> grpc.aio.Channel:
-    """A channel to `--gateway`: mTLS with --ca/--cert/--key, else the dev PKI's certificate
-    of `role`/`name` when `tongban up` made one, else plaintext (said on stderr)."""
+    """A channel to `--gateway` (one address, or several replicas balanced call by call, see
+    `tools.balancing`): mTLS with --ca/--cert/--key, else the dev PKI's certificate of
+    `role`/`name` when `tongban up` made one, else plaintext (said on stderr)."""
     from gateway.security.tls import channel_credentials
 
+    def plaintext() -> grpc.aio.Channel:
+        target, options = _target(args.gateway, tls=False)
+        return grpc.aio.insecure_channel(target, options=options)
+
     if args.insecure:
-        return grpc.aio.insecure_channel(args.gateway)
+        return plaintext()
     if args.cert or args.key or args.ca:
         if not (args.cert and args.key and args.ca):
             raise SystemExit("tongban: --cert, --key and --ca go together")
@@ -148,8 +170,16 @@ def _channel(args: argparse.Namespace, role: str, name: str) -> grpc.aio.Channel
                 f"tongban: no certificate for {role}/{name} under {pki}; calling in plaintext",
                 file=sys.stderr,
             )
-            return grpc.aio.insecure_channel(args.gateway)
-    return grpc.aio.secure_channel(args.gateway, channel_credentials(*files))
+            return plaintext()
+    target, options = _target(args.gateway, tls=True)
+    return grpc.aio.secure_channel(target, channel_credentials(*files), options=options)
+
+
+def _target(gateway: str, *, tls: bool) -> tuple[str, list[tuple[str, Any]]]:
+    try:
+        return gateway_channel(gateway, tls=tls)
+    except ValueError as error:
+        raise SystemExit(f"tongban: {error}") from None
 
 
 def _print_error(error: grpc.aio.AioRpcError) -> None:
@@ -483,6 +513,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--insecure", action="store_true", help="plaintext, no identities (development only)"
     )
+    up.add_argument(
+        "--store", help="a SQLite file or a postgresql:// URL (default: DATA_DIR/gateway.sqlite3)"
+    )
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="gateway replicas on consecutive ports from --port, sharing a PostgreSQL --store",
+    )
     up.set_defaults(func=_cmd_up)
 
     certs = sub.add_parser("certs", help="create or refresh the development PKI")
@@ -547,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     apply = sub.add_parser("apply", help="submit an application as a provincial platform would")
-    apply.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}")
+    apply.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}", help=GATEWAY_HELP)
     apply.add_argument("--request-id")
     apply.add_argument("--origin", required=True, help="submitting province, e.g. 440000")
     apply.add_argument("--target", required=True, help="handling province, e.g. 510000")
@@ -565,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="get (or --watch) an application")
     status.add_argument("application", help="application id or applications/{id}")
-    status.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}")
+    status.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}", help=GATEWAY_HELP)
     status.add_argument("--watch", action="store_true")
     status.add_argument(
         "--as", dest="as_identity", help="dev PKI identity, e.g. region/440000 (default ops/ops)"
@@ -593,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     sign.set_defaults(func=_cmd_catalog_sign)
     publish = csub.add_parser("publish", help="publish a signed catalog to a gateway")
     publish.add_argument("signed")
-    publish.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}")
+    publish.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}", help=GATEWAY_HELP)
     publish.add_argument("--validate-only", action="store_true")
     publish.add_argument("--body", default=DEV_STANDARDS_BODY, help="dev PKI standards body")
     _client_tls_flags(publish)
