@@ -158,16 +158,24 @@ class PrivatePostgres:
 
     def _run(self, program: str, *args: str) -> None:
         user = self._user
+        command = [str(self.bindir / program), *args]
+        as_user: dict[str, Any] = {}
+        if user is not None and (setpriv := shutil.which("setpriv")):
+            # The user is switched by setpriv, not by subprocess: with `user=` Python 3.11
+            # forks instead of vforking, and a fork while gRPC threads run (a test stopping
+            # the server under a gateway) may crash the child in gRPC's fork handlers.
+            ids = [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+            command = [setpriv, *ids, *command]
+        elif user is not None:
+            as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
         result = subprocess.run(
-            [str(self.bindir / program), *args],
+            command,
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
             cwd=self.root,
-            user=user.pw_uid if user else None,
-            group=user.pw_gid if user else None,
-            extra_groups=[] if user else None,
+            **as_user,
         )
         if result.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""

@@ -8,6 +8,7 @@ reads `os.environ`; everything else receives a `GatewayConfig`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,13 @@ class GatewayConfig:
     """Calls served at once; excess calls get RESOURCE_EXHAUSTED. 0 means no cap."""
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     """Per-caller token buckets by method (short name, full name or `*`); empty: no limits."""
+    watch_poll: float = 1.0
+    """Seconds a watch stream waits for a change before it reads the store itself: the last
+    resort, as other replicas' changes are heard at once through the store's change feed (a
+    SQLite store has none: its `--workers` see each other's changes by this poll)."""
+    replica: str = ""
+    """This replica's name among several sharing one store (letters, digits, `.`, `_`, `-`):
+    it names the replica's audit chain, `audit-<replica>.jsonl`; empty for a lone gateway."""
 
     @property
     def store_config(self) -> StoreConfig:
@@ -107,8 +115,10 @@ class GatewayConfig:
 
     @property
     def audit_path(self) -> Path:
-        """The audit log file (one per worker)."""
+        """The audit log file: one hash chain per replica and per worker."""
         path = self.audit_log or self.data_dir / "audit.jsonl"
+        if self.replica:
+            path = path.with_stem(f"{path.stem}-{self.replica}")
         return path.with_stem(f"{path.stem}-{self.worker_index}") if self.worker_index else path
 
     @property
@@ -195,6 +205,22 @@ def _int(mapping: Mapping[str, str], key: str, default: int) -> int:
     if value != int(value):
         raise ConfigError(f"{key} must be a whole number")
     return int(value)
+
+
+def _positive(mapping: Mapping[str, str], key: str, default: float) -> float:
+    value = _number(mapping, key, default)
+    if value <= 0:
+        raise ConfigError(f"{key} must be more than 0")
+    return value
+
+
+def _replica(name: str) -> str:
+    if name and not (len(name) <= 63 and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)):
+        raise ConfigError(
+            f"TONGBAN_REPLICA={name!r}: 1 to 63 letters, digits, `.`, `_` or `-`, "
+            "starting with a letter or digit (it names a file)"
+        )
+    return name
 
 
 def _breaker(mapping: Mapping[str, str], default: BreakerConfig) -> BreakerConfig:
@@ -316,6 +342,8 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         reflection=_bool(merged, "TONGBAN_REFLECTION", True),
         grace=_number(merged, "TONGBAN_GRACE", 5.0),
         probe_interval=_number(merged, "TONGBAN_PROBE_INTERVAL", 0.0),
+        watch_poll=_positive(merged, "TONGBAN_WATCH_POLL", 1.0),
+        replica=_replica(merged.get("TONGBAN_REPLICA", "")),
         **_security(merged),  # type: ignore[arg-type]
     )
 

@@ -1,10 +1,11 @@
 """The gateway process: every component opened in one async context and closed in reverse.
 
 Lifespan: open the store → load (or seed) the catalog → open the province channels → start the
-gRPC server (port 0 allowed), the probe-only health port, `/metrics` and the dispatcher →
-announce → serve → on SIGINT/SIGTERM: every health status NOT_SERVING, wait a probe interval,
-stop accepting, let in-flight calls finish within the grace period, stop the dispatcher, close
-the channels, close the store (queued writes commit first).
+gRPC server (port 0 allowed), the probe-only health port, `/metrics`, the dispatcher and the
+followers of other replicas (the store's change feed, the watch hub's re-reads, the catalog
+refresh) → announce → serve → on SIGINT/SIGTERM: every health status NOT_SERVING, wait a probe
+interval, stop accepting, let in-flight calls finish within the grace period, stop the
+dispatcher and the followers, close the channels, close the store (queued writes commit first).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gateway.api.v1 import (
     license_pb2,
     license_pb2_grpc,
 )
+from gateway.app.changes import ChangeFollower
 from gateway.app.config import GatewayConfig
 from gateway.app.error_status import ErrorInterceptor
 from gateway.app.health import DependencyHealth, refresh_gauges, refresh_once
@@ -85,7 +87,8 @@ SERVICE_NAMES = (
 
 BOOTSTRAP_CATALOG = "catalog/2025.1.json"
 REFRESH_INTERVAL = 1.0
-"""Seconds between two readings of the queue, the catalog and the breakers."""
+"""Seconds between two readings of the queue, the catalog and the breakers, and between two
+comparisons of the stored catalog with the one in force."""
 
 
 @dataclass
@@ -211,6 +214,7 @@ async def running_gateway(  # noqa: PLR0915
     events = EventBus()
     client = GrpcRegionClient(config.regions, credentials=credentials, events=events)
     dispatcher_task: asyncio.Task[None] | None = None
+    followers: list[asyncio.Task[None]] = []
     refresh_task: asyncio.Task[None] | None = None
     server: grpc.aio.Server | None = None
     probe_server: grpc.aio.Server | None = None
@@ -224,21 +228,21 @@ async def running_gateway(  # noqa: PLR0915
         metrics.set_workday_calendar(calendar_last_day())
         for code in config.regions:
             metrics.region(code).breaker_state.set(0)
+        records = ApplicationRecords(
+            store, queue_expiry=config.delivery.queue_expiry, events=events
+        )
         # Listeners, in the order they hear each event: metrics, audit, the access log, the
         # watch streams; the dispatcher and region health subscribe below.
         metrics.listen(events)
         auditor.listen(events)
         AccessLog().listen(events)
-        hub = WatchHub()
+        hub = WatchHub(records.get)
         hub.listen(events)
         await registry.load()
         if await registry.bootstrap(
             config.standards_dir / BOOTSTRAP_CATALOG, config.standards_dir / "implementations"
         ):
             log.info("seeded the store from %s", config.standards_dir)
-        records = ApplicationRecords(
-            store, queue_expiry=config.delivery.queue_expiry, events=events
-        )
         deliverer = Deliverer(
             client,
             config.delivery.retry_policy(),
@@ -275,6 +279,7 @@ async def running_gateway(  # noqa: PLR0915
             hub=hub,
             licenses=verifier,
             wall_clock=utc_now,
+            watch_poll=config.watch_poll,
             events=events,
         )
         application_pb2_grpc.add_ApplicationServiceServicer_to_server(applications, server)
@@ -317,6 +322,12 @@ async def running_gateway(  # noqa: PLR0915
         if config.metrics_port >= 0:
             http = serve_metrics(config.host, config.metrics_port, metrics_registry)
         dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
+        follower = ChangeFollower(hub, registry)
+        followers = [
+            asyncio.create_task(store.follow_changes(follower.on_change), name="change-feed"),
+            asyncio.create_task(hub.run(), name="watch-rereads"),
+            asyncio.create_task(follower.refresh_catalog(REFRESH_INTERVAL), name="catalog"),
+        ]
         refresh_task = asyncio.create_task(
             refresh_gauges(REFRESH_INTERVAL, refresh), name="metrics-refresh"
         )
@@ -354,10 +365,10 @@ async def running_gateway(  # noqa: PLR0915
             )
             await applications.wait_idle(config.grace)
     finally:
-        if dispatcher_task is not None:
-            dispatcher_task.cancel()
+        for task in [*followers, *([dispatcher_task] if dispatcher_task else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await dispatcher_task
+                await task
         if server is not None:
             await server.stop(0)
         if probe_server is not None:

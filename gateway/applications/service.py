@@ -10,6 +10,9 @@ build failed, from a lookup). Every answer and refusal is emitted as an event.
 A repeat of a request_id while the first call runs in this process waits for it (up to its own
 deadline) and answers what it stored, so a duplicate never sends twice and never sees the
 application half-way (committed, not yet delivered) when the first call is about to finish.
+A repeat arriving at another replica finds the key taken by the claim and the application still
+RECEIVED (its first call is delivering it): it waits, up to its own deadline, for that
+delivery's outcome through the watch hub (the store's change feed), and answers it.
 """
 
 from __future__ import annotations
@@ -220,9 +223,30 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 raise
             return self._replay(*existing, digest, request)
         stored, stored_digest, created = await self.outbox.accept(app, digest, deadline=deadline)
-        if not created:  # an earlier call (here or in another worker) took the request_id
-            return self._replay(stored, stored_digest, digest, request)
+        if not created:  # an earlier call (on another replica or worker) took the request_id
+            response = self._replay(stored, stored_digest, digest, request)
+            if stored.state == application_pb2.APPLICATION_STATE_RECEIVED:
+                response.application.CopyFrom(await self._first_outcome(stored, deadline))
+            return response
         return application_pb2.SubmitApplicationResponse(application=stored)
+
+    async def _first_outcome(
+        self, app: application_pb2.Application, deadline: float
+    ) -> application_pb2.Application:
+        """The application once its first call's delivery (elsewhere) has an outcome, or as it
+        is at `deadline` (still RECEIVED: the gateway owns it, as a QUEUED answer says)."""
+        application_id = app.application_id
+        with self.hub.subscribe(application_id) as queue:
+            app = await self.records.get(application_id)
+            while app.state == application_pb2.APPLICATION_STATE_RECEIVED:
+                remaining = deadline - self.outbox.clock()
+                if remaining <= 0:
+                    break
+                try:
+                    app = await asyncio.wait_for(queue.get(), min(remaining, self.watch_poll))
+                except TimeoutError:
+                    app = await self.records.get(application_id)
+        return app
 
     def _replay(
         self,

@@ -6,6 +6,14 @@ Invariants:
 - A publication is durable in the store before the new snapshot becomes visible, and the
   snapshot is swapped with one assignment: readers see all of it or none of it.
 - Publications are serialized by one lock; reads never wait for it.
+- Replicas share the store, and the store is the judge: a publication first loads what other
+  replicas stored (`refresh`), so versions are judged against the store's latest, not only
+  this snapshot; and the store itself stores a version only if it is newer than every stored
+  one (atomically), so a publication racing another replica's is judged again after it lost.
+- `refresh` (every second, and whenever the store's change feed says the catalog changed)
+  compares the store's marker (newest version, list digests) with the snapshot, loads only what
+  differs, and swaps in the new snapshot with one assignment: a version or list published
+  through another replica comes into force here whole, or not yet.
 - Activation does not block readers: checking, encoding and indexing a list (and, on load,
   decoding and indexing a stored one) run in a worker thread, and the JSON is encoded in
   chunks, so the event loop gets the GIL back between chunks. Only the swap runs on
@@ -20,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -40,7 +49,9 @@ from gateway.errors import (
     FailedPrecondition,
     RegionCatalogInvalid,
 )
-from gateway.storage.base import CatalogStore, NewCatalogVersion, StoredDocument
+from gateway.storage.base import CatalogMarker, CatalogStore, NewCatalogVersion, StoredDocument
+
+log = logging.getLogger(__name__)
 
 
 def canonical_json(data: Any) -> str:
@@ -172,24 +183,35 @@ class CatalogRegistry:
 
     async def load(self) -> None:
         """Rebuilds the snapshot from the store."""
-        provinces = self.snapshot.provinces
-        snapshot = CatalogSnapshot(provinces)
-        for stored_version in await self.store.catalog_versions():
-            publish_time, digest = stored_version.publish_time, stored_version.digest
-            parsed = await asyncio.to_thread(
-                _parse_stored_catalog, stored_version.document, provinces
-            )
-            if parsed.value is None:
-                raise CatalogInvalid(f"stored catalog {digest[:12]} no longer parses")
-            snapshot = snapshot.with_version(
-                VersionRecord(parsed.value, datetime.fromisoformat(publish_time), digest)
-            )
-        regions = {}
-        for code in await self.store.region_catalog_codes():
+        async with self._lock:
+            await self._refresh(CatalogSnapshot(self.snapshot.provinces))
+
+    async def refresh(self) -> bool:
+        """Loads what the store holds and the snapshot does not (newer versions, other lists)
+        into a new snapshot swapped in with one assignment; returns whether anything changed."""
+        async with self._lock:
+            return await self._refresh(self.snapshot)
+
+    async def _refresh(self, base: CatalogSnapshot) -> bool:
+        """`refresh` from `base` (the snapshot, or an empty one to rebuild); under the lock."""
+        rebuilding = base is not self.snapshot
+        marker = await self.store.catalog_marker()
+        if marker == _marker_of(base) and not rebuilding:
+            return False
+        provinces = base.provinces
+        versions = base.versions
+        if marker.latest_sort_key != _marker_of(base).latest_sort_key:
+            versions = await self._stored_versions(base)
+        regions = dict(base.region_indexes())
+        for code in set(regions) - set(marker.region_digests):
+            del regions[code]  # cannot happen (lists are replaced, never deleted): follow the store
+        for code, digest in sorted(marker.region_digests.items()):
+            if code in regions and regions[code].digest == digest:
+                continue
             stored = await self.store.region_catalog(code)
             if stored is None:
                 continue  # cannot happen: lists are replaced, never deleted
-            index = await asyncio.to_thread(
+            regions[code] = await asyncio.to_thread(
                 index_stored_region,
                 stored.document,
                 datetime.fromisoformat(stored.publish_time),
@@ -197,8 +219,34 @@ class CatalogRegistry:
                 provinces,
             )
             del stored
-            regions[index.region_code] = index
-        self.snapshot = CatalogSnapshot(provinces, snapshot.versions, regions)
+        snapshot = CatalogSnapshot(provinces, versions, regions)
+        changed = _marker_of(snapshot) != _marker_of(self.snapshot)
+        self.snapshot = snapshot
+        if changed and not rebuilding:
+            latest = snapshot.latest()
+            log.info(
+                "catalog reloaded from the store: version %s, %d lists",
+                latest.document.version if latest else None,
+                len(regions),
+            )
+        return changed
+
+    async def _stored_versions(self, base: CatalogSnapshot) -> tuple[VersionRecord, ...]:
+        """Every stored version, oldest first; those `base` has are not parsed again."""
+        known = {record.digest: record for record in base.versions}
+        records = []
+        for stored in await self.store.catalog_versions():
+            record = known.get(stored.digest)
+            if record is None:
+                parsed = await asyncio.to_thread(
+                    _parse_stored_catalog, stored.document, base.provinces
+                )
+                if parsed.value is None:
+                    raise CatalogInvalid(f"stored catalog {stored.digest[:12]} no longer parses")
+                publish_time = datetime.fromisoformat(stored.publish_time)
+                record = VersionRecord(parsed.value, publish_time, stored.digest)
+            records.append(record)
+        return tuple(records)
 
     async def bootstrap(self, catalog_file: Path, implementations_dir: Path) -> bool:
         """Seeds an empty store with the bundled catalog and lists; False if not empty."""
@@ -232,53 +280,73 @@ class CatalogRegistry:
         """Publishes a parsed catalog version (its signature, if any, already verified)."""
         digest = digest_of(data)
         async with self._lock:
-            snapshot = self.snapshot
-            for record in snapshot.versions:
-                if record.document.version == doc.version:
-                    if record.digest != digest:
-                        raise CatalogVersionConflict(
-                            f"version {doc.version} was published with other content",
-                            metadata={"version": doc.version},
-                        )
-                    return VersionPublication(record, None, (), created=False)
-            latest = snapshot.latest()
-            if latest is not None:
-                if version_key(doc.version) <= version_key(latest.document.version):
-                    raise CatalogVersionRollback(
-                        f"version {doc.version} is not newer than {latest.document.version}",
-                        metadata={"latest_version": latest.document.version},
+            # Judged against the store's latest: another replica may have published since.
+            await self._refresh(self.snapshot)
+            while True:
+                outcome = self._judge_version(doc, data, digest)
+                if not isinstance(outcome, VersionRecord):
+                    return outcome
+                record = outcome
+                snapshot = self.snapshot
+                latest = snapshot.latest()
+                diff = diff_catalogs(latest.document, doc) if latest else None
+                used = {code: ix.national_codes() for code, ix in snapshot.region_indexes().items()}
+                impacts = impact_of_codes(diff, used) if diff else ()
+                if validate_only:
+                    return VersionPublication(record, diff, impacts, created=False)
+                stored = await self.store.insert_catalog_version(
+                    NewCatalogVersion(
+                        version=doc.version,
+                        sort_key=_sort_int(doc.version),
+                        effective_time=doc.effective_time.isoformat(),
+                        publish_time=record.publish_time.isoformat(),
+                        publisher=doc.publisher,
+                        digest=digest,
+                        document=canonical_json(data),
+                        signed_document=signed_document,
                     )
-                if doc.effective_time < latest.document.effective_time:
-                    raise CatalogVersionRollback(
-                        f"version {doc.version} takes effect before {latest.document.version}",
-                        metadata={"latest_version": latest.document.version},
-                    )
-            diff = diff_catalogs(latest.document, doc) if latest else None
-            used = {code: ix.national_codes() for code, ix in snapshot.region_indexes().items()}
-            impacts = impact_of_codes(diff, used) if diff else ()
-            record = VersionRecord(doc, self.clock(), digest)
-            if validate_only:
-                return VersionPublication(record, diff, impacts, created=False)
-            await self.store.insert_catalog_version(
-                NewCatalogVersion(
-                    version=doc.version,
-                    sort_key=_sort_int(doc.version),
-                    effective_time=doc.effective_time.isoformat(),
-                    publish_time=record.publish_time.isoformat(),
-                    publisher=doc.publisher,
-                    digest=digest,
-                    document=canonical_json(data),
-                    signed_document=signed_document,
                 )
-            )
-            self.snapshot = self.snapshot.with_version(record)
-            return VersionPublication(record, diff, impacts, created=True)
+                if stored:
+                    self.snapshot = self.snapshot.with_version(record)
+                    return VersionPublication(record, diff, impacts, created=True)
+                # Another replica stored a version at least as new since the refresh: load it
+                # and judge again (now refused, or an identical republication).
+                await self._refresh(self.snapshot)
+
+    def _judge_version(
+        self, doc: CatalogDocument, data: Mapping[str, Any], digest: str
+    ) -> VersionPublication | VersionRecord:
+        """The publication's outcome if it stores nothing (an identical republication), the
+        record to store if it may; raises if it is a conflict or a rollback."""
+        snapshot = self.snapshot
+        for record in snapshot.versions:
+            if record.document.version == doc.version:
+                if record.digest != digest:
+                    raise CatalogVersionConflict(
+                        f"version {doc.version} was published with other content",
+                        metadata={"version": doc.version},
+                    )
+                return VersionPublication(record, None, (), created=False)
+        latest = snapshot.latest()
+        if latest is not None:
+            if version_key(doc.version) <= version_key(latest.document.version):
+                raise CatalogVersionRollback(
+                    f"version {doc.version} is not newer than {latest.document.version}",
+                    metadata={"latest_version": latest.document.version},
+                )
+            if doc.effective_time < latest.document.effective_time:
+                raise CatalogVersionRollback(
+                    f"version {doc.version} takes effect before {latest.document.version}",
+                    metadata={"latest_version": latest.document.version},
+                )
+        return VersionRecord(doc, self.clock(), digest)
 
     async def publish_region(
         self, doc: RegionCatalogDocument, *, validate_only: bool = False
     ) -> RegionPublication:
         """Checks a list against the current catalog and, if routable, makes it live."""
         async with self._lock:
+            await self._refresh(self.snapshot)  # checked against the store's latest catalog
             snapshot = self.snapshot
             require_region(snapshot, doc.region_code, "region_catalog.name")
             record = snapshot.current(self.clock()) or snapshot.latest()
@@ -325,6 +393,15 @@ def _prepare_region(
     text = canonical_region_json(documents.region_catalog_to_json(stored))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return report, RegionIndex.build(stored, publish_time, digest), text
+
+
+def _marker_of(snapshot: CatalogSnapshot) -> CatalogMarker:
+    """What the store's marker is when it holds exactly what `snapshot` holds."""
+    latest = snapshot.latest()
+    return CatalogMarker(
+        _sort_int(latest.document.version) if latest is not None else None,
+        {code: index.digest for code, index in snapshot.region_indexes().items()},
+    )
 
 
 def _sort_int(version: str) -> int:

@@ -11,14 +11,24 @@ Invariants every implementation keeps (the contract suite in `tests/storage/` ch
   the read and the write of the change is lost.
 - Listing is newest first, keyset-paginated by (create_time, application_id), stable while
   rows are added.
+- Catalog versions only grow: `insert_catalog_version` stores a version only if its sort key
+  is greater than every stored one's, checked and inserted atomically (across processes too),
+  so no process can publish an older version than one another process already stored.
 - Driver errors never leave the backend: they become `StoreUnavailable` (with a retry delay),
   and so does every call on a closed store.
 - No caller sees a driver connection, cursor or SQL.
+- The change feed (`follow_changes`) tells a process what other processes committed: an
+  application whose stored body changed, the catalog, or that notices may have been lost
+  (`Change.RESYNC`, after the feed's connection was lost and made again: re-read whatever you
+  follow). A notice is sent only once its change is committed, so a re-read sees the change. A
+  backend whose store one process holds (SQLite) has nothing to tell, and its feed stays silent:
+  processes sharing one file (`--workers N`) poll.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import enum
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,6 +84,53 @@ class NewCatalogVersion:
     digest: str
     document: str
     signed_document: str
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogMarker:
+    """What the stored catalog holds, in a few bytes: a process compares it with what it has
+    loaded to know whether (and what) to load again."""
+
+    latest_sort_key: int | None
+    """The sort key of the newest stored version; None when there is none."""
+    region_digests: Mapping[str, str]
+    """Province code → digest of its stored implementation list."""
+
+
+class ChangeKind(enum.Enum):
+    """What a change-feed notice is about."""
+
+    APPLICATION = "application"
+    """An application's stored body changed (its id is the notice's key)."""
+    CATALOG = "catalog"
+    """A catalog version or an implementation list was stored."""
+    RESYNC = "resync"
+    """The feed (re)connected: notices sent meanwhile are lost, so re-read what you follow."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One notice of the change feed."""
+
+    kind: ChangeKind
+    key: str = ""
+    """The application id of an APPLICATION notice; empty otherwise."""
+
+
+RESYNC = Change(ChangeKind.RESYNC)
+CATALOG_CHANGED = Change(ChangeKind.CATALOG)
+
+
+class ChangeFeed(Protocol):
+    """What other processes sharing the store committed, as it happens."""
+
+    async def follow_changes(self, on_change: Callable[[Change], None]) -> None:
+        """Calls `on_change` (synchronous, cheap) for each change committed through another
+        store (another process), until cancelled; never raises for a store that is away.
+
+        After every (re)connection it first calls it with `RESYNC`: what was sent while the
+        feed was not listening is lost. A store with nothing to tell waits until cancelled.
+        """
 
 
 class ApplicationStore(Protocol):
@@ -153,8 +210,9 @@ class ApplicationStore(Protocol):
 class CatalogStore(Protocol):
     """Catalog versions (immutable, ordered) and one implementation list per province."""
 
-    async def insert_catalog_version(self, version: NewCatalogVersion) -> None:
-        """Stores a new version; a version or sort key already stored is an error."""
+    async def insert_catalog_version(self, version: NewCatalogVersion) -> bool:
+        """Stores a new version if its sort key is greater than every stored version's, the
+        check and the insert as one atomic step; returns whether it stored it."""
 
     async def catalog_versions(self) -> list[StoredDocument]:
         """Every stored version, oldest (lowest sort key) first."""
@@ -168,8 +226,11 @@ class CatalogStore(Protocol):
     async def region_catalog(self, region_code: str) -> StoredDocument | None:
         """One province's list, if stored."""
 
+    async def catalog_marker(self) -> CatalogMarker:
+        """The newest version's sort key and every list's digest (cheap: read every second)."""
 
-class Store(ApplicationStore, CatalogStore, Protocol):
+
+class Store(ApplicationStore, CatalogStore, ChangeFeed, Protocol):
     """A whole backend, as the process opens and closes it."""
 
     async def close(self) -> None:

@@ -18,6 +18,19 @@ SQLite backend, and adds what a shared server needs:
 - Statements are fixed strings with `$n` parameters: asyncpg prepares each once per connection
   and reuses it from its statement cache (a few dozen distinct statements; the cache holds 100).
 - The schema is migrated on open (`storage.migrations`), under an advisory lock.
+- Catalog versions only grow, across replicas: the insert takes a transaction-scoped advisory
+  lock, checks the newest stored sort key and inserts in one transaction.
+- The change feed is `LISTEN/NOTIFY`. Every write that changes an application's body, and every
+  catalog write, sends `pg_notify` in its own transaction, so the notice leaves on commit and
+  never for a rolled-back change; creating an application does not (nobody can be following
+  one that did not exist). Channels are named by the schema's oid, so stores in two schemas of
+  one database do not hear each other; a notice carries this store's random instance id, so a
+  store does not hear its own (its process emits its own changes as events). `follow_changes`
+  listens on a connection of its own, outside the pool (a pooled connection is shared, and
+  LISTEN is session state); it checks that connection every few seconds, and when it is lost
+  reconnects with backoff and announces `RESYNC` first, since notices sent meanwhile are gone.
+  Cost: PostgreSQL serializes the commits of notifying transactions (one lock per database, held
+  through the commit's flush), which is why only changes of existing applications notify.
 - asyncpg's errors, connection errors and timeouts are translated here, into
   `StoreUnavailable`, and nowhere else; the message never carries the password. A connection
   the server dropped is replaced by the pool on a later call: the store recovers by itself
@@ -29,18 +42,32 @@ SQLite backend, and adds what a shared server needs:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
 from gateway.errors import StoreUnavailable
-from gateway.storage.base import ApplicationRow, NewCatalogVersion, StoredDocument
+from gateway.storage.base import (
+    CATALOG_CHANGED,
+    RESYNC,
+    ApplicationRow,
+    CatalogMarker,
+    Change,
+    ChangeKind,
+    NewCatalogVersion,
+    StoredDocument,
+)
 from gateway.storage.location import PostgresConfig
 from gateway.storage.migrations import pending
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]"
@@ -57,6 +84,14 @@ CLOSE_TIMEOUT = 30.0
 """Seconds `close()` waits for calls in flight, then for the pool, before cutting them off."""
 MIGRATION_LOCK = 0x746F6E6762616E  # "tongban"
 """The advisory lock key held (per transaction) while migrating."""
+CATALOG_LOCK = MIGRATION_LOCK + 1
+"""The advisory lock key held (per transaction) while storing a catalog version."""
+FEED_APPLICATION_NAME = "tongban-change-feed"
+"""How the change feed's connection shows in `pg_stat_activity`."""
+FEED_CHECK = 5.0
+"""Seconds between two checks that the change feed's connection is alive."""
+FEED_RETRY_MIN, FEED_RETRY_MAX = 0.2, 5.0
+"""Seconds before the change feed reconnects, doubling from the first to the second."""
 
 DRIVER_ERRORS = (
     asyncpg.PostgresError,
@@ -74,9 +109,15 @@ class PostgresStore:
     """The PostgreSQL store. Open with `await PostgresStore.open(config)`, close with
     `await close()`."""
 
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], config: PostgresConfig) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool[asyncpg.Record], config: PostgresConfig, schema_oid: int
+    ) -> None:
         self._pool = pool
         self._config = config
+        self._instance = uuid.uuid4().hex[:16]
+        """Marks this store's notices, so that it skips them."""
+        self._applications_channel = f"tongban_applications_{schema_oid}"
+        self._catalog_channel = f"tongban_catalog_{schema_oid}"
         self._closed = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -101,12 +142,16 @@ class PostgresStore:
         try:
             async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                 await _migrate(conn)
+                schema_oid = await conn.fetchval(
+                    "SELECT relnamespace::integer FROM pg_class "
+                    "WHERE oid = 'applications'::regclass"
+                )
         except BaseException as exc:
             pool.terminate()
             if isinstance(exc, DRIVER_ERRORS):
                 raise _unavailable(exc, config, "cannot open the store") from exc
             raise
-        return cls(pool, config)
+        return cls(pool, config, int(schema_oid))
 
     @staticmethod
     async def migrate(config: PostgresConfig) -> int:
@@ -167,27 +212,99 @@ class PostgresStore:
             self._writes += 1
         return result
 
+    # -- the change feed ---------------------------------------------------------------------
+
+    async def follow_changes(self, on_change: Callable[[Change], None]) -> None:
+        """Listens for other stores' notices until cancelled (or this store closes),
+        reconnecting whenever the connection is lost; `RESYNC` after each connection."""
+        delay, away = FEED_RETRY_MIN, False
+        while not self._closed:
+            try:
+                conn = await asyncpg.connect(
+                    self._config.url,
+                    password=_password(self._config),
+                    timeout=CONNECT_TIMEOUT,
+                    command_timeout=COMMAND_TIMEOUT,
+                    server_settings={"application_name": FEED_APPLICATION_NAME},
+                )
+            except DRIVER_ERRORS as exc:
+                if not away:
+                    log.warning("change feed: %s", _unavailable(exc, self._config, "no connection"))
+                away = True
+                await asyncio.sleep(delay)
+                delay = min(FEED_RETRY_MAX, delay * 2)
+                continue
+            if away:
+                log.info("change feed: listening again")
+            delay, away = FEED_RETRY_MIN, False
+            try:
+                await self._listen(conn, on_change)
+            except DRIVER_ERRORS as exc:
+                log.warning("change feed: %s", _unavailable(exc, self._config, "connection lost"))
+                away = True
+            finally:
+                conn.terminate()
+
+    async def _listen(
+        self, conn: asyncpg.Connection[asyncpg.Record], on_change: Callable[[Change], None]
+    ) -> None:
+        """Hands notices to `on_change` until the connection is lost (raises) or the store
+        closes (returns)."""
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _: lost.set())
+
+        def heard(_: object, __: int, channel: str, payload: object) -> None:
+            instance, _sep, key = str(payload).partition(" ")
+            if instance == self._instance:
+                return
+            if channel == self._applications_channel:
+                on_change(Change(ChangeKind.APPLICATION, key))
+            else:
+                on_change(CATALOG_CHANGED)
+
+        await conn.add_listener(self._applications_channel, heard)
+        await conn.add_listener(self._catalog_channel, heard)
+        on_change(RESYNC)
+        while not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), FEED_CHECK)
+            if lost.is_set():
+                raise asyncpg.InterfaceError("the listening connection was closed")
+            await conn.execute("SELECT 1", timeout=FEED_CHECK)  # a silent peer shows here
+
+    def _notice(self, key: str = "") -> str:
+        return f"{self._instance} {key}"
+
     # -- catalog ---------------------------------------------------------------------------
 
-    async def insert_catalog_version(self, version: NewCatalogVersion) -> None:
-        """Stores a new version; a version or sort key already stored is an error."""
+    async def insert_catalog_version(self, version: NewCatalogVersion) -> bool:
+        """Stores a version newer than every stored one: the check and the insert under one
+        advisory lock, in one transaction, so replicas publishing at once cannot both pass."""
         v = version
-        await self._call(
-            lambda c: c.execute(
-                "INSERT INTO catalog_versions (version, sort_key, effective_time, publish_time, "
-                "publisher, digest, document, signed_document) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                v.version,
-                v.sort_key,
-                v.effective_time,
-                v.publish_time,
-                v.publisher,
-                v.digest,
-                v.document,
-                v.signed_document,
-            ),
-            write=True,
-        )
+
+        async def run(conn: Connection) -> bool:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", CATALOG_LOCK)
+                latest = await conn.fetchval("SELECT max(sort_key) FROM catalog_versions")
+                if latest is not None and latest >= v.sort_key:
+                    return False
+                await conn.execute(
+                    "INSERT INTO catalog_versions (version, sort_key, effective_time, "
+                    "publish_time, publisher, digest, document, signed_document) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    v.version,
+                    v.sort_key,
+                    v.effective_time,
+                    v.publish_time,
+                    v.publisher,
+                    v.digest,
+                    v.document,
+                    v.signed_document,
+                )
+                await conn.execute(_NOTIFY, self._catalog_channel, self._notice())
+                return True
+
+        return await self._call(run, write=True)
 
     async def catalog_versions(self) -> list[StoredDocument]:
         """Every stored version, oldest first."""
@@ -201,19 +318,22 @@ class PostgresStore:
     async def upsert_region_catalog(self, region_code: str, document: StoredDocument) -> None:
         """Stores (replacing) a province's implementation list."""
         d = document
-        await self._call(
-            lambda c: c.execute(
-                "INSERT INTO region_catalogs (region_code, publish_time, digest, document) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (region_code) DO UPDATE SET "
-                "publish_time = excluded.publish_time, digest = excluded.digest, "
-                "document = excluded.document",
-                region_code,
-                d.publish_time,
-                d.digest,
-                d.document,
-            ),
-            write=True,
-        )
+
+        async def run(conn: Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO region_catalogs (region_code, publish_time, digest, document) "
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT (region_code) DO UPDATE SET "
+                    "publish_time = excluded.publish_time, digest = excluded.digest, "
+                    "document = excluded.document",
+                    region_code,
+                    d.publish_time,
+                    d.digest,
+                    d.document,
+                )
+                await conn.execute(_NOTIFY, self._catalog_channel, self._notice())
+
+        await self._call(run, write=True)
 
     async def region_catalog_codes(self) -> list[str]:
         """The provinces with a stored list, in code order."""
@@ -231,6 +351,16 @@ class PostgresStore:
             )
         )
         return StoredDocument(*row) if row is not None else None
+
+    async def catalog_marker(self) -> CatalogMarker:
+        """The newest version's sort key and every list's digest."""
+
+        async def run(conn: Connection) -> CatalogMarker:
+            latest = await conn.fetchval("SELECT max(sort_key) FROM catalog_versions")
+            rows = await conn.fetch("SELECT region_code, digest FROM region_catalogs")
+            return CatalogMarker(latest, {str(row[0]): str(row[1]) for row in rows})
+
+        return await self._call(run)
 
     # -- applications ----------------------------------------------------------------------
 
@@ -291,7 +421,8 @@ class PostgresStore:
         self, application_id: str, fn: Callable[[ApplicationRow], ApplicationRow | None]
     ) -> ApplicationRow | None:
         """Read-modify-write of one application: the row is locked from the read to the
-        commit, so a concurrent writer waits and then reads what this one wrote."""
+        commit, so a concurrent writer waits and then reads what this one wrote. A change of
+        the body is notified; one of the lease alone is not."""
 
         async def run(conn: Connection) -> ApplicationRow | None:
             async with conn.transaction():
@@ -302,8 +433,7 @@ class PostgresStore:
                 new = fn(current)
                 if new is None:
                     return current
-                await conn.execute(
-                    _UPDATE,
+                values = (
                     new.state,
                     new.update_time,
                     new.body,
@@ -312,6 +442,11 @@ class PostgresStore:
                     new.lease_until,
                     application_id,
                 )
+                if new.body == current.body:
+                    await conn.execute(_UPDATE, *values)
+                else:
+                    notice = self._notice(application_id)
+                    await conn.execute(_UPDATE_NOTIFY, *values, self._applications_channel, notice)
                 return new
 
         return await self._call(run, write=True)
@@ -328,12 +463,11 @@ class PostgresStore:
         next_attempt_time: float | None,
     ) -> bool:
         """Replaces an application leased to `lease_owner` whose body is still `expected_body`,
-        releasing the lease; False (nothing changed) when the row is not in that state."""
-        status = await self._call(
-            lambda c: c.execute(
-                "UPDATE applications SET state = $1, update_time = $2, body = $3, "
-                "next_attempt_time = $4, lease_owner = '', lease_until = 0 "
-                "WHERE application_id = $5 AND lease_owner = $6 AND body = $7",
+        releasing the lease; False (nothing changed) when the row is not in that state. The
+        change is notified (one statement: the notice goes out when it commits)."""
+        notified = await self._call(
+            lambda c: c.fetch(
+                _REPLACE_NOTIFY,
                 state,
                 update_time,
                 body,
@@ -341,10 +475,12 @@ class PostgresStore:
                 application_id,
                 lease_owner,
                 expected_body,
+                self._applications_channel,
+                self._notice(application_id),
             ),
             write=True,
         )
-        return status == "UPDATE 1"
+        return len(notified) == 1
 
     async def list_applications(
         self,
@@ -433,6 +569,16 @@ _BY_ID_FOR_UPDATE = f"{_BY_ID} FOR UPDATE"
 _UPDATE = (
     "UPDATE applications SET state = $1, update_time = $2, body = $3, next_attempt_time = $4, "
     "lease_owner = $5, lease_until = $6 WHERE application_id = $7"
+)
+_NOTIFY = "SELECT pg_notify($1, $2)"
+# A write and its notice in one statement (one round trip): the notice is sent per changed row,
+# on commit.
+_UPDATE_NOTIFY = f"WITH changed AS ({_UPDATE} RETURNING 1) SELECT pg_notify($8, $9) FROM changed"
+_REPLACE_NOTIFY = (
+    "WITH changed AS (UPDATE applications SET state = $1, update_time = $2, body = $3, "
+    "next_attempt_time = $4, lease_owner = '', lease_until = 0 "
+    "WHERE application_id = $5 AND lease_owner = $6 AND body = $7 RETURNING 1) "
+    "SELECT pg_notify($8, $9) FROM changed"
 )
 # The CTE locks the due rows it picks (skipping those another claimer holds); the UPDATE leases
 # them; RETURNING gives the CTE's copies, i.e. the rows as they were before the lease.

@@ -2,16 +2,24 @@
 
 It implements `storage.base.Store` (whose invariants it keeps) with SQL run through the group
 commit engine (`storage.group_commit`): durable before returned, one fsync per batch of writes.
+Its change feed is silent: the file belongs to one gateway (its `--workers` share it and poll).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.storage.base import ApplicationRow, NewCatalogVersion, StoredDocument
+from gateway.storage.base import (
+    ApplicationRow,
+    CatalogMarker,
+    Change,
+    NewCatalogVersion,
+    StoredDocument,
+)
 from gateway.storage.group_commit import COMMIT_DELAY, GroupCommit
 
 SCHEMA_VERSION = 1
@@ -106,11 +114,19 @@ class SqliteStore:
 
     # -- catalog ---------------------------------------------------------------------------
 
-    async def insert_catalog_version(self, version: NewCatalogVersion) -> None:
-        """Stores a new version; a version or sort key already stored is an error."""
+    async def follow_changes(self, on_change: Callable[[Change], None]) -> None:
+        """Nothing to tell: waits until cancelled."""
+        await asyncio.Event().wait()
+
+    async def insert_catalog_version(self, version: NewCatalogVersion) -> bool:
+        """Stores a version newer than every stored one (the write transaction, `BEGIN
+        IMMEDIATE`, holds the file's write lock from the check to the insert)."""
         v = version
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: sqlite3.Connection) -> bool:
+            (latest,) = conn.execute("SELECT MAX(sort_key) FROM catalog_versions").fetchone()
+            if latest is not None and latest >= v.sort_key:
+                return False
             conn.execute(
                 "INSERT INTO catalog_versions (version, sort_key, effective_time, publish_time, "
                 "publisher, digest, document, signed_document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -125,8 +141,9 @@ class SqliteStore:
                     v.signed_document,
                 ),
             )
+            return True
 
-        await self._engine.write(run)
+        return await self._engine.write(run)
 
     async def catalog_versions(self) -> list[StoredDocument]:
         """Every stored version, oldest first."""
@@ -170,6 +187,16 @@ class SqliteStore:
             ).fetchone()
         )
         return StoredDocument(*row) if row else None
+
+    async def catalog_marker(self) -> CatalogMarker:
+        """The newest version's sort key and every list's digest."""
+
+        def run(conn: sqlite3.Connection) -> CatalogMarker:
+            (latest,) = conn.execute("SELECT MAX(sort_key) FROM catalog_versions").fetchone()
+            digests = conn.execute("SELECT region_code, digest FROM region_catalogs").fetchall()
+            return CatalogMarker(latest, dict(digests))
+
+        return await self._engine.read(run)
 
     async def integrity_check(self) -> list[str]:
         """SQLite's own integrity check; an empty list means sound."""

@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -27,8 +28,10 @@ from gateway.catalog.diff import diff_catalogs
 from gateway.catalog.registry import load_provinces
 from gateway.catalog.validation import check_region_catalog
 from gateway.errors import TongbanError, unpack_details
+from gateway.observability.audit_log import AuditHead, verify_audit_log
 from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY
 from gateway.times import utc_now
+from gateway.tools.balancing import gateway_channel
 from gateway.tools.federation import DEFAULT_REGIONS
 
 ID_TYPES = {
@@ -104,8 +107,20 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    from gateway.app.config import load_store
+    from gateway.storage.location import PostgresConfig
     from gateway.tools.local import run_local
 
+    store = load_store(_env_flags(args, {"store": "TONGBAN_STORE"}))
+    if args.replicas < 1:
+        print("tongban up: --replicas must be 1 or more", file=sys.stderr)
+        return 2
+    if args.replicas > 1 and not isinstance(store, PostgresConfig):
+        print(
+            "tongban up: replicas share a PostgreSQL store: give --store postgresql://…",
+            file=sys.stderr,
+        )
+        return 2
     return asyncio.run(
         run_local(
             data_dir=Path(args.data_dir),
@@ -115,6 +130,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
             regions=args.regions.split(","),
             metrics_port=args.metrics_port,
             insecure=args.insecure,
+            store=store,
+            replicas=args.replicas,
         )
     )
 
@@ -125,17 +142,23 @@ def _cmd_region_stub(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return stub_main(list(rest))
 
 
+GATEWAY_HELP = "HOST:PORT, or several replicas' HOST:PORT,... (balanced, UNAVAILABLE retried)"
 DEV_PKI_DIR = Path("data") / "pki"
 """Where `tongban up` keeps its development PKI (under its data dir)."""
 
 
 def _channel(args: argparse.Namespace, role: str, name: str) -> grpc.aio.Channel:
-    """A channel to `--gateway`: mTLS with --ca/--cert/--key, else the dev PKI's certificate
-    of `role`/`name` when `tongban up` made one, else plaintext (said on stderr)."""
+    """A channel to `--gateway` (one address, or several replicas balanced call by call, see
+    `tools.balancing`): mTLS with --ca/--cert/--key, else the dev PKI's certificate of
+    `role`/`name` when `tongban up` made one, else plaintext (said on stderr)."""
     from gateway.security.tls import channel_credentials
 
+    def plaintext() -> grpc.aio.Channel:
+        target, options = _target(args.gateway, tls=False)
+        return grpc.aio.insecure_channel(target, options=options)
+
     if args.insecure:
-        return grpc.aio.insecure_channel(args.gateway)
+        return plaintext()
     if args.cert or args.key or args.ca:
         if not (args.cert and args.key and args.ca):
             raise SystemExit("tongban: --cert, --key and --ca go together")
@@ -152,8 +175,16 @@ def _channel(args: argparse.Namespace, role: str, name: str) -> grpc.aio.Channel
                 f"tongban: no certificate for {role}/{name} under {pki}; calling in plaintext",
                 file=sys.stderr,
             )
-            return grpc.aio.insecure_channel(args.gateway)
-    return grpc.aio.secure_channel(args.gateway, channel_credentials(*files))
+            return plaintext()
+    target, options = _target(args.gateway, tls=True)
+    return grpc.aio.secure_channel(target, channel_credentials(*files), options=options)
+
+
+def _target(gateway: str, *, tls: bool) -> tuple[str, list[tuple[str, Any]]]:
+    try:
+        return gateway_channel(gateway, tls=tls)
+    except ValueError as error:
+        raise SystemExit(f"tongban: {error}") from None
 
 
 def _print_error(error: grpc.aio.AioRpcError) -> None:
@@ -416,35 +447,62 @@ def _cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from gateway.observability.audit_log import AuditHead, verify_audit_log
+def _audit_logs(paths: Sequence[str]) -> list[Path]:
+    """The logs named: files as given, and each directory's `*.jsonl` files."""
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        found.extend(sorted(path.glob("*.jsonl")) if path.is_dir() else [path])
+    return found
 
-    anchor = None
-    if args.expect_head:
-        seq, _, digest = args.expect_head.partition(":")
-        anchor = AuditHead(int(seq), digest)
-    try:
-        verdict = verify_audit_log(Path(args.path), expected_head=anchor)
-    except OSError as error:
-        print(f"tongban: cannot read {args.path}: {error}", file=sys.stderr)
-        return 2
+
+def _verdict(path: Path, anchor: AuditHead | None) -> dict[str, object]:
+    """One chain's verdict as printed (OSError if it cannot be read)."""
+    verdict = verify_audit_log(path, expected_head=anchor)
     head = None if verdict.head is None else f"{verdict.head.seq}:{verdict.head.hash}"
     if verdict.ok:
-        print(json.dumps({"ok": True, "records": verdict.records_checked, "head": head}))
-        return 0
-    print(
-        json.dumps(
-            {
-                "ok": False,
-                "kind": verdict.kind.value if verdict.kind else None,
-                "record": verdict.first_bad_seq,
-                "line": verdict.line,
-                "verified_records": verdict.records_checked,
-                "last_good_head": head,
-            }
-        )
-    )
-    return 1
+        return {"ok": True, "records": verdict.records_checked, "head": head}
+    return {
+        "ok": False,
+        "kind": verdict.kind.value if verdict.kind else None,
+        "record": verdict.first_bad_seq,
+        "line": verdict.line,
+        "verified_records": verdict.records_checked,
+        "last_good_head": head,
+    }
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    """One log: its verdict. Several (each replica's chain, or a directory of them): each
+    one's verdict, and ok only if every chain is intact."""
+    logs = _audit_logs(args.paths)
+    if not logs:
+        print(f"tongban: no audit logs (*.jsonl) in {', '.join(args.paths)}", file=sys.stderr)
+        return 2
+    anchors: dict[Path, AuditHead] = {}
+    for item in args.expect_head or []:
+        named, equals, head = item.rpartition("=")
+        seq, _, digest = head.partition(":")
+        matching = [p for p in logs if not equals or named in (str(p), p.name)]
+        if len(matching) != 1:
+            print(f"tongban: --expect-head {item}: name one of the logs", file=sys.stderr)
+            return 2
+        anchors[matching[0]] = AuditHead(int(seq), digest)
+    verdicts = []
+    for path in logs:
+        try:
+            verdicts.append({"path": str(path), **_verdict(path, anchors.get(path))})
+        except OSError as error:
+            print(f"tongban: cannot read {path}: {error}", file=sys.stderr)
+            return 2
+    ok = all(v["ok"] for v in verdicts)
+    if len(args.paths) == 1 and len(logs) == 1 and not Path(args.paths[0]).is_dir():
+        del verdicts[0]["path"]
+        print(json.dumps(verdicts[0]))
+    else:
+        records = sum(int(str(v.get("records", 0))) for v in verdicts)
+        print(json.dumps({"ok": ok, "records": records, "chains": verdicts}))
+    return 0 if ok else 1
 
 
 def _client_tls_flags(parser: argparse.ArgumentParser) -> None:
@@ -478,6 +536,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--insecure", action="store_true", help="plaintext, no identities (development only)"
     )
+    up.add_argument(
+        "--store", help="a SQLite file or a postgresql:// URL (default: DATA_DIR/gateway.sqlite3)"
+    )
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="gateway replicas on consecutive ports from --port, sharing a PostgreSQL --store",
+    )
     up.set_defaults(func=_cmd_up)
 
     certs = sub.add_parser("certs", help="create or refresh the development PKI")
@@ -487,9 +554,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="audit log tools")
     asub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = asub.add_parser("verify", help="check an audit log's hash chain")
-    verify.add_argument("path")
-    verify.add_argument("--expect-head", help="SEQ:HASH of a head kept elsewhere")
+    verify = asub.add_parser(
+        "verify", help="check audit logs' hash chains (one per replica; a directory: every log)"
+    )
+    verify.add_argument("paths", nargs="+", metavar="path")
+    verify.add_argument(
+        "--expect-head",
+        action="append",
+        help="[LOG=]SEQ:HASH of a head kept elsewhere (LOG: which one, among several)",
+    )
     verify.set_defaults(func=_cmd_audit_verify)
 
     gw = sub.add_parser("gateway", help="run the gateway alone (flags override TONGBAN_* env)")
@@ -536,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     apply = sub.add_parser("apply", help="submit an application as a provincial platform would")
-    apply.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}")
+    apply.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}", help=GATEWAY_HELP)
     apply.add_argument("--request-id")
     apply.add_argument("--origin", required=True, help="submitting province, e.g. 440000")
     apply.add_argument("--target", required=True, help="handling province, e.g. 510000")
@@ -554,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="get (or --watch) an application")
     status.add_argument("application", help="application id or applications/{id}")
-    status.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}")
+    status.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}", help=GATEWAY_HELP)
     status.add_argument("--watch", action="store_true")
     status.add_argument(
         "--as", dest="as_identity", help="dev PKI identity, e.g. region/440000 (default ops/ops)"
@@ -587,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     sign.set_defaults(func=_cmd_catalog_sign)
     publish = csub.add_parser("publish", help="publish a signed catalog to a gateway")
     publish.add_argument("signed")
-    publish.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}")
+    publish.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}", help=GATEWAY_HELP)
     publish.add_argument("--validate-only", action="store_true")
     publish.add_argument("--body", default=DEV_STANDARDS_BODY, help="dev PKI standards body")
     _client_tls_flags(publish)

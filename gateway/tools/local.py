@@ -1,8 +1,16 @@
-"""`tongban up`: the gateway and a local federation of region stubs, on the embedded store."""
+"""`tongban up`: the gateway and a local federation of region stubs, on the embedded store; or
+N gateway replicas sharing one PostgreSQL store (`--store postgresql://… --replicas N`).
+
+Replicas run in this one process, each a whole gateway of its own (its store and pool, change
+feed, catalog, breakers, audit chain `audit-<n>.jsonl`) on consecutive ports: they cooperate
+through the database only, as separate processes would. The region stubs report statuses to
+the first replica.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -12,6 +20,7 @@ from gateway.app.server import RunningGateway, running_gateway
 from gateway.app.serving import announce, stop_event_on_signals
 from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY, PkiLayout, generate_dev_pki
 from gateway.security.tls import ServerTlsFiles
+from gateway.storage.location import StoreConfig
 from gateway.tools.federation import AnnouncedProcess, running_federation
 
 
@@ -22,6 +31,57 @@ def dev_pki(pki_dir: Path, regions: Sequence[str]) -> PkiLayout:
     )
 
 
+def replica_configs(config: GatewayConfig, replicas: int) -> list[GatewayConfig]:
+    """`config` for each of `replicas` replicas: consecutive ports (gRPC and metrics; 0 stays
+    0, any free port) and names `1`…`N` (a lone gateway keeps no name)."""
+    if replicas == 1:
+        return [config]
+
+    def port(base: int, i: int) -> int:
+        return base + i if base > 0 else base
+
+    return [
+        dataclasses.replace(
+            config,
+            port=port(config.port, i),
+            metrics_port=port(config.metrics_port, i),
+            replica=str(i + 1),
+        )
+        for i in range(replicas)
+    ]
+
+
+@contextlib.asynccontextmanager
+async def running_replicas(
+    configs: Sequence[GatewayConfig],
+    regions: Sequence[str],
+    *,
+    stub_base_port: int = 0,
+    pki: PkiLayout | None = None,
+) -> AsyncIterator[tuple[list[RunningGateway], dict[str, AnnouncedProcess]]]:
+    """The gateways, one after the other (the first seeds a fresh store alone), then a stub
+    process per province, reporting to the first gateway; every gateway calls every stub.
+
+    With `pki` the whole federation speaks mTLS (pass the gateway's files in the configs' `tls`).
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        gateways = [await stack.enter_async_context(running_gateway(config)) for config in configs]
+        stubs = await stack.enter_async_context(
+            running_federation(
+                regions,
+                data_dir=configs[0].data_dir,
+                standards_dir=configs[0].standards_dir,
+                gateway_address=gateways[0].address,
+                base_port=stub_base_port,
+                pki=pki,
+            )
+        )
+        for gateway in gateways:
+            for code, stub in stubs.items():
+                gateway.client.set_endpoint(code, stub.address)
+        yield gateways, stubs
+
+
 @contextlib.asynccontextmanager
 async def running_local(
     config: GatewayConfig,
@@ -30,24 +90,12 @@ async def running_local(
     stub_base_port: int = 0,
     pki: PkiLayout | None = None,
 ) -> AsyncIterator[tuple[RunningGateway, dict[str, AnnouncedProcess]]]:
-    """The gateway first (stubs report back to it), then a stub process per province.
-
-    With `pki` the whole federation speaks mTLS (pass the gateway's files in `config.tls`).
-    """
-    async with (
-        running_gateway(config) as gateway,
-        running_federation(
-            regions,
-            data_dir=config.data_dir,
-            standards_dir=config.standards_dir,
-            gateway_address=gateway.address,
-            base_port=stub_base_port,
-            pki=pki,
-        ) as stubs,
+    """The gateway first (stubs report back to it), then a stub process per province."""
+    async with running_replicas([config], regions, stub_base_port=stub_base_port, pki=pki) as (
+        gateways,
+        stubs,
     ):
-        for code, stub in stubs.items():
-            gateway.client.set_endpoint(code, stub.address)
-        yield gateway, stubs
+        yield gateways[0], stubs
 
 
 async def run_local(
@@ -59,8 +107,11 @@ async def run_local(
     regions: Sequence[str],
     metrics_port: int,
     insecure: bool = False,
+    store: StoreConfig | None = None,
+    replicas: int = 1,
 ) -> int:
-    """Starts the gateway and every stub; serves until Ctrl-C; stops stubs, then the gateway.
+    """Starts the gateway (or its replicas) and every stub; serves until Ctrl-C; stops stubs,
+    then the gateways.
 
     mTLS unless `insecure`: the dev PKI under `data_dir/pki` is created on first start and
     refreshed when a certificate nears expiry.
@@ -71,25 +122,43 @@ async def run_local(
         host="127.0.0.1",
         port=port,
         data_dir=data_dir,
+        store=store,
         standards_dir=standards_dir,
         metrics_port=metrics_port,
         tls=None if pki is None else ServerTlsFiles.from_layout(pki),
     )
-    async with running_local(config, regions, stub_base_port=stub_base_port, pki=pki) as (
-        gateway,
+    configs = replica_configs(config, replicas)
+    async with running_replicas(configs, regions, stub_base_port=stub_base_port, pki=pki) as (
+        gateways,
         stubs,
     ):
         for code, stub in sorted(stubs.items()):
             announce("listening", service="region-stub", region=code, address=stub.address)
-        announce(
-            "listening", service="gateway", address=gateway.address, store=str(config.store_config)
+        for gateway in gateways:
+            named = {"replica": gateway.config.replica} if gateway.config.replica else {}
+            announce(
+                "listening",
+                service="gateway",
+                address=gateway.address,
+                store=str(config.store_config),
+                **named,
+            )
+            if gateway.metrics_port is not None:
+                announce(
+                    "metrics",
+                    service="gateway",
+                    address=f"{config.host}:{gateway.metrics_port}",
+                    **named,
+                )
+        addresses = ",".join(g.address for g in gateways)
+        what = (
+            f"gateway on {addresses}"
+            if len(gateways) == 1
+            else f"{len(gateways)} gateway replicas on {addresses} sharing {config.store_config}"
         )
-        if gateway.metrics_port is not None:
-            announce("metrics", service="gateway", address=f"{config.host}:{gateway.metrics_port}")
         print(
-            f"\nTongban gateway on {gateway.address} with {len(stubs)} region stubs; "
-            "Ctrl-C to stop.\n"
-            f"  try: tongban demo, or tongban apply --gateway {gateway.address} --help"
+            f"\nTongban {what} with {len(stubs)} region stubs; Ctrl-C to stop.\n"
+            f"  try: tongban demo, or tongban apply --gateway {addresses} --help"
             + ("" if pki is None else f"\n  client certificates: {pki.root / 'clients'}"),
             file=sys.stderr,
         )

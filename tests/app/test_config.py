@@ -50,11 +50,27 @@ def test_security_keys() -> None:
         ("TONGBAN_RATE_LIMITS", "Submit=0"),
         ("TONGBAN_AUDIT_FSYNC", "sometimes"),
         ("TONGBAN_MAX_CONCURRENT_RPCS", "1.5"),
+        ("TONGBAN_WATCH_POLL", "0"),
+        ("TONGBAN_REPLICA", "../elsewhere"),
+        ("TONGBAN_REPLICA", "-r1"),
+        ("TONGBAN_REPLICA", "r" * 64),
     ],
 )
 def test_bad_values_are_refused_at_start(key: str, value: str) -> None:
     with pytest.raises(ConfigError):
         load_config({"TONGBAN_INSECURE": "1", key: value})
+
+
+def test_each_replica_and_worker_keeps_its_own_audit_chain() -> None:
+    alone = load_config({"TONGBAN_INSECURE": "1"})
+    assert (alone.replica, alone.audit_path) == ("", Path("data/audit.jsonl"))
+    replica = load_config({"TONGBAN_INSECURE": "1", "TONGBAN_REPLICA": "gw-7d9c.b"})
+    assert replica.audit_path == Path("data/audit-gw-7d9c.b.jsonl")
+    worker = load_config(
+        {"TONGBAN_INSECURE": "1", "TONGBAN_REPLICA": "r2", "TONGBAN_WORKER_INDEX": "3"}
+    )
+    assert worker.audit_path == Path("data/audit-r2-3.jsonl")
+    assert load_config({"TONGBAN_INSECURE": "1", "TONGBAN_WATCH_POLL": "5"}).watch_poll == 5.0
 
 
 # -- the store -------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from gateway.errors import (
     RegionNotFound,
     StoreUnavailable,
 )
-from gateway.storage.base import StoredDocument
+from gateway.storage.base import CatalogMarker, StoredDocument
 from gateway.storage.sqlite import SqliteStore
 
 STANDARDS = Path(__file__).resolve().parents[2] / "standards"
@@ -331,6 +331,102 @@ async def test_a_new_registry_on_the_same_file_sees_everything(
         )
     finally:
         await reopened.close()
+
+
+# -- replicas: two registries on one database ---------------------------------------------
+
+
+@pytest.fixture
+async def replica(
+    db: Path, seeded: CatalogRegistry, clock: Clock
+) -> AsyncIterator[CatalogRegistry]:
+    """Another replica: a registry on its own store of the same file, loaded after seeding."""
+    other = await SqliteStore.open(db)
+    try:
+        registry = CatalogRegistry(other, PROVINCES, clock)
+        await registry.load()
+        yield registry
+    finally:
+        await other.close()
+
+
+async def test_a_version_published_through_another_replica_comes_in_on_refresh(
+    seeded: CatalogRegistry, replica: CatalogRegistry
+) -> None:
+    data = catalog_data("2025.2")
+    await seeded.publish_version(parsed(data), data, signed_document="")
+    before = replica.snapshot
+    assert [r.document.version for r in before.versions] == ["2025.1"]
+    assert await replica.refresh()
+    after = replica.snapshot
+    assert state(after) == state(seeded.snapshot)
+    assert after.versions[0] is before.versions[0], "a version already loaded is not parsed again"
+    assert after.region_indexes() == before.region_indexes()
+    assert not await replica.refresh(), "nothing new: nothing loaded"
+    assert replica.snapshot is after
+    assert not await seeded.refresh(), "its own publication is already in its snapshot"
+
+
+async def test_only_the_list_published_through_another_replica_is_loaded(
+    seeded: CatalogRegistry, replica: CatalogRegistry
+) -> None:
+    doc = region_doc("520000")
+    await seeded.publish_region(
+        RegionCatalogDocument(doc.region_code, doc.entries[:-1], doc.region_name, doc.dialect)
+    )
+    before = replica.snapshot.region_indexes()
+    assert await replica.refresh()
+    after = replica.snapshot.region_indexes()
+    assert state(replica.snapshot) == state(seeded.snapshot)
+    assert [code for code in after if after[code] is not before[code]] == ["520000"]
+
+
+async def test_a_replica_that_has_not_reloaded_refuses_an_older_version(
+    seeded: CatalogRegistry, replica: CatalogRegistry, store: SqliteStore
+) -> None:
+    newer = variant("2025.3", "2025-08-01T00:00:00+08:00")
+    await seeded.publish_version(parsed(newer), newer, signed_document="")
+    older = catalog_data("2025.2")
+    assert [r.document.version for r in replica.snapshot.versions] == ["2025.1"]
+    with pytest.raises(CatalogVersionRollback) as caught:
+        await replica.publish_version(parsed(older), older, signed_document="")
+    assert caught.value.metadata == {"latest_version": "2025.3"}
+    assert [r.document.version for r in replica.snapshot.versions] == ["2025.1", "2025.3"]
+    assert len(await store.catalog_versions()) == 2
+
+
+async def test_a_publication_that_loses_a_race_to_another_replica_is_judged_again(
+    seeded: CatalogRegistry,
+    replica: CatalogRegistry,
+    store: SqliteStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The other replica stores its version between this one's refresh and its insert: the
+    # refresh that opens the publication sees the store as it was (the snapshot's marker).
+    stale = await replica.store.catalog_marker()
+    fresh = replica.store.catalog_marker
+    calls: list[int] = []
+
+    async def marker_before_the_race() -> CatalogMarker:
+        calls.append(1)
+        return stale if len(calls) == 1 else await fresh()
+
+    monkeypatch.setattr(replica.store, "catalog_marker", marker_before_the_race)
+    newer = variant("2025.3", "2025-08-01T00:00:00+08:00")
+    await seeded.publish_version(parsed(newer), newer, signed_document="")
+    older = catalog_data("2025.2")
+    with pytest.raises(CatalogVersionRollback):
+        await replica.publish_version(parsed(older), older, signed_document="")
+    assert len(calls) == 2, "refused by the store, then judged again on what it holds"
+    assert len(await store.catalog_versions()) == 2
+
+    calls.clear()  # the same race with the very same version: an identical republication
+    stale = await replica.store.catalog_marker()
+    same = variant("2025.4", "2025-09-01T00:00:00+08:00")
+    await seeded.publish_version(parsed(same), same, signed_document="")
+    again = await replica.publish_version(parsed(same), same, signed_document="")
+    assert not again.created
+    assert again.record.digest == digest_of(same)
 
 
 # -- region lists ----------------------------------------------------------------------------

@@ -100,3 +100,47 @@ def test_cutting_the_end_is_caught_with_a_kept_head(
     path.write_bytes(b"".join(real_log.splitlines(keepends=True)[:-1]))
     assert main(["audit", "verify", str(path), "--expect-head", str(head)]) == 1
     assert json.loads(capsys.readouterr().out)["kind"] == "REMOVED"
+
+
+def test_each_replicas_chain_in_a_directory_is_verified_together(
+    real_log: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = real_log.splitlines(keepends=True)
+    (tmp_path / "audit-r1.jsonl").write_bytes(real_log)
+    (tmp_path / "audit-r2.jsonl").write_bytes(b"".join(lines[:3]))  # a chain of its own
+    (tmp_path / "audit.key").write_bytes(b"k" * 32)  # not a log: left alone
+    code, out = verify(tmp_path, capsys)
+    assert code == 0
+    assert out["ok"] is True
+    assert out["records"] == 9
+    chains = out["chains"]
+    assert isinstance(chains, list)
+    assert [(Path(c["path"]).name, c["records"]) for c in chains] == [
+        ("audit-r1.jsonl", 6),
+        ("audit-r2.jsonl", 3),
+    ]
+
+    (tmp_path / "audit-r2.jsonl").write_bytes(b"".join(_edit(lines)[:3]))
+    code, out = verify(tmp_path, capsys)
+    assert code == 1
+    assert out["ok"] is False
+    chains = out["chains"]
+    assert isinstance(chains, list)
+    assert [c["ok"] for c in chains] == [True, False]
+    assert chains[1]["kind"] == "EDITED"
+
+
+def test_a_kept_head_names_its_chain_among_several(
+    real_log: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = tmp_path / "audit-r1.jsonl", tmp_path / "audit-r2.jsonl"
+    first.write_bytes(real_log)
+    second.write_bytes(real_log)
+    _, out = verify(first, capsys)
+    head = f"audit-r1.jsonl={out['head']}"
+    first.write_bytes(b"".join(real_log.splitlines(keepends=True)[:-1]))
+    assert main(["audit", "verify", str(first), str(second), "--expect-head", head]) == 1
+    chains = json.loads(capsys.readouterr().out)["chains"]
+    assert [c.get("kind") for c in chains] == ["REMOVED", None]
+    assert main(["audit", "verify", str(tmp_path), "--expect-head", str(out["head"])]) == 2
+    assert "name one of the logs" in capsys.readouterr().err

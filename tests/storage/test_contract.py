@@ -17,7 +17,7 @@ import pytest
 from rows import application, catalog_version
 
 from gateway.errors import StoreUnavailable
-from gateway.storage.base import ApplicationRow, Store, StoredDocument
+from gateway.storage.base import ApplicationRow, CatalogMarker, Store, StoredDocument
 from gateway.storage.location import PostgresConfig
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
@@ -493,11 +493,11 @@ async def test_queue_stats_count_what_awaits_delivery(store: Store) -> None:
 
 
 async def test_catalog_versions_come_back_in_sort_key_order(store: Store) -> None:
-    await store.insert_catalog_version(catalog_version("2025.2", 2025_000_002))
-    await store.insert_catalog_version(catalog_version("2025.10", 2025_000_010))
     await store.insert_catalog_version(
         catalog_version("2025.1", 2025_000_001, document='{"v": 1}', signed_document="jws")
     )
+    await store.insert_catalog_version(catalog_version("2025.2", 2025_000_002))
+    await store.insert_catalog_version(catalog_version("2025.10", 2025_000_010))
     assert await store.catalog_versions() == [
         StoredDocument("t-2025.1", "d-2025.1", '{"v": 1}'),
         StoredDocument("t-2025.2", "d-2025.2", "{}"),
@@ -505,15 +505,29 @@ async def test_catalog_versions_come_back_in_sort_key_order(store: Store) -> Non
     ]
 
 
-async def test_a_duplicate_catalog_version_or_sort_key_is_refused(store: Store) -> None:
-    await store.insert_catalog_version(catalog_version("2025.1", 2025_000_001))
+async def test_only_a_version_newer_than_every_stored_one_is_stored(store: Store) -> None:
+    assert await store.insert_catalog_version(catalog_version("2025.2", 2025_000_002))
     stored = await store.catalog_versions()
-    # The registry checks first; the store enforces it all the same.
-    with pytest.raises(StoreUnavailable):
-        await store.insert_catalog_version(catalog_version("2025.1", 1, document='{"v": 2}'))
-    with pytest.raises(StoreUnavailable):
-        await store.insert_catalog_version(catalog_version("2025.9", 2025_000_001))
+    # The registry judges first; the store refuses all the same, so a replica that has not
+    # reloaded cannot store what another replica's newer version supersedes.
+    assert not await store.insert_catalog_version(catalog_version("2025.1", 2025_000_001))
+    assert not await store.insert_catalog_version(
+        catalog_version("2025.2", 2025_000_002, document='{"v": 2}')
+    )
     assert await store.catalog_versions() == stored
+    assert await store.insert_catalog_version(catalog_version("2025.3", 2025_000_003))
+    assert len(await store.catalog_versions()) == 2
+
+
+async def test_the_catalog_marker_names_the_newest_version_and_every_list(store: Store) -> None:
+    assert await store.catalog_marker() == CatalogMarker(None, {})
+    await store.insert_catalog_version(catalog_version("2025.1", 2025_000_001))
+    await store.upsert_region_catalog("440000", StoredDocument("t1", "d1", "{}"))
+    await store.upsert_region_catalog("510000", StoredDocument("t1", "e1", "{}"))
+    await store.upsert_region_catalog("440000", StoredDocument("t2", "d2", "{}"))
+    assert await store.catalog_marker() == CatalogMarker(
+        2025_000_001, {"440000": "d2", "510000": "e1"}
+    )
 
 
 async def test_a_region_list_upsert_replaces_the_previous_one(store: Store) -> None:

@@ -4,7 +4,9 @@ Its domain operations are tested by the contract suite (test_contract.py); here:
 its password, migrations (once; by replicas starting together; a failed one undone; a newer
 database refused), prepared statements reused, driver errors translated, and a database that
 goes away (stopped, or its connections terminated) and comes back under a store that is never
-reopened. Those last tests start a private server (`pg.PrivatePostgres`) to stop it.
+reopened. Those last tests start a private server (`pg.PrivatePostgres`) to stop it. And the
+change feed: what another store commits is heard, once committed, and not one's own; stores in
+another schema are not heard; a lost connection is made again and announced as RESYNC.
 """
 
 from __future__ import annotations
@@ -21,14 +23,22 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import asyncpg
 import pg
 import pytest
-from rows import application
+from rows import application, catalog_version
 
 from gateway.errors import StoreUnavailable
 from gateway.storage import migrations
-from gateway.storage.base import ApplicationRow, Store
+from gateway.storage.base import (
+    CATALOG_CHANGED,
+    RESYNC,
+    ApplicationRow,
+    Change,
+    ChangeKind,
+    Store,
+    StoredDocument,
+)
 from gateway.storage.location import PostgresConfig
 from gateway.storage.migrations import SCHEMA_VERSION, Migration, SchemaTooNew
-from gateway.storage.postgres import CONNECT_TIMEOUT, PostgresStore
+from gateway.storage.postgres import CONNECT_TIMEOUT, FEED_APPLICATION_NAME, PostgresStore
 
 # -- the store -----------------------------------------------------------------------------------
 
@@ -166,11 +176,9 @@ async def test_hot_statements_are_prepared_once_and_reused(postgres_url: str) ->
     finally:
         await store.close()
     claims = [s for s in prepared if s.startswith("INSERT INTO applications")]
-    outcomes = [
-        s for s in prepared if s.startswith("UPDATE applications SET state = $1") and "$7" in s
-    ]
+    outcomes = [s for s in prepared if "UPDATE applications SET state = $1" in s and "$7" in s]
     assert len(claims) == 1, "the claim insert is prepared once and reused 80 times"
-    assert len(outcomes) == 2, "the conditional update, and update_with's"
+    assert len(outcomes) == 2, "the conditional update, and update_with's (each with its notice)"
     assert len(prepared) < 15, prepared
 
 
@@ -360,3 +368,189 @@ async def test_closing_while_the_database_is_down_does_not_hang(
     started = time.monotonic()
     await store.close()
     assert time.monotonic() - started < 5
+
+
+# -- the change feed -----------------------------------------------------------------------------
+
+
+class Heard:
+    """What a store's change feed hands over, as it comes."""
+
+    def __init__(self) -> None:
+        self.changes: list[Change] = []
+        self._arrived = asyncio.Event()
+
+    def __call__(self, change: Change) -> None:
+        self.changes.append(change)
+        self._arrived.set()
+
+    async def until(self, count: int, within: float = 10.0) -> list[Change]:
+        """The first `count` changes, once that many arrived."""
+        async with asyncio.timeout(within):
+            while len(self.changes) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.changes[:count]
+
+
+@contextlib.asynccontextmanager
+async def following(store: PostgresStore) -> AsyncIterator[Heard]:
+    """The store's feed followed in a task, from its first RESYNC on."""
+    heard = Heard()
+    task = asyncio.create_task(store.follow_changes(heard))
+    try:
+        assert await heard.until(1) == [RESYNC]
+        yield heard
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def application_changed(n: int) -> Change:
+    return Change(ChangeKind.APPLICATION, f"app-{n:05d}")
+
+
+async def test_the_feed_hears_what_another_store_committed_and_not_its_own(
+    postgres_url: str,
+) -> None:
+    writer = await PostgresStore.open(PostgresConfig(postgres_url, pool_size=2))
+    reader = await PostgresStore.open(PostgresConfig(postgres_url, pool_size=2))
+    try:
+        async with following(reader) as heard:
+            await writer.claim_request(application(1))  # a new application: nobody follows it
+            await writer.update_with("app-00001", lambda r: replace(r, lease_owner="w"))  # lease
+            await writer.update_with("app-00001", lambda r: replace(r, body=b"queued"))
+            with pytest.raises(ZeroDivisionError):  # nothing written, nothing said
+                await writer.update_with("app-00001", lambda r: replace(r, body=bytes(1 // 0)))
+            assert await writer.replace_if_unchanged(
+                "app-00001",
+                expected_body=b"queued",
+                lease_owner="w",
+                state=3,
+                update_time=2.0,
+                body=b"delivered",
+                next_attempt_time=None,
+            )
+            assert not await writer.replace_if_unchanged(  # not changed: not said
+                "app-00001",
+                expected_body=b"queued",
+                lease_owner="w",
+                state=3,
+                update_time=2.0,
+                body=b"delivered",
+                next_attempt_time=None,
+            )
+            await reader.claim_request(application(2))
+            await reader.update_with("app-00002", lambda r: replace(r, body=b"own"))  # its own
+            await writer.upsert_region_catalog("440000", StoredDocument("t", "d", "{}"))
+            assert await writer.insert_catalog_version(catalog_version("2025.2", 2025_000_002))
+            assert not await writer.insert_catalog_version(  # refused: nothing to say
+                catalog_version("2025.1", 2025_000_001)
+            )
+            await writer.update_with("app-00002", lambda r: replace(r, body=b"theirs"))
+            expected = [application_changed(1)] * 2 + [CATALOG_CHANGED] * 2
+            assert await heard.until(6) == [RESYNC, *expected, application_changed(2)]
+            await asyncio.sleep(0.3)
+            assert len(heard.changes) == 6, "nothing else"
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_a_notice_comes_after_its_change_and_a_reread_sees_it(postgres_url: str) -> None:
+    writer = await PostgresStore.open(PostgresConfig(postgres_url, pool_size=2))
+    reader = await PostgresStore.open(PostgresConfig(postgres_url, pool_size=2))
+    try:
+        await writer.claim_request(application(1))
+        async with following(reader) as heard:
+            locker = await lock_row(postgres_url, "app-00001")
+            try:
+                update = asyncio.ensure_future(
+                    writer.update_with("app-00001", lambda r: replace(r, body=b"changed"))
+                )
+                await asyncio.sleep(0.3)
+                assert not update.done()
+                assert heard.changes == [RESYNC], "nothing is said before the change is made"
+            finally:
+                await locker.execute("ROLLBACK")
+                await locker.close()
+            await update
+            assert await heard.until(2) == [RESYNC, application_changed(1)]
+            stored = await reader.get_application("app-00001")
+            assert stored is not None
+            assert stored.body == b"changed", "a re-read sees the change"
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_stores_in_another_schema_of_the_database_are_not_heard(
+    postgres_database: str,
+) -> None:
+    with pg.fresh_schema(postgres_database) as ours, pg.fresh_schema(postgres_database) as theirs:
+        reader = await PostgresStore.open(PostgresConfig(ours, pool_size=1))
+        other = await PostgresStore.open(PostgresConfig(theirs, pool_size=1))
+        writer = await PostgresStore.open(PostgresConfig(ours, pool_size=1))
+        try:
+            async with following(reader) as heard:
+                for store in (other, writer):
+                    await store.claim_request(application(1))
+                    await store.update_with("app-00001", lambda r: replace(r, body=b"x"))
+                assert await heard.until(2) == [RESYNC, application_changed(1)]
+                await asyncio.sleep(0.3)
+                assert len(heard.changes) == 2
+        finally:
+            for store in (reader, other, writer):
+                await store.close()
+
+
+async def terminate_feeds(url: str) -> int:
+    """Terminates every change-feed connection of the database `url` names."""
+    conn = await asyncpg.connect(url)
+    try:
+        terminated: int = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = $1 AND datname = current_database()",
+            FEED_APPLICATION_NAME,
+        )
+        return terminated
+    finally:
+        await conn.close()
+
+
+async def test_a_terminated_feed_connection_is_made_again_and_says_resync(
+    postgres_url: str,
+) -> None:
+    writer = await PostgresStore.open(PostgresConfig(postgres_url, pool_size=1))
+    reader = await PostgresStore.open(PostgresConfig(postgres_url, pool_size=1))
+    try:
+        await writer.claim_request(application(1))
+        async with following(reader) as heard:
+            assert await terminate_feeds(postgres_url) >= 1
+            assert await heard.until(2) == [RESYNC, RESYNC]
+            await writer.update_with("app-00001", lambda r: replace(r, body=b"after"))
+            assert await heard.until(3) == [RESYNC, RESYNC, application_changed(1)]
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_the_feed_outlives_a_database_restart(
+    private_server: pg.PrivatePostgres,
+) -> None:
+    config = PostgresConfig(private_server.url, pool_size=1)
+    writer, reader = await PostgresStore.open(config), await PostgresStore.open(config)
+    try:
+        await writer.claim_request(application(1))
+        async with following(reader) as heard:
+            await asyncio.to_thread(private_server.stop, "fast")
+            await asyncio.sleep(1.0)  # the feed retries meanwhile, quietly
+            await asyncio.to_thread(private_server.start)
+            assert await heard.until(2, within=15) == [RESYNC, RESYNC]
+            await recovered(writer)
+            await writer.update_with("app-00001", lambda r: replace(r, body=b"after"))
+            assert await heard.until(3) == [RESYNC, RESYNC, application_changed(1)]
+    finally:
+        await writer.close()
+        await reader.close()

@@ -2,7 +2,7 @@
 
 Its domain operations are tested by the contract suite (test_contract.py), its group commit
 by test_group_commit.py; here: the integrity check, commit counters, schema bookkeeping,
-opening, and that no driver access leaves the store.
+opening, that no driver access leaves the store, and that its change feed stays silent.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from rows import application, catalog_version
 
 from gateway.errors import StoreUnavailable
-from gateway.storage.base import Store, StoredDocument
+from gateway.storage.base import Change, Store, StoredDocument
 from gateway.storage.sqlite import SqliteStore
 
 
@@ -59,6 +59,20 @@ async def test_commit_stats_count_writes_batched_into_fewer_transactions(
     with pytest.raises(StoreUnavailable):
         await store.insert_catalog_version(catalog_version("2025.1", 2))
     assert store.commit_stats()[1] == writes + 1  # the refused one is not counted
+
+
+async def test_the_change_feed_says_nothing_until_cancelled(store: SqliteStore) -> None:
+    heard: list[Change] = []
+    follower = asyncio.create_task(store.follow_changes(heard.append))
+    await store.claim_request(application(1))
+    await store.update_with("app-00001", lambda r: replace(r, body=b"changed"))
+    await store.insert_catalog_version(catalog_version("2025.1", 1))
+    await asyncio.sleep(0.2)
+    assert not follower.done()
+    follower.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await follower
+    assert heard == []
 
 
 async def test_the_schema_version_is_recorded_once_and_a_reopened_store_is_sound(

@@ -296,3 +296,115 @@ async def test_a_second_gateway_on_a_taken_port_is_refused_in_one_line(tmp_path:
         "or choose another --port"
     ], err
     assert "Traceback" not in err
+
+
+def free_ports(count: int) -> int:
+    """A port from which `count` consecutive ports are free (now)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base: int = probe.getsockname()[1]
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+APPLY = [
+    "apply",
+    "--origin",
+    "440000",
+    "--target",
+    "510000",
+    "--local-code",
+    "11440000MBFYX5N41F2002035011000",
+    "--id-number",
+    "110105199003071239",
+    "--name",
+    "张三",
+    "--paper",
+    "M01=居民身份证复印件",
+    "--paper",
+    "M03=备案登记表",
+]
+
+
+async def test_up_runs_replicas_on_consecutive_ports_and_the_cli_balances_over_them(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    base = free_ports(2)
+    data = tmp_path / "data"
+    process = await asyncio.create_subprocess_exec(
+        *TONGBAN,
+        "up",
+        "--store",
+        postgres_url,
+        "--replicas",
+        "2",
+        "--port",
+        str(base),
+        "--stub-base-port",
+        "0",
+        "--metrics-port",
+        "-1",
+        "--regions",
+        "440000,510000",
+        "--data-dir",
+        str(data),
+        "--standards-dir",
+        str(STANDARDS),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    replicas: dict[str, str] = {}
+    try:
+        while len(replicas) < 2:
+            line = await asyncio.wait_for(process.stdout.readline(), 60)
+            assert line, "tongban up exited before listening"
+            event = json.loads(line)
+            if event.get("event") == "listening" and event["service"] == "gateway":
+                replicas[event["replica"]] = event["address"]
+        assert replicas == {"1": f"127.0.0.1:{base}", "2": f"127.0.0.1:{base + 1}"}
+        pki = ["--pki-dir", str(data / "pki")]
+        with socket.socket() as s:  # an address where nothing listens: skipped
+            s.bind(("127.0.0.1", 0))
+            nobody = f"127.0.0.1:{s.getsockname()[1]}"
+        gateways = ",".join([nobody, *replicas.values()])
+        ids = []
+        for n in range(3):
+            code, out, err = await run(*APPLY, "--gateway", gateways, "--request-id", f"r{n}", *pki)
+            assert code == 0, err
+            submitted = json.loads(out)
+            assert submitted["state"] == "APPLICATION_STATE_DELIVERED"
+            ids.append(submitted["applicationId"])
+        # The same request id through either replica: the same application.
+        for address in replicas.values():
+            code, out, err = await run(*APPLY, "--gateway", address, "--request-id", "r0", *pki)
+            assert code == 0, err
+            assert json.loads(out)["applicationId"] == ids[0]
+        code, out, err = await run("status", ids[1], "--gateway", replicas["2"], *pki)
+        assert code == 0, err
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 60)
+    assert code == 0
+    assert sorted(p.name for p in data.glob("audit*.jsonl")) == ["audit-1.jsonl", "audit-2.jsonl"]
+    code, out, _ = await run("audit", "verify", str(data))
+    assert code == 0, out
+    assert json.loads(out)["records"] >= 5  # 3 submissions + deliveries, 2 replays, a read
+
+
+async def test_up_refuses_replicas_without_a_postgresql_store(tmp_path: Path) -> None:
+    code, _, err = await run("up", "--replicas", "2", "--data-dir", str(tmp_path))
+    assert code == 2
+    assert "PostgreSQL" in err
