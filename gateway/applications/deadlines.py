@@ -2,7 +2,7 @@
 
 A working day is Monday to Friday, minus the public holidays, plus the adjusted working days
 (调休: Saturdays or Sundays worked in exchange), as the State Council General Office publishes
-them each year (国务院办公厅关于XXXX年部分节假日安排的通知). The dates come from the maintained
+them each year (国务院办公厅关于某年部分节假日安排的通知). The dates come from the maintained
 `chinese-calendar` package, never from a lunar computation of our own; release 1.11.0 holds
 2004 to 2026 (through the notice for 2026). Each year's notice comes out around November of
 the year before, and a release with it follows; `calendar_last_day` feeds the
