@@ -13,7 +13,7 @@ GEN_DIRS := gateway/api/v1 region_stubs/admin/v1
 .PHONY: help install proto fmt lint types buf buf-breaking test check run demo bench soak clean
 
 help:
-	@echo "make run    - set up and run the gateway with its local federation"
+	@echo "make run    - set up and run the gateway with its local federation (PORT=… for another port)"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make check  - format check, lint, types, buf lint/breaking, tests"
 	@echo "make bench  - benchmarks (see bench/), under 10 minutes; appends bench/RESULTS.md"
@@ -67,8 +67,9 @@ test: $(STAMP)
 
 check: lint types buf buf-breaking test
 
+# `make run PORT=50061` serves the gateway on another port (the stubs take free ports then).
 run: $(STAMP)
-	$(BIN)/tongban up
+	$(BIN)/tongban up $(if $(PORT),--port $(PORT) --stub-base-port 0)
 
 demo: $(STAMP)
 	$(BIN)/tongban demo

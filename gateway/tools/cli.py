@@ -14,6 +14,7 @@ import os
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -520,9 +521,17 @@ def _client_tls_flags(parser: argparse.ArgumentParser) -> None:
 # -- parser -------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    try:
+        return importlib_metadata.version("tongban")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `tongban` command line."""
     parser = argparse.ArgumentParser(prog="tongban", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tongban {_version()}")
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 

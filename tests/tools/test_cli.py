@@ -6,7 +6,9 @@ import asyncio
 import json
 import signal
 import socket
+import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import asyncpg
@@ -408,3 +410,20 @@ async def test_up_refuses_replicas_without_a_postgresql_store(tmp_path: Path) ->
     code, _, err = await run("up", "--replicas", "2", "--data-dir", str(tmp_path))
     assert code == 2
     assert "PostgreSQL" in err
+
+
+async def test_version_prints_the_installed_version() -> None:
+    code, out, err = await run("--version")
+    assert code == 0, err
+    assert out.strip() == f"tongban {metadata.version('tongban')}"
+
+
+def test_make_run_takes_another_port() -> None:
+    dry = subprocess.run(
+        ["make", "-n", "run", "PORT=50099"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "tongban up --port 50099 --stub-base-port 0" in dry.stdout
+    plain = subprocess.run(
+        ["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert plain.stdout.rstrip().endswith("tongban up")
