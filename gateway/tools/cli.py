@@ -532,7 +532,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The `tongban` command line."""
     parser = argparse.ArgumentParser(prog="tongban", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tongban {_version()}")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="how much to log (any case; default INFO)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run the gateway with its local federation of region stubs")
@@ -710,6 +716,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tongban: {error.reason}: {error.message}", file=sys.stderr)
         for v in error.field_violations:
             print(f"  {v.field}: {v.reason}: {v.description}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"tongban: no such file or directory: {error.filename}", file=sys.stderr)
+        return 2
+    except IsADirectoryError as error:
+        print(f"tongban: a file was expected, not the directory {error.filename}", file=sys.stderr)
+        return 2
+    except PermissionError as error:
+        print(
+            f"tongban: not allowed to open {error.filename}: check its permissions", file=sys.stderr
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -427,3 +427,28 @@ def test_make_run_takes_another_port() -> None:
         ["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert plain.stdout.rstrip().endswith("tongban up")
+
+
+async def test_ordinary_mistakes_get_one_line_and_no_traceback(tmp_path: Path) -> None:
+    key = tmp_path / "missing.key.pem"
+    cases = [
+        (
+            ("catalog", "sign", str(tmp_path / "nope.json"), "--key", str(key), "--out", "x"),
+            f"tongban: no such file or directory: {tmp_path / 'nope.json'}",
+        ),
+        (
+            ("catalog", "validate", str(tmp_path)),
+            f"tongban: a file was expected, not the directory {tmp_path}",
+        ),
+    ]
+    for args, line in cases:
+        code, _, err = await run(*args)
+        assert code == 2, err
+        assert err.strip().splitlines() == [line]
+    catalog = str(STANDARDS / "catalog" / "2025.1.json")
+    code, out, err = await run(
+        "--log-level", "debug", "catalog", "validate", catalog, "--standards-dir", str(STANDARDS)
+    )
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert "no problems" in out
