@@ -90,10 +90,15 @@ class GroupCommit:
         try:
             engine._wconn = await engine._loop.run_in_executor(engine._writer, open_writer)
             engine._rconn = await engine._loop.run_in_executor(engine._reader, connect, path)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(
-                f"cannot open the store: {exc}", retry_delay=RETRY_DELAY
-            ) from exc
+        except BaseException as exc:
+            # Nothing half-open is left behind: a connection that did open is closed and both
+            # threads end.
+            await engine.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(
+                    f"cannot open the store: {exc}", retry_delay=RETRY_DELAY
+                ) from exc
+            raise
         return engine
 
     async def close(self) -> None:
@@ -196,7 +201,9 @@ class GroupCommit:
 
 def _translate(exc: Exception) -> BaseException:
     if isinstance(exc, sqlite3.Error):
-        return StoreUnavailable(f"store write failed: {exc}", retry_delay=RETRY_DELAY)
+        failure = StoreUnavailable(f"store write failed: {exc}", retry_delay=RETRY_DELAY)
+        failure.__cause__ = exc  # as `raise … from exc` would: the driver's error stays readable
+        return failure
     return exc
 
 

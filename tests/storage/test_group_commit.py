@@ -169,6 +169,7 @@ async def test_a_failing_write_fails_only_its_own_caller(engine: GroupCommit) ->
         else:
             assert isinstance(outcome, StoreUnavailable)
             assert outcome.reason == "STORE_UNAVAILABLE"
+            assert isinstance(outcome.__cause__, sqlite3.OperationalError)  # the driver's error
     assert await items(engine) == {f"k{i}": i for i, f in enumerate(plan) if f == "ok"}
 
 
@@ -213,7 +214,23 @@ async def test_a_closed_engine_is_unavailable(tmp_path: Path) -> None:
     await engine.close()  # closing again does nothing
 
 
+def _store_threads() -> int:
+    return sum(t.name.startswith(("store-writer", "store-reader")) for t in threading.enumerate())
+
+
 async def test_an_unopenable_path_is_store_unavailable(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
+    before = _store_threads()
     with pytest.raises(StoreUnavailable):
         await GroupCommit.open(tmp_path / "dir.db", init)
+    assert _store_threads() == before  # nothing half-open is left running
+
+
+async def test_a_failing_schema_closes_what_it_opened(tmp_path: Path) -> None:
+    def broken(conn: sqlite3.Connection) -> None:
+        raise ValueError("no schema")
+
+    before = _store_threads()
+    with pytest.raises(ValueError, match="no schema"):
+        await GroupCommit.open(tmp_path / "store.db", broken)
+    assert _store_threads() == before
