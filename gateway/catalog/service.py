@@ -48,6 +48,26 @@ def _version_from_name(name: str, field: str) -> str:
     return version
 
 
+MAX_THEME_CODE = 32
+"""Longest theme code a request may name."""
+
+
+def _child_name(name: str, collection: str, max_code: int) -> tuple[str, str]:
+    """(version, code) of `catalogVersions/{version}/{collection}/{code}`, both bounded."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "catalogVersions" or parts[2] != collection:
+        shape = f"catalogVersions/{{version}}/{collection}/{{code}}"
+        raise InvalidRequest(
+            f"name must be {shape}", field_violations=[FieldViolation("name", shape, "BAD_NAME")]
+        )
+    fields.raise_if_any(
+        "name is malformed",
+        fields.text(parts[1], "name", fields.MAX_VERSION),
+        fields.text(parts[3], "name", max_code),
+    )
+    return parts[1], parts[3]
+
+
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     """Serves the catalog from the registry's snapshots."""
 
@@ -155,18 +175,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def GetMatter(
         self, request: catalog_pb2.GetMatterRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.GetMatterResponse:
-        parts = request.name.split("/")
-        if len(parts) != 4 or parts[0] != "catalogVersions" or parts[2] != "matters":
-            raise InvalidRequest(
-                "name must be catalogVersions/{version}/matters/{code}",
-                field_violations=[
-                    FieldViolation("name", "catalogVersions/{version}/matters/{code}", "BAD_NAME")
-                ],
-            )
-        fields.raise_if_any("name is malformed", fields.text(parts[1], "name", fields.MAX_VERSION))
+        version, code = _child_name(request.name, "matters", MAX_LOCAL_CODE)
         snapshot, now = self.registry.snapshot, self.clock()
-        record = snapshot.version(parts[1], now)
-        code = parts[3]
+        record = snapshot.version(version, now)
         problem = validate_basic_code(code, snapshot.provinces)
         if problem is not None:
             raise InvalidMatterCode(
@@ -374,21 +385,13 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def GetTheme(
         self, request: catalog_pb2.GetThemeRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.GetThemeResponse:
-        parts = request.name.split("/")
-        if len(parts) != 4 or parts[0] != "catalogVersions" or parts[2] != "themes":
-            raise InvalidRequest(
-                "name must be catalogVersions/{version}/themes/{code}",
-                field_violations=[
-                    FieldViolation("name", "catalogVersions/{version}/themes/{code}", "BAD_NAME")
-                ],
-            )
-        record = self.registry.snapshot.version(parts[1], self.clock())
+        named, code = _child_name(request.name, "themes", MAX_THEME_CODE)
+        record = self.registry.snapshot.version(named, self.clock())
         version = record.document.version
-        found = record.document.themes.get(parts[3])
+        found = record.document.themes.get(code)
         if found is None:
             raise ThemeNotFound(
-                f"catalog version {version} has no theme {parts[3][:32]}",
-                metadata={"version": version},
+                f"catalog version {version} has no theme {code}", metadata={"version": version}
             )
         return catalog_pb2.GetThemeResponse(theme=convert.theme(found, version))
 

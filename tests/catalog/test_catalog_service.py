@@ -539,6 +539,18 @@ FIELD_CASES: list[tuple[str, str, Message, list[tuple[str, str]]]] = [
         [("name", "TOO_LONG")],
     ),
     (
+        "theme name's version over its bound",
+        "GetTheme",
+        catalog_pb2.GetThemeRequest(name=f"catalogVersions/{'9' * 17}/themes/YJS0001"),
+        [("name", "TOO_LONG")],
+    ),
+    (
+        "theme code of a megabyte",
+        "GetTheme",
+        catalog_pb2.GetThemeRequest(name="catalogVersions/2025.1/themes/" + "Y" * 10**6),
+        [("name", "TOO_LONG")],
+    ),
+    (
         "diff without a from version",
         "DiffCatalogVersions",
         catalog_pb2.DiffCatalogVersionsRequest(to_version="2025.1"),
