@@ -419,14 +419,18 @@ async def test_version_prints_the_installed_version() -> None:
 
 
 def test_make_run_takes_another_port() -> None:
-    dry = subprocess.run(
-        ["make", "-n", "run", "PORT=50099"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert "tongban up --port 50099 --stub-base-port 0" in dry.stdout
-    plain = subprocess.run(
-        ["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert plain.stdout.rstrip().endswith("tongban up")
+    def planned(*args: str) -> list[str]:
+        dry = subprocess.run(
+            ["make", "--no-print-directory", "-n", "run", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return [line.strip() for line in dry.stdout.splitlines() if "tongban up" in line]
+
+    assert planned("PORT=50099") == [".venv/bin/tongban up --port 50099 --stub-base-port 0"]
+    assert planned() == [".venv/bin/tongban up"]
 
 
 async def test_ordinary_mistakes_get_one_line_and_no_traceback(tmp_path: Path) -> None:
