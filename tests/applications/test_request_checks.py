@@ -305,6 +305,11 @@ CASES: list[tuple[str, Change, list[tuple[str, str]]]] = [
     ("key at its bound", form(("k" * 64, "v")), []),
     ("key over its bound", form(("k" * 65, "v")), [("form_fields[0].key", "TOO_LONG")]),
     ("key twice", form(("a", "1"), ("b", "2"), ("a", "3")), [("form_fields[2].key", "DUPLICATE")]),
+    (
+        "a bad key before good ones",
+        form(("K", "1"), ("b", "2")),
+        [("form_fields[0].key", "BAD_KEY")],
+    ),
     ("empty value", form(("a", "")), []),
     ("value with line breaks", form(("a", "第一行\n第二行")), []),
     ("value at its bound", form(("a", "v" * 4096)), []),
@@ -360,6 +365,7 @@ CASES: list[tuple[str, Change, list[tuple[str, str]]]] = [
     ),
     ("paper, nothing said", materials(paper()), []),
     ("description at its bound", materials(paper("表" * 200)), []),
+    ("description with line breaks", materials(paper("第一页\n第二页")), []),
     (
         "description over its bound",
         materials(paper("表" * 201)),
@@ -398,6 +404,72 @@ def test_each_branch(change: Change, expected: list[tuple[str, str]]) -> None:
     request = valid()
     change(request)
     assert [(v.field, v.reason) for v in validate_submission(request, PROVINCES)] == expected
+
+
+DESCRIBED: list[tuple[str, Change, str, str]] = [
+    ("request_id", setting("request_id", "req 1"), "MALFORMED", "1 to 64 of [A-Za-z0-9._:-]"),
+    (
+        "target_region",
+        setting("target_region", "440000"),
+        "SAME_REGION",
+        "must differ from origin_region",
+    ),
+    ("applicant", lambda r: r.ClearField("applicant"), "MISSING", "required"),
+    ("applicant.display_name", setting("applicant.display_name", " "), "MISSING", "required"),
+    ("applicant.display_name", setting("applicant.display_name", ""), "MISSING", "required"),
+    (
+        "form_fields",
+        form(*((f"k{i}", "v") for i in range(101))),
+        "TOO_MANY",
+        "at most 100 fields",
+    ),
+    ("form_fields[0].key", form(("K", "v")), "BAD_KEY", "must match [a-z][a-z0-9_]{0,63}"),
+    ("form_fields[1].key", form(("a", "1"), ("a", "2")), "DUPLICATE", "duplicate key"),
+    (
+        "materials",
+        materials(*(pb.Material(material_id=f"M{i}", paper=pb.PaperMaterial()) for i in range(51))),
+        "TOO_MANY",
+        "at most 50 materials",
+    ),
+    (
+        "materials[0].material_id",
+        materials(pb.Material(material_id="M 1", paper=pb.PaperMaterial())),
+        "BAD_ID",
+        "1 to 16 of [A-Za-z0-9_-]",
+    ),
+    (
+        "materials[1].material_id",
+        materials(token("a.b.c"), paper()),
+        "DUPLICATE",
+        "duplicate material",
+    ),
+    (
+        "materials[0].source",
+        materials(pb.Material(material_id="M01")),
+        "MISSING",
+        "one of license_token or paper is required",
+    ),
+    (
+        "materials[0].paper.file_sha256",
+        materials(paper(file_sha256="g" * 64)),
+        "BAD_DIGEST",
+        "64 lowercase hex characters",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "change", "reason", "description"), DESCRIBED, ids=[d[0] for d in DESCRIBED]
+)
+def test_the_description_a_client_reads(
+    field: str, change: Change, reason: str, description: str
+) -> None:
+    """The violations this module words itself; the others are `catalog.fields`' words."""
+    request = valid()
+    change(request)
+    assert [
+        (v.field, v.reason, v.description) for v in validate_submission(request, PROVINCES)
+    ] == [(field, reason, description)]
 
 
 def test_every_problem_is_reported_at_once_in_field_order() -> None:

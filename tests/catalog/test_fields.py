@@ -1,4 +1,5 @@
-"""Tests for gateway.catalog.fields: every branch of every validator, field and reason exact."""
+"""Tests for gateway.catalog.fields: every branch of every validator, with the exact field,
+reason and description a client reads."""
 
 from __future__ import annotations
 
@@ -21,8 +22,15 @@ FOREIGN_2023 = "933100199003071232"  # synthetic, check computed
 FOREIGN_2017 = "USA330619900307"  # synthetic
 
 
-def reason_of(violation: FieldViolation | None) -> tuple[str, str] | None:
-    return None if violation is None else (violation.field, violation.reason)
+Seen = tuple[str, str, str] | None
+"""A validator's verdict as a client reads it: (field, reason, description), or None."""
+
+
+def seen(violation: FieldViolation | None) -> Seen:
+    return None if violation is None else (violation.field, violation.reason, violation.description)
+
+
+REQUIRED = "required"
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -32,24 +40,27 @@ def reason_of(violation: FieldViolation | None) -> tuple[str, str] | None:
     ("value", "required", "printable", "expected"),
     [
         ("", False, True, None),
-        ("", True, True, ("f", "MISSING")),
+        ("", True, True, ("f", "MISSING", REQUIRED)),
         ("a" * 8, True, True, None),
-        ("a" * 9, False, True, ("f", "TOO_LONG")),
-        ("a\nb", False, True, ("f", "MALFORMED")),
+        ("a" * 9, False, True, ("f", "TOO_LONG", "at most 8 characters")),
+        ("a\nb", False, True, ("f", "MALFORMED", "printable characters only")),
         ("a\nb", False, False, None),
-        ("\x00" * 9, False, True, ("f", "TOO_LONG")),  # the bound is judged first
+        ("\x00" * 9, False, True, ("f", "TOO_LONG", "at most 8 characters")),  # the bound first
         ("名字", True, True, None),
     ],
 )
-def test_text(
-    value: str, required: bool, printable: bool, expected: tuple[str, str] | None
-) -> None:
+def test_text(value: str, required: bool, printable: bool, expected: Seen) -> None:
     found = fields.text(value, "f", 8, required=required, printable=printable)
-    assert reason_of(found) == expected
+    assert seen(found) == expected
 
 
 def test_text_counts_characters_not_bytes() -> None:
     assert fields.text("名" * 8, "f", 8) is None
+
+
+def test_text_is_optional_and_printable_unless_told() -> None:
+    assert fields.text("", "f", 8) is None
+    assert seen(fields.text("a\tb", "f", 8)) == ("f", "MALFORMED", "printable characters only")
 
 
 # -- matching --------------------------------------------------------------------------------
@@ -61,16 +72,16 @@ DIGITS = re.compile(r"[0-9]+")
     ("value", "required", "expected"),
     [
         ("", False, None),
-        ("", True, ("f", "MISSING")),
+        ("", True, ("f", "MISSING", REQUIRED)),
         ("1234", True, None),
-        ("12345", True, ("f", "TOO_LONG")),
-        ("12a4", True, ("f", "BAD_THING")),
-        ("１２", True, ("f", "BAD_THING")),
+        ("12345", True, ("f", "TOO_LONG", "at most 4 characters")),
+        ("12a4", True, ("f", "BAD_THING", "digits")),
+        ("１２", True, ("f", "BAD_THING", "digits")),
     ],
 )
-def test_matching(value: str, required: bool, expected: tuple[str, str] | None) -> None:
+def test_matching(value: str, required: bool, expected: Seen) -> None:
     found = fields.matching(value, "f", DIGITS, "digits", 4, required=required, reason="BAD_THING")
-    assert reason_of(found) == expected
+    assert seen(found) == expected
 
 
 def test_matching_says_malformed_by_default_and_describes_the_shape() -> None:
@@ -78,7 +89,14 @@ def test_matching_says_malformed_by_default_and_describes_the_shape() -> None:
     assert found == FieldViolation("f", "1 to 4 digits", "MALFORMED")
 
 
+def test_matching_is_optional_unless_told() -> None:
+    assert fields.matching("", "f", DIGITS, "digits", 4) is None
+
+
 # -- region codes ----------------------------------------------------------------------------
+
+NOT_A_PROVINCE = "a province-level code (XX0000), not a prefecture or county"
+BAD_REGION_CODE = "a GB/T 2260 code of 6 ASCII digits"
 
 
 @pytest.mark.parametrize(
@@ -87,21 +105,25 @@ def test_matching_says_malformed_by_default_and_describes_the_shape() -> None:
         ("440000", True, None),
         ("990000", True, None),  # shape only: whether it exists is the catalog's NOT_FOUND
         ("440305", False, None),
-        ("440305", True, ("r", "NOT_A_PROVINCE")),
-        ("440100", True, ("r", "NOT_A_PROVINCE")),
-        ("", True, ("r", "MISSING")),
-        ("", False, ("r", "MISSING")),
-        ("44000", True, ("r", "BAD_REGION_CODE")),
-        ("4400000", True, ("r", "BAD_REGION_CODE")),
-        ("44000X", True, ("r", "BAD_REGION_CODE")),
-        (" 44000", True, ("r", "BAD_REGION_CODE")),
-        ("４４００００", True, ("r", "BAD_REGION_CODE")),  # full width: isdigit() says yes
-        ("٤٤٠٠٠٠", True, ("r", "BAD_REGION_CODE")),  # Arabic-Indic digits, too
-        ("4" * 1_000_000, True, ("r", "BAD_REGION_CODE")),
+        ("440305", True, ("r", "NOT_A_PROVINCE", NOT_A_PROVINCE)),
+        ("440100", True, ("r", "NOT_A_PROVINCE", NOT_A_PROVINCE)),
+        ("", True, ("r", "MISSING", REQUIRED)),
+        ("", False, ("r", "MISSING", REQUIRED)),
+        ("44000", True, ("r", "BAD_REGION_CODE", BAD_REGION_CODE)),
+        ("4400000", True, ("r", "BAD_REGION_CODE", BAD_REGION_CODE)),
+        ("44000X", True, ("r", "BAD_REGION_CODE", BAD_REGION_CODE)),
+        (" 44000", True, ("r", "BAD_REGION_CODE", BAD_REGION_CODE)),
+        ("４４００００", True, ("r", "BAD_REGION_CODE", BAD_REGION_CODE)),  # isdigit() says yes
+        ("٤٤٠٠٠٠", True, ("r", "BAD_REGION_CODE", BAD_REGION_CODE)),  # Arabic-Indic digits
+        ("4" * 1_000_000, True, ("r", "BAD_REGION_CODE", BAD_REGION_CODE)),
     ],
 )
-def test_region_code(value: str, province: bool, expected: tuple[str, str] | None) -> None:
-    assert reason_of(fields.region_code(value, "r", province=province)) == expected
+def test_region_code(value: str, province: bool, expected: Seen) -> None:
+    assert seen(fields.region_code(value, "r", province=province)) == expected
+
+
+def test_a_region_code_is_a_province_unless_told() -> None:
+    assert seen(fields.region_code("440305", "r")) == ("r", "NOT_A_PROVINCE", NOT_A_PROVINCE)
 
 
 def test_full_width_digits_really_pass_isdigit() -> None:
@@ -129,32 +151,44 @@ def test_full_width_digits_really_pass_isdigit() -> None:
 )
 def test_matter_code(value: str, required: bool, expected: tuple[str, str] | None) -> None:
     found = fields.matter_code(value, "m", PROVINCES, required=required)
-    assert reason_of(found) == expected
-    if found is not None and found.reason != "MISSING":
+    assert (None if found is None else (found.field, found.reason)) == expected
+    if found is not None and found.reason == "MISSING":
+        assert found.description == REQUIRED
+    elif found is not None:
+        # A code's problem is described by `codes` (it names the position at fault).
         problem = codes.validate_basic_code(value, PROVINCES)
         assert problem is not None
         assert found.description == problem.message
+
+
+def test_a_matter_code_is_optional_unless_told() -> None:
+    assert fields.matter_code("", "m", PROVINCES) is None
 
 
 # -- enums -----------------------------------------------------------------------------------
 
 ROLES = app_pb.RegionRole.DESCRIPTOR
 TYPES = catalog_pb2.MatterType.DESCRIPTOR
+UNKNOWN_ROLE = "a known RegionRole: one of REGION_ROLE_ORIGIN, REGION_ROLE_TARGET"
 
 
 @pytest.mark.parametrize(
     ("value", "required", "expected"),
     [
         (app_pb.REGION_ROLE_UNSPECIFIED, False, None),
-        (app_pb.REGION_ROLE_UNSPECIFIED, True, ("e", "MISSING")),
+        (app_pb.REGION_ROLE_UNSPECIFIED, True, ("e", "MISSING", REQUIRED)),
         (app_pb.REGION_ROLE_TARGET, True, None),
-        (3, False, ("e", "UNKNOWN")),
-        (99, True, ("e", "UNKNOWN")),
-        (-1, False, ("e", "UNKNOWN")),
+        (3, False, ("e", "UNKNOWN", UNKNOWN_ROLE)),
+        (99, True, ("e", "UNKNOWN", UNKNOWN_ROLE)),
+        (-1, False, ("e", "UNKNOWN", UNKNOWN_ROLE)),
     ],
 )
-def test_enum_value(value: int, required: bool, expected: tuple[str, str] | None) -> None:
-    assert reason_of(fields.enum_value(value, "e", ROLES, required=required)) == expected
+def test_enum_value(value: int, required: bool, expected: Seen) -> None:
+    assert seen(fields.enum_value(value, "e", ROLES, required=required)) == expected
+
+
+def test_an_enum_value_may_be_unspecified_unless_told() -> None:
+    assert fields.enum_value(app_pb.REGION_ROLE_UNSPECIFIED, "e", ROLES) is None
 
 
 def test_an_unknown_enum_value_names_the_known_ones() -> None:
@@ -172,44 +206,65 @@ CITIZEN_ID = app_pb.ID_TYPE_CITIZEN_ID
 USCC_ID = app_pb.ID_TYPE_USCC
 HMT = app_pb.ID_TYPE_HMT_RESIDENCE_PERMIT
 FOREIGN = app_pb.ID_TYPE_FOREIGN_PERMANENT_RESIDENCE
+NOT_A_CITIZEN_ID = "not a valid 公民身份号码 (GB 11643)"
+NOT_A_USCC = "not a valid 统一社会信用代码 (GB 32100)"
+NOT_A_HMT_PERMIT = "not a valid 港澳台居民居住证 number"
+NOT_A_FOREIGN_PR_ID = "not a valid 外国人永久居留身份证 number"
 
 
 @pytest.mark.parametrize(
     ("id_type", "value", "expected"),
     [
         (CITIZEN_ID, CITIZEN, None),
-        (CITIZEN_ID, "110105199003071238", ("n", "CITIZEN_ID_CHECK_MISMATCH")),
-        (CITIZEN_ID, "990105199003071234", ("n", "CITIZEN_ID_UNKNOWN_PROVINCE")),
-        (CITIZEN_ID, HMT_PERMIT, ("n", "CITIZEN_ID_UNKNOWN_PROVINCE")),
-        (CITIZEN_ID, USCC, ("n", "CITIZEN_ID_BAD_CHARACTER")),
+        (CITIZEN_ID, "110105199003071238", ("n", "CITIZEN_ID_CHECK_MISMATCH", NOT_A_CITIZEN_ID)),
+        (CITIZEN_ID, "990105199003071234", ("n", "CITIZEN_ID_UNKNOWN_PROVINCE", NOT_A_CITIZEN_ID)),
+        (CITIZEN_ID, HMT_PERMIT, ("n", "CITIZEN_ID_UNKNOWN_PROVINCE", NOT_A_CITIZEN_ID)),
+        (CITIZEN_ID, USCC, ("n", "CITIZEN_ID_BAD_CHARACTER", NOT_A_CITIZEN_ID)),
         (USCC_ID, USCC, None),
-        (USCC_ID, "91350100M000100Y44", ("n", "USCC_CHECK_MISMATCH")),
-        (USCC_ID, CITIZEN, ("n", "USCC_CHECK_MISMATCH")),
+        (USCC_ID, "91350100M000100Y44", ("n", "USCC_CHECK_MISMATCH", NOT_A_USCC)),
+        (USCC_ID, CITIZEN, ("n", "USCC_CHECK_MISMATCH", NOT_A_USCC)),
         (HMT, HMT_PERMIT, None),
         (HMT, "820000200002290048", None),
         (HMT, "830000194912310021", None),
-        (HMT, "810000199003071230", ("n", "HMT_PERMIT_CHECK_MISMATCH")),
-        (HMT, CITIZEN, ("n", "HMT_PERMIT_UNKNOWN_REGION")),
-        (HMT, "81000019900307123", ("n", "HMT_PERMIT_BAD_LENGTH")),
+        (HMT, "810000199003071230", ("n", "HMT_PERMIT_CHECK_MISMATCH", NOT_A_HMT_PERMIT)),
+        (HMT, CITIZEN, ("n", "HMT_PERMIT_UNKNOWN_REGION", NOT_A_HMT_PERMIT)),
+        (HMT, "81000019900307123", ("n", "HMT_PERMIT_BAD_LENGTH", NOT_A_HMT_PERMIT)),
         (FOREIGN, FOREIGN_2023, None),
         (FOREIGN, FOREIGN_2017, None),
-        (FOREIGN, "933100199003071230", ("n", "FOREIGN_PR_ID_CHECK_MISMATCH")),
-        (FOREIGN, CITIZEN, ("n", "FOREIGN_PR_ID_BAD_FIRST_DIGIT")),
-        (FOREIGN, "usa330619900307", ("n", "FOREIGN_PR_ID_BAD_CHARACTER")),
-        (FOREIGN, "9331001990030712", ("n", "FOREIGN_PR_ID_BAD_LENGTH")),
+        (FOREIGN, "933100199003071230", ("n", "FOREIGN_PR_ID_CHECK_MISMATCH", NOT_A_FOREIGN_PR_ID)),
+        (FOREIGN, CITIZEN, ("n", "FOREIGN_PR_ID_BAD_FIRST_DIGIT", NOT_A_FOREIGN_PR_ID)),
+        (FOREIGN, "usa330619900307", ("n", "FOREIGN_PR_ID_BAD_CHARACTER", NOT_A_FOREIGN_PR_ID)),
+        (FOREIGN, "9331001990030712", ("n", "FOREIGN_PR_ID_BAD_LENGTH", NOT_A_FOREIGN_PR_ID)),
         # an id type outside the table: presence and the bound only (its own violation says why)
         (app_pb.ID_TYPE_UNSPECIFIED, "anything", None),
         (99, "anything", None),
         (-1, "anything", None),
-        (99, "", ("n", "MISSING")),
-        (99, "1" * 19, ("n", "TOO_LONG")),
-        (CITIZEN_ID, "", ("n", "MISSING")),
-        (CITIZEN_ID, "1" * 1_000_000, ("n", "TOO_LONG")),
+        (99, "", ("n", "MISSING", REQUIRED)),
+        (99, "1" * 19, ("n", "TOO_LONG", "at most 18 characters")),
+        (CITIZEN_ID, "", ("n", "MISSING", REQUIRED)),
+        (CITIZEN_ID, "1" * 1_000_000, ("n", "TOO_LONG", "at most 18 characters")),
     ],
 )
-def test_id_number(id_type: int, value: str, expected: tuple[str, str] | None) -> None:
+def test_id_number(id_type: int, value: str, expected: Seen) -> None:
     found = fields.id_number(id_type, value, "n", PROVINCES, today=TODAY)
-    assert reason_of(found) == expected
+    assert seen(found) == expected
+
+
+@pytest.mark.parametrize(
+    ("id_type", "value", "reason"),
+    [
+        (CITIZEN_ID, CITIZEN, "CITIZEN_ID_BAD_DATE"),
+        (HMT, HMT_PERMIT, "HMT_PERMIT_BAD_DATE"),
+    ],
+)
+def test_an_id_number_born_after_the_given_today_is_refused(
+    id_type: int, value: str, reason: str
+) -> None:
+    # Born 1990-03-07: valid on today's calendar, in the future on the one given.
+    assert fields.id_number(id_type, value, "n", PROVINCES) is None
+    found = fields.id_number(id_type, value, "n", PROVINCES, today=date(1990, 3, 6))
+    assert found is not None
+    assert (found.field, found.reason) == ("n", reason)
 
 
 @pytest.mark.parametrize(
@@ -261,16 +316,16 @@ def test_the_id_number_bound_is_the_longest_document() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("", ("t", "TOKEN_EMPTY")),
+        ("", ("t", "TOKEN_EMPTY", "required: a compact JWS")),
         ("a" * 16, None),
-        ("a" * 17, ("t", "TOKEN_TOO_LARGE")),
+        ("a" * 17, ("t", "TOKEN_TOO_LARGE", "at most 16 bytes")),
         ("名" * 5, None),  # 15 bytes
         ("名" * 5 + "a", None),  # 16 bytes
-        ("名" * 5 + "ab", ("t", "TOKEN_TOO_LARGE")),  # 17 bytes in 7 characters
+        ("名" * 5 + "ab", ("t", "TOKEN_TOO_LARGE", "at most 16 bytes")),  # 17 bytes in 7 characters
     ],
 )
-def test_license_token(value: str, expected: tuple[str, str] | None) -> None:
-    assert reason_of(fields.license_token(value, "t", 16)) == expected
+def test_license_token(value: str, expected: Seen) -> None:
+    assert seen(fields.license_token(value, "t", 16)) == expected
 
 
 # -- collecting ------------------------------------------------------------------------------
