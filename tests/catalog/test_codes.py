@@ -8,10 +8,12 @@ mod 11, matter codes without a check character) the tests pin down exactly what 
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import string
-from collections.abc import Callable
-from datetime import date, timedelta
+import time
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -352,6 +354,43 @@ def test_citizen_id_today_defaults_to_the_clock() -> None:
     assert reason(validate_citizen_id(born_tomorrow, PROVINCES)) == "CITIZEN_ID_BAD_DATE"
 
 
+def test_is_valid_citizen_id_bounds_the_birth_date_by_the_given_today() -> None:
+    born_after_today = with_citizen_check("11010520250602123")
+    assert is_valid_citizen_id(born_after_today, PROVINCES)
+    assert not is_valid_citizen_id(born_after_today, PROVINCES, today=TODAY)
+
+
+@pytest.fixture
+def host_in_another_day() -> Iterator[date]:
+    """Puts the host's clock in a time zone whose date is not China's; yields China's date.
+
+    UTC-12 is the day before China until 20:00 there, UTC+14 the day after from 18:00.
+    """
+    china = datetime.now(timezone(timedelta(hours=8)))
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Etc/GMT+12" if china.hour < 19 else "Etc/GMT-14"
+    time.tzset()
+    try:
+        assert date.today() != china.date()
+        yield china.date()
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def test_the_default_today_is_chinas_whatever_the_host_time_zone(
+    host_in_another_day: date,
+) -> None:
+    china_today = host_in_another_day
+    born_today = with_citizen_check(f"110105{china_today:%Y%m%d}123")
+    born_tomorrow = with_citizen_check(f"110105{china_today + timedelta(days=1):%Y%m%d}123")
+    assert validate_citizen_id(born_today, PROVINCES) is None
+    assert reason(validate_citizen_id(born_tomorrow, PROVINCES)) == "CITIZEN_ID_BAD_DATE"
+
+
 def test_citizen_id_check_chars_follow_the_weight_table() -> None:
     # A one-hot body sums to one weight; all zeros sums to 0. Together they reach every
     # residue mod 11, so each entry of "10X98765432" is pinned.
@@ -481,6 +520,8 @@ def test_upgrade_citizen_id_15() -> None:
         ("110105900307123", "***********7123"),
         ("810000199003071239", "810000********1239"),  # a residence permit: GB 11643 layout
         ("912345678901234560", "**************4560"),  # 2023 permanent residence: 4 kept
+        ("91234567890123456X", "**************456X"),  # and with the check X
+        ("91234567890123456９", "**************456９"),  # 17 ASCII digits from 9 decide
         ("91330106MA2H12349J", "913301********349J"),  # a USCC from 9 is not one
         ("USA123456789012", "***********9012"),  # 2017 permanent residence
         ("12345", "*2345"),
@@ -595,7 +636,7 @@ def test_hmt_permit_today_defaults_to_the_clock() -> None:
 # -- 外国人永久居留身份证 (National Immigration Administration) ------------------------------------
 
 # Synthetic: 2023 cards are 9 + 16 digits + the GB 11643 check; 2017 cards 3 letters + 12 digits.
-FOREIGN_2023 = ("933100199003071232", "900000000000000004")
+FOREIGN_2023 = ("933100199003071232", "900000000000000004", "90000000000000008X")
 FOREIGN_2017 = ("USA330619900307", "JPN110000000001")
 
 
@@ -683,7 +724,7 @@ def test_province_codes() -> None:
 @pytest.mark.parametrize(
     ("code", "province"),
     [("370811", "370000"), ("110000", "110000"), ("511602000000", "510000"),
-     ("110105199003071239", "110000"), ("50", "500000")],
+     ("110105199003071239", "110000"), ("50", "500000"), ("44A", "440000")],
 )  # fmt: skip
 def test_province_of(code: str, province: str) -> None:
     assert province_of(code) == province
@@ -786,6 +827,16 @@ def test_parse_real_implementation_code() -> None:
     )
     assert str(parsed) == IMPLEMENTATION_CODE
     assert is_valid_implementation_code(IMPLEMENTATION_CODE, PROVINCES)
+
+
+def test_a_handling_item_of_a_provincial_matter() -> None:
+    code = IMPLEMENTATION_CODE + "07"  # its basic code was added by 370000
+    assert validate_handling_item_code(code, PROVINCES) is None
+    assert is_valid_handling_item_code(code, PROVINCES)
+    assert parse_handling_item_code(code, PROVINCES) == HandlingItemCode(
+        parse_implementation_code(IMPLEMENTATION_CODE, PROVINCES), "07"
+    )
+    assert not is_valid_handling_item_code(code, PROVINCES - {"370000"})
 
 
 def test_parse_real_handling_item_code() -> None:
@@ -1145,6 +1196,281 @@ def test_property_classify_agrees_with_validate_uscc(body: str) -> None:
         AgencyCodeKind.TRUNCATED_USCC,
         AgencyCodeKind.PLACEHOLDER,
     }
+
+
+# -- Messages --------------------------------------------------------------------------
+
+
+def problem_of(call: Callable[[], object]) -> CodeProblem | None:
+    """The problem a validator returns, or the one a parser or calculator raises."""
+    try:
+        result = call()
+    except CodeError as error:
+        return error.problem
+    assert result is None or isinstance(result, CodeProblem)
+    return result
+
+
+L0 = LICENSE_IDS[0]
+L0_TYPE, L0_ISSUER, L0_NUMBER = "11100000000013338W032", "11220000013544541J", "2430599"
+USCC_SET = "a character of 0123456789ABCDEFGHJKLMNPQRTUWXY"
+
+MESSAGES: list[tuple[Callable[[], object], str, str]] = [
+    # 统一社会信用代码
+    (lambda: validate_uscc("91350100M000100Y4"),
+     "USCC_BAD_LENGTH", "USCC must be 18 characters long, not 17."),
+    (lambda: validate_uscc("91350100I000100Y43"),
+     "USCC_BAD_CHARACTER", f"USCC has 'I' at position 9; expected {USCC_SET}."),
+    (lambda: validate_uscc("91350100m000100Y43"),
+     "USCC_BAD_CHARACTER",
+     f"USCC has 'm' at position 9 (codes are upper case); expected {USCC_SET}."),
+    (lambda: uscc_check_char("9135010"),
+     "USCC_BAD_LENGTH", "USCC body must be 17 characters long, not 7."),
+    (lambda: uscc_check_char("91350100M00010OY4"),
+     "USCC_BAD_CHARACTER", f"USCC body has 'O' at position 15; expected {USCC_SET}."),
+    # 组织机构代码
+    (lambda: org_code_check_char("MA2H123"),
+     "ORG_CODE_BAD_LENGTH", "Organisation code body must be 8 characters long, not 7."),
+    (lambda: org_code_check_char("MA2H123-"),
+     "ORG_CODE_BAD_CHARACTER", "Organisation code has '-' at position 8; expected 0-9 or A-Z."),
+    (lambda: validate_org_code("MA2H1234"),
+     "ORG_CODE_BAD_LENGTH",
+     "Organisation code must be 9 characters (or 10 as XXXXXXXX-X), not 8."),
+    (lambda: validate_org_code("MA2H1234_9"),
+     "ORG_CODE_BAD_CHARACTER", "Organisation code has '_' at position 9; expected '-'."),
+    (lambda: validate_org_code("ma2h12349"),
+     "ORG_CODE_BAD_CHARACTER",
+     "Organisation code has 'm' at position 1 (codes are upper case); expected 0-9 or A-Z."),
+    (lambda: validate_org_code("MA2H1234x"),
+     "ORG_CODE_BAD_CHARACTER",
+     "Organisation code has 'x' at position 9 (codes are upper case); expected 0-9 or X."),
+    (lambda: validate_org_code("MA2H1234-A"),
+     "ORG_CODE_BAD_CHARACTER", "Organisation code has 'A' at position 10; expected 0-9 or X."),
+    (lambda: validate_org_code("MA2H12348"),
+     "ORG_CODE_CHECK_MISMATCH",
+     "Organisation code has check character '8' at position 9; "
+     "the first 8 characters require '9'."),
+    (lambda: validate_org_code("MA2H1234-8"),
+     "ORG_CODE_CHECK_MISMATCH",
+     "Organisation code has check character '8' at position 10; "
+     "the first 8 characters require '9'."),
+    # 公民身份号码: positions, never digits
+    (lambda: citizen_id_check_char("1101051990030712"),
+     "CITIZEN_ID_BAD_LENGTH", "Citizen ID body must be 17 digits long, not 16."),
+    (lambda: citizen_id_check_char("1101051990030712X"),
+     "CITIZEN_ID_BAD_CHARACTER", "Citizen ID body has a non-digit at position 17."),
+    (lambda: validate_citizen_id("11010519900307123", PROVINCES, today=TODAY),
+     "CITIZEN_ID_BAD_LENGTH", "Citizen ID must be 18 characters long, not 17."),
+    (lambda: validate_citizen_id("110105900307123", PROVINCES, today=TODAY),
+     "CITIZEN_ID_BAD_LENGTH",
+     "Citizen ID must be 18 characters long, not 15 "
+     "(upgrade 15-digit numbers with upgrade_citizen_id_15)."),
+    (lambda: validate_citizen_id("11010519491231 02X", PROVINCES, today=TODAY),
+     "CITIZEN_ID_BAD_CHARACTER", "Citizen ID has a non-digit at position 15."),
+    (lambda: validate_citizen_id("11010519491231002Y", PROVINCES, today=TODAY),
+     "CITIZEN_ID_BAD_CHARACTER",
+     "Citizen ID has a check character at position 18 that is neither a digit nor 'X'."),
+    (lambda: validate_citizen_id(with_citizen_check("99010519900307123"), PROVINCES, today=TODAY),
+     "CITIZEN_ID_UNKNOWN_PROVINCE",
+     "Citizen ID positions 1-2 are not the prefix of a known province."),
+    (lambda: validate_citizen_id(with_citizen_check("11010519900230123"), PROVINCES, today=TODAY),
+     "CITIZEN_ID_BAD_DATE",
+     "Citizen ID positions 7-14 (birth date) are not a real calendar date."),
+    (lambda: validate_citizen_id(with_citizen_check("11010518991231123"), PROVINCES, today=TODAY),
+     "CITIZEN_ID_BAD_DATE", "Citizen ID positions 7-14 (birth date) are before 1900."),
+    (lambda: validate_citizen_id(with_citizen_check("11010520250602123"), PROVINCES, today=TODAY),
+     "CITIZEN_ID_BAD_DATE", "Citizen ID positions 7-14 (birth date) are in the future."),
+    (lambda: validate_citizen_id("110105199003071238", PROVINCES, today=TODAY),
+     "CITIZEN_ID_CHECK_MISMATCH",
+     "Citizen ID check character at position 18 does not match the first 17 digits."),
+    (lambda: upgrade_citizen_id_15("11010590030712"),
+     "CITIZEN_ID_BAD_LENGTH", "Legacy citizen ID must be 15 digits long, not 14."),
+    (lambda: upgrade_citizen_id_15("1101059003071X3"),
+     "CITIZEN_ID_BAD_CHARACTER", "Legacy citizen ID has a non-digit at position 14."),
+    # 港澳台居民居住证
+    (lambda: validate_hmt_residence_permit("81000019900307123", today=TODAY),
+     "HMT_PERMIT_BAD_LENGTH", "Residence permit number must be 18 characters long, not 17."),
+    (lambda: validate_hmt_residence_permit("8100001990030712A7", today=TODAY),
+     "HMT_PERMIT_BAD_CHARACTER", "Residence permit number has a non-digit at position 17."),
+    (lambda: validate_hmt_residence_permit("81000019900307123Y", today=TODAY),
+     "HMT_PERMIT_BAD_CHARACTER",
+     "Residence permit number has a check character at position 18 "
+     "that is neither a digit nor 'X'."),
+    (lambda: validate_hmt_residence_permit(with_citizen_check("11010519900307123"), today=TODAY),
+     "HMT_PERMIT_UNKNOWN_REGION",
+     "Residence permit number positions 1-6 are not 810000, 820000 or 830000."),
+    (lambda: validate_hmt_residence_permit(with_citizen_check("81000019901307123"), today=TODAY),
+     "HMT_PERMIT_BAD_DATE",
+     "Residence permit number positions 7-14 (birth date) are not a real calendar date."),
+    (lambda: validate_hmt_residence_permit("810000199003071230", today=TODAY),
+     "HMT_PERMIT_CHECK_MISMATCH",
+     "Residence permit number check character at position 18 "
+     "does not match the first 17 digits."),
+    # 外国人永久居留身份证
+    (lambda: validate_foreign_permanent_residence_id("9331001990030712"),
+     "FOREIGN_PR_ID_BAD_LENGTH",
+     "Permanent residence number must be 18 characters (2023 card) or 15 (2017 card), not 16."),
+    (lambda: validate_foreign_permanent_residence_id("US1330619900307"),
+     "FOREIGN_PR_ID_BAD_CHARACTER",
+     "Permanent residence number (2017 card: 3 letters A-Z, then 12 digits) "
+     "has a wrong character at position 3."),
+    (lambda: validate_foreign_permanent_residence_id("USA33061990030X"),
+     "FOREIGN_PR_ID_BAD_CHARACTER",
+     "Permanent residence number (2017 card: 3 letters A-Z, then 12 digits) "
+     "has a wrong character at position 15."),
+    (lambda: validate_foreign_permanent_residence_id("9331001990030712X3"),
+     "FOREIGN_PR_ID_BAD_CHARACTER", "Permanent residence number has a non-digit at position 17."),
+    (lambda: validate_foreign_permanent_residence_id("93310019900307123Y"),
+     "FOREIGN_PR_ID_BAD_CHARACTER",
+     "Permanent residence number has a check character at position 18 "
+     "that is neither a digit nor 'X'."),
+    (lambda: validate_foreign_permanent_residence_id(with_citizen_check("13310019900307123")),
+     "FOREIGN_PR_ID_BAD_FIRST_DIGIT",
+     "Permanent residence number (2023 card) must start with 9, the mark of a foreigner's number."),
+    (lambda: validate_foreign_permanent_residence_id("933100199003071230"),
+     "FOREIGN_PR_ID_CHECK_MISMATCH",
+     "Permanent residence number check character at position 18 "
+     "does not match the first 17 digits."),
+    # Region and area codes
+    (lambda: validate_region_code("11010", PROVINCES),
+     "REGION_CODE_BAD_LENGTH", "Region code must be 6 digits long, not 5."),
+    (lambda: validate_region_code("11O105", PROVINCES),
+     "REGION_CODE_BAD_CHARACTER", "Region code has 'O' at position 3; expected a digit 0-9."),
+    (lambda: validate_region_code("990101", PROVINCES),
+     "REGION_CODE_UNKNOWN_PROVINCE",
+     "Region code positions 1-2 ('99') are not the prefix of a known province."),
+    (lambda: validate_area_code("511602", PROVINCES),
+     "AREA_CODE_BAD_LENGTH", "Area code must be 12 digits long, not 6."),
+    (lambda: validate_area_code("51160200000A", PROVINCES),
+     "AREA_CODE_BAD_CHARACTER", "Area code has 'A' at position 12; expected a digit 0-9."),
+    (lambda: validate_area_code("991602000000", PROVINCES),
+     "REGION_CODE_UNKNOWN_PROVINCE",
+     "Area code positions 1-2 ('99') are not the prefix of a known province."),
+    (lambda: province_of("A1"),
+     "REGION_CODE_BAD_CHARACTER", "A code must start with two digits to name a province."),
+    # Matter codes: positions counted in the outer code
+    (lambda: validate_basic_code("00011711200", PROVINCES),
+     "BASIC_CODE_BAD_LENGTH", "Basic code must be 12 digits long, not 11."),
+    (lambda: validate_basic_code("00011711200A", PROVINCES),
+     "BASIC_CODE_BAD_CHARACTER", "Basic code has 'A' at position 12; expected a digit 0-9."),
+    (lambda: validate_basic_code("990117112000", PROVINCES),
+     "BASIC_CODE_UNKNOWN_ORIGIN",
+     "Basic code origin '99' at positions 1-2 is neither '00' (national) "
+     "nor the prefix of a known province."),
+    (lambda: validate_basic_code("009917112000", PROVINCES),
+     "BASIC_CODE_BAD_MATTER_TYPE",
+     "Basic code matter type '99' at positions 3-4 is not 01-10 or 20."),
+    (lambda: validate_basic_code("371917112000", PROVINCES),
+     "BASIC_CODE_BAD_MATTER_TYPE",
+     "Basic code matter type '19' at positions 3-4 is not 01-10 or 20, "
+     "or 30-99 for a local item."),
+    (lambda: validate_implementation_code(IMPLEMENTATION_CODE[:-1], PROVINCES),
+     "IMPLEMENTATION_CODE_BAD_LENGTH",
+     "Implementation code must be 31 characters long, not 30."),
+    (lambda: validate_implementation_code(replaced(IMPLEMENTATION_CODE, 17, "5"), PROVINCES),
+     "USCC_CHECK_MISMATCH",
+     "Implementation code agency USCC has check character '5' at position 18; "
+     "the first 17 characters require '4'."),
+    (lambda: validate_implementation_code(replaced(IMPLEMENTATION_CODE, 18, "7"), PROVINCES),
+     "IMPLEMENTATION_CODE_BAD_LEVEL",
+     "Implementation code has '7' at position 19; expected an exercise level 1-6."),
+    (lambda: validate_implementation_code(replaced(IMPLEMENTATION_CODE, 19, "99"), PROVINCES),
+     "BASIC_CODE_UNKNOWN_ORIGIN",
+     "Implementation code basic code origin '99' at positions 20-21 is neither '00' "
+     "(national) nor the prefix of a known province."),
+    (lambda: validate_implementation_code(replaced(IMPLEMENTATION_CODE, 21, "11"), PROVINCES),
+     "BASIC_CODE_BAD_MATTER_TYPE",
+     "Implementation code basic code matter type '11' at positions 22-23 is not 01-10 or 20, "
+     "or 30-99 for a local item."),
+    (lambda: validate_implementation_code(IMPLEMENTATION_CODE[:-1] + "A", PROVINCES),
+     "BASIC_CODE_BAD_CHARACTER",
+     "Implementation code basic code has 'A' at position 31; expected a digit 0-9."),
+    (lambda: validate_handling_item_code(HANDLING_ITEM_CODE[:-1], PROVINCES),
+     "HANDLING_ITEM_CODE_BAD_LENGTH", "Handling item code must be 33 characters long, not 32."),
+    (lambda: validate_handling_item_code(replaced(HANDLING_ITEM_CODE, 9, "b"), PROVINCES),
+     "USCC_BAD_CHARACTER",
+     "Handling item code agency USCC has 'b' at position 10 (codes are upper case); "
+     f"expected {USCC_SET}."),
+    (lambda: validate_handling_item_code(HANDLING_ITEM_CODE[:-2] + "0A", PROVINCES),
+     "HANDLING_ITEM_CODE_BAD_SEQUENCE",
+     "Handling item code has 'A' at position 33; expected a digit 0-9."),
+    (lambda: validate_handling_item_code(HANDLING_ITEM_CODE[:-2] + "00", PROVINCES),
+     "HANDLING_ITEM_CODE_BAD_SEQUENCE",
+     "Handling item code sequence at positions 32-33 is '00'; sequences start at '01'."),
+    # 证照标识: positions in the identifier
+    (lambda: validate_license_identifier("2.1"),
+     "LICENSE_ID_BAD_PREFIX", "Licence identifier does not start with '1.2.156.3005.2.'."),
+    (lambda: validate_license_identifier("1.2.156.3005.2.A"),
+     "LICENSE_ID_BAD_SEGMENT_COUNT",
+     "Licence identifier has 1 dot-separated segments after the prefix, not 5 "
+     "(type, issuer, number, version, check)."),
+    (lambda: validate_license_identifier(L0.replace(L0_ISSUER, "")),
+     "LICENSE_ID_EMPTY_SEGMENT", "Licence identifier has an empty issuer code."),
+    (lambda: validate_license_identifier(L0.replace("W032", "W32")),
+     "LICENSE_ID_BAD_TYPE_CODE",
+     "Licence identifier type code must be 21 characters (USCC + 3-digit sequence), not 20."),
+    (lambda: validate_license_identifier(L0.replace("338W", "338w")),
+     "USCC_BAD_CHARACTER",
+     "Licence identifier type code USCC has 'w' at position 33 (codes are upper case); "
+     f"expected {USCC_SET}."),
+    (lambda: validate_license_identifier(L0.replace("W032", "W03A")),
+     "LICENSE_ID_BAD_TYPE_CODE",
+     "Licence identifier type code has 'A' at position 36; expected a digit 0-9."),
+    (lambda: validate_license_identifier(L0.replace("541J", "541j")),
+     "LICENSE_ID_BAD_CHARACTER",
+     "Licence identifier issuer code has 'j' at position 55 (codes are upper case); "
+     "expected 0-9 or A-Z."),
+    (lambda: validate_license_identifier(L0.replace(L0_NUMBER, "2430-99")),
+     "LICENSE_ID_BAD_CHARACTER",
+     "Licence identifier licence number has '-' at position 61; expected 0-9 or A-Z."),
+    (lambda: validate_license_identifier(L0.replace(".001.", ".01.")),
+     "LICENSE_ID_BAD_VERSION",
+     "Licence identifier version '01' at position 65 is not three digits from '001'."),
+    (lambda: validate_license_identifier(L0 + "F"),
+     "LICENSE_ID_BAD_CHECK_LENGTH",
+     "Licence identifier check at position 69 is 2 characters, not 1."),
+    (lambda: validate_license_identifier(L0[:-1] + "f"),
+     "LICENSE_ID_BAD_CHARACTER",
+     "Licence identifier check has 'f' at position 69 (codes are upper case); "
+     "expected 0-9 or A-Z."),
+    # 证照标识 segments on their own: positions within the segment
+    (lambda: make_license_identifier(L0_TYPE, "", L0_NUMBER, "001"),
+     "LICENSE_ID_EMPTY_SEGMENT", "Licence has an empty issuer code."),
+    (lambda: make_license_identifier(L0_TYPE[:-1], L0_ISSUER, L0_NUMBER, "001"),
+     "LICENSE_ID_BAD_TYPE_CODE",
+     "Licence type code must be 21 characters (USCC + 3-digit sequence), not 20."),
+    (lambda: make_license_identifier(L0_TYPE.replace("W", "w"), L0_ISSUER, L0_NUMBER, "001"),
+     "USCC_BAD_CHARACTER",
+     "Licence type code USCC has 'w' at position 18 (codes are upper case); "
+     f"expected {USCC_SET}."),
+    (lambda: make_license_identifier(L0_TYPE[:-1] + "A", L0_ISSUER, L0_NUMBER, "001"),
+     "LICENSE_ID_BAD_TYPE_CODE", "Licence type code has 'A' at position 21; expected a digit 0-9."),
+    (lambda: make_license_identifier(L0_TYPE, L0_ISSUER.lower(), L0_NUMBER, "001"),
+     "LICENSE_ID_BAD_CHARACTER",
+     "Licence issuer code has 'j' at position 18 (codes are upper case); expected 0-9 or A-Z."),
+    (lambda: make_license_identifier(L0_TYPE, L0_ISSUER, "2430.99", "001"),
+     "LICENSE_ID_BAD_CHARACTER",
+     "Licence licence number has '.' at position 5; expected 0-9 or A-Z."),
+    (lambda: make_license_identifier(L0_TYPE, L0_ISSUER, L0_NUMBER, "1"),
+     "LICENSE_ID_BAD_VERSION", "Licence version '1' at position 1 is not three digits from '001'."),
+    (lambda: license_identifier_check_char(L0_TYPE, L0_ISSUER, "24a", "001"),
+     "LICENSE_ID_BAD_CHARACTER",
+     "Licence licence number has 'a' at position 3 (codes are upper case); "
+     "expected 0-9 or A-Z."),
+]  # fmt: skip
+
+
+def test_a_code_error_reads_as_its_problem() -> None:
+    with pytest.raises(CodeError) as raised:
+        uscc_check_char("9135010")
+    assert str(raised.value) == raised.value.problem.message
+
+
+@pytest.mark.parametrize(("call", "expected_reason", "message"), MESSAGES)
+def test_the_message_a_client_reads(
+    call: Callable[[], object], expected_reason: str, message: str
+) -> None:
+    assert problem_of(call) == CodeProblem(expected_reason, message)
 
 
 # -- Completeness ----------------------------------------------------------------------
