@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/gateway/api/v1/*.proto) $(wildcard proto/region_stubs/admin/v1/*.proto)
 GEN_DIRS := gateway/api/v1 region_stubs/admin/v1
 
-.PHONY: help install proto fmt lint types buf buf-breaking test check run demo bench soak clean
+.PHONY: help install proto fmt lint types buf buf-breaking test check run demo bench soak mutation clean
 
 help:
 	@echo "make run    - set up and run the gateway with its local federation (PORT=… for another port)"
@@ -18,6 +18,7 @@ help:
 	@echo "make check  - format check, lint, types, buf lint/breaking, tests"
 	@echo "make bench  - benchmarks (see bench/), under 10 minutes; appends bench/RESULTS.md"
 	@echo "make soak   - 10-minute soak of the gateway at a steady rate: RSS slope"
+	@echo "make mutation - mutation testing of the pure decision modules (bench/MUTATION.md)"
 	@echo "make proto  - regenerate gRPC code from proto/"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -79,6 +80,11 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	$(PY) -m bench.soak
+
+# Mutation testing of the pure decision modules (bench/MUTATION.md), about 8 minutes; installs
+# the pinned mutmut into .venv first (it is no dependency of the project).
+mutation: $(STAMP)
+	$(PY) -m bench.mutation --install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis data
