@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/gateway/api/v1/*.proto) $(wildcard proto/region_stubs/admin/v1/*.proto)
 GEN_DIRS := gateway/api/v1 region_stubs/admin/v1
 
-.PHONY: help install proto fmt lint types buf buf-breaking test check run demo bench soak clean
+.PHONY: help install proto docs fmt lint types buf buf-breaking test check run demo bench soak clean
 
 help:
 	@echo "make run    - set up and run the gateway with its local federation (PORT=… for another port)"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench  - benchmarks (see bench/), under 10 minutes; appends bench/RESULTS.md"
 	@echo "make soak   - 10-minute soak of the gateway at a steady rate: RSS slope"
 	@echo "make proto  - regenerate gRPC code from proto/"
+	@echo "make docs   - regenerate docs/SETTINGS.md from gateway/app/settings.py"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,11 @@ proto: $(STAMP)
 	rm -f $(addsuffix /*_pb2*.py*,$(GEN_DIRS))
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. \
 	  --mypy_out=. --mypy_grpc_out=. $(PROTOS)
+
+# The settings reference: generated, and a test fails when it is stale.
+docs: $(STAMP)
+	mkdir -p docs
+	$(PY) -m gateway.app.settings > docs/SETTINGS.md
 
 fmt: $(STAMP)
 	$(BIN)/ruff format gateway region_stubs tests bench
