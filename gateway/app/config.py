@@ -190,7 +190,9 @@ def _bool(mapping: Mapping[str, str], key: str, default: bool) -> bool:
 def _tls(merged: Mapping[str, str]) -> ServerTlsFiles | None:
     if _bool(merged, "TONGBAN_INSECURE", False):
         return None
-    paths = [merged.get(key, "") for key in ("TONGBAN_TLS_CA", "TONGBAN_TLS_CERT", "TONGBAN_TLS_KEY")]
+    paths = [
+        merged.get(key, "") for key in ("TONGBAN_TLS_CA", "TONGBAN_TLS_CERT", "TONGBAN_TLS_KEY")
+    ]
     if not any(paths):
         raise ConfigError(
             "TLS is required: set TONGBAN_TLS_CA, TONGBAN_TLS_CERT and TONGBAN_TLS_KEY "

@@ -127,7 +127,9 @@ class RegionCatalogReading:
     """Every shape problem, with its JSON path."""
 
 
-def read_region_catalog(data: Mapping[str, Any], provinces: Collection[str]) -> RegionCatalogReading:
+def read_region_catalog(
+    data: Mapping[str, Any], provinces: Collection[str]
+) -> RegionCatalogReading:
     """Reads an implementation list, keeping the rows that can be read beside every shape
     problem, so that a check of those rows can report in the same pass."""
     p = Problems()

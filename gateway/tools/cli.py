@@ -19,21 +19,27 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
-from grpc_status import rpc_status
 
-from gateway.api.v1 import application_pb2, application_pb2_grpc, catalog_pb2, catalog_pb2_grpc
+from gateway.api.v1 import application_pb2, application_pb2_grpc
 from gateway.app.config import DEFAULT_PORT, load_config
-from gateway.catalog import codes, documents, signing
+from gateway.catalog import documents, signing
 from gateway.catalog.diff import diff_catalogs
 from gateway.catalog.registry import load_provinces
-from gateway.catalog.validation import check_region_catalog
-from gateway.errors import TongbanError, unpack_details
+from gateway.errors import TongbanError
 from gateway.observability.audit_log import AuditHead, verify_audit_log
-from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY
-from gateway.times import utc_now
+from gateway.security.pki import DEV_OPS
+from gateway.tools import commands_catalog, commands_publish, commands_stub
 from gateway.tools.balancing import gateway_channel
+from gateway.tools.commands import Hooks, json_flag
+from gateway.tools.commands_apply import (
+    APPLY_FLAGS,
+    STATUS_FLAGS,
+    show_application,
+    state_name,
+    summarize,
+)
 from gateway.tools.federation import DEFAULT_REGIONS
+from gateway.tools.output import Output
 
 ID_TYPES = {
     "citizen": application_pb2.ID_TYPE_CITIZEN_ID,
@@ -109,8 +115,11 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     from gateway.app.config import load_store
+    from gateway.observability import logs
     from gateway.storage.location import PostgresConfig
     from gateway.tools.local import run_local
+
+    logs.configure(args.log_level)
 
     store = load_store(_env_flags(args, {"store": "TONGBAN_STORE"}))
     if args.replicas < 1:
@@ -188,23 +197,6 @@ def _target(gateway: str, *, tls: bool) -> tuple[str, list[tuple[str, Any]]]:
         raise SystemExit(f"tongban: {error}") from None
 
 
-def _print_error(error: grpc.aio.AioRpcError) -> None:
-    status = rpc_status.from_call(error)
-    out: dict[str, object] = {"code": error.code().name, "message": error.details()}
-    if status is not None:
-        out["details"] = [json.loads(json_format.MessageToJson(d)) for d in unpack_details(status)]
-    print(json.dumps(out, ensure_ascii=False, indent=2), file=sys.stderr)
-
-
-def summarize(app: application_pb2.Application) -> dict[str, object]:
-    """A printable view of an application, the applicant's id masked."""
-    data: dict[str, object] = json.loads(json_format.MessageToJson(app))
-    applicant = data.get("applicant")
-    if isinstance(applicant, dict) and "idNumber" in applicant:
-        applicant["idNumber"] = codes.mask_citizen_id(app.applicant.id_number)
-    return data
-
-
 def _materials(args: argparse.Namespace) -> list[application_pb2.Material]:
     materials = []
     for item in args.paper or []:
@@ -239,14 +231,14 @@ async def _apply(args: argparse.Namespace) -> int:
         ],
         materials=_materials(args),
     )
+    out = Output(json_mode=args.json)
     async with _channel(args, "region", args.origin) as channel:
         stub = application_pb2_grpc.ApplicationServiceStub(channel)
         try:
             response = await stub.SubmitApplication(request, timeout=args.timeout)
         except grpc.aio.AioRpcError as error:
-            _print_error(error)
-            return 1
-    print(json.dumps(summarize(response.application), ensure_ascii=False, indent=2))
+            return out.refused(error, APPLY_FLAGS)
+    show_application(out, response.application)
     return 0
 
 
@@ -257,6 +249,7 @@ async def _status(args: argparse.Namespace) -> int:
         else (f"applications/{args.application}")
     )
     role, _, identity = (args.as_identity or f"ops/{DEV_OPS}").partition("/")
+    out = Output(json_mode=args.json)
     async with _channel(args, role, identity) as channel:
         stub = application_pb2_grpc.ApplicationServiceStub(channel)
         try:
@@ -264,17 +257,15 @@ async def _status(args: argparse.Namespace) -> int:
                 call = stub.WatchApplication(application_pb2.WatchApplicationRequest(name=name))
                 async for item in call:
                     app = item.application
-                    print(
-                        application_pb2.ApplicationState.Name(app.state),
-                        app.state_reason,
-                        flush=True,
-                    )
+                    if out.json_mode:
+                        out.data(summarize(app))
+                    else:
+                        out.line(f"{state_name(app.state)} {app.state_reason}".strip())
                 return 0
             response = await stub.GetApplication(application_pb2.GetApplicationRequest(name=name))
         except grpc.aio.AioRpcError as error:
-            _print_error(error)
-            return 1
-    print(json.dumps(summarize(response.application), ensure_ascii=False, indent=2))
+            return out.refused(error, STATUS_FLAGS)
+    show_application(out, response.application)
     return 0
 
 
@@ -335,23 +326,6 @@ def _cmd_catalog_sign(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _catalog_publish(args: argparse.Namespace, signed: str) -> int:
-    async with _channel(args, "standards", args.body) as channel:
-        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-        try:
-            response = await stub.PublishCatalogVersion(
-                catalog_pb2.PublishCatalogVersionRequest(
-                    signed_document=signed, validate_only=args.validate_only
-                ),
-                timeout=60,
-            )
-        except grpc.aio.AioRpcError as error:
-            _print_error(error)
-            return 1
-    print(json_format.MessageToJson(response, ensure_ascii=False))
-    return 0
-
-
 def _cmd_catalog_diff(args: argparse.Namespace) -> int:
     provinces = load_provinces(Path(args.standards_dir))
     parsed = []
@@ -363,19 +337,28 @@ def _cmd_catalog_diff(args: argparse.Namespace) -> int:
             return 1
         parsed.append(result.value)
     diff = diff_catalogs(parsed[0], parsed[1])
-    print(
-        json.dumps(
+    out = Output(json_mode=args.json)
+    if out.json_mode:
+        out.data(
             {
                 "from_version": diff.from_version,
                 "to_version": diff.to_version,
                 "added": list(diff.added),
                 "removed": list(diff.removed),
                 "changed": {code: list(elements) for code, elements in diff.changed},
-            },
-            ensure_ascii=False,
-            indent=2,
+            }
         )
+        return 0
+    out.line(
+        f"catalog {diff.from_version} → {diff.to_version}: {len(diff.added)} added, "
+        f"{len(diff.removed)} removed, {len(diff.changed)} changed"
     )
+    names = {**parsed[0].matters, **parsed[1].matters}
+    rows = [("added", code, names[code].name, "") for code in diff.added]
+    rows += [("removed", code, names[code].name, "") for code in diff.removed]
+    rows += [("changed", c, names[c].name, ", ".join(e)) for c, e in diff.changed]
+    if rows:
+        out.table(["Change", "Code", "Matter", "Elements changed"], rows)
     return 0
 
 
@@ -385,45 +368,6 @@ def _report(path: str, violations: Sequence[object]) -> None:
             f"{path}: {getattr(v, 'field', '') or '(document)'}: {getattr(v, 'reason', '')}: "
             f"{getattr(v, 'description', '')}"
         )
-
-
-def _cmd_catalog_validate(args: argparse.Namespace) -> int:
-    standards = Path(args.standards_dir)
-    provinces = load_provinces(standards)
-    loaded = documents.loads_json(Path(args.file).read_bytes())
-    if loaded.value is None:
-        _report(args.file, loaded.violations)
-        return 1
-    data = loaded.value
-    if data.get("kind") == documents.REGION_CATALOG_KIND:
-        region = documents.parse_region_catalog(data, provinces)
-        if region.value is None:
-            _report(args.file, region.violations)
-            return 1
-        catalog_path = Path(args.against) if args.against else standards / "catalog" / "2025.1.json"
-        catalog = documents.parse_catalog(json.loads(catalog_path.read_text("utf-8")), provinces)
-        if catalog.value is None:
-            _report(str(catalog_path), catalog.violations)
-            return 1
-        report = check_region_catalog(region.value, catalog.value, utc_now().date())
-        _report(args.file, report.errors)
-        for w in report.warnings:
-            print(
-                f"{args.file}: entries[{w.entry_index}].{w.field}: warning {w.reason}: "
-                f"{w.description}"
-            )
-        print(
-            f"{len(region.value.entries)} rows, {len(report.errors)} error(s), "
-            f"{len(report.warnings)} warning(s)"
-        )
-        return 0 if report.ok else 1
-    parsed = documents.parse_catalog(data, provinces)
-    if parsed.value is None:
-        _report(args.file, parsed.violations)
-        print(f"{len(parsed.violations)} problem(s)")
-        return 1
-    print(f"catalog {parsed.value.version}: {len(parsed.value.matters)} matters, no problems")
-    return 0
 
 
 # -- security commands ----------------------------------------------------------------------
@@ -638,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--license", action="append", help="MATERIAL_ID=TOKEN or MATERIAL_ID=@FILE")
     apply.add_argument("--timeout", type=float, default=10.0)
     _client_tls_flags(apply)
+    json_flag(apply)
     apply.set_defaults(func=lambda a: asyncio.run(_apply(a)))
 
     status = sub.add_parser("status", help="get (or --watch) an application")
@@ -648,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--as", dest="as_identity", help="dev PKI identity, e.g. region/440000 (default ops/ops)"
     )
     _client_tls_flags(status)
+    json_flag(status)
     status.set_defaults(func=lambda a: asyncio.run(_status(a)))
 
     demo = sub.add_parser("demo", help="run a scripted journey on a fresh federation")
@@ -673,27 +619,16 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--standards-dir", default="standards", help="regions to check against")
     sign.add_argument("--force", action="store_true", help="sign even if the catalog is invalid")
     sign.set_defaults(func=_cmd_catalog_sign)
-    publish = csub.add_parser("publish", help="publish a signed catalog to a gateway")
-    publish.add_argument("signed")
-    publish.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}", help=GATEWAY_HELP)
-    publish.add_argument("--validate-only", action="store_true")
-    publish.add_argument("--body", default=DEV_STANDARDS_BODY, help="dev PKI standards body")
-    _client_tls_flags(publish)
-    publish.set_defaults(
-        func=lambda a: asyncio.run(
-            _catalog_publish(a, Path(a.signed).read_text(encoding="utf-8").strip())
-        )
-    )
     cdiff = csub.add_parser("diff", help="diff two catalog files offline")
     cdiff.add_argument("old")
     cdiff.add_argument("new")
     cdiff.add_argument("--standards-dir", default="standards")
+    json_flag(cdiff)
     cdiff.set_defaults(func=_cmd_catalog_diff)
-    validate = csub.add_parser("validate", help="check a catalog or implementation list offline")
-    validate.add_argument("file")
-    validate.add_argument("--against", help="catalog file to check a list against")
-    validate.add_argument("--standards-dir", default="standards")
-    validate.set_defaults(func=_cmd_catalog_validate)
+    hooks = Hooks(connect=_channel, client_flags=_client_tls_flags)
+    commands_catalog.register(sub, csub, hooks)
+    commands_publish.register(csub, hooks)
+    commands_stub.register(sub, hooks)
     return parser
 
 

@@ -5,6 +5,10 @@ Replicas run in this one process, each a whole gateway of its own (its store and
 feed, catalog, breakers, audit chain `audit-<n>.jsonl`) on consecutive ports: they cooperate
 through the database only, as separate processes would. The region stubs report statuses to
 the first replica.
+
+The federation accepts catalog publications: a development standards key pair under
+`DATA_DIR/keys` (made on first start, reused after) is the one the gateways trust. While it
+runs, `DATA_DIR/federation.json` says where everything is (`tools.local_files`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY, PkiLayout, generat
 from gateway.security.tls import ServerTlsFiles
 from gateway.storage.location import StoreConfig
 from gateway.tools.federation import AnnouncedProcess, running_federation
+from gateway.tools.local_files import dev_standards_key, write_federation
 
 
 def dev_pki(pki_dir: Path, regions: Sequence[str]) -> PkiLayout:
@@ -114,16 +119,19 @@ async def run_local(
     then the gateways.
 
     mTLS unless `insecure`: the dev PKI under `data_dir/pki` is created on first start and
-    refreshed when a certificate nears expiry.
+    refreshed when a certificate nears expiry. The gateways trust the development standards
+    key (`dev_standards_key`).
     """
     stop = stop_event_on_signals()
     pki = None if insecure else dev_pki(data_dir / "pki", regions)
+    standards_key = dev_standards_key(data_dir)
     config = GatewayConfig(
         host="127.0.0.1",
         port=port,
         data_dir=data_dir,
         store=store,
         standards_dir=standards_dir,
+        standards_keys={standards_key.body: standards_key.public_key},
         metrics_port=metrics_port,
         tls=None if pki is None else ServerTlsFiles.from_layout(pki),
     )
@@ -150,18 +158,37 @@ async def run_local(
                     address=f"{config.host}:{gateway.metrics_port}",
                     **named,
                 )
+        announce(
+            "standards-key",
+            body=standards_key.body,
+            private_key=str(standards_key.private_key),
+            public_key=str(standards_key.public_key),
+        )
         addresses = ",".join(g.address for g in gateways)
+        federation = write_federation(
+            data_dir,
+            gateways=[g.address for g in gateways],
+            stubs={code: stub.address for code, stub in stubs.items()},
+            pki=None if pki is None else pki.root,
+            standards_key=standards_key,
+        )
         what = (
             f"gateway on {addresses}"
             if len(gateways) == 1
             else f"{len(gateways)} gateway replicas on {addresses} sharing {config.store_config}"
         )
-        print(
-            f"\nTongban {what} with {len(stubs)} region stubs; Ctrl-C to stop.\n"
-            f"  try: tongban demo, or tongban apply --gateway {addresses} --help"
-            + ("" if pki is None else f"\n  client certificates: {pki.root / 'clients'}"),
-            file=sys.stderr,
-        )
-        await stop.wait()
-        announce("stopping", service="gateway")
+        try:
+            print(
+                f"\nTongban {what} with {len(stubs)} region stubs; Ctrl-C to stop.\n"
+                f"  try: tongban demo, or tongban apply --gateway {addresses} --help\n"
+                f"  catalog publications: signed with {standards_key.private_key} "
+                f"(tongban catalog publish FILE signs with it)"
+                + ("" if pki is None else f"\n  client certificates: {pki.root / 'clients'}")
+                + f"\n  where everything is: {federation}",
+                file=sys.stderr,
+            )
+            await stop.wait()
+            announce("stopping", service="gateway")
+        finally:
+            federation.unlink(missing_ok=True)
     return 0

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from conftest import World, rich_error
 from google.rpc.error_details_pb2 import LocalizedMessage
 from grpc_status import rpc_status
 
 from gateway.api.v1 import catalog_pb2
 from gateway.errors import MESSAGES_ZH
-from conftest import World, rich_error
 
 
 def localized(error: grpc.aio.AioRpcError) -> list[LocalizedMessage]:

@@ -337,9 +337,12 @@ def test_a_national_list_warns_of_each_code_outside_the_national_layout() -> Non
 
 
 def test_the_bundled_national_lists_are_all_in_the_national_layout() -> None:
-    provinces = {p["code"] for p in json.loads((STANDARDS / "regions.json").read_text())["provinces"]}
+    provinces = {
+        p["code"] for p in json.loads((STANDARDS / "regions.json").read_text())["provinces"]
+    }
     for code in ("110000", "330000", "370000", "440000"):
         data = json.loads((STANDARDS / "implementations" / f"{code}.json").read_text("utf-8"))
         doc = parse_region_catalog(data, provinces).value
-        assert doc is not None and doc.dialect == "NATIONAL"
+        assert doc is not None
+        assert doc.dialect == "NATIONAL"
         assert dialect_warnings(doc, provinces) == (), code

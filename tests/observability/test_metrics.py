@@ -444,16 +444,21 @@ async def test_interceptor_tolerates_a_request_that_did_not_decode() -> None:
     assert metrics.registry.get_sample_value("grpc_server_handled_total", labels) == 1
 
 
-async def test_build_info_carries_the_git_revision_it_was_started_from(
-    world: World, tmp_path: Path
-) -> None:
+def git_head() -> str:
+    """The checkout's commit, as git names it."""
     root = Path(__file__).resolve().parents[2]
-    head = subprocess.run(
+    return subprocess.run(
         ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
+
+
+async def test_build_info_carries_the_git_revision_it_was_started_from(
+    world: World, tmp_path: Path
+) -> None:
+    head = git_head()
     assert len(head) == 12
     labels = {"version": BuildInfo.installed().version, "revision": head}
     labels["python"] = platform.python_version()

@@ -92,6 +92,7 @@ async def test_up_serves_every_service_and_stops_on_sigterm(tmp_path: Path) -> N
         # A platform submits with its own certificate, found in the dev PKI.
         apply = [
             "apply",
+            "--json",
             "--gateway",
             addresses["gateway"],
             "--pki-dir",
@@ -115,20 +116,20 @@ async def test_up_serves_every_service_and_stops_on_sigterm(tmp_path: Path) -> N
         assert code == 0, err
         submitted = json.loads(out)
         assert submitted["state"] == "APPLICATION_STATE_DELIVERED"
-        status = ["status", submitted["applicationId"], "--gateway", addresses["gateway"]]
+        status = ["status", "--json", submitted["applicationId"], "--gateway", addresses["gateway"]]
         status += ["--pki-dir", str(pki)]
         code, out, err = await run(*status)  # as the operator
         assert code == 0, err
         assert json.loads(out)["state"] == "APPLICATION_STATE_DELIVERED"
         code, _, err = await run(*status, "--as", "region/330000")  # not a party
-        assert code == 1
+        assert code == 3  # refused by the gateway
         assert "NOT_A_PARTY" in err
         # Claiming to be Guangdong with Sichuan's certificate is refused.
         impostor = [*apply, "--cert", str(pki / "clients" / "region-510000.pem")]
         impostor += ["--key", str(pki / "clients" / "region-510000.key")]
         impostor += ["--ca", str(pki / "ca.pem")]
         code, _, err = await run(*impostor)
-        assert code == 1
+        assert code == 3
         assert "NOT_OWN_REGION" in err
     finally:
         process.send_signal(signal.SIGTERM)
@@ -144,9 +145,9 @@ async def test_catalog_validate_reports_every_problem_with_its_place(tmp_path: P
         "catalog", "validate", str(STANDARDS / "implementations" / "510000.json")
     )
     assert code == 0
-    assert "0 error(s)" in out
-    assert "warning TRUNCATED_USCC" in out
-    assert "warning PLACEHOLDER" in out
+    assert "37 rows, 0 error(s), 6 warning(s)" in out
+    assert "│ entries[28].agency_code │ warning  │ TRUNCATED_USCC " in out
+    assert "│ entries[34].agency_code │ warning  │ PLACEHOLDER " in out
     broken = json.loads((STANDARDS / "catalog" / "2025.1.json").read_text("utf-8"))
     broken["matters"][0]["code"] = "001"
     broken["matters"][3]["type"] = "99"
@@ -182,6 +183,7 @@ async def test_keygen_sign_and_diff_offline(tmp_path: Path) -> None:
     code, out, _ = await run(
         "catalog",
         "diff",
+        "--json",
         str(STANDARDS / "catalog" / "2025.1.json"),
         str(STANDARDS / "catalog" / "2025.2.json"),
     )
@@ -323,6 +325,7 @@ def free_ports(count: int) -> int:
 
 APPLY = [
     "apply",
+    "--json",
     "--origin",
     "440000",
     "--target",
