@@ -40,6 +40,7 @@ from gateway.catalog import signing
 from gateway.errors import unpack_details
 from gateway.tools.federation import AnnouncedProcess
 from gateway.tools.local import running_local
+from gateway.tools.local_files import dev_standards_key
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
 
 ORIGIN, TARGET, THIRD = "440000", "510000", "520000"
@@ -104,18 +105,14 @@ async def federation(
         ),
         encoding="utf-8",
     )
-    keys = data_dir / "keys"
-    keys.mkdir()
-    key = signing.generate_private_key()
-    (keys / "national-standards-body.key.pem").write_bytes(signing.private_pem(key))
-    (keys / "national-standards-body.pub.pem").write_bytes(signing.public_pem(key))
+    standards_key = dev_standards_key(data_dir)
     config = GatewayConfig(
         port=0,
         data_dir=data_dir,
         standards_dir=standards,
         metrics_port=-1,
         license_trust=trust,
-        standards_keys={"national-standards-body": keys / "national-standards-body.pub.pem"},
+        standards_keys={standards_key.body: standards_key.public_key},
         delivery=DeliveryConfig(dispatch_interval=0.1, redeliver_backoff_max=0.5),
         grace=1.0,
     )
@@ -340,9 +337,10 @@ class Steps:
         raise AssertionError("the gateway did not see the revocation")
 
     async def publish(self) -> str:
-        key = signing.load_private_key(self.data_dir / "keys" / "national-standards-body.key.pem")
+        standards_key = dev_standards_key(self.data_dir)
+        key = signing.load_private_key(standards_key.private_key)
         document = (self.gateway.config.standards_dir / "catalog" / "2025.2.json").read_bytes()
-        signed = signing.sign_catalog(document, key, "national-standards-body")
+        signed = signing.sign_catalog(document, key, standards_key.body)
         published = await self.catalog.PublishCatalogVersion(
             catalog_pb2.PublishCatalogVersionRequest(signed_document=signed)
         )

@@ -35,6 +35,7 @@ from gateway.tools import exits
 PIPED_WIDTH = 200
 """Columns of a table written to a pipe or file: wide enough that rows are not wrapped."""
 
+
 class FlagMap:
     """A command's one map from request field paths to what the user typed.
 
