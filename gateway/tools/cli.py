@@ -39,7 +39,7 @@ from gateway.tools.commands_apply import (
     summarize,
 )
 from gateway.tools.federation import DEFAULT_REGIONS
-from gateway.tools.output import Output
+from gateway.tools.output import Output, reached
 
 ID_TYPES = {
     "citizen": application_pb2.ID_TYPE_CITIZEN_ID,
@@ -237,6 +237,8 @@ async def _apply(args: argparse.Namespace) -> int:
         try:
             response = await stub.SubmitApplication(request, timeout=args.timeout)
         except grpc.aio.AioRpcError as error:
+            if not reached(error):
+                return out.unreachable(error, f"the gateway at {args.gateway}")
             return out.refused(error, APPLY_FLAGS)
     show_application(out, response.application)
     return 0
@@ -264,6 +266,8 @@ async def _status(args: argparse.Namespace) -> int:
                 return 0
             response = await stub.GetApplication(application_pb2.GetApplicationRequest(name=name))
         except grpc.aio.AioRpcError as error:
+            if not reached(error):
+                return out.unreachable(error, f"the gateway at {args.gateway}")
             return out.refused(error, STATUS_FLAGS)
     show_application(out, response.application)
     return 0

@@ -46,8 +46,9 @@ async def _decide(args: argparse.Namespace, out: Output) -> int:
                 + "; give --stub HOST:PORT or --data-dir"
             )
             return exits.USAGE
-        if federation.get("pki") is None and not (args.cert or args.key or args.ca):
-            args.insecure = True  # the federation runs in plaintext
+        if not (args.cert or args.key or args.ca):  # the federation's own PKI, or plaintext
+            args.pki_dir = federation.get("pki") or args.pki_dir
+            args.insecure = args.insecure or federation.get("pki") is None
     args.gateway = args.stub  # the address the channel goes to
     request = admin_pb2.DecideCaseRequest(
         application_id=args.application_id,

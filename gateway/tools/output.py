@@ -82,8 +82,8 @@ class Output:
         self.out.file.write(json_format.MessageToJson(message, ensure_ascii=False) + "\n")
 
     def line(self, text: str = "") -> None:
-        """A line of readable output on stdout (no markup)."""
-        self.out.print(text, markup=False)
+        """A line of readable output on stdout (no markup, never wrapped)."""
+        self.out.print(text, markup=False, soft_wrap=True)
 
     def fields(self, pairs: Sequence[tuple[str, str]]) -> None:
         """`name  value` lines, aligned."""
@@ -104,8 +104,9 @@ class Output:
         self.out.print(table)
 
     def note(self, text: str) -> None:
-        """A line on stderr: something the user should know that is not the result."""
-        self.err.print(text, markup=False)
+        """A line on stderr (never wrapped): something the user should know that is not the
+        result."""
+        self.err.print(text, markup=False, soft_wrap=True)
 
     # -- long work ---------------------------------------------------------------------------
 

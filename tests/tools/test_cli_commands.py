@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -291,7 +292,7 @@ async def test_a_stub_decides_a_case_and_the_gateway_follows(tmp_path: Path) -> 
         application = json.loads(out)["applicationId"]
 
         decide = ["stub", "decide", "--region", "510000", application, "accept"]
-        decide += ["--data-dir", str(up.data), "--pki-dir", str(pki)]
+        decide += ["--data-dir", str(up.data)]  # the stub and the PKI: from the federation
         code, out, err = await run(*decide, "--reason", "材料齐全")
         assert code == 0, err
         assert out.strip() == (
@@ -383,3 +384,19 @@ def test_the_development_standards_key_is_made_once_and_reused(tmp_path: Path) -
     assert (again.private_key.read_bytes(), again.public_key.read_bytes()) == made
     first.public_key.unlink()  # half a pair is no pair: a new one
     assert dev_standards_key(tmp_path).private_key.read_bytes() != made[0]
+
+
+async def test_a_gateway_that_is_not_there_is_one_line_and_its_own_exit_code() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nobody = f"127.0.0.1:{s.getsockname()[1]}"
+    for command in (
+        ["matters", "list"],
+        ["catalog", "versions"],
+        ["status", "0b8f2c6e-0000-4000-8000-000000000000"],
+    ):
+        code, out, err = await run(*command, "--gateway", nobody, "--insecure")
+        assert (code, out) == (UNREACHABLE, ""), err
+        assert err.startswith(f"tongban: the gateway at {nobody} did not answer (UNAVAILABLE: ")
+        assert err.count("\n") == 1
+        assert "Traceback" not in err
