@@ -221,7 +221,7 @@ async def test_licence_verdicts_and_cache_series(world: World) -> None:
             world,
             "tongban_build_info",
             version="0.1.0",
-            revision="unknown",
+            revision=git_head(),
             python=platform.python_version(),
         )
         == 1
