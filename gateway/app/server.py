@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry
 from gateway.api.v1 import (
     application_pb2,
     application_pb2_grpc,
+    bundle_pb2,
+    bundle_pb2_grpc,
     license_pb2,
     license_pb2_grpc,
 )
@@ -42,6 +44,9 @@ from gateway.app.serving import (
     settle_heap,
     stop_event_on_signals,
 )
+from gateway.applications.bundle_flow import BundleFlow
+from gateway.applications.bundle_records import BundleRecords
+from gateway.applications.bundle_service import BundleServicer
 from gateway.applications.deadlines import calendar_last_day
 from gateway.applications.dispatcher import Dispatcher
 from gateway.applications.outbox import Outbox
@@ -82,10 +87,10 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     CATALOG_SERVICE,
     application_pb2.DESCRIPTOR.services_by_name["ApplicationService"].full_name,
+    bundle_pb2.DESCRIPTOR.services_by_name["BundleService"].full_name,
     license_pb2.DESCRIPTOR.services_by_name["LicenseService"].full_name,
 )
 
-BOOTSTRAP_CATALOG = "catalog/2025.1.json"
 REFRESH_INTERVAL = 1.0
 """Seconds between two readings of the queue, the catalog and the breakers, and between two
 comparisons of the stored catalog with the one in force."""
@@ -240,7 +245,8 @@ async def running_gateway(  # noqa: PLR0915
         hub.listen(events)
         await registry.load()
         if await registry.bootstrap(
-            config.standards_dir / BOOTSTRAP_CATALOG, config.standards_dir / "implementations"
+            config.standards_dir / config.bootstrap_catalog,
+            config.standards_dir / "implementations",
         ):
             log.info("seeded the store from %s", config.standards_dir)
         deliverer = Deliverer(
@@ -283,6 +289,23 @@ async def running_gateway(  # noqa: PLR0915
             events=events,
         )
         application_pb2_grpc.add_ApplicationServiceServicer_to_server(applications, server)
+        bundles = BundleRecords(store, records, events=events)
+        flow = BundleFlow(bundles, outbox, registry, verifier, wall_clock=utc_now, events=events)
+        flow.listen(events)
+        bundle_pb2_grpc.add_BundleServiceServicer_to_server(
+            BundleServicer(
+                registry=registry,
+                bundles=bundles,
+                flow=flow,
+                outbox=outbox,
+                hub=hub,
+                licenses=verifier,
+                wall_clock=utc_now,
+                watch_poll=config.watch_poll,
+                events=events,
+            ),
+            server,
+        )
         license_pb2_grpc.add_LicenseServiceServicer_to_server(LicenseServicer(verifier), server)
         health = add_health_and_reflection(
             server, SERVICE_NAMES, reflection_enabled=config.reflection
@@ -364,6 +387,7 @@ async def running_gateway(  # noqa: PLR0915
                 grace=config.grace,
             )
             await applications.wait_idle(config.grace)
+            await flow.close()
     finally:
         for task in [*followers, *([dispatcher_task] if dispatcher_task else [])]:
             task.cancel()
