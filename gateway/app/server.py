@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -168,17 +169,21 @@ class PortInUse(FailedPrecondition):
     reason = "PORT_IN_USE"
 
 
+def _taken(config: GatewayConfig, what: str, port: int, flag: str) -> PortInUse:
+    return PortInUse(
+        f"{what} {port} on {config.host} is taken (another gateway?): stop it or choose "
+        f"another {flag}",
+        metadata={"port": str(port)},
+    )
+
+
 def _bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
     """Binds the port: mTLS, or plaintext with a loud warning in insecure mode; a taken port
     is `PortInUse`."""
     try:
         return _add_port(server, config)
     except RuntimeError as exc:  # grpc's only word for a failed bind
-        raise PortInUse(
-            f"port {config.port} on {config.host} is taken (another gateway?): stop it or "
-            "choose another --port",
-            metadata={"port": str(config.port)},
-        ) from exc
+        raise _taken(config, "port", config.port, "--port") from exc
 
 
 def _add_port(server: grpc.aio.Server, config: GatewayConfig) -> int:
@@ -338,12 +343,20 @@ async def running_gateway(  # noqa: PLR0915
                 options=[("grpc.so_reuseport", 1 if config.share_port else 0)]
             )
             health_pb2_grpc.add_HealthServicer_to_server(health, probe_server)
-            health_port = probe_server.add_insecure_port(f"{config.host}:{config.health_port}")
+            try:
+                health_port = probe_server.add_insecure_port(f"{config.host}:{config.health_port}")
+            except RuntimeError as exc:
+                raise _taken(config, "health port", config.health_port, "--health-port") from exc
             await probe_server.start()
         await server.start()
         await set_serving(health, SERVICE_NAMES, serving=True)
         if config.metrics_port >= 0:
-            http = serve_metrics(config.host, config.metrics_port, metrics_registry)
+            try:
+                http = serve_metrics(config.host, config.metrics_port, metrics_registry)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise _taken(config, "metrics port", config.metrics_port, "--metrics-port") from exc
         dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
         follower = ChangeFollower(hub, registry)
         followers = [
