@@ -250,7 +250,7 @@ async def running_gateway(  # noqa: PLR0915
         hub.listen(events)
         await registry.load()
         if await registry.bootstrap(
-            config.standards_dir / config.bootstrap_catalog,
+            [config.standards_dir / name for name in config.bootstrap_catalogs],
             config.standards_dir / "implementations",
         ):
             log.info("seeded the store from %s", config.standards_dir)
