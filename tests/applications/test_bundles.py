@@ -9,6 +9,7 @@ to the gateway as a province's platform does, with the licences the province iss
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -161,8 +162,10 @@ async def test_parallel_members_first_then_the_dependant_with_the_licence_that_f
     assert (await world.stubs[RESIDENCE].counters()).cases_created == 1
     pension = await application(world, member(done, "pension").application)
     flowed = next(m for m in pension.materials if m.material_id == "M04")
-    assert flowed.waived and flowed.license_type_code == PARCEL
-    assert flowed.flowed_from == "member:records" and flowed.license_token
+    assert flowed.waived
+    assert flowed.license_type_code == PARCEL
+    assert flowed.flowed_from == "member:records"
+    assert flowed.license_token
     assert pension.HasField("due_time")
     # The applicant supplied the 参保缴费凭证 nowhere.
     assert "M04" not in {m.material_id for m in request().materials}
@@ -284,8 +287,8 @@ async def test_a_rejected_prerequisite_cancels_its_dependant_and_the_watch_shows
     assert states == sorted(set(states), key=states.index), "no state shown twice"
     assert all(
         a == b or later in (J, C, X)
-        for s, t in zip(states, states[1:])
-        for a, b, later in zip(s, t, t)
+        for s, t in itertools.pairwise(states)
+        for a, b, later in zip(s, t, t, strict=False)
     )
 
 
@@ -344,7 +347,8 @@ async def test_a_forged_or_mismatched_output_licence_is_refused_and_nothing_is_r
             await report(world, records, pb.APPLICATION_STATE_COMPLETED, token)
         info, bad = rich_error(refused.value)
         assert info.reason == "LICENSE_INVALID"
-        assert bad is not None and bad.field_violations[0].reason == reason
+        assert bad is not None
+        assert bad.field_violations[0].reason == reason
     app = await application(world, records.application)
     assert app.state == pb.APPLICATION_STATE_DELIVERED
     assert list(app.issued_licenses) == []
@@ -354,7 +358,8 @@ async def test_a_replay_answers_the_same_bundle_and_a_changed_one_is_refused(wor
     first = request()
     one = await bundles(world).SubmitBundle(first, timeout=10)
     again = await bundles(world).SubmitBundle(first, timeout=10)
-    assert again.replayed and again.bundle.bundle_id == one.bundle.bundle_id
+    assert again.replayed
+    assert again.bundle.bundle_id == one.bundle.bundle_id
     changed = request(request_id=first.request_id, theme_code="YJS0007")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await bundles(world).SubmitBundle(changed, timeout=10)
