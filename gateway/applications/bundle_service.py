@@ -58,6 +58,7 @@ from gateway.events import (
     BundleRated,
     BundleSubmitted,
     Events,
+    FlowRefused,
     SubmissionRefused,
 )
 from gateway.security import authz, guard
@@ -357,6 +358,7 @@ class BundleServicer(bundle_pb2_grpc.BundleServiceServicer):
         consented = {(f.member_id, f.material_id) for f in request.consent.flows}
         flows = {(f.to.member, f.to.material_id): f for f in theme.flows}
         unconsented: list[FieldViolation] = []
+        refused: list[tuple[str, str]] = []
         missing: list[FieldViolation] = []
         for member in theme.members:
             matter = record.document.matters[member.matter_code]
@@ -366,6 +368,7 @@ class BundleServicer(bundle_pb2_grpc.BundleServiceServicer):
                     continue
                 flow = flows.get(key)
                 if flow is not None and key not in consented:
+                    refused.append(key)
                     unconsented.append(
                         FieldViolation(
                             "consent.flows",
@@ -393,6 +396,8 @@ class BundleServicer(bundle_pb2_grpc.BundleServiceServicer):
                         )
                     )
         if unconsented:
+            for member_id, material_id in refused:
+                self.events.emit(FlowRefused("", member_id, material_id, "FLOW_NOT_CONSENTED"))
             raise FlowNotConsented(
                 f"{len(unconsented)} data flow(s) the theme needs are outside the consent",
                 field_violations=unconsented,
