@@ -130,7 +130,7 @@ def _expected_java_classes(file: FileDescriptor) -> set[str]:
     for message in file.message_types_by_name:
         names |= {message, f"{message}OrBuilder"}
     names |= set(file.enum_types_by_name)
-    base = file.GetOptions().java_package.replace(".", "/")  # type: ignore[attr-defined]
+    base = file.GetOptions().java_package.replace(".", "/")
     return {f"{base}/{name}.java" for name in names}
 
 
