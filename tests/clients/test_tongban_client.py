@@ -8,6 +8,7 @@ a gateway started in insecure mode, as a local trial would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -201,6 +202,86 @@ async def test_wait_follows_the_watch_to_the_terminal_state(world: World) -> Non
         pb.APPLICATION_STATE_ACCEPTED,
         pb.APPLICATION_STATE_COMPLETED,
     ]
+
+
+class Relay:
+    """A TCP relay in front of the gateway whose connections can be cut, as a network or a
+    load balancer cuts them (TLS passes through it end to end)."""
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.rpartition(":")
+        self._upstream = (host, int(port))
+        self._writers: list[asyncio.StreamWriter] = []
+        self.connections = 0
+        self.address = ""
+
+    async def __aenter__(self) -> Relay:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.address = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut()
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        self._writers += [writer, up_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        """Closes every connection open now."""
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+
+def watches_started(world: World) -> float:
+    found = world.gateway.metrics.registry.get_sample_value(
+        "grpc_server_started_total",
+        {
+            "grpc_type": "server_stream",
+            "grpc_service": "gateway.api.v1.ApplicationService",
+            "grpc_method": "WatchApplication",
+        },
+    )
+    return found or 0.0
+
+
+async def test_wait_opens_a_cut_watch_again_and_misses_nothing(world: World) -> None:
+    async with platform(world) as direct:
+        submitted = await direct.applications.submit(application_request(world))
+    application = submitted.application
+    async with Relay(world.gateway.address) as relay:
+        assert world.pki is not None
+        config = ClientConfig.mutual_tls(
+            relay.address,
+            ca=world.pki.ca_cert,
+            cert=world.pki.regions[ORIGIN].cert,
+            key=world.pki.regions[ORIGIN].key,
+            retry=RetryPolicy(initial_backoff=0.05, max_backoff=0.2),
+        )
+        async with TongbanClient(config) as client:
+            waiting = asyncio.create_task(client.applications.wait(application.name, timeout=20))
+            await eventually(lambda: watches_started(world) == 1, within=5, what="a watch")
+            relay.cut()
+            # Decided after the cut: the reopened watch starts with the state as it is then.
+            await decide(world, application, gateway_pb.APPLICATION_STATE_ACCEPTED)
+            await decide(world, application, gateway_pb.APPLICATION_STATE_COMPLETED)
+            final = await waiting
+    assert final.state == pb.APPLICATION_STATE_COMPLETED
+    assert relay.connections >= 2
+    assert watches_started(world) >= 2
 
 
 async def test_wait_gives_up_at_its_timeout(world: World) -> None:
