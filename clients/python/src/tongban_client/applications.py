@@ -10,8 +10,9 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 
@@ -104,14 +105,17 @@ class Applications:
 
     async def watch(
         self, name: str, *, timeout: float | None = None
-    ) -> AsyncIterator[pb.Application]:
+    ) -> AsyncGenerator[pb.Application, None]:
         """The application's current state, then each change, until a terminal state ends
-        the stream. One stream, not reopened (`wait` reopens); no deadline unless `timeout`."""
-        async for response in self._calls.stream(
+        the stream. One stream, not reopened (`wait` reopens); no deadline unless `timeout`.
+        Closing the generator early (`contextlib.aclosing`) cancels the stream at once."""
+        responses = self._calls.stream(
             self._stub.WatchApplication, pb.WatchApplicationRequest(name=name), timeout=timeout
-        ):
-            application: pb.Application = response.application
-            yield application
+        )
+        async with contextlib.aclosing(responses):
+            async for response in responses:
+                application: pb.Application = response.application
+                yield application
 
     async def wait(self, name: str, *, timeout: float | None = None) -> pb.Application:
         """The application once it reaches a terminal state (`TERMINAL_STATES`).
@@ -128,10 +132,11 @@ class Applications:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             through = False
             try:
-                async for application in self.watch(name, timeout=remaining):
-                    through = True
-                    if application.state in TERMINAL_STATES:
-                        return application
+                async with contextlib.aclosing(self.watch(name, timeout=remaining)) as watching:
+                    async for application in watching:
+                        through = True
+                        if application.state in TERMINAL_STATES:
+                            return application
             except Unavailable:
                 if not through:
                     raise

@@ -9,7 +9,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -56,9 +56,9 @@ class Calls:
         request: Message,
         *,
         timeout: float | None = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """The responses of the server stream `method(request)`, not retried (the caller
-        knows where it stands); the call is cancelled when the iteration stops early."""
+        knows where it stands); the call is cancelled when the generator is closed early."""
         call = method(request, timeout=timeout)
         try:
             async for response in call:
