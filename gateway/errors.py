@@ -130,6 +130,12 @@ class LicenseInvalid(InvalidRequest):
     reason = "LICENSE_INVALID"
 
 
+class FlowNotConsented(InvalidRequest):
+    """A bundle needs a data flow that the applicant's consent does not allow."""
+
+    reason = "FLOW_NOT_CONSENTED"
+
+
 class NotFound(TongbanError):
     code = grpc.StatusCode.NOT_FOUND
     reason = "NOT_FOUND"
@@ -161,6 +167,16 @@ class CatalogVersionNotFound(NotFound):
 
 class ApplicationNotFound(NotFound):
     reason = "APPLICATION_NOT_FOUND"
+
+
+class BundleNotFound(NotFound):
+    reason = "BUNDLE_NOT_FOUND"
+
+
+class LicenseNotFound(NotFound):
+    """A province holds no valid licence of the type for the holder (FetchLicense)."""
+
+    reason = "LICENSE_NOT_FOUND"
 
 
 class FailedPrecondition(TongbanError):
@@ -196,6 +212,24 @@ class CatalogVersionRollback(FailedPrecondition):
     reason = "CATALOG_VERSION_ROLLBACK"
 
 
+class BundleFinished(FailedPrecondition):
+    """A withdrawal of a bundle every member of which is terminal."""
+
+    reason = "BUNDLE_FINISHED"
+
+
+class BundleNotFinished(FailedPrecondition):
+    """A rating of a bundle some member of which is not terminal."""
+
+    reason = "BUNDLE_NOT_FINISHED"
+
+
+class AlreadyDecided(FailedPrecondition):
+    """A province refuses to withdraw a case it has decided (WithdrawApplication)."""
+
+    reason = "ALREADY_DECIDED"
+
+
 class AlreadyExists(TongbanError):
     code = grpc.StatusCode.ALREADY_EXISTS
     reason = "ALREADY_EXISTS"
@@ -207,6 +241,12 @@ class RequestIdReused(AlreadyExists):
 
 class CatalogVersionConflict(AlreadyExists):
     reason = "CATALOG_VERSION_CONFLICT"
+
+
+class RatingExists(AlreadyExists):
+    """The bundle (or that member province) was rated already."""
+
+    reason = "RATING_EXISTS"
 
 
 class Unauthenticated(TongbanError):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from gateway.api.v1 import application_pb2
+from gateway.api.v1 import application_pb2, bundle_pb2
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,47 @@ class SubmissionRefused(Event):
     """The gRPC status code's name (`INVALID_ARGUMENT`, …)."""
     reason: str
     """The ErrorInfo reason."""
+
+
+# -- bundles (一件事) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BundleSubmitted(Event):
+    """A new bundle and its members were committed (before any member was delivered)."""
+
+    bundle: bundle_pb2.Bundle
+
+
+@dataclass(frozen=True, slots=True)
+class BundleChanged(Event):
+    """A bundle's derived state changed, or it was withdrawn."""
+
+    bundle: bundle_pb2.Bundle
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRefused(Event):
+    """A licence did not reach a bundle member: outside the consent, not issued, not found at
+    its province, or not valid."""
+
+    bundle_id: str
+    member_id: str
+    material_id: str
+    reason: str
+    """Why, e.g. `FLOW_NOT_CONSENTED`, `FLOW_LICENSE_INVALID`."""
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRated(Event):
+    """An applicant rated a finished bundle (好差评)."""
+
+    theme_code: str
+    region_code: str
+    """The member province rated; empty for the whole bundle."""
+    score: int
+    reasons: tuple[str, ...]
+    """`RatingReason` names."""
 
 
 # -- delivery to provinces ------------------------------------------------------------------

@@ -47,6 +47,9 @@ class GatewayConfig:
     `postgresql://` URL); None is the SQLite file `data_dir/gateway.sqlite3`."""
     standards_dir: Path = Path("standards")
     """Bundled catalog data, used to seed an empty store."""
+    bootstrap_catalog: str = "catalog/2025.1.json"
+    """The catalog version (a file under `standards_dir`) an empty store is seeded with;
+    `catalog/2026.1.json` carries the themes (一件事) that bundles need."""
     regions: Mapping[str, str] = field(default_factory=dict)
     """Province code → address of its RegionService."""
     standards_keys: Mapping[str, Path] = field(default_factory=dict)
@@ -328,6 +331,7 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         data_dir=Path(merged.get("TONGBAN_DATA_DIR", "data")),
         store=load_store(merged),
         standards_dir=Path(merged.get("TONGBAN_STANDARDS_DIR", "standards")),
+        bootstrap_catalog=merged.get("TONGBAN_BOOTSTRAP_CATALOG", "catalog/2025.1.json"),
         regions=parse_regions(merged.get("TONGBAN_REGIONS", "")),
         standards_keys=parse_keys(merged.get("TONGBAN_STANDARDS_KEYS", "")),
         license_audience=merged.get("TONGBAN_LICENSE_AUDIENCE", "tongban-gateway"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -26,6 +27,8 @@ from prometheus_client import CollectorRegistry
 from gateway.api.v1 import (
     application_pb2,
     application_pb2_grpc,
+    bundle_pb2,
+    bundle_pb2_grpc,
     license_pb2,
     license_pb2_grpc,
 )
@@ -42,6 +45,9 @@ from gateway.app.serving import (
     settle_heap,
     stop_event_on_signals,
 )
+from gateway.applications.bundle_flow import BundleFlow
+from gateway.applications.bundle_records import BundleRecords
+from gateway.applications.bundle_service import BundleServicer
 from gateway.applications.deadlines import calendar_last_day
 from gateway.applications.dispatcher import Dispatcher
 from gateway.applications.outbox import Outbox
@@ -82,10 +88,10 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     CATALOG_SERVICE,
     application_pb2.DESCRIPTOR.services_by_name["ApplicationService"].full_name,
+    bundle_pb2.DESCRIPTOR.services_by_name["BundleService"].full_name,
     license_pb2.DESCRIPTOR.services_by_name["LicenseService"].full_name,
 )
 
-BOOTSTRAP_CATALOG = "catalog/2025.1.json"
 REFRESH_INTERVAL = 1.0
 """Seconds between two readings of the queue, the catalog and the breakers, and between two
 comparisons of the stored catalog with the one in force."""
@@ -163,17 +169,21 @@ class PortInUse(FailedPrecondition):
     reason = "PORT_IN_USE"
 
 
+def _taken(config: GatewayConfig, what: str, port: int, flag: str) -> PortInUse:
+    return PortInUse(
+        f"{what} {port} on {config.host} is taken (another gateway?): stop it or choose "
+        f"another {flag}",
+        metadata={"port": str(port)},
+    )
+
+
 def _bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
     """Binds the port: mTLS, or plaintext with a loud warning in insecure mode; a taken port
     is `PortInUse`."""
     try:
         return _add_port(server, config)
     except RuntimeError as exc:  # grpc's only word for a failed bind
-        raise PortInUse(
-            f"port {config.port} on {config.host} is taken (another gateway?): stop it or "
-            "choose another --port",
-            metadata={"port": str(config.port)},
-        ) from exc
+        raise _taken(config, "port", config.port, "--port") from exc
 
 
 def _add_port(server: grpc.aio.Server, config: GatewayConfig) -> int:
@@ -240,7 +250,8 @@ async def running_gateway(  # noqa: PLR0915
         hub.listen(events)
         await registry.load()
         if await registry.bootstrap(
-            config.standards_dir / BOOTSTRAP_CATALOG, config.standards_dir / "implementations"
+            config.standards_dir / config.bootstrap_catalog,
+            config.standards_dir / "implementations",
         ):
             log.info("seeded the store from %s", config.standards_dir)
         deliverer = Deliverer(
@@ -283,6 +294,23 @@ async def running_gateway(  # noqa: PLR0915
             events=events,
         )
         application_pb2_grpc.add_ApplicationServiceServicer_to_server(applications, server)
+        bundles = BundleRecords(store, records, events=events)
+        flow = BundleFlow(bundles, outbox, registry, verifier, wall_clock=utc_now, events=events)
+        flow.listen(events)
+        bundle_pb2_grpc.add_BundleServiceServicer_to_server(
+            BundleServicer(
+                registry=registry,
+                bundles=bundles,
+                flow=flow,
+                outbox=outbox,
+                hub=hub,
+                licenses=verifier,
+                wall_clock=utc_now,
+                watch_poll=config.watch_poll,
+                events=events,
+            ),
+            server,
+        )
         license_pb2_grpc.add_LicenseServiceServicer_to_server(LicenseServicer(verifier), server)
         health = add_health_and_reflection(
             server, SERVICE_NAMES, reflection_enabled=config.reflection
@@ -315,12 +343,20 @@ async def running_gateway(  # noqa: PLR0915
                 options=[("grpc.so_reuseport", 1 if config.share_port else 0)]
             )
             health_pb2_grpc.add_HealthServicer_to_server(health, probe_server)
-            health_port = probe_server.add_insecure_port(f"{config.host}:{config.health_port}")
+            try:
+                health_port = probe_server.add_insecure_port(f"{config.host}:{config.health_port}")
+            except RuntimeError as exc:
+                raise _taken(config, "health port", config.health_port, "--health-port") from exc
             await probe_server.start()
         await server.start()
         await set_serving(health, SERVICE_NAMES, serving=True)
         if config.metrics_port >= 0:
-            http = serve_metrics(config.host, config.metrics_port, metrics_registry)
+            try:
+                http = serve_metrics(config.host, config.metrics_port, metrics_registry)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise _taken(config, "metrics port", config.metrics_port, "--metrics-port") from exc
         dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
         follower = ChangeFollower(hub, registry)
         followers = [
@@ -364,6 +400,7 @@ async def running_gateway(  # noqa: PLR0915
                 grace=config.grace,
             )
             await applications.wait_idle(config.grace)
+            await flow.close()
     finally:
         for task in [*followers, *([dispatcher_task] if dispatcher_task else [])]:
             task.cancel()

@@ -91,6 +91,24 @@ class RegionClient(Protocol):
         """One GetLicenseStatusList call."""
         ...
 
+    async def fetch_license(
+        self,
+        region_code: str,
+        request: region_pb2.FetchLicenseRequest,
+        timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
+    ) -> region_pb2.FetchLicenseResponse:
+        """One FetchLicense call (idempotent)."""
+        ...
+
+    async def withdraw(
+        self,
+        region_code: str,
+        request: region_pb2.WithdrawApplicationRequest,
+        timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
+    ) -> region_pb2.WithdrawApplicationResponse:
+        """One WithdrawApplication call (idempotent)."""
+        ...
+
     async def close(self, grace: float | None) -> None:
         """Closes every channel, letting calls in flight run up to `grace` seconds."""
         ...
@@ -186,6 +204,28 @@ class GrpcRegionClient:
     ) -> region_pb2.GetLicenseStatusListResponse:
         response: region_pb2.GetLicenseStatusListResponse = await self._invoke(
             region_code, "GetLicenseStatusList", _LICENSE_STATUS_LIST_REQUEST, timeout
+        )
+        return response
+
+    async def fetch_license(
+        self,
+        region_code: str,
+        request: region_pb2.FetchLicenseRequest,
+        timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
+    ) -> region_pb2.FetchLicenseResponse:
+        response: region_pb2.FetchLicenseResponse = await self._invoke(
+            region_code, "FetchLicense", request, timeout
+        )
+        return response
+
+    async def withdraw(
+        self,
+        region_code: str,
+        request: region_pb2.WithdrawApplicationRequest,
+        timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
+    ) -> region_pb2.WithdrawApplicationResponse:
+        response: region_pb2.WithdrawApplicationResponse = await self._invoke(
+            region_code, "WithdrawApplication", request, timeout
         )
         return response
 

@@ -114,6 +114,20 @@ class SubmitApplication:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmitBundle:
+    """SubmitBundle, WithdrawBundle and RateBundle, with the bundle's `origin_region`."""
+
+    origin_region: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBundle:
+    """GetBundle / WatchBundle, with the stored bundle's origin (its owner)."""
+
+    origin_region: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReadApplication:
     """GetApplication / WatchApplication, with the stored application's two provinces."""
 
@@ -166,6 +180,8 @@ class Admin:
 
 Action = (
     SubmitApplication
+    | SubmitBundle
+    | ReadBundle
     | ReadApplication
     | ListApplications
     | ReportStatus
@@ -198,7 +214,15 @@ def authorize(identity: Identity | None, action: Action) -> Decision:
             return deny(Denial.NOT_A_PARTY)
         case ListApplications(region_code=region):
             return ALLOW if role is Role.OPS else _own_region(identity, region)
-        case SubmitApplication(origin_region=region) | PublishRegionCatalog(region_code=region):
+        case ReadBundle(origin_region=origin):
+            if role is Role.OPS or (role is Role.REGION and identity.name == origin):
+                return ALLOW
+            return deny(Denial.NOT_A_PARTY)
+        case (
+            SubmitApplication(origin_region=region)
+            | SubmitBundle(origin_region=region)
+            | PublishRegionCatalog(region_code=region)
+        ):
             return _own_region(identity, region)
         case ReportStatus(target_region=target):
             if role is not Role.REGION:
@@ -244,6 +268,7 @@ def require(identity: Identity | None, action: Action) -> Identity:
 
 _CATALOG = "/gateway.api.v1.CatalogService/"
 _APPLICATION = "/gateway.api.v1.ApplicationService/"
+_BUNDLE = "/gateway.api.v1.BundleService/"
 
 RPC_ACTIONS: dict[str, type[Action]] = {
     _CATALOG + "PublishCatalogVersion": PublishCatalogVersion,
@@ -263,6 +288,11 @@ RPC_ACTIONS: dict[str, type[Action]] = {
     _APPLICATION + "ListApplications": ListApplications,
     _APPLICATION + "WatchApplication": ReadApplication,
     _APPLICATION + "ReportApplicationStatus": ReportStatus,
+    _BUNDLE + "SubmitBundle": SubmitBundle,
+    _BUNDLE + "GetBundle": ReadBundle,
+    _BUNDLE + "WatchBundle": ReadBundle,
+    _BUNDLE + "WithdrawBundle": SubmitBundle,
+    _BUNDLE + "RateBundle": SubmitBundle,
     "/gateway.api.v1.LicenseService/VerifyLicense": VerifyLicense,
 }
 """The action every northbound RPC performs, by full method name.

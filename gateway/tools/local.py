@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from gateway.app.serving import announce, stop_event_on_signals
 from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY, PkiLayout, generate_dev_pki
 from gateway.security.tls import ServerTlsFiles
 from gateway.storage.location import StoreConfig
+from gateway.tools.exits import CommandError
 from gateway.tools.federation import AnnouncedProcess, running_federation
 
 
@@ -29,6 +31,23 @@ def dev_pki(pki_dir: Path, regions: Sequence[str]) -> PkiLayout:
     return generate_dev_pki(
         pki_dir, regions=regions, standards_bodies=(DEV_STANDARDS_BODY,), ops=(DEV_OPS,)
     )
+
+
+def check_stub_ports(host: str, base_port: int, regions: Sequence[str]) -> None:
+    """A `CommandError` naming the first taken port of the stubs (`base_port` + i for the i-th
+    region; none when 0): a stub on a taken port would only say so in its own output."""
+    if base_port <= 0:
+        return
+    for i, code in enumerate(regions):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+            try:
+                probe.bind((host, base_port + i))
+            except OSError:
+                raise CommandError(
+                    f"port {base_port + i} on {host}, region stub {code}'s, is taken: stop what "
+                    "holds it, or choose another --stub-base-port (0: any free ports)"
+                ) from None
 
 
 def replica_configs(config: GatewayConfig, replicas: int) -> list[GatewayConfig]:
@@ -116,6 +135,7 @@ async def run_local(
     mTLS unless `insecure`: the dev PKI under `data_dir/pki` is created on first start and
     refreshed when a certificate nears expiry.
     """
+    check_stub_ports("127.0.0.1", stub_base_port, regions)
     stop = stop_event_on_signals()
     pki = None if insecure else dev_pki(data_dir / "pki", regions)
     config = GatewayConfig(

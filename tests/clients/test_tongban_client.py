@@ -24,6 +24,7 @@ from conftest import STANDARDS, STANDARDS_BODY, World, eventually, start_world
 from traffic import CITIZEN, NAME, ORIGIN, TARGET, matter_pair
 
 from gateway.api.v1 import application_pb2 as gateway_pb
+from gateway.applications import lifecycle
 from gateway.catalog import signing
 from gateway.storage.group_commit import RETRY_DELAY
 from gateway.storage.sqlite import SqliteStore
@@ -282,6 +283,10 @@ async def test_wait_opens_a_cut_watch_again_and_misses_nothing(world: World) -> 
     assert final.state == pb.APPLICATION_STATE_COMPLETED
     assert relay.connections >= 2
     assert watches_started(world) >= 2
+
+
+def test_the_terminal_states_are_the_gateways() -> None:
+    assert {int(s) for s in TERMINAL_STATES} == {int(s) for s in lifecycle.TERMINAL}
 
 
 async def test_wait_gives_up_at_its_timeout(world: World) -> None:

@@ -68,7 +68,8 @@ class ApplicationServiceStub:
     """
     WatchApplication: _grpc.UnaryStreamMultiCallable[_application_pb2.WatchApplicationRequest, _application_pb2.WatchApplicationResponse]
     """Streams an application's state: first its current state, then every change, until the
-    application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`) and the stream ends
+    application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`, `CANCELLED`,
+    `WITHDRAWN`) and the stream ends
     with OK. Errors: NOT_FOUND (`APPLICATION_NOT_FOUND`). Idempotent.
     """
     ReportApplicationStatus: _grpc.UnaryUnaryMultiCallable[_application_pb2.ReportApplicationStatusRequest, _application_pb2.ReportApplicationStatusResponse]
@@ -118,7 +119,8 @@ class ApplicationServiceAsyncStub(ApplicationServiceStub):
     """
     WatchApplication: _aio.UnaryStreamMultiCallable[_application_pb2.WatchApplicationRequest, _application_pb2.WatchApplicationResponse]  # type: ignore[assignment]
     """Streams an application's state: first its current state, then every change, until the
-    application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`) and the stream ends
+    application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`, `CANCELLED`,
+    `WITHDRAWN`) and the stream ends
     with OK. Errors: NOT_FOUND (`APPLICATION_NOT_FOUND`). Idempotent.
     """
     ReportApplicationStatus: _aio.UnaryUnaryMultiCallable[_application_pb2.ReportApplicationStatusRequest, _application_pb2.ReportApplicationStatusResponse]  # type: ignore[assignment]
@@ -189,7 +191,8 @@ class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_application_pb2.WatchApplicationResponse], _abc.AsyncIterator[_application_pb2.WatchApplicationResponse]]:
         """Streams an application's state: first its current state, then every change, until the
-        application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`) and the stream ends
+        application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`, `CANCELLED`,
+        `WITHDRAWN`) and the stream ends
         with OK. Errors: NOT_FOUND (`APPLICATION_NOT_FOUND`). Idempotent.
         """
 

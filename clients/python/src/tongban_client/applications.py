@@ -27,9 +27,11 @@ TERMINAL_STATES = frozenset(
         pb.APPLICATION_STATE_COMPLETED,
         pb.APPLICATION_STATE_REJECTED,
         pb.APPLICATION_STATE_FAILED,
+        pb.APPLICATION_STATE_CANCELLED,
+        pb.APPLICATION_STATE_WITHDRAWN,
     }
 )
-"""States an application never leaves."""
+"""States an application never leaves (those that end WatchApplication's stream)."""
 
 
 class Applications:

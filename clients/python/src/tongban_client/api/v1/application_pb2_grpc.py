@@ -121,7 +121,8 @@ class ApplicationServiceServicer:
 
     def WatchApplication(self, request, context):
         """Streams an application's state: first its current state, then every change, until the
-        application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`) and the stream ends
+        application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`, `CANCELLED`,
+        `WITHDRAWN`) and the stream ends
         with OK. Errors: NOT_FOUND (`APPLICATION_NOT_FOUND`). Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
