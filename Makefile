@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/gateway/api/v1/*.proto) $(wildcard proto/region_stubs/admin/v1/*.proto)
 GEN_DIRS := gateway/api/v1 region_stubs/admin/v1
 
-.PHONY: help install proto fmt lint types buf buf-breaking test check run demo bench soak clean
+.PHONY: help install proto client fmt lint types buf buf-breaking test check run demo bench soak clean
 
 help:
 	@echo "make run    - set up and run the gateway with its local federation (PORT=… for another port)"
@@ -18,12 +18,13 @@ help:
 	@echo "make check  - format check, lint, types, buf lint/breaking, tests"
 	@echo "make bench  - benchmarks (see bench/), under 10 minutes; appends bench/RESULTS.md"
 	@echo "make soak   - 10-minute soak of the gateway at a steady rate: RSS slope"
-	@echo "make proto  - regenerate gRPC code from proto/"
+	@echo "make proto  - regenerate gRPC code from proto/ (the client's copy too)"
+	@echo "make client - regenerate the Python client's copy of the API (clients/python)"
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' -e clients/python
 	touch $@
 
 install: $(STAMP)
@@ -33,14 +34,20 @@ proto: $(STAMP)
 	rm -f $(addsuffix /*_pb2*.py*,$(GEN_DIRS))
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. \
 	  --mypy_out=. --mypy_grpc_out=. $(PROTOS)
+	$(PY) clients/python/generate.py
+
+# The Python client's own copy of the public API, import paths moved under tongban_client
+# (clients/python/generate.py says why and how).
+client: $(STAMP)
+	$(PY) clients/python/generate.py
 
 fmt: $(STAMP)
-	$(BIN)/ruff format gateway region_stubs tests bench
+	$(BIN)/ruff format gateway region_stubs tests bench clients/python
 
 lint: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/ruff check gateway region_stubs tests bench
-	$(BIN)/ruff format --check gateway region_stubs tests bench
+	$(BIN)/ruff check gateway region_stubs tests bench clients/python
+	$(BIN)/ruff format --check gateway region_stubs tests bench clients/python
 
 types: $(STAMP)
 	$(BIN)/mypy
