@@ -16,7 +16,7 @@ PROTO_DEPS := $(VENV)/proto-deps
 GOOGLE_PROTOS := google/api/annotations.proto google/api/http.proto \
   google/rpc/status.proto google/rpc/error_details.proto
 # The public API's descriptor set, with its imports and the error detail types, for the edge
-# proxy's transcoder and the OpenAPI description.
+# proxy's transcoder and the OpenAPI description; both are written from it with the code too.
 DESCRIPTORS := gateway/api/v1/descriptors.binpb
 
 .PHONY: help install proto fmt lint types buf buf-breaking test check run demo bench soak clean
@@ -50,6 +50,8 @@ proto: $(STAMP) $(PROTO_DEPS)
 	$(PY) -m grpc_tools.protoc -Iproto -I$(PROTO_DEPS) --include_imports --include_source_info \
 	  --descriptor_set_out=$(DESCRIPTORS) $(wildcard proto/gateway/api/v1/*.proto) \
 	  google/rpc/status.proto google/rpc/error_details.proto
+	$(PY) -m gateway.tools.openapi $(DESCRIPTORS) deploy/envoy/openapi.json
+	$(PY) -m gateway.tools.edge deploy/envoy/envoy.json
 
 fmt: $(STAMP)
 	$(BIN)/ruff format gateway region_stubs tests bench

@@ -133,6 +133,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             insecure=args.insecure,
             store=store,
             replicas=args.replicas,
+            http_port=args.http,
         )
     )
 
@@ -559,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="gateway replicas on consecutive ports from --port, sharing a PostgreSQL --store",
+    )
+    up.add_argument(
+        "--http", type=int, metavar="PORT", help="serve HTTP/JSON over HTTPS on PORT (Envoy)"
     )
     up.set_defaults(func=_cmd_up)
 
