@@ -439,6 +439,7 @@ def _cmd_certs(args: argparse.Namespace) -> int:
             {
                 "ca": str(layout.ca_cert),
                 "gateway": str(layout.gateway.cert),
+                "edge": str(layout.edge.cert),
                 "regions": {c: str(p.cert) for c, p in layout.regions.items()},
                 "standards_bodies": {n: str(p.cert) for n, p in layout.standards_bodies.items()},
                 "ops": {n: str(p.cert) for n, p in layout.ops.items()},

@@ -202,7 +202,14 @@ async def test_http_submission_is_delivered_and_its_request_id_replays_over_grpc
     counters = await world.stubs[TARGET].counters()
     assert (counters.cases_created, counters.deliveries_received) == (1, 1)
 
-    # Read, list and watch it over HTTP, at the resource paths.
+    # Resolve its code, read, list and watch it over HTTP, at the resource paths.
+    local = quote(request.local_matter_code, safe="")
+    status, resolved = await edge.call(
+        ORIGIN, "GET", f"/v1/regions/{ORIGIN}/localCodes/{local}:resolve"
+    )
+    assert status == 200, resolved
+    conforms("gateway.api.v1.ResolveLocalCodeResponse", resolved)
+    assert resolved["resolved"]["matter"]["code"] == application["nationalMatterCode"]
     name = application["name"]
     status, got = await edge.call(ORIGIN, "GET", f"/v1/{name}")
     assert status == 200
@@ -246,6 +253,9 @@ async def test_errors_are_http_statuses_with_the_rpc_status_body(edge: Edge) -> 
     status, body = await edge.call(ORIGIN, "GET", "/v1/catalogVersions/-/matters/000117112000")
     assert status == 200
     conforms("gateway.api.v1.GetMatterResponse", body)
+    # A path variable is one segment: a local code with `/` in it travels percent-encoded.
+    status, body = await edge.call(ORIGIN, "GET", f"/v1/regions/{ORIGIN}/localCodes/a%2Fb:resolve")
+    assert (status, body["details"][0]["reason"]) == (404, "LOCAL_CODE_NOT_FOUND")
     status, text = await edge.call(ORIGIN, "GET", "/v1/no/such/route")
     assert (status, text) == (404, "Could not resolve /v1/no/such/route to a method.")
     status, text = await edge.call(ORIGIN, "GET", "/v1/catalogVersions?bogus=1")
