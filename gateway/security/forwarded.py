@@ -103,9 +103,10 @@ def parse_header(value: str) -> list[dict[str, list[str]]]:
 class ForwardedCertificates:
     """Verifies the certificates the edge proxy forwards, against the federation's CA file.
 
-    Thread-safe. A certificate that verified is remembered (up to 1024, forgotten when the CA
-    changes); its expiry is the deny list's to check on every call. One that did not is
-    checked again each time (it may become valid).
+    Thread-safe. A header value whose certificate verified is remembered (up to 1024, all
+    forgotten when the CA changes): the edge writes the same value for the same client
+    certificate, so a connection's later calls cost a lookup. Expiry is the deny list's to
+    check on every call. A value that did not verify is checked again each time.
     """
 
     def __init__(self, ca_file: Path) -> None:
@@ -113,7 +114,8 @@ class ForwardedCertificates:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._store: Store | None = None
-        self._verified: dict[bytes, Identity] = {}
+        self._verified: dict[str, Identity] = {}
+        """Header values that verified, and whom they name."""
 
     def identity(self, values: Iterable[str], *, now: datetime | None = None) -> Identity | None:
         """The caller named by the XFCC header `values` (every occurrence of the header), or
@@ -122,24 +124,25 @@ class ForwardedCertificates:
         values = list(values)
         if len(values) != 1:
             return None
+        header = values[0]
+        store = self._current_store()
+        with self._lock:
+            known = self._verified.get(header)
+        if known is not None:
+            return known
         try:
-            elements = parse_header(values[0])
+            elements = parse_header(header)
         except MalformedHeader:
             return None
         if len(elements) != 1 or len(elements[0].get("cert", [])) != 1:
             return None
         pem = unquote(elements[0]["cert"][0]).encode()
-        store = self._current_store()
-        with self._lock:
-            known = self._verified.get(pem)
-        if known is not None:
-            return known
         identity = _verify(pem, store, now or datetime.now(UTC))
         if identity is not None:
             with self._lock:
                 if len(self._verified) >= _CACHE_SIZE:
                     self._verified.clear()
-                self._verified[pem] = identity
+                self._verified[header] = identity
         return identity
 
     def _current_store(self) -> Store:
