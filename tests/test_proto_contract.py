@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 from google.protobuf import descriptor_pb2
+from google.api import annotations_pb2
 from google.protobuf.descriptor import FileDescriptor
+from google.protobuf.descriptor_pb2 import FileDescriptorSet
 
 from gateway.api.v1 import application_pb2, catalog_pb2, license_pb2, region_pb2
 from gateway.applications.service import ApplicationServicer
@@ -24,6 +26,9 @@ from region_stubs.server import AdminServicer, RegionServicer
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+PROTO_DEPS = Path(sys.prefix) / "proto-deps"
+"""The Google protos linked from the installed googleapis-common-protos (`make install`)."""
+DESCRIPTORS = ROOT / "gateway" / "api" / "v1" / "descriptors.binpb"
 
 IMPLEMENTATIONS: list[tuple[FileDescriptor, str, type]] = [
     (catalog_pb2.DESCRIPTOR, "CatalogService", CatalogServicer),
@@ -54,6 +59,7 @@ def test_generated_code_is_in_sync(tmp_path: Path) -> None:
             "-m",
             "grpc_tools.protoc",
             "-Iproto",
+            f"-I{PROTO_DEPS}",
             f"--python_out={tmp_path}",
             f"--grpc_python_out={tmp_path}",
             f"--mypy_out={tmp_path}",
@@ -74,6 +80,57 @@ def test_generated_code_is_in_sync(tmp_path: Path) -> None:
             tmp_path / package, ROOT / package, generated, shallow=False
         )
         assert (mismatch, errors) == ([], []), f"{package}: stale {mismatch + errors}: make proto"
+
+
+def test_descriptor_set_is_in_sync(tmp_path: Path) -> None:
+    public = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "proto/gateway/api/v1").glob("*.proto")
+    )
+    out = tmp_path / "descriptors.binpb"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-Iproto",
+            f"-I{PROTO_DEPS}",
+            "--include_imports",
+            "--include_source_info",
+            f"--descriptor_set_out={out}",
+            *public,
+            "google/rpc/status.proto",
+            "google/rpc/error_details.proto",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    assert out.read_bytes() == DESCRIPTORS.read_bytes(), "stale descriptor set: make proto"
+
+
+def test_descriptor_set_holds_the_public_services_and_the_error_details() -> None:
+    files = FileDescriptorSet.FromString(DESCRIPTORS.read_bytes()).file
+    names = {f.name for f in files}
+    assert {"google/api/annotations.proto", "google/rpc/error_details.proto"} <= names
+    services = {f"{f.package}.{s.name}" for f in files for s in f.service}
+    assert {
+        "gateway.api.v1.ApplicationService",
+        "gateway.api.v1.CatalogService",
+        "gateway.api.v1.LicenseService",
+    } <= services
+
+
+@pytest.mark.parametrize("service", ["ApplicationService", "CatalogService", "LicenseService"])
+def test_every_public_rpc_has_an_http_rule(service: str) -> None:
+    descriptor = {
+        "ApplicationService": application_pb2.DESCRIPTOR,
+        "CatalogService": catalog_pb2.DESCRIPTOR,
+        "LicenseService": license_pb2.DESCRIPTOR,
+    }[service].services_by_name[service]
+    missing = [
+        m.name for m in descriptor.methods if not m.GetOptions().HasExtension(annotations_pb2.http)
+    ]
+    assert missing == [], f"{service}: no google.api.http rule for {missing}"
 
 
 def test_buf_lint_is_clean() -> None:

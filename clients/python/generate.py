@@ -70,6 +70,8 @@ def generate(output: Path) -> None:
                 "-m",
                 "grpc_tools.protoc",
                 "-Iproto",
+                # google/api/annotations.proto and friends, linked by `make install`
+                f"-I{ROOT / '.venv' / 'proto-deps'}",
                 f"--python_out={scratch}",
                 f"--grpc_python_out={scratch}",
                 f"--mypy_out={scratch}",

@@ -76,6 +76,7 @@ from gateway.observability.rpc_metrics import MetricsInterceptor
 from gateway.routing.client import GrpcRegionClient
 from gateway.routing.deliverer import Deliverer
 from gateway.routing.health import RegionHealth
+from gateway.security.forwarded import ForwardedCertificates
 from gateway.security.interceptor import AuthInterceptor
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.tls import DenyList, channel_credentials, server_credentials
@@ -144,6 +145,7 @@ def _new_server(config: GatewayConfig, events: EventBus, metrics: Metrics) -> gr
         limiter=RateLimiter(config.rate_limits),
         events=events,
         reflection_ops_only=config.reflection_ops_only,
+        forwarded=None if config.tls is None else ForwardedCertificates(config.tls.ca_cert),
     )
     # Metrics outermost (it sees every outcome), then ErrorInterceptor: the auth interceptor's
     # refusals become rich statuses there.

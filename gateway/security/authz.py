@@ -14,6 +14,9 @@ The rules, in plain words:
 - Only operators use administrative methods (`NOT_OPS`); operators also read everything, but
   never act in a province's place (`NOT_A_REGION`).
 - Everything else is denied: a new action gets a rule here before any handler uses it.
+- A call through the edge proxy is judged as its forwarded caller's (`forwarded`): only the
+  edge may forward a certificate (`NOT_THE_EDGE`), and one that does not chain to the
+  federation's CA or names no caller is `FORWARDED_CERTIFICATE_INVALID`.
 
 An `Action` carries the facts the rule needs, taken by the handler from the request and, for
 an existing application, from the stored application (never from the caller's claims about
@@ -48,10 +51,17 @@ class Denial(enum.StrEnum):
     NOT_DELIVERED_TO_CALLER = "NOT_DELIVERED_TO_CALLER"
     NOT_A_STANDARDS_BODY = "NOT_A_STANDARDS_BODY"
     NOT_OPS = "NOT_OPS"
+    NOT_THE_EDGE = "NOT_THE_EDGE"
+    FORWARDED_CERTIFICATE_INVALID = "FORWARDED_CERTIFICATE_INVALID"
 
 
 _UNAUTHENTICATED = frozenset(
-    {Denial.NO_IDENTITY, Denial.CERTIFICATE_REVOKED, Denial.CERTIFICATE_EXPIRED}
+    {
+        Denial.NO_IDENTITY,
+        Denial.CERTIFICATE_REVOKED,
+        Denial.CERTIFICATE_EXPIRED,
+        Denial.FORWARDED_CERTIFICATE_INVALID,
+    }
 )
 
 _MESSAGES: dict[Denial, str] = {
@@ -66,6 +76,13 @@ _MESSAGES: dict[Denial, str] = {
     ),
     Denial.NOT_A_STANDARDS_BODY: "Only a standards body may publish catalog versions.",
     Denial.NOT_OPS: "Only operators may use administrative methods.",
+    Denial.NOT_THE_EDGE: (
+        "Only the edge proxy may forward a client certificate (x-forwarded-client-cert)."
+    ),
+    Denial.FORWARDED_CERTIFICATE_INVALID: (
+        "The forwarded client certificate does not chain to the federation's CA, is not valid "
+        "now, or names no caller."
+    ),
 }
 
 

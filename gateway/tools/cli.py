@@ -139,6 +139,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             insecure=args.insecure,
             store=store,
             replicas=args.replicas,
+            http_port=args.http,
         )
     )
 
@@ -423,6 +424,7 @@ def _cmd_certs(args: argparse.Namespace) -> int:
             {
                 "ca": str(layout.ca_cert),
                 "gateway": str(layout.gateway.cert),
+                "edge": str(layout.edge.cert),
                 "regions": {c: str(p.cert) for c, p in layout.regions.items()},
                 "standards_bodies": {n: str(p.cert) for n, p in layout.standards_bodies.items()},
                 "ops": {n: str(p.cert) for n, p in layout.ops.items()},
@@ -621,6 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="gateway replicas on consecutive ports from --port, sharing a PostgreSQL --store "
         "(default: %(default)s)",
+    )
+    up.add_argument(
+        "--http", type=int, metavar="PORT", help="serve HTTP/JSON over HTTPS on PORT (Envoy)"
     )
     up.set_defaults(func=_cmd_up)
 

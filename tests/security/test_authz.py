@@ -215,6 +215,7 @@ def test_to_error_carries_code_class_reason_and_denial(denial: Denial) -> None:
         Denial.NO_IDENTITY,
         Denial.CERTIFICATE_REVOKED,
         Denial.CERTIFICATE_EXPIRED,
+        Denial.FORWARDED_CERTIFICATE_INVALID,
     )
     assert type(error) is (Unauthenticated if unauthenticated else PermissionDenied)
     assert error.reason == ("UNAUTHENTICATED" if unauthenticated else "PERMISSION_DENIED")
