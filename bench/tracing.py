@@ -63,7 +63,8 @@ class Settings:
     warmup: float
 
 
-FULL = Settings(seconds=3.0, rounds=3, warmup=1.0)
+FULL = Settings(seconds=2.5, rounds=4, warmup=1.0)
+"""Four rounds of four paths: each path takes each place in the turn once."""
 QUICK = Settings(seconds=0.5, rounds=1, warmup=0.3)
 SCENARIOS = ("c16",)
 
