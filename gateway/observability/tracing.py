@@ -12,7 +12,8 @@ Invariants:
   a province. Health checks and reflection are not traced.
 - The steps of a submission are spans made by `SpanListener` from the domain's events, as
   children of the span current where the event was emitted: code resolution, licence
-  verification and the durable commit are placed after the fact from the event's `seconds`. A
+  verification and the durable commit are placed after the fact from the event's `seconds`
+  (so a licence's key or status-list fetch is a child of the RPC beside its verification). A
   delivery call and each of its attempts are spans current from their `…Started` to their
   `…Finished` event, because the southbound call an attempt wraps takes its parent, and the
   `traceparent` it sends, from the context current while it is awaited.
@@ -114,13 +115,14 @@ class ServerTracing(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     The instrumentation learns a code only from `context.abort` and `set_code`, not from
     `abort_with_status` (how `ErrorInterceptor` answers), so the code is read back here, as
-    the metrics interceptor reads it. Put it first or second: it must see every outcome.
+    the metrics interceptor reads it. Put it outside `ErrorInterceptor`, to see every outcome;
+    like the metrics interceptor, it expects one handler per method from those inside it.
     """
 
     def __init__(self, provider: TracerProvider) -> None:
         propagate_trace_context_only()
         self._instrumentation = aio_server_interceptor(tracer_provider=provider)  # type: ignore[no-untyped-call]
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler | None, bool]] = {}
+        self._cache: dict[str, tuple[grpc.RpcMethodHandler, bool]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -129,12 +131,14 @@ class ServerTracing(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         cached = self._cache.get(method)
         if cached is None:
             handler = await continuation(handler_call_details)
+            if handler is None:  # grpc answers UNIMPLEMENTED; the caller's string is not kept
+                return None
             cached = self._cache[method] = _traced(method, handler)
         handler, traced = cached
         if not traced:
             return handler
 
-        async def resolved(_: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        async def resolved(_: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
             return handler
 
         wrapped: grpc.RpcMethodHandler | None = await self._instrumentation.intercept_service(
@@ -143,13 +147,11 @@ class ServerTracing(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
 
-def _traced(
-    method: str, handler: grpc.RpcMethodHandler | None
-) -> tuple[grpc.RpcMethodHandler | None, bool]:
+def _traced(method: str, handler: grpc.RpcMethodHandler) -> tuple[grpc.RpcMethodHandler, bool]:
     """The handler to trace, ending with the RPC's final code, and whether to trace it: not
-    untraced services, unknown methods, client streams, or a stream written with
-    `context.write` (which the instrumentation would iterate)."""
-    if handler is None or method.startswith(UNTRACED_SERVICES) or handler.request_streaming:
+    untraced services, client streams, or a stream written with `context.write` (which the
+    instrumentation would iterate)."""
+    if method.startswith(UNTRACED_SERVICES) or handler.request_streaming:
         return handler, False
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
@@ -210,7 +212,7 @@ class _Open:
     kind: type
     """The end event's type."""
     span: trace.Span
-    token: object
+    token: contextvars.Token[otel_context.Context]
     """What `otel_context.attach` returned: detached at the end event."""
 
 
@@ -278,7 +280,7 @@ class SpanListener:
             return None
         top = held[-1]
         _open.set(held[:-1])
-        otel_context.detach(top.token)  # type: ignore[arg-type]
+        otel_context.detach(top.token)
         return top.span
 
     def _delivery_started(self, event: DeliveryStarted) -> None:
