@@ -11,6 +11,11 @@ Invariants:
 - A listener that raises is logged and skipped: observation never changes an outcome.
 - No personal data beyond what the `Application` itself holds travels in an event; listeners
   that write anywhere (logs, audit) are responsible for masking or digesting it.
+- A `seconds` field is the wall time of what ended as the event was emitted, so a listener
+  may place it at [now - seconds, now].
+- Every `…Started` event is followed, in the same task, by its `…Finished` (emitted in a
+  `finally`), with nothing started in between left unfinished: a listener may hold something
+  open (a span, a context) from one to the other.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class ApplicationSubmitted(Event):
     """A new application was accepted and committed (before its first delivery attempt)."""
 
     application: application_pb2.Application
+    seconds: float
+    """Wall time of the commit: the claim of its idempotency key and the insert."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +123,34 @@ class BundleRated(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryStarted(Event):
+    """A delivery call (its attempts and the backoff between them) begins; `DeliveryFinished`
+    follows."""
+
+    region_code: str
+    application_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptStarted(Event):
-    """A delivery attempt (numbered from 1 within its call) is about to call the province."""
+    """A delivery attempt (numbered from 1 within its call) is about to call the province;
+    `AttemptFinished` follows."""
 
     region_code: str
     number: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished(Event):
+    """A delivery attempt ended."""
+
+    region_code: str
+    number: int
+    code: str
+    """The gRPC status code's name (`OK`, `UNAVAILABLE`, `CANCELLED`, …)."""
+    reason: str
+    """The province's ErrorInfo reason, or the gateway's (`REGION_NOT_CONNECTED`); empty for
+    none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +184,10 @@ class DeliveryFinished(Event):
     """DELIVERED, QUEUED, FAILED, or 0 when the call was cancelled."""
     seconds: float
     """Wall time of the call: attempts and the backoff between them."""
+    attempts: int
+    """Calls made to the province."""
+    reason: str
+    """Why not delivered (`DeliveryOutcome.reason`); empty when delivered or cancelled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +219,7 @@ class CodeResolved(Event):
     """A local code's resolution ended: `resolved`, or the error's reason."""
 
     result: str
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +240,8 @@ class LicenseVerified(Event):
     """A licence verification ended with `verdict` (a `Verdict` name)."""
 
     verdict: str
+    seconds: float
+    """Wall time of the verification, key and status-list fetches included."""
 
 
 @dataclass(frozen=True, slots=True)

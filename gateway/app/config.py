@@ -105,6 +105,9 @@ class GatewayConfig:
     replica: str = ""
     """This replica's name among several sharing one store (letters, digits, `.`, `_`, `-`):
     it names the replica's audit chain, `audit-<replica>.jsonl`; empty for a lone gateway."""
+    tracing: bool = False
+    """Make OpenTelemetry spans (`TONGBAN_TRACING`), exported as the standard `OTEL_*`
+    variables say; off, nothing of tracing is installed."""
 
     @property
     def store_config(self) -> StoreConfig:
@@ -354,6 +357,7 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         probe_interval=_number(merged, "TONGBAN_PROBE_INTERVAL", 0.0),
         watch_poll=_positive(merged, "TONGBAN_WATCH_POLL", 1.0),
         replica=_replica(merged.get("TONGBAN_REPLICA", "")),
+        tracing=_bool(merged, "TONGBAN_TRACING", False),
         **_security(merged),  # type: ignore[arg-type]
     )
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from gateway.api.v1 import (
@@ -73,6 +74,12 @@ from gateway.observability.metrics import (
     serve_metrics,
 )
 from gateway.observability.rpc_metrics import MetricsInterceptor
+from gateway.observability.tracing import (
+    ServerTracing,
+    SpanListener,
+    client_interceptors,
+    process_provider,
+)
 from gateway.routing.client import GrpcRegionClient
 from gateway.routing.deliverer import Deliverer
 from gateway.routing.health import RegionHealth
@@ -137,7 +144,12 @@ def _open_auditor(config: GatewayConfig) -> Auditor:
     return Auditor.open(config.audit_path, config.audit_key_path, FsyncPolicy(config.audit_fsync))
 
 
-def _new_server(config: GatewayConfig, events: EventBus, metrics: Metrics) -> grpc.aio.Server:
+def _new_server(
+    config: GatewayConfig,
+    events: EventBus,
+    metrics: Metrics,
+    tracer_provider: TracerProvider | None,
+) -> grpc.aio.Server:
     """The gRPC server with its interceptors and limits (no services yet)."""
     auth = AuthInterceptor(
         enforce=config.tls is not None,
@@ -147,10 +159,12 @@ def _new_server(config: GatewayConfig, events: EventBus, metrics: Metrics) -> gr
         reflection_ops_only=config.reflection_ops_only,
         forwarded=None if config.tls is None else ForwardedCertificates(config.tls.ca_cert),
     )
-    # Metrics outermost (it sees every outcome), then ErrorInterceptor: the auth interceptor's
-    # refusals become rich statuses there.
+    # Metrics outermost (it sees every outcome), then tracing when on (the RPC's span is current
+    # for everything inside), then ErrorInterceptor: the auth interceptor's refusals become rich
+    # statuses there.
+    tracing = [] if tracer_provider is None else [ServerTracing(tracer_provider)]
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(metrics), ErrorInterceptor(), auth],
+        interceptors=[MetricsInterceptor(metrics), *tracing, ErrorInterceptor(), auth],
         options=[
             ("grpc.max_receive_message_length", config.max_receive_message_bytes),
             ("grpc.max_metadata_size", config.max_metadata_bytes),
@@ -208,15 +222,21 @@ def _add_port(server: grpc.aio.Server, config: GatewayConfig) -> int:
 # hide that order, which is the point.
 @contextlib.asynccontextmanager
 async def running_gateway(  # noqa: PLR0915
-    config: GatewayConfig, *, metrics_registry: CollectorRegistry | None = None
+    config: GatewayConfig,
+    *,
+    metrics_registry: CollectorRegistry | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """Starts the gateway in the running loop and stops it gracefully on exit.
 
-    Metrics go to `metrics_registry`, by default a fresh registry of this gateway's own.
+    Metrics go to `metrics_registry`, by default a fresh registry of this gateway's own. With
+    `config.tracing`, spans go to `tracer_provider`, by default the process's OTLP exporter;
+    without it, nothing of tracing is installed.
     """
     # Read before anything is opened: a missing certificate fails the start with nothing to undo.
     tls = config.tls
     credentials = None if tls is None else channel_credentials(tls.ca_cert, tls.cert, tls.key)
+    tracing = (tracer_provider or process_provider("tongban-gateway")) if config.tracing else None
     auditor = _open_auditor(config)
     try:
         store = await open_store(config.store_config)
@@ -224,7 +244,12 @@ async def running_gateway(  # noqa: PLR0915
         await auditor.aclose()
         raise
     events = EventBus()
-    client = GrpcRegionClient(config.regions, credentials=credentials, events=events)
+    client = GrpcRegionClient(
+        config.regions,
+        credentials=credentials,
+        interceptors=() if tracing is None else client_interceptors(tracing),
+        events=events,
+    )
     dispatcher_task: asyncio.Task[None] | None = None
     followers: list[asyncio.Task[None]] = []
     refresh_task: asyncio.Task[None] | None = None
@@ -244,12 +269,14 @@ async def running_gateway(  # noqa: PLR0915
             store, queue_expiry=config.delivery.queue_expiry, events=events
         )
         # Listeners, in the order they hear each event: metrics, audit, the access log, the
-        # watch streams; the dispatcher and region health subscribe below.
+        # watch streams, spans; the dispatcher and region health subscribe below.
         metrics.listen(events)
         auditor.listen(events)
         AccessLog().listen(events)
         hub = WatchHub(records.get)
         hub.listen(events)
+        if tracing is not None:
+            SpanListener(tracing).listen(events)
         await registry.load()
         if await registry.bootstrap(
             [config.standards_dir / name for name in config.bootstrap_catalogs],
@@ -276,7 +303,7 @@ async def running_gateway(  # noqa: PLR0915
                 metrics.region_label,
             )
         )
-        server = _new_server(config, events, metrics)
+        server = _new_server(config, events, metrics, tracing)
         add_catalog_servicer(
             CatalogServicer(
                 registry,

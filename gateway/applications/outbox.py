@@ -118,6 +118,7 @@ class Outbox:
         Returns (the application as stored now, its request digest, whether this call created
         it); when the idempotency key was already taken, the earlier application, untouched.
         """
+        started = self.clock()
         held, digest, created = await self.records.create(
             app,
             request_digest,
@@ -126,7 +127,7 @@ class Outbox:
         )
         if not created:
             return held.application, digest, False
-        self.events.emit(ApplicationSubmitted(held.application))
+        self.events.emit(ApplicationSubmitted(held.application, self.clock() - started))
         final = await self._deliver(held, deadline)
         return final, digest, True
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -271,6 +272,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self, request: application_pb2.SubmitApplicationRequest, snapshot: CatalogSnapshot
     ) -> application_pb2.Application:
         now = self.wall_clock()
+        started = time.perf_counter()
         try:
             matter, version, target_local_code = translate(
                 snapshot,
@@ -282,9 +284,9 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 national_field="national_matter_code",
             )
         except TongbanError as exc:
-            self.events.emit(CodeResolved(exc.reason))
+            self.events.emit(CodeResolved(exc.reason, time.perf_counter() - started))
             raise
-        self.events.emit(CodeResolved("resolved"))
+        self.events.emit(CodeResolved("resolved", time.perf_counter() - started))
         mode = _mode(request, matter)
         materials = await self._materials(request, matter)
         application_id = str(uuid.uuid4())
