@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from google.protobuf import descriptor_pb2
 from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.descriptor_pb2 import FileDescriptorSet
 

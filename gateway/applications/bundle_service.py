@@ -133,7 +133,9 @@ class BundleServicer(bundle_pb2_grpc.BundleServiceServicer):
         if existing is not None:
             return await self._replay(*existing, digest)
         bundle, rows, first = await self._build(request, deadline)
+        started = self.outbox.clock()
         stored, stored_digest, created = await self.bundles.create(bundle, digest, rows)
+        committed = self.outbox.clock() - started
         if not created:  # a concurrent call took the request id first
             return await self._replay(stored, stored_digest, digest)
         self.events.emit(BundleSubmitted(bundle))
@@ -141,7 +143,7 @@ class BundleServicer(bundle_pb2_grpc.BundleServiceServicer):
         for row in rows:
             app = application_pb2.Application()
             app.ParseFromString(row.body)
-            self.events.emit(ApplicationSubmitted(app))
+            self.events.emit(ApplicationSubmitted(app, committed))
             if row.application_id in first:
                 held.append(Held(app, row.body))
         await asyncio.gather(

@@ -23,8 +23,8 @@ from gateway.app.serving import announce, stop_event_on_signals
 from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY, PkiLayout, generate_dev_pki
 from gateway.security.tls import ServerTlsFiles
 from gateway.storage.location import StoreConfig
-from gateway.tools.exits import CommandError
 from gateway.tools.edge import EdgeSettings, EdgeUnavailable, descriptors_path, running_edge
+from gateway.tools.exits import CommandError
 from gateway.tools.federation import AnnouncedProcess, running_federation
 
 

@@ -86,7 +86,8 @@ def member(bundle: bundle_pb2.Bundle, member_id: str) -> bundle_pb2.BundleMember
 
 async def application(world: World, name: str) -> pb.Application:
     got = await world.applications.GetApplication(pb.GetApplicationRequest(name=name))
-    return got.application
+    app: pb.Application = got.application
+    return app
 
 
 async def report(
@@ -106,7 +107,8 @@ async def report(
             issued_license_tokens=list(tokens),
         )
     )
-    return answer.application
+    app: pb.Application = answer.application
+    return app
 
 
 async def issue(world: World, region: str, holder: str = CITIZEN) -> str:
@@ -118,14 +120,16 @@ async def issue(world: World, region: str, holder: str = CITIZEN) -> str:
             holder_id_number=holder,
         )
     )
-    return issued.token
+    token: str = issued.token
+    return token
 
 
 async def eventually(world: World, bundle: bundle_pb2.Bundle, check: object) -> bundle_pb2.Bundle:
     for _ in range(250):
         got = await bundles(world).GetBundle(bundle_pb2.GetBundleRequest(name=bundle.name))
-        if check(got.bundle):  # type: ignore[operator]
-            return got.bundle
+        found: bundle_pb2.Bundle = got.bundle
+        if check(found):  # type: ignore[operator]
+            return found
         await asyncio.sleep(0.02)
     raise AssertionError(f"never reached: {got.bundle}")
 
