@@ -192,7 +192,13 @@ def _expected_java_classes(file: FileDescriptor) -> set[str]:
 def test_protoc_generates_java_classes_under_each_java_package(tmp_path: Path) -> None:
     protos = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "proto").rglob("*.proto"))
     result = subprocess.run(
-        [str(BIN / "protoc"), "-Iproto", f"--java_out={tmp_path}", *protos],
+        [
+            str(BIN / "protoc"),
+            "-Iproto",
+            f"-I{ROOT / '.venv' / 'proto-deps'}",  # google/api, linked by `make install`
+            f"--java_out={tmp_path}",
+            *protos,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
