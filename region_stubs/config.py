@@ -28,6 +28,10 @@ such a mapping (the process environment, when `main` passes it). Nothing else re
 
 With TLS_CA the stub serves mTLS (client certificates from that CA required) and reports to
 the gateway over TLS with its region client certificate; all five files go together.
+
+`TONGBAN_TRACING` (the gateway's own key, so one setting turns tracing on for a whole
+federation) makes the stub continue the gateway's traces: OpenTelemetry spans of the calls it
+serves and makes, exported as the standard `OTEL_*` variables say.
 """
 
 from __future__ import annotations
@@ -99,6 +103,8 @@ class StubConfig:
     """Seconds in-flight calls may run on after a stop is requested."""
     tls: StubTls | None = None
     """mTLS files; None serves and reports in plaintext."""
+    tracing: bool = False
+    """Make OpenTelemetry spans (`TONGBAN_TRACING`, shared with the gateway)."""
 
     @property
     def cases_path(self) -> Path | None:
@@ -151,6 +157,7 @@ class StubConfig:
             raise ConfigError(f"{PREFIX}{', '.join(tls_names)} go together")
         tls = StubTls(*(Path(p) for p in tls_paths if p)) if all(tls_paths) else None
         return cls(
+            tracing=reader.flag("TRACING", prefix="TONGBAN_"),
             tls=tls,
             region_code=region,
             implementation_list=Path(listing)
@@ -168,13 +175,14 @@ class StubConfig:
 
 
 class _Reader:
-    """Typed reads of `TONGBAN_STUB_*` keys; empty values count as absent."""
+    """Typed reads of `TONGBAN_STUB_*` keys (or another prefix's); empty values count as
+    absent."""
 
     def __init__(self, mapping: Mapping[str, str]) -> None:
         self._mapping = mapping
 
-    def text(self, key: str) -> str | None:
-        value = self._mapping.get(PREFIX + key, "").strip()
+    def text(self, key: str, prefix: str = PREFIX) -> str | None:
+        value = self._mapping.get(prefix + key, "").strip()
         return value or None
 
     def number(self, key: str, kind: Callable[[str], _T], default: _T) -> _T:
@@ -186,13 +194,13 @@ class _Reader:
         except ValueError:
             raise ConfigError(f"{PREFIX}{key}: {value!r} is not a valid number") from None
 
-    def flag(self, key: str) -> bool:
-        value = (self.text(key) or "").lower()
+    def flag(self, key: str, prefix: str = PREFIX) -> bool:
+        value = (self.text(key, prefix) or "").lower()
         if value in _TRUE:
             return True
         if value in _FALSE:
             return False
-        raise ConfigError(f"{PREFIX}{key}: {value!r} is not a boolean")
+        raise ConfigError(f"{prefix}{key}: {value!r} is not a boolean")
 
 
 # flag → key; flags given on the command line override the mapping.

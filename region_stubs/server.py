@@ -33,6 +33,7 @@ from typing import cast
 
 import grpc
 from google.protobuf import timestamp_pb2
+from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2, region_pb2_grpc
 from gateway.app import serving
@@ -47,6 +48,7 @@ from gateway.errors import (
     Unavailable,
 )
 from gateway.licenses.status_list import LicenseStatus
+from gateway.observability.tracing import ServerTracing, client_interceptors, process_provider
 from gateway.routing.client import translate_rpc_error
 from gateway.security.southbound import GatewayOnly
 from gateway.security.tls import ServerTlsFiles, channel_credentials, server_credentials
@@ -141,11 +143,17 @@ def _require_uuid(text: str, field_name: str) -> None:
 class GatewayReporter:
     """The stub's one outbound call: ReportApplicationStatus on the gateway."""
 
-    def __init__(self, address: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        credentials: grpc.ChannelCredentials | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> None:
+        chosen = list(interceptors) or None
         self._channel = (
-            grpc.aio.insecure_channel(address)
+            grpc.aio.insecure_channel(address, interceptors=chosen)
             if credentials is None
-            else grpc.aio.secure_channel(address, credentials)
+            else grpc.aio.secure_channel(address, credentials, interceptors=chosen)
         )
         # grpc ships no types, so the overload for an aio channel cannot be picked by mypy.
         self._stub = cast(
@@ -556,9 +564,15 @@ def _host_port(host: str, port: int) -> str:
 
 @asynccontextmanager
 async def running_stub(
-    config: StubConfig, *, clock: Callable[[], datetime] = utc_now
+    config: StubConfig,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[RunningStub]:
     """Starts a stub in the running loop; on exit drains it (`config.grace`) and closes all.
+
+    With `config.tracing` its spans go to `tracer_provider`, by default the process's OTLP
+    exporter; without it, nothing of tracing is installed.
 
     Raises `catalog.CatalogError` for an unusable implementation list, `StoreUnavailable` for
     an unusable data directory and `OSError` when the address cannot be bound.
@@ -582,8 +596,15 @@ async def running_stub(
                 config.tls.ca_cert, config.tls.client_cert, config.tls.client_key
             )
         )
+        tracing = None
+        if config.tracing:
+            tracing = tracer_provider or process_provider(f"tongban-region-{config.region_code}")
         if config.gateway_address:
-            gateway = GatewayReporter(config.gateway_address, client_credentials)
+            gateway = GatewayReporter(
+                config.gateway_address,
+                client_credentials,
+                () if tracing is None else client_interceptors(tracing),
+            )
             stack.push_async_callback(gateway.close)
         state = StubState(
             config=config,
@@ -597,7 +618,10 @@ async def running_stub(
             rng=random.Random(config.seed),
             clock=clock,
         )
-        interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            *([] if tracing is None else [ServerTracing(tracing)]),
+            ErrorInterceptor(),
+        ]
         if config.tls is not None:
             interceptors.append(GatewayOnly())
         # No SO_REUSEPORT (gRPC's default on Linux): a second stub on a taken port must fail,

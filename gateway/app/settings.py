@@ -87,6 +87,13 @@ SETTINGS: tuple[Setting, ...] = (
         SERVING,
     ),
     Setting(
+        "TONGBAN_TRACING",
+        "false",
+        "Make OpenTelemetry spans, exported over OTLP as the standard `OTEL_*` variables say "
+        '(README, "Traces"); off, nothing of tracing is installed.',
+        SERVING,
+    ),
+    Setting(
         "TONGBAN_REPLICA",
         "(none)",
         "This replica's name among several sharing one store (1 to 63 letters, digits, `.`, "
@@ -137,6 +144,15 @@ SETTINGS: tuple[Setting, ...] = (
         "standards",
         "Bundled catalog data: regions, the catalog and the implementation lists that seed an "
         "empty store.",
+        CATALOG,
+    ),
+    Setting(
+        "TONGBAN_BOOTSTRAP_CATALOGS",
+        "catalog/2025.1.json",
+        "The catalog versions (files under the standards directory, oldest first, "
+        "comma-separated) an empty store is seeded with: the first, the implementation lists, "
+        "then each later one as if published. `catalog/2026.1.json` carries the themes "
+        "(一件事) that bundles need.",
         CATALOG,
     ),
     Setting(

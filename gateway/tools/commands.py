@@ -1,34 +1,41 @@
-"""What the command modules (`commands_catalog`, `commands_publish`, `commands_stub`) share:
-the hooks the CLI gives them, and how a command that calls a server runs.
+"""What the command modules (`commands_catalog`, `commands_publish`, `commands_stub`) share
+with `tools.cli`: the hooks the CLI lends them, how a subcommand is declared, and how one that
+calls a server runs.
 
 Invariants:
-- A command module knows nothing of certificates: it asks the CLI's `Connect` for a channel
-  presenting an identity, and adds the CLI's client flags to its parsers (`Hooks`).
-- A command that calls a server returns an exit code for every ordinary outcome: done, a
-  refusal (`exits.REFUSED`, shown by `Output.refused` with the command's `FlagMap`), or a
-  server not reached (`exits.UNREACHABLE`).
+- A command module knows nothing of certificates or the environment: it asks the CLI's
+  `Connect` for a channel presenting an identity (checked, never plaintext unless asked; see
+  `tools.connect`), adds the CLI's client flags, and reads the environment the CLI hands it
+  (`Hooks.env`, for `tools.locate`).
+- Failures leave a command the one way every command's do (`tools.exits`): a refusal by the
+  server is shown by `cli.main` through `Output.refused`, with the command's map from request
+  fields to its flags (`args.flags`, set with its parser's defaults or by the command itself).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import grpc
 
 from gateway.app.config import DEFAULT_PORT
-from gateway.tools.output import FlagMap, Output, reached
+from gateway.tools.output import Output
 
-Connect = Callable[[argparse.Namespace, str, str], AbstractAsyncContextManager[grpc.aio.Channel]]
-"""A channel to `args.gateway` presenting the certificate of `role`/`name` (the CLI's rules)."""
+GATEWAY_HELP = "HOST:PORT, or several replicas' HOST:PORT,... (balanced, UNAVAILABLE retried)"
 
-GATEWAY_HELP = (
-    "the gateway: HOST:PORT, or several replicas' HOST:PORT,... (balanced, UNAVAILABLE retried); "
-    f"default 127.0.0.1:{DEFAULT_PORT}"
-)
+
+class Connect(Protocol):
+    """A channel to `args.gateway` presenting the certificate of `role`/`name`; `chosen_by`
+    names the flag that chose the identity, for the message when there is no such certificate."""
+
+    def __call__(
+        self, args: argparse.Namespace, role: str, name: str, *, chosen_by: str
+    ) -> AbstractAsyncContextManager[grpc.aio.Channel]: ...
 
 
 @dataclass(frozen=True)
@@ -39,47 +46,51 @@ class Hooks:
     """Opens a channel as an identity."""
     client_flags: Callable[[argparse.ArgumentParser], None]
     """Adds the client TLS flags (`--ca`, `--cert`, `--key`, `--pki-dir`, `--insecure`)."""
+    env: Mapping[str, str]
+    """The process's environment, read by `tools.locate` only."""
+
+
+def command(
+    group: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    example: str,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with an example."""
+    return group.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
 
 
 def gateway_flags(parser: argparse.ArgumentParser, hooks: Hooks) -> None:
     """`--gateway`, the client TLS flags and `--json`."""
-    parser.add_argument("--gateway", default=f"127.0.0.1:{DEFAULT_PORT}", help=GATEWAY_HELP)
+    parser.add_argument(
+        "--gateway",
+        default=f"127.0.0.1:{DEFAULT_PORT}",
+        help=f"{GATEWAY_HELP} (default: %(default)s)",
+    )
     hooks.client_flags(parser)
     json_flag(parser)
 
 
 def json_flag(parser: argparse.ArgumentParser) -> None:
     """`--json`: the result as JSON on stdout, for scripts."""
-    parser.add_argument(
-        "--json", action="store_true", help="print the result as JSON (for scripts)"
-    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 Call = Callable[[argparse.Namespace, Output], Awaitable[int]]
 
 
-def run_call(
-    call: Call, where: Callable[[argparse.Namespace], str], flags: FlagMap
-) -> Callable[[argparse.Namespace], int]:
-    """The command function of `call`: runs it; a refusal is shown with the command's `flags`,
-    a server that was not reached (`where` names it) in one line."""
+def run_call(call: Call) -> Callable[[argparse.Namespace], int]:
+    """The command function of an asynchronous `call`, writing where `--json` says."""
 
-    def command(args: argparse.Namespace) -> int:
-        out = Output(json_mode=args.json)
+    def run(args: argparse.Namespace) -> int:
+        return asyncio.run(call(args, Output(json_mode=args.json)))
 
-        async def guarded() -> int:
-            try:
-                return await call(args, out)
-            except grpc.aio.AioRpcError as error:
-                if reached(error):
-                    return out.refused(error, flags)
-                return out.unreachable(error, where(args))
-
-        return asyncio.run(guarded())
-
-    return command
-
-
-def at_gateway(args: argparse.Namespace) -> str:
-    """`where` for a command that calls the gateway."""
-    return f"the gateway at {args.gateway}"
+    return run

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+
+import grpc
 
 from gateway.api.v1 import catalog_pb2, catalog_pb2_grpc
 from gateway.security.pki import DEV_OPS
-from gateway.tools.commands import Hooks, at_gateway, gateway_flags, run_call
+from gateway.tools.commands import Connect, Hooks, command, gateway_flags, run_call
 from gateway.tools.output import FlagMap, Output
 
 MATTER_TYPES = {
@@ -58,9 +61,10 @@ RESOLVE_FLAGS = FlagMap(
 )
 
 
-def _identity(args: argparse.Namespace) -> tuple[str, str]:
+def _connect(args: argparse.Namespace) -> AbstractAsyncContextManager[grpc.aio.Channel]:
     role, _, name = (args.as_identity or f"ops/{DEV_OPS}").partition("/")
-    return role, name
+    connect: Connect = args.hooks.connect
+    return connect(args, role, name, chosen_by="--as")
 
 
 def _name(args: argparse.Namespace) -> str:
@@ -128,14 +132,14 @@ def _show_matters(out: Output, matters: Sequence[catalog_pb2.Matter], what: str)
 
 
 async def _matters_list(args: argparse.Namespace, out: Output) -> int:
-    async with args.connect(args, *_identity(args)) as channel:
+    async with _connect(args) as channel:
         matters = await _all_matters(catalog_pb2_grpc.CatalogServiceStub(channel), args)
     _show_matters(out, matters, "matters")
     return 0
 
 
 async def _matters_search(args: argparse.Namespace, out: Output) -> int:
-    async with args.connect(args, *_identity(args)) as channel:
+    async with _connect(args) as channel:
         matters = await _all_matters(catalog_pb2_grpc.CatalogServiceStub(channel), args)
     text = args.text.casefold()
     found = [m for m in matters if text in m.code or text in m.display_name.casefold()]
@@ -144,7 +148,7 @@ async def _matters_search(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _matters_show(args: argparse.Namespace, out: Output) -> int:
-    async with args.connect(args, *_identity(args)) as channel:
+    async with _connect(args) as channel:
         answer = await catalog_pb2_grpc.CatalogServiceStub(channel).GetMatter(
             catalog_pb2.GetMatterRequest(name=f"{_name(args)}/matters/{args.code}"), timeout=30
         )
@@ -188,7 +192,7 @@ async def _matters_show(args: argparse.Namespace, out: Output) -> int:
 async def _themes_list(args: argparse.Namespace, out: Output) -> int:
     request = catalog_pb2.ListThemesRequest(parent=_name(args), page_size=PAGE)
     themes: list[catalog_pb2.Theme] = []
-    async with args.connect(args, *_identity(args)) as channel:
+    async with _connect(args) as channel:
         stub = catalog_pb2_grpc.CatalogServiceStub(channel)
         while True:
             page = await stub.ListThemes(request, timeout=30)
@@ -217,7 +221,7 @@ async def _themes_list(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _themes_show(args: argparse.Namespace, out: Output) -> int:
-    async with args.connect(args, *_identity(args)) as channel:
+    async with _connect(args) as channel:
         answer = await catalog_pb2_grpc.CatalogServiceStub(channel).GetTheme(
             catalog_pb2.GetThemeRequest(name=f"{_name(args)}/themes/{args.code}"), timeout=30
         )
@@ -289,7 +293,7 @@ async def _resolve(args: argparse.Namespace, out: Output) -> int:
         national_code=args.national_code or "",
         catalog_version=args.version or "",
     )
-    async with args.connect(args, *_identity(args)) as channel:
+    async with _connect(args) as channel:
         answer = await catalog_pb2_grpc.CatalogServiceStub(channel).ResolveLocalCode(
             request, timeout=30
         )
@@ -319,7 +323,7 @@ def version_state(state: catalog_pb2.CatalogVersionState.ValueType) -> str:
 async def _versions(args: argparse.Namespace, out: Output) -> int:
     request = catalog_pb2.ListCatalogVersionsRequest(page_size=200)
     versions: list[catalog_pb2.CatalogVersion] = []
-    async with args.connect(args, *_identity(args)) as channel:
+    async with _connect(args) as channel:
         stub = catalog_pb2_grpc.CatalogServiceStub(channel)
         while True:
             page = await stub.ListCatalogVersions(request, timeout=30)
@@ -358,28 +362,30 @@ def _reader(parser: argparse.ArgumentParser, hooks: Hooks, *, version: bool = Tr
         "--as",
         dest="as_identity",
         metavar="ROLE/NAME",
-        help="identity of the development PKI to call as (default ops/ops)",
+        help=f"the identity to call as, e.g. region/440000 (default: ops/{DEV_OPS})",
     )
     if version:
         parser.add_argument(
             "--version", help="catalog version, e.g. 2025.2 (default: the one in force)"
         )
-    parser.set_defaults(connect=hooks.connect)
+    parser.set_defaults(hooks=hooks)
 
 
 def register(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
-    catalog_sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    catalog_sub: argparse._SubParsersAction[argparse.ArgumentParser],
     hooks: Hooks,
 ) -> None:
     """Adds `matters`, `themes`, `resolve` and `catalog versions`."""
-    matters = sub.add_parser("matters", help="list, search or show the national matters")
+    matters = command(
+        sub, "matters", "list, search or show the national matters", "tongban matters list"
+    )
     msub = matters.add_subparsers(dest="matters_command", required=True)
-    mlist = msub.add_parser(
+    mlist = command(
+        msub,
         "list",
-        help="every matter of a catalog version",
-        description="Every matter of a catalog version, in code order. "
-        "Example: tongban matters list --mode fully-online",
+        "every matter of a catalog version, in code order",
+        "tongban matters list --mode fully-online",
     )
     _reader(mlist, hooks)
     mlist.add_argument(
@@ -390,64 +396,60 @@ def register(
     mlist.add_argument(
         "--mode", choices=sorted(MODES), help="only matters offering this cross-region mode"
     )
-    mlist.set_defaults(func=run_call(_matters_list, at_gateway, LIST_FLAGS))
-    search = msub.add_parser(
+    mlist.set_defaults(func=run_call(_matters_list), flags=LIST_FLAGS)
+    search = command(
+        msub,
         "search",
-        help="matters whose code or name contains TEXT",
-        description="Matters whose code or name contains TEXT (any case). "
-        "Example: tongban matters search 户口",
+        "matters whose code or name contains TEXT (any case)",
+        "tongban matters search 户口",
     )
-    search.add_argument("text", metavar="TEXT")
+    search.add_argument("text", metavar="TEXT", help="part of a matter's code or name")
     _reader(search, hooks)
-    search.set_defaults(func=run_call(_matters_search, at_gateway, VERSION_FLAGS))
-    show = msub.add_parser(
+    search.set_defaults(func=run_call(_matters_search), flags=VERSION_FLAGS)
+    show = command(
+        msub,
         "show",
-        help="one matter with its materials and form",
-        description="One matter by its 12-digit national code. "
-        "Example: tongban matters show 002035011000",
+        "one matter by its 12-digit national code, with its materials and form",
+        "tongban matters show 002035011000",
     )
-    show.add_argument("code", metavar="CODE")
+    show.add_argument("code", metavar="CODE", help="the national basic code")
     _reader(show, hooks)
-    show.set_defaults(func=run_call(_matters_show, at_gateway, MATTER_FLAGS))
+    show.set_defaults(func=run_call(_matters_show), flags=MATTER_FLAGS)
 
-    themes = sub.add_parser("themes", help="list or show the themes (一件事)")
+    themes = command(sub, "themes", "list or show the themes (一件事)", "tongban themes list")
     tsub = themes.add_subparsers(dest="themes_command", required=True)
-    tlist = tsub.add_parser(
-        "list",
-        help="every theme of a catalog version",
-        description="Every theme (一件事) of a catalog version. Example: tongban themes list",
-    )
+    tlist = command(tsub, "list", "every theme of a catalog version", "tongban themes list")
     _reader(tlist, hooks)
-    tlist.set_defaults(func=run_call(_themes_list, at_gateway, VERSION_FLAGS))
-    tshow = tsub.add_parser(
+    tlist.set_defaults(func=run_call(_themes_list), flags=VERSION_FLAGS)
+    tshow = command(
+        tsub,
         "show",
-        help="one theme: members, form, materials and data flows",
-        description="One theme by its code. Example: tongban themes show YJS0001",
+        "one theme: its members, form, materials and data flows",
+        "tongban themes show YJS0001",
     )
-    tshow.add_argument("code", metavar="CODE")
+    tshow.add_argument("code", metavar="CODE", help="the theme's code")
     _reader(tshow, hooks)
-    tshow.set_defaults(func=run_call(_themes_show, at_gateway, THEME_FLAGS))
+    tshow.set_defaults(func=run_call(_themes_show), flags=THEME_FLAGS)
 
-    resolve = sub.add_parser(
+    resolve = command(
+        sub,
         "resolve",
-        help="resolve a province's local code to its national matter",
-        description="Resolve a province's local matter code to the national matter it "
-        "implements. Example: tongban resolve --region 510000 "
-        "51200268000000-510000000000-000-11510000MBHU4N6YXE-1-00",
+        "resolve a province's local matter code to the national matter it implements",
+        "tongban resolve --region 510000 51200268000000-510000000000-000-11510000MBHU4N6YXE-1-00",
     )
-    resolve.add_argument("local_code", metavar="LOCAL_CODE")
+    resolve.add_argument("local_code", metavar="LOCAL_CODE", help="the province's own code")
     resolve.add_argument("--region", required=True, help="the province's code, e.g. 510000")
     resolve.add_argument(
         "--national-code", help="which national matter, when the local code covers several"
     )
     _reader(resolve, hooks)
-    resolve.set_defaults(func=run_call(_resolve, at_gateway, RESOLVE_FLAGS))
+    resolve.set_defaults(func=run_call(_resolve), flags=RESOLVE_FLAGS)
 
-    versions = catalog_sub.add_parser(
+    versions = command(
+        catalog_sub,
         "versions",
-        help="the catalog versions a gateway holds, with their states",
-        description="The catalog versions a gateway holds, newest first, each SCHEDULED, "
-        "CURRENT or SUPERSEDED. Example: tongban catalog versions",
+        "the catalog versions a gateway holds, newest first, each SCHEDULED, CURRENT or SUPERSEDED",
+        "tongban catalog versions",
     )
     _reader(versions, hooks, version=False)
-    versions.set_defaults(func=run_call(_versions, at_gateway, VERSION_FLAGS))
+    versions.set_defaults(func=run_call(_versions), flags=VERSION_FLAGS)

@@ -34,9 +34,10 @@ from gateway.catalog.validation import RowWarning, check_region_catalog, dialect
 from gateway.errors import FieldViolation
 from gateway.security.pki import DEV_STANDARDS_BODY
 from gateway.times import utc_now
-from gateway.tools import exits
-from gateway.tools.commands import Hooks, at_gateway, gateway_flags, json_flag, run_call
+from gateway.tools import exits, locate
+from gateway.tools.commands import Connect, Hooks, command, gateway_flags, json_flag, run_call
 from gateway.tools.commands_catalog import version_state
+from gateway.tools.exits import CommandError
 from gateway.tools.local_files import DEV_KEYS_DIR, read_federation
 from gateway.tools.output import FlagMap, Output
 
@@ -100,7 +101,7 @@ def catalog_in_force(standards_dir: Path, now: datetime) -> Path:
 
 def _validate(args: argparse.Namespace) -> int:
     out = Output(json_mode=args.json)
-    standards = Path(args.standards_dir)
+    standards = locate.standards_dir(args.standards_dir, args.hooks.env, Path.cwd())
     provinces = load_provinces(standards)
     loaded = documents.loads_json(Path(args.file).read_bytes())
     if loaded.value is None:
@@ -196,30 +197,30 @@ def _finish(
 # -- publish a catalog version ----------------------------------------------------------------
 
 
-def _signing_key(args: argparse.Namespace) -> Path | None:
+def _signing_key(args: argparse.Namespace) -> Path:
+    """`--signing-key`, else the key of the `tongban up` whose data directory is `--data-dir`."""
     if args.signing_key:
         return Path(args.signing_key)
-    federation = read_federation(Path(args.data_dir)) or {}
-    key = federation.get("standards_key", {})
+    data_dir = Path(args.data_dir or locate.data_dir(args.hooks.env))
+    key = (read_federation(data_dir) or {}).get("standards_key", {})
     if isinstance(key, dict) and key.get("body") == args.body and key.get("private_key"):
         return Path(str(key["private_key"]))
-    default = Path(args.data_dir) / DEV_KEYS_DIR / f"{args.body}.key.pem"
-    return default if default.exists() else None
+    default = data_dir / DEV_KEYS_DIR / f"{args.body}.key.pem"
+    if not default.exists():
+        raise CommandError(
+            f"{args.file} is an unsigned catalog and no key signs it (no {default}): give "
+            "--signing-key, run `tongban up` (it makes that key), or sign it with "
+            "`tongban catalog sign`"
+        )
+    return default
 
 
-def _publication(args: argparse.Namespace, out: Output) -> str | None:
-    """The signed publication of `args.file`; None (said on stderr) when nothing signs it."""
+def _publication(args: argparse.Namespace, out: Output) -> str:
+    """The signed publication of `args.file`: as it is, or the catalog file signed."""
     text = Path(args.file).read_text(encoding="utf-8").strip()
     if not text.startswith("{"):
         return text
     key = _signing_key(args)
-    if key is None:
-        out.note(
-            f"tongban: {args.file} is an unsigned catalog and no key signs it: give --signing-key, "
-            f"or run `tongban up` (its key is {Path(args.data_dir) / DEV_KEYS_DIR}/"
-            f"{args.body}.key.pem), or sign it with `tongban catalog sign`"
-        )
-        return None
     loaded = documents.loads_json(text)
     publisher = str((loaded.value or {}).get("publisher", args.body))
     out.note(f"signed with {key} as {publisher}")
@@ -228,12 +229,11 @@ def _publication(args: argparse.Namespace, out: Output) -> str | None:
 
 async def _publish(args: argparse.Namespace, out: Output) -> int:
     signed = await asyncio.to_thread(_publication, args, out)
-    if signed is None:
-        return exits.USAGE
     request = catalog_pb2.PublishCatalogVersionRequest(
         signed_document=signed, validate_only=args.validate_only
     )
-    async with args.connect(args, "standards", args.body) as channel:
+    connect: Connect = args.hooks.connect
+    async with connect(args, "standards", args.body, chosen_by="--body") as channel:
         with out.progress("the gateway checks the catalog"):
             answer = await catalog_pb2_grpc.CatalogServiceStub(channel).PublishCatalogVersion(
                 request, timeout=120
@@ -292,7 +292,7 @@ def _list_request(
 ) -> catalog_pb2.PublishRegionCatalogRequest | None:
     """The request publishing `args.file`; None (its problems shown) when it cannot be read."""
     loaded = documents.loads_json(Path(args.file).read_bytes())
-    provinces = load_provinces(Path(args.standards_dir))
+    provinces = load_provinces(locate.standards_dir(args.standards_dir, args.hooks.env, Path.cwd()))
     reading = documents.read_region_catalog(loaded.value or {}, provinces)
     if loaded.violations or reading.violations:
         problems = _problems([*loaded.violations, *reading.violations], ())
@@ -326,12 +326,22 @@ def _list_request(
 
 
 async def _publish_list(args: argparse.Namespace, out: Output) -> int:
+    args.flags = FlagMap(  # a refusal names the file's places
+        {
+            "region_catalog.name": f"region_code of {args.file}",
+            "region_catalog.entries": f"{args.file}: entries",
+            "entries": f"{args.file}: entries",
+        }
+    )
     request = await asyncio.to_thread(_list_request, args, out)
     if request is None:
         return exits.FAILED
     region_code = request.region_catalog.name.split("/")[1]
     entries = request.region_catalog.entries
-    async with args.connect(args, "region", region_code) as channel:
+    connect: Connect = args.hooks.connect
+    async with connect(
+        args, "region", region_code, chosen_by=f"region_code of {args.file}"
+    ) as channel:
         with out.progress(f"the gateway checks {len(entries)} rows"):
             answer = await catalog_pb2_grpc.CatalogServiceStub(channel).PublishRegionCatalog(
                 request, timeout=300
@@ -357,83 +367,79 @@ async def _publish_list(args: argparse.Namespace, out: Output) -> int:
 # -- parsers ----------------------------------------------------------------------------------
 
 
-def register(catalog_sub: argparse._SubParsersAction, hooks: Hooks) -> None:  # type: ignore[type-arg]
+def register(
+    catalog_sub: argparse._SubParsersAction[argparse.ArgumentParser], hooks: Hooks
+) -> None:
     """Adds `catalog validate`, `catalog publish` and `catalog publish-list`."""
-    validate = catalog_sub.add_parser(
-        "validate",
-        help="check a catalog or implementation list offline, every problem in one pass",
-        description="Check a catalog or an implementation list offline and report every "
-        "problem with its place, then a summary line; exit 1 if there is an error. A list "
-        "is checked against --against, else the catalog in force among STANDARDS_DIR/catalog. "
-        "Example: tongban catalog validate standards/implementations/510000.json",
+    standards_help = (
+        "regions and catalogs (default: "
+        f"${locate.STANDARDS_DIR_ENV}, else the nearest standards/ here or above)"
     )
-    validate.add_argument("file", metavar="FILE")
+    validate = command(
+        catalog_sub,
+        "validate",
+        "check a catalog or implementation list offline: every problem with its place, in one "
+        "pass, then a summary line (exit 1 when there is an error)",
+        "tongban catalog validate standards/implementations/510000.json",
+    )
+    validate.add_argument("file", metavar="FILE", help="a catalog or implementation list (JSON)")
     validate.add_argument(
         "--against",
         metavar="CATALOG",
         help="catalog file to check a list against (default: the newest in force in "
         "STANDARDS_DIR/catalog)",
     )
-    validate.add_argument("--standards-dir", default="standards", help="default: standards")
+    validate.add_argument("--standards-dir", help=standards_help)
     json_flag(validate)
-    validate.set_defaults(func=_validate)
+    validate.set_defaults(func=_validate, hooks=hooks)
 
-    publish = catalog_sub.add_parser(
+    publish = command(
+        catalog_sub,
         "publish",
-        help="publish a catalog version to a gateway (signing an unsigned file first)",
-        description="Publish a catalog version: a signed publication as it is, or a catalog "
-        "file signed first with --signing-key (default: the development key of `tongban up` in "
-        "DATA_DIR/keys). Example: tongban catalog publish standards/catalog/2025.2.json "
-        "--validate-only",
+        "publish a catalog version to a gateway: a signed publication as it is, a catalog file "
+        "signed first (as the standards body --body)",
+        "tongban catalog publish standards/catalog/2026.1.json --validate-only",
     )
-    publish.add_argument("file", metavar="FILE", help="a catalog file or a signed publication")
+    publish.add_argument(
+        "file", metavar="FILE", help="a catalog file, or a publication (catalog sign --out)"
+    )
     publish.add_argument(
         "--validate-only",
         action="store_true",
-        help="check it and say what state it would have, without publishing",
+        help="check it and say the state it would have, without publishing",
     )
-    publish.add_argument("--signing-key", help="private key that signs an unsigned catalog (PEM)")
     publish.add_argument(
-        "--data-dir", default="data", help="data directory of `tongban up` (default: data)"
+        "--signing-key",
+        help="private key that signs a catalog file (default: the development standards key "
+        "of `tongban up` in DATA_DIR/keys)",
+    )
+    publish.add_argument(
+        "--data-dir",
+        help=f"data directory of `tongban up` (default: ${locate.DATA_DIR_ENV}, else data)",
     )
     publish.add_argument(
         "--body",
         default=DEV_STANDARDS_BODY,
-        help=f"standards body to call as (default: {DEV_STANDARDS_BODY})",
+        help="the standards body whose certificate to present (default: %(default)s)",
     )
     gateway_flags(publish, hooks)
     publish.set_defaults(
-        func=run_call(_publish, at_gateway, FlagMap({"signed_document": "FILE"})),
-        connect=hooks.connect,
+        func=run_call(_publish), flags=FlagMap({"signed_document": "FILE"}), hooks=hooks
     )
 
-    plist = catalog_sub.add_parser(
+    plist = command(
+        catalog_sub,
         "publish-list",
-        help="publish a province's implementation list to a gateway",
-        description="Publish (replace) a province's implementation list, as that province. "
-        "Rows with dirt are accepted with a warning each; rows the catalog in force cannot "
-        "route refuse the whole list. Example: tongban catalog publish-list "
-        "standards/implementations/510000.json --validate-only",
+        "publish (replace) a province's implementation list, as that province: dirty rows "
+        "are accepted with a warning each, rows the catalog in force cannot route refuse it all",
+        "tongban catalog publish-list standards/implementations/510000.json --validate-only",
     )
-    plist.add_argument("file", metavar="FILE")
+    plist.add_argument("file", metavar="FILE", help="the implementation list (JSON)")
     plist.add_argument(
-        "--validate-only", action="store_true", help="check it against the gateway's catalog only"
+        "--validate-only",
+        action="store_true",
+        help="check it against the gateway's catalog, without publishing",
     )
-    plist.add_argument(
-        "--standards-dir", default="standards", help="where regions.json is (default: standards)"
-    )
+    plist.add_argument("--standards-dir", help=standards_help)
     gateway_flags(plist, hooks)
-
-    def list_flags(args: argparse.Namespace) -> FlagMap:
-        return FlagMap(
-            {
-                "region_catalog.name": f"region_code of {args.file}",
-                "region_catalog.entries": f"{args.file}: entries",
-                "entries": f"{args.file}: entries",
-            }
-        )
-
-    plist.set_defaults(
-        func=lambda args: run_call(_publish_list, at_gateway, list_flags(args))(args),
-        connect=hooks.connect,
-    )
+    plist.set_defaults(func=run_call(_publish_list), hooks=hooks)

@@ -5,8 +5,9 @@ Invariants:
   `--json` stdout is one JSON document (a message in protobuf's JSON mapping, or an object).
 - Readable output names states, codes and names (`DELIVERED`, `002035011000 异地就医结算备案`),
   never raw enum numbers or proto JSON, in `rich` tables that are not wrapped when piped.
-- A refusal shows the gateway's code, reason and message, the clerk's message (zh-CN) when
-  the status carries one, and each field violation under the flag the user typed: every
+- A refusal shows the server's code, reason, message and the reason's metadata (a denial's
+  cause, an ambiguous code's candidates), the clerk's message (zh-CN) when the status carries
+  one, and each field violation under the flag the user typed: every
   command has one map from request field paths to its flags (`FlagMap`); a path the map does
   not know is shown as it is.
 - Progress is drawn only on a terminal, and erased when the work is done.
@@ -30,7 +31,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from gateway.errors import unpack_details
-from gateway.tools import exits
 
 PIPED_WIDTH = 200
 """Columns of a table written to a pipe or file: wide enough that rows are not wrapped."""
@@ -125,8 +125,8 @@ class Output:
 
     # -- failures ----------------------------------------------------------------------------
 
-    def refused(self, error: grpc.aio.AioRpcError, flags: FlagMap = NO_FLAGS) -> int:
-        """Shows a refusal by the gateway (or a stub) on stderr; returns `exits.REFUSED`."""
+    def refused(self, error: grpc.aio.AioRpcError, flags: FlagMap = NO_FLAGS) -> None:
+        """Shows a refusal by the gateway (or a stub) on stderr."""
         status = rpc_status.from_call(error)
         details = unpack_details(status) if status is not None else []
         info = next((d for d in details if isinstance(d, error_details_pb2.ErrorInfo)), None)
@@ -134,32 +134,17 @@ class Output:
             body: dict[str, object] = {"code": error.code().name, "message": error.details()}
             body["details"] = [json.loads(json_format.MessageToJson(d)) for d in details]
             self.err.file.write(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
-            return exits.REFUSED
+            return
         reason = f", {info.reason}" if info is not None else ""
         self.note(f"tongban: refused ({error.code().name}{reason}): {error.details()}")
+        for key, value in sorted(info.metadata.items()) if info is not None else ():
+            self.note(f"  {key}: {value}")
         for detail in details:
             if isinstance(detail, error_details_pb2.BadRequest):
                 for v in detail.field_violations:
                     self.note(f"  {flags(v.field) or '(request)'}: {v.reason}: {v.description}")
             elif isinstance(detail, error_details_pb2.LocalizedMessage):
                 self.note(f"  {detail.locale}: {detail.message}")
-        return exits.REFUSED
-
-    def unreachable(self, error: grpc.aio.AioRpcError, where: str) -> int:
-        """Shows that `where` was not reached; returns `exits.UNREACHABLE`."""
-        self.note(
-            f"tongban: {where} did not answer ({error.code().name}: {error.details()}): is it "
-            "running, and is the address right?"
-        )
-        return exits.UNREACHABLE
-
-
-def reached(error: grpc.aio.AioRpcError) -> bool:
-    """Whether the server answered (an error status of its own), rather than the call failing
-    on the way (nothing listening, a failed handshake, no answer in time)."""
-    if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return True
-    return rpc_status.from_call(error) is not None
 
 
 def _console(file: TextIO) -> Console:

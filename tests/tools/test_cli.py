@@ -20,7 +20,7 @@ from gateway.storage.migrations import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDARDS = ROOT / "standards"
-TONGBAN = [sys.executable, "-m", "gateway.tools.cli"]
+TONGBAN = [sys.executable, "-m", "gateway.tools"]  # what the `tongban` script runs
 
 
 async def run(*args: str, cwd: Path = ROOT) -> tuple[int, str, str]:

@@ -33,6 +33,23 @@ def plain(out: str) -> list[str]:
     return [" ".join(line.split()) for line in out.splitlines()]
 
 
+DROPPED = "002035011000"  # 异地就医结算备案, which 广东 and 四川 implement
+
+
+def successor(tmp_path: Path, version: str, *, drop: str = "") -> Path:
+    """Catalog 2026.1 as `version`, in force from 2026-07-01 (2099 for a 2099 version), less
+    the matter `drop`; a file in `tmp_path`."""
+    data = json.loads((STANDARDS / "catalog" / "2026.1.json").read_text("utf-8"))
+    year = version.split(".", maxsplit=1)[0]
+    data.update(version=version, effective_time=f"{year}-07-01T00:00:00+08:00")
+    if year == "2099":
+        data["effective_time"] = "2099-01-01T00:00:00+08:00"
+    data["matters"] = [m for m in data["matters"] if m["code"] != drop]
+    path = tmp_path / f"{version}.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
 @dataclass
 class Up:
     """A running `tongban up` and where its parts are."""
@@ -114,19 +131,14 @@ async def test_up_makes_a_standards_key_publish_uses_it_and_says_the_state_first
         assert federation["standards_key"]["private_key"] == str(key)
 
         publish = ["catalog", "publish", *up.flags(), "--data-dir", str(up.data)]
-        code, out, err = await run(
-            *publish, str(STANDARDS / "catalog" / "2025.2.json"), "--validate-only"
-        )
+        code, out, err = await run(*publish, str(successor(tmp_path, "2026.2")), "--validate-only")
         assert code == 0, err
         assert out.splitlines()[0] == (
-            "catalog 2025.2 is valid and was not published: it would become CURRENT at once "
-            "(effective since 2025-06-30 16:00 UTC)"
+            "catalog 2026.2 is valid and was not published: it would become CURRENT at once "
+            "(effective since 2026-06-30 16:00 UTC)"
         )
         assert f"signed with {key} as national-standards-body" in err
-        future = json.loads((STANDARDS / "catalog" / "2025.2.json").read_text("utf-8"))
-        future.update(version="2099.1", effective_time="2099-01-01T00:00:00+08:00")
-        later = tmp_path / "2099.1.json"
-        later.write_text(json.dumps(future, ensure_ascii=False), encoding="utf-8")
+        later = successor(tmp_path, "2099.1")
         code, out, err = await run(*publish, str(later), "--validate-only")
         assert code == 0, err
         assert out.splitlines()[0] == (
@@ -137,7 +149,7 @@ async def test_up_makes_a_standards_key_publish_uses_it_and_says_the_state_first
         versions = ["catalog", "versions", *up.flags()]
         code, out, err = await run(*versions, "--json")
         assert code == 0, err
-        assert [v["version"] for v in json.loads(out)["catalogVersions"]] == ["2025.1"]
+        assert [v["version"] for v in json.loads(out)["catalogVersions"]] == ["2026.1", "2025.1"]
 
         # Signed with a key the gateway does not trust: refused, and the clerk's message shown.
         stranger = tmp_path / "stranger.key.pem"
@@ -160,23 +172,24 @@ async def test_a_published_version_is_listed_with_its_state_and_its_themes_read(
     async with running_up(tmp_path) as up:
         publish = ["catalog", "publish", *up.flags(), "--data-dir", str(up.data)]
         versions = ["catalog", "versions", *up.flags()]
-        code, out, err = await run(*publish, str(STANDARDS / "catalog" / "2026.1.json"))
+        code, out, err = await run(*publish, str(successor(tmp_path, "2026.2", drop=DROPPED)))
         assert code == 0, err
-        assert out.startswith("catalog 2026.1 published: CURRENT (effective since 2025-12-31")
-        assert "from 2025.1: 4 added, 2 removed" in out
+        assert out.startswith("catalog 2026.2 published: CURRENT (effective since 2026-06-30")
+        assert "from 2026.1: 0 added, 1 removed, 0 changed matters" in out
         assert "Implementation lists affected" in out
-        assert "│ 440000 " in out  # it implements 户外招牌设置, gone since 2025.2
+        assert f"│ 440000   │ {DROPPED} " in out  # 广东 implements it
         code, out, err = await run(*versions)
         assert code == 0, err
-        rows = [line for line in out.splitlines() if line.startswith("│")]
-        assert [r.split("│")[1:3] for r in rows] == [
-            [" 2026.1  ", " CURRENT    "],
-            [" 2025.1  ", " SUPERSEDED "],
+        rows = [line.split("│")[1:3] for line in out.splitlines() if line.startswith("│")]
+        assert [[cell.strip() for cell in row] for row in rows] == [
+            ["2026.2", "CURRENT"],
+            ["2026.1", "SUPERSEDED"],
+            ["2025.1", "SUPERSEDED"],
         ]
 
         code, out, err = await run("themes", "list", *up.flags())
         assert code == 0, err
-        assert "7 themes (一件事) in catalog 2026.1" in out
+        assert plain(out)[0] == "8 themes (一件事) in catalog 2026.2"
         code, out, err = await run("themes", "show", "YJS0001", *up.flags())
         assert code == 0, err
         assert "养老保险关系转移接续" in out
@@ -188,18 +201,18 @@ async def test_reading_the_catalog_and_refusals_that_name_the_flags_typed(tmp_pa
         code, out, err = await run("matters", "list", *up.flags(), "--json")
         assert code == 0, err
         matters = json.loads(out)["matters"]
-        assert len(matters) == json.loads(out)["totalSize"] == 47
+        assert len(matters) == json.loads(out)["totalSize"] == 49
         code, out, err = await run("matters", "list", "--mode", "fully-online", *up.flags())
         assert code == 0, err
         online = [
             m for m in matters if "CROSS_REGION_MODE_FULLY_ONLINE" in m.get("crossRegionModes", [])
         ]
-        assert out.splitlines()[0].strip() == f"{len(online)} matters in catalog 2025.1"
+        assert out.splitlines()[0].strip() == f"{len(online)} matters in catalog 2026.1"
         rows = [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")]
         assert rows == [m["code"] for m in online]
         code, out, err = await run("matters", "search", "异地就医", *up.flags())
         assert code == 0, err
-        assert out.splitlines()[0].strip() == "1 matters matching '异地就医' in catalog 2025.1"
+        assert out.splitlines()[0].strip() == "1 matters matching '异地就医' in catalog 2026.1"
         assert "│ 002035011000 │" in out
         code, out, err = await run("matters", "show", "002035011000", *up.flags())
         assert code == 0, err
@@ -242,7 +255,7 @@ async def test_an_implementation_list_is_checked_by_the_gateway_or_refused_row_b
         assert code == 0, err
         assert out.splitlines()[0] == (
             "510000 implementation list is valid and was not published: 37 rows, checked "
-            "against catalog 2025.1, 6 warning(s)"
+            "against catalog 2026.1, 6 warning(s)"
         )
         assert "TRUNCATED_USCC" in out
         broken = json.loads(sichuan.read_text("utf-8"))
@@ -397,6 +410,6 @@ async def test_a_gateway_that_is_not_there_is_one_line_and_its_own_exit_code() -
     ):
         code, out, err = await run(*command, "--gateway", nobody, "--insecure")
         assert (code, out) == (UNREACHABLE, ""), err
-        assert err.startswith(f"tongban: the gateway at {nobody} did not answer (UNAVAILABLE: ")
+        assert err.startswith(f"tongban: nothing listens at {nobody}: is the gateway running?")
         assert err.count("\n") == 1
         assert "Traceback" not in err
