@@ -110,8 +110,15 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 def _cmd_up(args: argparse.Namespace) -> int:
     from gateway.app.config import load_store
     from gateway.storage.location import PostgresConfig
-    from gateway.tools.local import run_local
+    from gateway.tools.local import AUTO_DECIDE, run_local
+    from region_stubs.decisions import Decisions, DecisionsInvalid
 
+    decisions = [*args.decide, *([AUTO_DECIDE] if args.auto_decide else [])]
+    try:
+        Decisions.parse(decisions)
+    except DecisionsInvalid as e:
+        print(f"tongban up: --decide: {e}", file=sys.stderr)
+        return 2
     store = load_store(_env_flags(args, {"store": "TONGBAN_STORE"}))
     if args.replicas < 1:
         print("tongban up: --replicas must be 1 or more", file=sys.stderr)
@@ -133,6 +140,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             insecure=args.insecure,
             store=store,
             replicas=args.replicas,
+            decisions=decisions,
         )
     )
 
@@ -559,6 +567,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="gateway replicas on consecutive ports from --port, sharing a PostgreSQL --store",
+    )
+    up.add_argument(
+        "--decide",
+        action="append",
+        default=[],
+        metavar="MATTER=ACTION",
+        help="how every stub decides a national matter's cases: manual (the default: wait for"
+        " DecideCase), complete[:DELAY] or reject[:DELAY][:REASON]; MATTER is a 12-digit code"
+        " or * (repeatable; e.g. 002031021000=complete:2s)",
+    )
+    up.add_argument(
+        "--auto-decide",
+        action="store_true",
+        help="every stub accepts each case at once and completes it a second later, issuing"
+        " its licences, so bundles run end to end (as --decide '*=complete:1s')",
     )
     up.set_defaults(func=_cmd_up)
 

@@ -5,6 +5,10 @@ Replicas run in this one process, each a whole gateway of its own (its store and
 feed, catalog, breakers, audit chain `audit-<n>.jsonl`) on consecutive ports: they cooperate
 through the database only, as separate processes would. The region stubs report statuses to
 the first replica.
+
+The stubs wait for an operator's DecideCase unless told how to decide (`decisions`, the stubs'
+`--decide` rules; `AUTO_DECIDE` completes every case a second after delivery, so that bundles
+run end to end with no one at the stubs).
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY, PkiLayout, generat
 from gateway.security.tls import ServerTlsFiles
 from gateway.storage.location import StoreConfig
 from gateway.tools.federation import AnnouncedProcess, running_federation
+
+AUTO_DECIDE = "*=complete:1s"
+"""The decision rule of `tongban up --auto-decide`: accept at once, complete a second later."""
+
+
+def decide_args(decisions: Sequence[str]) -> list[str]:
+    """The stub flags for decision rules (`region_stubs.decisions`)."""
+    return [arg for rule in decisions for arg in ("--decide", rule)]
 
 
 def dev_pki(pki_dir: Path, regions: Sequence[str]) -> PkiLayout:
@@ -58,11 +70,13 @@ async def running_replicas(
     *,
     stub_base_port: int = 0,
     pki: PkiLayout | None = None,
+    stub_args: Sequence[str] = (),
 ) -> AsyncIterator[tuple[list[RunningGateway], dict[str, AnnouncedProcess]]]:
     """The gateways, one after the other (the first seeds a fresh store alone), then a stub
     process per province, reporting to the first gateway; every gateway calls every stub.
 
     With `pki` the whole federation speaks mTLS (pass the gateway's files in the configs' `tls`).
+    `stub_args` are added to every stub's command line (e.g. `decide_args(...)`).
     """
     async with contextlib.AsyncExitStack() as stack:
         gateways = [await stack.enter_async_context(running_gateway(config)) for config in configs]
@@ -73,7 +87,9 @@ async def running_replicas(
                 standards_dir=configs[0].standards_dir,
                 gateway_address=gateways[0].address,
                 base_port=stub_base_port,
+                extra_args=stub_args,
                 pki=pki,
+                license_trust=configs[0].license_trust,
             )
         )
         for gateway in gateways:
@@ -89,12 +105,12 @@ async def running_local(
     *,
     stub_base_port: int = 0,
     pki: PkiLayout | None = None,
+    stub_args: Sequence[str] = (),
 ) -> AsyncIterator[tuple[RunningGateway, dict[str, AnnouncedProcess]]]:
     """The gateway first (stubs report back to it), then a stub process per province."""
-    async with running_replicas([config], regions, stub_base_port=stub_base_port, pki=pki) as (
-        gateways,
-        stubs,
-    ):
+    async with running_replicas(
+        [config], regions, stub_base_port=stub_base_port, pki=pki, stub_args=stub_args
+    ) as (gateways, stubs):
         yield gateways[0], stubs
 
 
@@ -109,12 +125,13 @@ async def run_local(
     insecure: bool = False,
     store: StoreConfig | None = None,
     replicas: int = 1,
+    decisions: Sequence[str] = (),
 ) -> int:
     """Starts the gateway (or its replicas) and every stub; serves until Ctrl-C; stops stubs,
     then the gateways.
 
     mTLS unless `insecure`: the dev PKI under `data_dir/pki` is created on first start and
-    refreshed when a certificate nears expiry.
+    refreshed when a certificate nears expiry. `decisions` are every stub's `--decide` rules.
     """
     stop = stop_event_on_signals()
     pki = None if insecure else dev_pki(data_dir / "pki", regions)
@@ -128,10 +145,13 @@ async def run_local(
         tls=None if pki is None else ServerTlsFiles.from_layout(pki),
     )
     configs = replica_configs(config, replicas)
-    async with running_replicas(configs, regions, stub_base_port=stub_base_port, pki=pki) as (
-        gateways,
-        stubs,
-    ):
+    async with running_replicas(
+        configs,
+        regions,
+        stub_base_port=stub_base_port,
+        pki=pki,
+        stub_args=decide_args(decisions),
+    ) as (gateways, stubs):
         for code, stub in sorted(stubs.items()):
             announce("listening", service="region-stub", region=code, address=stub.address)
         for gateway in gateways:
