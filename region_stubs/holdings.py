@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from gateway.licenses.status_list import LicenseStatus
-from gateway.licenses.trust import TrustList
+from gateway.licenses.trust import TrustConfigError, TrustList
 from gateway.times import utc_now
 from region_stubs.issuer import IssuedLicense, LicenseIssuer
 
@@ -39,12 +39,18 @@ _Key = tuple[str, str, str]
 def issued_types(
     trust: Path | None, region_code: str, catalog_types: Collection[str]
 ) -> frozenset[str]:
-    """The licence types the province issues; raises `OSError`, `ValueError` (a bad file)."""
+    """The licence types the province issues; raises `OSError` for a file it cannot read and
+    `TrustConfigError`, naming the file, for one it cannot use."""
     if trust is None:
         return frozenset(catalog_types)
-    issuer = TrustList.from_mapping(json.loads(trust.read_text(encoding="utf-8"))).issuer(
-        region_code
-    )
+    text = trust.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TrustConfigError("the trust list must be a JSON object")
+        issuer = TrustList.from_mapping(data).issuer(region_code)
+    except ValueError as e:  # not JSON, or a TrustConfigError
+        raise TrustConfigError(f"{trust}: not a usable licence trust list: {e}") from e
     return frozenset() if issuer is None else issuer.license_types
 
 

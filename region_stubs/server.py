@@ -51,6 +51,7 @@ from gateway.errors import (
     ApplicationNotFound,
     FieldViolation,
     InvalidRequest,
+    InvalidStateTransition,
     LicenseNotFound,
     LocalCodeNotFound,
     TongbanError,
@@ -152,14 +153,14 @@ def _is_canonical_uuid(text: str) -> bool:
         return False
 
 
+def _uuid_violation(text: str, field_name: str) -> FieldViolation | None:
+    if _is_canonical_uuid(text):
+        return None
+    return FieldViolation(field_name, "must be a UUID in canonical form", "NOT_A_UUID")
+
+
 def _require_uuid(text: str, field_name: str) -> None:
-    if not _is_canonical_uuid(text):
-        raise InvalidRequest(
-            f"{field_name} must be a UUID",
-            field_violations=[
-                FieldViolation(field_name, "must be a UUID in canonical form", "NOT_A_UUID")
-            ],
-        )
+    fields.raise_if_any(f"{field_name} must be a UUID", _uuid_violation(text, field_name))
 
 
 class GatewayReporter:
@@ -417,30 +418,22 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
     ) -> region_pb2.WithdrawApplicationResponse:
         state = self._state
         state.check_up()
-        violations = (
-            []
-            if _is_canonical_uuid(request.application_id)
-            else [
-                FieldViolation("application_id", "must be a UUID in canonical form", "NOT_A_UUID")
-            ]
-        )
         fields.raise_if_any(
             "invalid withdrawal",
-            *violations,
+            _uuid_violation(request.application_id, "application_id"),
             fields.text(request.reason, "reason", MAX_REASON_LENGTH, printable=False),
         )
-        case = state.store.get(request.application_id)
-        if case is None:
-            raise ApplicationNotFound(f"no case for application {request.application_id}")
-        if case.state not in (CaseState.DELIVERED, CaseState.WITHDRAWN):
-            raise AlreadyDecided(
-                f"province {state.config.region_code} has decided the case"
-                f" ({case.state.value}); it can no longer be withdrawn",
-                metadata={"state": application_pb2.ApplicationState.Name(_WIRE_STATE[case.state])},
+        try:
+            withdrawn = state.store.transition(
+                request.application_id, CaseState.WITHDRAWN, request.reason
             )
-        withdrawn = state.store.transition(
-            request.application_id, CaseState.WITHDRAWN, request.reason
-        )
+        except InvalidStateTransition as e:  # only an undecided case may be withdrawn
+            decided = _WIRE_STATE[CaseState(e.metadata["from"])]
+            raise AlreadyDecided(
+                f"province {state.config.region_code} has decided the case; it can no longer"
+                " be withdrawn",
+                metadata={"state": application_pb2.ApplicationState.Name(decided)},
+            ) from None
         return region_pb2.WithdrawApplicationResponse(
             withdraw_time=_timestamp(withdrawn.case.update_time)
         )
@@ -724,6 +717,8 @@ class RunningStub:
     """RegionService client on `channel`."""
     admin: admin_pb2_grpc.RegionAdminServiceAsyncStub
     """RegionAdminService client on `channel`."""
+    decider: Decider
+    """The automatic decisions in progress (`Decider.pending`), for tests to wait on."""
 
     async def set_faults(self, faults: Faults | None = None, *, seed: int = 0) -> Faults:
         """Replaces the fault settings (healthy when None); returns those in force."""
@@ -851,6 +846,7 @@ async def running_stub(
                 "admin_pb2_grpc.RegionAdminServiceAsyncStub",
                 admin_pb2_grpc.RegionAdminServiceStub(channel),
             ),
+            decider=state.decider,
         )
 
 

@@ -412,6 +412,15 @@ async def test_up_refuses_replicas_without_a_postgresql_store(tmp_path: Path) ->
     assert "PostgreSQL" in err
 
 
+async def test_up_refuses_a_bad_decision_rule_in_one_line(tmp_path: Path) -> None:
+    code, _, err = await run(
+        "up", "--auto-decide", "--decide", "*=reject:2s", "--data-dir", str(tmp_path)
+    )
+    assert code == 2
+    assert err.strip().splitlines() == ["tongban up: --decide: decide[1]: each matter at most once"]
+    assert not (tmp_path / "gateway.sqlite3").exists()
+
+
 async def test_version_prints_the_installed_version() -> None:
     code, out, err = await run("--version")
     assert code == 0, err
