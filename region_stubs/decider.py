@@ -6,10 +6,10 @@ Invariants:
   the gateway hears.
 - COMPLETE reports ACCEPTED at once and COMPLETED `delay` later; REJECT reports REJECTED
   `delay` later. Each step is retried, with capped exponential backoff for at most `patience`
-  seconds, while the gateway cannot be reached or has not recorded the delivery yet (the
-  province answers a delivery before the gateway commits it, and a dropped answer leaves it
-  uncommitted until the gateway delivers again). A retry re-sends the same event (the case has
-  already moved), so the gateway records each step once.
+  seconds, while the gateway cannot be reached (UNAVAILABLE, or no answer in time: a gateway
+  restarting). A retry re-sends the same event (the case has already moved), so the gateway
+  records each step once. A report that reaches the gateway before it has recorded the
+  delivery is no reason to wait: the report itself proves the delivery to the gateway.
 - A case that moved elsewhere meanwhile (withdrawn, or decided by an operator) ends its task
   quietly; any other refusal ends it with a warning. Nothing a task raises escapes it.
 - `close` cancels every task still waiting; a stub restarted on the same data directory
@@ -24,13 +24,7 @@ from collections.abc import Awaitable, Callable
 
 import tenacity
 
-from gateway.errors import (
-    ApplicationNotDelivered,
-    ApplicationNotFound,
-    InvalidStateTransition,
-    TongbanError,
-    Unavailable,
-)
+from gateway.errors import ApplicationNotFound, InvalidStateTransition, TongbanError, Unavailable
 from region_stubs.cases import CaseState
 from region_stubs.decisions import Action, Decision
 
@@ -46,9 +40,7 @@ Decide = Callable[[str, CaseState, str], Awaitable[object]]
 
 
 def _retryable(error: BaseException) -> bool:
-    return isinstance(error, Unavailable) or (
-        isinstance(error, TongbanError) and error.reason == ApplicationNotDelivered.reason
-    )
+    return isinstance(error, Unavailable)
 
 
 class Decider:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 import jwt
@@ -138,8 +139,11 @@ async def state_of(stub: RunningStub, application_id: str) -> int:
     return answer.state
 
 
-def decide(application_id: str, state: int, reason: str = "") -> admin_pb2.DecideCaseRequest:
-    return admin_pb2.DecideCaseRequest(application_id=application_id, state=state, reason=reason)  # type: ignore[arg-type]
+State: TypeAlias = application_pb2.ApplicationState.ValueType
+
+
+def decide(application_id: str, state: State, reason: str = "") -> admin_pb2.DecideCaseRequest:
+    return admin_pb2.DecideCaseRequest(application_id=application_id, state=state, reason=reason)
 
 
 async def decided(stub: RunningStub) -> None:
@@ -183,7 +187,7 @@ async def test_an_undecided_case_is_withdrawn_and_a_repeat_answers_the_same(
     ],
 )
 async def test_a_decided_case_is_not_withdrawn(
-    stub: RunningStub, decisions: tuple[int, ...], state: str
+    stub: RunningStub, decisions: tuple[State, ...], state: str
 ) -> None:
     application_id = await delivered(stub, delivery())
     for decision in decisions:
@@ -216,7 +220,7 @@ async def test_a_withdrawn_case_is_never_decided(
     config: StubConfig, receiver: tuple[Receiver, str]
 ) -> None:
     fake, _ = receiver
-    rules = parse_args(["--region", REGION, "--decide", f"{MATTER}=reject:300ms:材料不全"], {})
+    rules = parse_args(["--region", REGION, "--decide", f"{MATTER}=reject:1s:材料不全"], {})
     async with running_stub(replace(config, decisions=rules.decisions)) as stub:
         application_id = await delivered(stub, delivery())
         await stub.region.WithdrawApplication(withdraw(application_id))
@@ -235,14 +239,14 @@ async def test_a_withdrawn_case_is_never_decided(
 def fetch(
     type_code: str = PAYMENT_PROOF,
     *,
-    id_type: int = application_pb2.ID_TYPE_CITIZEN_ID,
+    id_type: application_pb2.IdType.ValueType = application_pb2.ID_TYPE_CITIZEN_ID,
     number: str = CITIZEN,
     bundle: str | None = None,
     application: str | None = None,
 ) -> region_pb2.FetchLicenseRequest:
     return region_pb2.FetchLicenseRequest(
         license_type_code=type_code,
-        holder_id_type=id_type,  # type: ignore[arg-type]
+        holder_id_type=id_type,
         holder_id_number=number,
         bundle=f"bundles/{uuid.uuid4()}" if bundle is None else bundle,
         application=f"applications/{uuid.uuid4()}" if application is None else application,
@@ -363,7 +367,7 @@ async def test_a_malformed_fetch_names_every_field(stub: RunningStub) -> None:
         (
             fetch(
                 "X" * 22,
-                id_type=99,
+                id_type=application_pb2.IdType.ValueType(99),
                 number="1" * 19,
                 bundle="bundles/" + "a" * 1000,
                 application=f"application/{uuid.uuid4()}",
@@ -481,14 +485,11 @@ async def test_without_a_rule_a_case_waits_for_an_operator(
     assert fake.attempts == []
 
 
-async def test_a_report_the_gateway_cannot_take_yet_is_retried_as_the_same_event(
+async def test_a_report_the_gateway_cannot_take_now_is_retried_as_the_same_event(
     config: StubConfig, receiver: tuple[Receiver, str]
 ) -> None:
     fake, _ = receiver
-    fake.refusals = [
-        (grpc.StatusCode.FAILED_PRECONDITION, "APPLICATION_NOT_DELIVERED"),
-        (grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE"),
-    ]
+    fake.refusals = [(grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE")] * 2
     async with running_stub(with_rules(config, "*=complete:0s")) as stub:
         await delivered(stub, delivery())
         await decided(stub)
@@ -501,7 +502,7 @@ async def test_a_refusal_that_retrying_cannot_help_ends_the_decision(
     config: StubConfig, receiver: tuple[Receiver, str]
 ) -> None:
     fake, _ = receiver
-    fake.refusals = [(grpc.StatusCode.FAILED_PRECONDITION, "INVALID_STATE_TRANSITION")]
+    fake.refusals = [(grpc.StatusCode.FAILED_PRECONDITION, "APPLICATION_NOT_DELIVERED")]
     async with running_stub(with_rules(config, "*=complete:0s")) as stub:
         application_id = await delivered(stub, delivery())
         await decided(stub)
