@@ -38,6 +38,10 @@ DECISIONS holds rules as `--decide` takes them (`decisions` says how), separated
 rule's reason cannot hold one: `002031021000=complete:2s;*=reject:MATERIALS_INCOMPLETE`.
 LICENSE_TRUST is the gateway's trust list file (`TONGBAN_LICENSE_TRUST`): the stub issues on
 request (FetchLicense) only the licence types it names for the stub's province.
+
+`TONGBAN_TRACING` (the gateway's own key, so one setting turns tracing on for a whole
+federation) makes the stub continue the gateway's traces: OpenTelemetry spans of the calls it
+serves and makes, exported as the standard `OTEL_*` variables say.
 """
 
 from __future__ import annotations
@@ -116,6 +120,8 @@ class StubConfig:
     """Seconds in-flight calls may run on after a stop is requested."""
     tls: StubTls | None = None
     """mTLS files; None serves and reports in plaintext."""
+    tracing: bool = False
+    """Make OpenTelemetry spans (`TONGBAN_TRACING`, shared with the gateway)."""
 
     @property
     def cases_path(self) -> Path | None:
@@ -177,6 +183,7 @@ class StubConfig:
             raise ConfigError(f"{PREFIX}{', '.join(tls_names)} go together")
         tls = StubTls(*(Path(p) for p in tls_paths if p)) if all(tls_paths) else None
         return cls(
+            tracing=reader.flag("TRACING", prefix="TONGBAN_"),
             tls=tls,
             region_code=region,
             implementation_list=Path(listing)
@@ -197,13 +204,14 @@ class StubConfig:
 
 
 class _Reader:
-    """Typed reads of `TONGBAN_STUB_*` keys; empty values count as absent."""
+    """Typed reads of `TONGBAN_STUB_*` keys (or another prefix's); empty values count as
+    absent."""
 
     def __init__(self, mapping: Mapping[str, str]) -> None:
         self._mapping = mapping
 
-    def text(self, key: str) -> str | None:
-        value = self._mapping.get(PREFIX + key, "").strip()
+    def text(self, key: str, prefix: str = PREFIX) -> str | None:
+        value = self._mapping.get(prefix + key, "").strip()
         return value or None
 
     def number(self, key: str, kind: Callable[[str], _T], default: _T) -> _T:
@@ -215,13 +223,13 @@ class _Reader:
         except ValueError:
             raise ConfigError(f"{PREFIX}{key}: {value!r} is not a valid number") from None
 
-    def flag(self, key: str) -> bool:
-        value = (self.text(key) or "").lower()
+    def flag(self, key: str, prefix: str = PREFIX) -> bool:
+        value = (self.text(key, prefix) or "").lower()
         if value in _TRUE:
             return True
         if value in _FALSE:
             return False
-        raise ConfigError(f"{PREFIX}{key}: {value!r} is not a boolean")
+        raise ConfigError(f"{prefix}{key}: {value!r} is not a boolean")
 
 
 # flag → key; flags given on the command line override the mapping.

@@ -40,6 +40,7 @@ from typing import cast
 
 import grpc
 from google.protobuf import timestamp_pb2
+from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2, region_pb2_grpc
 from gateway.app import serving
@@ -59,6 +60,7 @@ from gateway.errors import (
 )
 from gateway.licenses.status_list import LicenseStatus
 from gateway.licenses.trust import PROVINCE_CODES, TrustConfigError
+from gateway.observability.tracing import ServerTracing, client_interceptors, process_provider
 from gateway.routing.client import translate_rpc_error
 from gateway.security.southbound import GatewayOnly
 from gateway.security.tls import ServerTlsFiles, channel_credentials, server_credentials
@@ -166,11 +168,17 @@ def _require_uuid(text: str, field_name: str) -> None:
 class GatewayReporter:
     """The stub's one outbound call: ReportApplicationStatus on the gateway."""
 
-    def __init__(self, address: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        credentials: grpc.ChannelCredentials | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> None:
+        chosen = list(interceptors) or None
         self._channel = (
-            grpc.aio.insecure_channel(address)
+            grpc.aio.insecure_channel(address, interceptors=chosen)
             if credentials is None
-            else grpc.aio.secure_channel(address, credentials)
+            else grpc.aio.secure_channel(address, credentials, interceptors=chosen)
         )
         # grpc ships no types, so the overload for an aio channel cannot be picked by mypy.
         self._stub = cast(
@@ -752,9 +760,15 @@ def _host_port(host: str, port: int) -> str:
 
 @asynccontextmanager
 async def running_stub(
-    config: StubConfig, *, clock: Callable[[], datetime] = utc_now
+    config: StubConfig,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[RunningStub]:
     """Starts a stub in the running loop; on exit drains it (`config.grace`) and closes all.
+
+    With `config.tracing` its spans go to `tracer_provider`, by default the process's OTLP
+    exporter; without it, nothing of tracing is installed.
 
     Raises `catalog.CatalogError` for an unusable implementation list or national catalog,
     `TrustConfigError` for an unusable trust list, `StoreUnavailable` for an unusable data
@@ -781,8 +795,15 @@ async def running_stub(
                 config.tls.ca_cert, config.tls.client_cert, config.tls.client_key
             )
         )
+        tracing = None
+        if config.tracing:
+            tracing = tracer_provider or process_provider(f"tongban-region-{config.region_code}")
         if config.gateway_address:
-            gateway = GatewayReporter(config.gateway_address, client_credentials)
+            gateway = GatewayReporter(
+                config.gateway_address,
+                client_credentials,
+                () if tracing is None else client_interceptors(tracing),
+            )
             stack.push_async_callback(gateway.close)
         issuer = LicenseIssuer(config.region_code, algorithm=config.license_algorithm, clock=clock)
         state = StubState(
@@ -803,7 +824,10 @@ async def running_stub(
             state.decider.schedule(
                 case.application_id, config.decisions.for_matter(case.national_code)
             )
-        interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            *([] if tracing is None else [ServerTracing(tracing)]),
+            ErrorInterceptor(),
+        ]
         if config.tls is not None:
             interceptors.append(GatewayOnly())
         # No SO_REUSEPORT (gRPC's default on Linux): a second stub on a taken port must fail,

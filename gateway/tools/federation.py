@@ -40,6 +40,17 @@ class AnnouncedProcess:
         return self.process.pid
 
 
+class DidNotStart(RuntimeError):
+    """A server process exited before announcing its address."""
+
+    def __init__(self, name: str, output: Sequence[str]) -> None:
+        super().__init__(f"{name} exited before listening:\n" + "".join(output[-40:]))
+        self.name = name
+        """Which process."""
+        self.last_words = next((line.strip() for line in reversed(output) if line.strip()), "")
+        """Its last line of output (a stub says there why it cannot start)."""
+
+
 def stub_command(
     region_code: str,
     *,
@@ -82,7 +93,8 @@ async def start_announced(
     new_session: bool = False,
     startup_seconds: float = 30.0,
 ) -> AnnouncedProcess:
-    """Starts `command` and waits for its `{"event": "listening", "address": ...}` line.
+    """Starts `command` and waits for its `{"event": "listening", "address": ...}` line
+    (`DidNotStart` if it exits first).
 
     With `new_session` the process leads its own process group, which `stop_announced` kills
     whole (a supervisor with worker children).
@@ -103,7 +115,7 @@ async def start_announced(
         while True:
             line = await process.stdout.readline()
             if not line:
-                raise RuntimeError(f"{name} exited before listening:\n" + "".join(output[-40:]))
+                raise DidNotStart(name, output)
             text = line.decode(errors="replace")
             output.append(text)
             with contextlib.suppress(ValueError):

@@ -26,6 +26,7 @@ from jsonschema import Draft202012Validator
 
 from gateway.app import probe
 from gateway.app.config import GatewayConfig, load_config
+from gateway.tools.edge import K8S_SETTINGS
 from region_stubs.config import StubConfig, parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,6 +140,8 @@ def mounted_from(pod: dict[str, Any], path: str | Path) -> tuple[str, str, str]:
 
 def served_over_tls(doc: dict[str, Any]) -> set[int]:
     """The ports a Deployment's process serves over TLS, by its own configuration."""
+    if doc["metadata"]["name"] == "tongban-edge":  # Envoy: HTTPS only (test_edge_shape.py)
+        return {K8S_SETTINGS.listen_port}
     args = doc["spec"]["template"]["spec"]["containers"][0]["args"]
     if args[0] == "gateway":
         config = gateway_config()

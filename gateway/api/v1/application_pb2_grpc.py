@@ -36,6 +36,9 @@ class ApplicationServiceStub:
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     def __init__(self, channel):
@@ -82,6 +85,9 @@ class ApplicationServiceServicer:
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     def SubmitApplication(self, request, context):
@@ -186,6 +192,9 @@ class ApplicationService:
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     @staticmethod

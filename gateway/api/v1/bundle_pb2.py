@@ -23,52 +23,64 @@ _sym_db = _symbol_database.Default()
 
 
 from gateway.api.v1 import application_pb2 as gateway_dot_api_dot_v1_dot_application__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgateway/api/v1/bundle.proto\x12\x0egateway.api.v1\x1a gateway/api/v1/application.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x0bRoleBinding\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x13\n\x0bregion_code\x18\x02 \x01(\t\"5\n\x0b\x46lowConsent\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0bmaterial_id\x18\x02 \x01(\t\"x\n\x07\x43onsent\x12*\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x1b.gateway.api.v1.FlowConsent\x12\x30\n\x0c\x63onsent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\"\xd4\x02\n\x0c\x42undleMember\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pplication\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x15\n\rtarget_region\x18\x04 \x01(\t\x12\x1c\n\x14national_matter_code\x18\x05 \x01(\t\x12\x1b\n\x13matter_display_name\x18\x06 \x01(\t\x12/\n\x05state\x18\x07 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x14\n\x0cstate_reason\x18\x08 \x01(\t\x12\x18\n\x10\x61\x66ter_member_ids\x18\t \x03(\t\x12,\n\x08\x64ue_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07overdue\x18\x0b \x01(\x08\x12\x1c\n\x14stopped_by_member_id\x18\x0c \x01(\t\"\x9b\x01\n\x06Rating\x12\r\n\x05score\x18\x01 \x01(\x05\x12-\n\x07reasons\x18\x02 \x03(\x0e\x32\x1c.gateway.api.v1.RatingReason\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x13\n\x0bregion_code\x18\x04 \x01(\t\x12-\n\trate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdd\x05\n\x06\x42undle\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbundle_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x15\n\rorigin_region\x18\x04 \x01(\t\x12\x12\n\ntheme_code\x18\x05 \x01(\t\x12\x1a\n\x12theme_display_name\x18\x06 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x07 \x01(\t\x12*\n\x05roles\x18\x08 \x03(\x0b\x32\x1b.gateway.api.v1.RoleBinding\x12,\n\tapplicant\x18\t \x01(\x0b\x32\x19.gateway.api.v1.Applicant\x12.\n\x0b\x66orm_fields\x18\n \x03(\x0b\x32\x19.gateway.api.v1.FormField\x12(\n\x07\x63onsent\x18\x0b \x01(\x0b\x32\x17.gateway.api.v1.Consent\x12-\n\x07members\x18\x0c \x03(\x0b\x32\x1c.gateway.api.v1.BundleMember\x12*\n\x05state\x18\r \x01(\x0e\x32\x1b.gateway.api.v1.BundleState\x12\x14\n\x0cstate_reason\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64ue_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x64ue_time_provisional\x18\x12 \x01(\x08\x12\x0f\n\x07overdue\x18\x13 \x01(\x08\x12\x31\n\rwithdraw_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x07ratings\x18\x15 \x03(\x0b\x32\x16.gateway.api.v1.Rating\"\xb5\x02\n\x13SubmitBundleRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rorigin_region\x18\x02 \x01(\t\x12\x12\n\ntheme_code\x18\x03 \x01(\t\x12*\n\x05roles\x18\x04 \x03(\x0b\x32\x1b.gateway.api.v1.RoleBinding\x12,\n\tapplicant\x18\x05 \x01(\x0b\x32\x19.gateway.api.v1.Applicant\x12.\n\x0b\x66orm_fields\x18\x06 \x03(\x0b\x32\x19.gateway.api.v1.FormField\x12+\n\tmaterials\x18\x07 \x03(\x0b\x32\x18.gateway.api.v1.Material\x12(\n\x07\x63onsent\x18\x08 \x01(\x0b\x32\x17.gateway.api.v1.Consent\"P\n\x14SubmitBundleResponse\x12&\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x16.gateway.api.v1.Bundle\x12\x10\n\x08replayed\x18\x02 \x01(\x08\" \n\x10GetBundleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x11GetBundleResponse\x12&\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x16.gateway.api.v1.Bundle\"\"\n\x12WatchBundleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"X\n\x13WatchBundleResponse\x12&\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x16.gateway.api.v1.Bundle\x12\x19\n\x11\x63hanged_member_id\x18\x02 \x01(\t\"5\n\x15WithdrawBundleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"@\n\x16WithdrawBundleResponse\x12&\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x16.gateway.api.v1.Bundle\"I\n\x11RateBundleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x06rating\x18\x02 \x01(\x0b\x32\x16.gateway.api.v1.Rating\"<\n\x12RateBundleResponse\x12&\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x16.gateway.api.v1.Bundle*\xc0\x01\n\x0b\x42undleState\x12\x1c\n\x18\x42UNDLE_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x42UNDLE_STATE_IN_PROGRESS\x10\x01\x12\x1a\n\x16\x42UNDLE_STATE_COMPLETED\x10\x02\x12$\n BUNDLE_STATE_PARTIALLY_COMPLETED\x10\x03\x12\x17\n\x13\x42UNDLE_STATE_FAILED\x10\x04\x12\x1a\n\x16\x42UNDLE_STATE_WITHDRAWN\x10\x05*\xb2\x02\n\x0cRatingReason\x12\x1d\n\x19RATING_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12RATING_REASON_FAST\x10\x01\x12\x16\n\x12RATING_REASON_SLOW\x10\x02\x12\'\n#RATING_REASON_NO_REPEATED_MATERIALS\x10\x03\x12$\n RATING_REASON_REPEATED_MATERIALS\x10\x04\x12 \n\x1cRATING_REASON_CLEAR_GUIDANCE\x10\x05\x12\"\n\x1eRATING_REASON_UNCLEAR_GUIDANCE\x10\x06\x12\x1e\n\x1aRATING_REASON_GOOD_SERVICE\x10\x07\x12\x1e\n\x1aRATING_REASON_POOR_SERVICE\x10\x08\x32\xcc\x03\n\rBundleService\x12Y\n\x0cSubmitBundle\x12#.gateway.api.v1.SubmitBundleRequest\x1a$.gateway.api.v1.SubmitBundleResponse\x12P\n\tGetBundle\x12 .gateway.api.v1.GetBundleRequest\x1a!.gateway.api.v1.GetBundleResponse\x12X\n\x0bWatchBundle\x12\".gateway.api.v1.WatchBundleRequest\x1a#.gateway.api.v1.WatchBundleResponse0\x01\x12_\n\x0eWithdrawBundle\x12%.gateway.api.v1.WithdrawBundleRequest\x1a&.gateway.api.v1.WithdrawBundleResponse\x12S\n\nRateBundle\x12!.gateway.api.v1.RateBundleRequest\x1a\".gateway.api.v1.RateBundleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgateway/api/v1/bundle.proto\x12\x0egateway.api.v1\x1a gateway/api/v1/application.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x0bRoleBinding\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x13\n\x0bregion_code\x18\x02 \x01(\t\"5\n\x0b\x46lowConsent\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0bmaterial_id\x18\x02 \x01(\t\"x\n\x07\x43onsent\x12*\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x1b.gateway.api.v1.FlowConsent\x12\x30\n\x0c\x63onsent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\"\xd4\x02\n\x0c\x42undleMember\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pplication\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x15\n\rtarget_region\x18\x04 \x01(\t\x12\x1c\n\x14national_matter_code\x18\x05 \x01(\t\x12\x1b\n\x13matter_display_name\x18\x06 \x01(\t\x12/\n\x05state\x18\x07 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x14\n\x0cstate_reason\x18\x08 \x01(\t\x12\x18\n\x10\x61\x66ter_member_ids\x18\t \x03(\t\x12,\n\x08\x64ue_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07overdue\x18\x0b \x01(\x08\x12\x1c\n\x14stopped_by_member_id\x18\x0c \x01(\t\"\x9b\x01\n\x06Rating\x12\r\n\x05score\x18\x01 \x01(\x05\x12-\n\x07reasons\x18\x02 \x03(\x0e\x32\x1c.gateway.api.v1.RatingReason\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x13\n\x0bregion_code\x18\x04 \x01(\t\x12-\n\trate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdd\x05\n\x06\x42undle\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbundle_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x15\n\rorigin_region\x18\x04 \x01(\t\x12\x12\n\ntheme_code\x18\x05 \x01(\t\x12\x1a\n\x12theme_display_name\x18\x06 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x07 \x01(\t\x12*\n\x05roles\x18\x08 \x03(\x0b\x32\x1b.gateway.api.v1.RoleBinding\x12,\n\tapplicant\x18\t \x01(\x0b\x32\x19.gateway.api.v1.Applicant\x12.\n\x0b\x66orm_fields\x18\n \x03(\x0b\x32\x19.gateway.api.v1.FormField\x12(\n\x07\x63onsent\x18\x0b \x01(\x0b\x32\x17.gateway.api.v1.Consent\x12-\n\x07members\x18\x0c \x03(\x0b\x32\x1c.gateway.api.v1.BundleMember\x12*\n\x05state\x18\r \x01(\x0e\x32\x1b.gateway.api.v1.BundleState\x12\x14\n\x0cstate_reason\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64ue_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x64ue_time_provisional\x18\x12 \x01(\x08\x12\x0f\n\x07overdue\x18\x13 \x01(\x08\x12\x31\n\rwithdraw_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x07ratings\x18\x15 \x03(\x0b\x32\x16.gateway.api.v1.Rating\"\xb5\x02\n\x13SubmitBundleRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rorigin_region\x18\x02 \x01(\t\x12\x12\n\ntheme_code\x18\x03 \x01(\t\x12*\n\x05roles\x18\x04 \x03(\x0b\x32\x1b.gateway.api.v1.RoleBinding\x12,\n\tapplicant\x18\x05 \x01(\x0b\x32\x19.gateway.api.v1.Applicant\x12.\n\x0b\x66orm_fields\x18\x06 \x03(\x0b\x32\x19.gateway.api.v1.FormField\x12+\n\tmaterials\x18\x07 \x03(\x0b\x32\x18.gateway.api.v1.Material\x12(\n\x07\x63onsent\x18\x08 \x01(\x0b\x32\x17.gateway.api.v1.Consent\"P\n\x14SubmitBundleResponse\x12&\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x16.gateway.api.v1.Bundle\x12\x10\n\x08replayed\x18\x02 \x01(\x08\" \n\x10GetBundleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x11GetBundleResponse\x12&\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x16.gateway.api.v1.Bundle\"\"\n\x12WatchBundleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"X\n\x13WatchBundleResponse\x12&\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x16.gateway.api.v1.Bundle\x12\x19\n\x11\x63hanged_member_id\x18\x02 \x01(\t\"5\n\x15WithdrawBundleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"@\n\x16WithdrawBundleResponse\x12&\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x16.gateway.api.v1.Bundle\"I\n\x11RateBundleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x06rating\x18\x02 \x01(\x0b\x32\x16.gateway.api.v1.Rating\"<\n\x12RateBundleResponse\x12&\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x16.gateway.api.v1.Bundle*\xc0\x01\n\x0b\x42undleState\x12\x1c\n\x18\x42UNDLE_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x42UNDLE_STATE_IN_PROGRESS\x10\x01\x12\x1a\n\x16\x42UNDLE_STATE_COMPLETED\x10\x02\x12$\n BUNDLE_STATE_PARTIALLY_COMPLETED\x10\x03\x12\x17\n\x13\x42UNDLE_STATE_FAILED\x10\x04\x12\x1a\n\x16\x42UNDLE_STATE_WITHDRAWN\x10\x05*\xb2\x02\n\x0cRatingReason\x12\x1d\n\x19RATING_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12RATING_REASON_FAST\x10\x01\x12\x16\n\x12RATING_REASON_SLOW\x10\x02\x12\'\n#RATING_REASON_NO_REPEATED_MATERIALS\x10\x03\x12$\n RATING_REASON_REPEATED_MATERIALS\x10\x04\x12 \n\x1cRATING_REASON_CLEAR_GUIDANCE\x10\x05\x12\"\n\x1eRATING_REASON_UNCLEAR_GUIDANCE\x10\x06\x12\x1e\n\x1aRATING_REASON_GOOD_SERVICE\x10\x07\x12\x1e\n\x1aRATING_REASON_POOR_SERVICE\x10\x08\x32\xf7\x04\n\rBundleService\x12q\n\x0cSubmitBundle\x12#.gateway.api.v1.SubmitBundleRequest\x1a$.gateway.api.v1.SubmitBundleResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/bundles:\x01*\x12n\n\tGetBundle\x12 .gateway.api.v1.GetBundleRequest\x1a!.gateway.api.v1.GetBundleResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=bundles/*}\x12|\n\x0bWatchBundle\x12\".gateway.api.v1.WatchBundleRequest\x1a#.gateway.api.v1.WatchBundleResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=bundles/*}:watch0\x01\x12\x89\x01\n\x0eWithdrawBundle\x12%.gateway.api.v1.WithdrawBundleRequest\x1a&.gateway.api.v1.WithdrawBundleResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/{name=bundles/*}:withdraw:\x01*\x12y\n\nRateBundle\x12!.gateway.api.v1.RateBundleRequest\x1a\".gateway.api.v1.RateBundleResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/{name=bundles/*}:rate:\x01*Bs\n\x1d\x63n.gov.tongban.gateway.api.v1B\x0b\x42undleProtoP\x01Z*tongban.gov.cn/go/gateway/api/v1;gatewayv1\xaa\x02\x16Tongban.Gateway.Api.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.api.v1.bundle_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_BUNDLESTATE']._serialized_start=2452
-  _globals['_BUNDLESTATE']._serialized_end=2644
-  _globals['_RATINGREASON']._serialized_start=2647
-  _globals['_RATINGREASON']._serialized_end=2953
-  _globals['_ROLEBINDING']._serialized_start=114
-  _globals['_ROLEBINDING']._serialized_end=162
-  _globals['_FLOWCONSENT']._serialized_start=164
-  _globals['_FLOWCONSENT']._serialized_end=217
-  _globals['_CONSENT']._serialized_start=219
-  _globals['_CONSENT']._serialized_end=339
-  _globals['_BUNDLEMEMBER']._serialized_start=342
-  _globals['_BUNDLEMEMBER']._serialized_end=682
-  _globals['_RATING']._serialized_start=685
-  _globals['_RATING']._serialized_end=840
-  _globals['_BUNDLE']._serialized_start=843
-  _globals['_BUNDLE']._serialized_end=1576
-  _globals['_SUBMITBUNDLEREQUEST']._serialized_start=1579
-  _globals['_SUBMITBUNDLEREQUEST']._serialized_end=1888
-  _globals['_SUBMITBUNDLERESPONSE']._serialized_start=1890
-  _globals['_SUBMITBUNDLERESPONSE']._serialized_end=1970
-  _globals['_GETBUNDLEREQUEST']._serialized_start=1972
-  _globals['_GETBUNDLEREQUEST']._serialized_end=2004
-  _globals['_GETBUNDLERESPONSE']._serialized_start=2006
-  _globals['_GETBUNDLERESPONSE']._serialized_end=2065
-  _globals['_WATCHBUNDLEREQUEST']._serialized_start=2067
-  _globals['_WATCHBUNDLEREQUEST']._serialized_end=2101
-  _globals['_WATCHBUNDLERESPONSE']._serialized_start=2103
-  _globals['_WATCHBUNDLERESPONSE']._serialized_end=2191
-  _globals['_WITHDRAWBUNDLEREQUEST']._serialized_start=2193
-  _globals['_WITHDRAWBUNDLEREQUEST']._serialized_end=2246
-  _globals['_WITHDRAWBUNDLERESPONSE']._serialized_start=2248
-  _globals['_WITHDRAWBUNDLERESPONSE']._serialized_end=2312
-  _globals['_RATEBUNDLEREQUEST']._serialized_start=2314
-  _globals['_RATEBUNDLEREQUEST']._serialized_end=2387
-  _globals['_RATEBUNDLERESPONSE']._serialized_start=2389
-  _globals['_RATEBUNDLERESPONSE']._serialized_end=2449
-  _globals['_BUNDLESERVICE']._serialized_start=2956
-  _globals['_BUNDLESERVICE']._serialized_end=3416
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\035cn.gov.tongban.gateway.api.v1B\013BundleProtoP\001Z*tongban.gov.cn/go/gateway/api/v1;gatewayv1\252\002\026Tongban.Gateway.Api.V1'
+  _globals['_BUNDLESERVICE'].methods_by_name['SubmitBundle']._loaded_options = None
+  _globals['_BUNDLESERVICE'].methods_by_name['SubmitBundle']._serialized_options = b'\202\323\344\223\002\020\"\013/v1/bundles:\001*'
+  _globals['_BUNDLESERVICE'].methods_by_name['GetBundle']._loaded_options = None
+  _globals['_BUNDLESERVICE'].methods_by_name['GetBundle']._serialized_options = b'\202\323\344\223\002\026\022\024/v1/{name=bundles/*}'
+  _globals['_BUNDLESERVICE'].methods_by_name['WatchBundle']._loaded_options = None
+  _globals['_BUNDLESERVICE'].methods_by_name['WatchBundle']._serialized_options = b'\202\323\344\223\002\034\022\032/v1/{name=bundles/*}:watch'
+  _globals['_BUNDLESERVICE'].methods_by_name['WithdrawBundle']._loaded_options = None
+  _globals['_BUNDLESERVICE'].methods_by_name['WithdrawBundle']._serialized_options = b'\202\323\344\223\002\"\"\035/v1/{name=bundles/*}:withdraw:\001*'
+  _globals['_BUNDLESERVICE'].methods_by_name['RateBundle']._loaded_options = None
+  _globals['_BUNDLESERVICE'].methods_by_name['RateBundle']._serialized_options = b'\202\323\344\223\002\036\"\031/v1/{name=bundles/*}:rate:\001*'
+  _globals['_BUNDLESTATE']._serialized_start=2482
+  _globals['_BUNDLESTATE']._serialized_end=2674
+  _globals['_RATINGREASON']._serialized_start=2677
+  _globals['_RATINGREASON']._serialized_end=2983
+  _globals['_ROLEBINDING']._serialized_start=144
+  _globals['_ROLEBINDING']._serialized_end=192
+  _globals['_FLOWCONSENT']._serialized_start=194
+  _globals['_FLOWCONSENT']._serialized_end=247
+  _globals['_CONSENT']._serialized_start=249
+  _globals['_CONSENT']._serialized_end=369
+  _globals['_BUNDLEMEMBER']._serialized_start=372
+  _globals['_BUNDLEMEMBER']._serialized_end=712
+  _globals['_RATING']._serialized_start=715
+  _globals['_RATING']._serialized_end=870
+  _globals['_BUNDLE']._serialized_start=873
+  _globals['_BUNDLE']._serialized_end=1606
+  _globals['_SUBMITBUNDLEREQUEST']._serialized_start=1609
+  _globals['_SUBMITBUNDLEREQUEST']._serialized_end=1918
+  _globals['_SUBMITBUNDLERESPONSE']._serialized_start=1920
+  _globals['_SUBMITBUNDLERESPONSE']._serialized_end=2000
+  _globals['_GETBUNDLEREQUEST']._serialized_start=2002
+  _globals['_GETBUNDLEREQUEST']._serialized_end=2034
+  _globals['_GETBUNDLERESPONSE']._serialized_start=2036
+  _globals['_GETBUNDLERESPONSE']._serialized_end=2095
+  _globals['_WATCHBUNDLEREQUEST']._serialized_start=2097
+  _globals['_WATCHBUNDLEREQUEST']._serialized_end=2131
+  _globals['_WATCHBUNDLERESPONSE']._serialized_start=2133
+  _globals['_WATCHBUNDLERESPONSE']._serialized_end=2221
+  _globals['_WITHDRAWBUNDLEREQUEST']._serialized_start=2223
+  _globals['_WITHDRAWBUNDLEREQUEST']._serialized_end=2276
+  _globals['_WITHDRAWBUNDLERESPONSE']._serialized_start=2278
+  _globals['_WITHDRAWBUNDLERESPONSE']._serialized_end=2342
+  _globals['_RATEBUNDLEREQUEST']._serialized_start=2344
+  _globals['_RATEBUNDLEREQUEST']._serialized_end=2417
+  _globals['_RATEBUNDLERESPONSE']._serialized_start=2419
+  _globals['_RATEBUNDLERESPONSE']._serialized_end=2479
+  _globals['_BUNDLESERVICE']._serialized_start=2986
+  _globals['_BUNDLESERVICE']._serialized_end=3617
 # @@protoc_insertion_point(module_scope)
