@@ -13,16 +13,20 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
 import grpc
 import pytest
-from conftest import STANDARDS, STANDARDS_BODY, gateway_config
+from conftest import STANDARDS, STANDARDS_BODY, gateway_config, start_world
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.api.v1 import (
     application_pb2,
     application_pb2_grpc,
+    bundle_pb2,
+    bundle_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
     license_pb2,
@@ -303,3 +307,84 @@ async def test_wrong_output_licences_are_refused_by_the_gateways_verifier(
         fetched = await world.verify(genuine.license_token)
     assert verdict.verdict == expected, verdict.detail
     assert fetched.verdict == license_pb2.LICENSE_VERDICT_VALID, fetched.detail
+
+
+# --- a bundle with no one at the provinces ----------------------------------------------------
+
+
+INSURED, EARLIER, RESIDENCE = "440000", "510000", "110000"
+PAPER = application_pb2.PaperMaterial(description="扫描件")
+
+
+def bundle_request() -> bundle_pb2.SubmitBundleRequest:
+    """退休一件事 across three provinces (theme YJS0008): the pension waits for the insurance
+    records of two provinces, and the 参保缴费凭证 the first issues flows into it."""
+    consent_time = Timestamp()
+    consent_time.FromDatetime(datetime(2026, 12, 1, 9, 30, tzinfo=UTC))
+    return bundle_pb2.SubmitBundleRequest(
+        request_id=f"b-{uuid.uuid4().hex[:12]}",
+        origin_region=RESIDENCE,
+        theme_code="YJS0008",
+        roles=[
+            bundle_pb2.RoleBinding(role="insured", region_code=INSURED),
+            bundle_pb2.RoleBinding(role="transfer_out", region_code=EARLIER),
+            bundle_pb2.RoleBinding(role="residence", region_code=RESIDENCE),
+        ],
+        applicant=application_pb2.Applicant(
+            id_type=application_pb2.ID_TYPE_CITIZEN_ID, id_number=CITIZEN, display_name="张三"
+        ),
+        form_fields=[
+            application_pb2.FormField(key="id_number", value=CITIZEN),
+            application_pb2.FormField(key="name", value="张三"),
+            application_pb2.FormField(key="retire_date", value="2026-12-31"),
+            application_pb2.FormField(key="bank_account", value="6222020200112233445"),
+        ],
+        materials=[application_pb2.Material(material_id=f"TM0{n}", paper=PAPER) for n in (1, 2, 3)],
+        consent=bundle_pb2.Consent(
+            flows=[bundle_pb2.FlowConsent(member_id="pension", material_id="M04")],
+            consent_time=consent_time,
+            channel="app",
+        ),
+    )
+
+
+async def test_a_bundle_runs_to_its_end_when_the_stubs_decide_by_rule(tmp_path: Path) -> None:
+    async with start_world(
+        tmp_path,
+        (INSURED, EARLIER, RESIDENCE),
+        bootstrap_catalogs=("catalog/2025.1.json", "catalog/2026.1.json"),
+    ) as world:
+        for stub in world.stubs.values():
+            await stub.admin.SetDecisions(
+                admin_pb2.SetDecisionsRequest(
+                    rules=[
+                        admin_pb2.DecisionRule(
+                            matter_code="*", action=admin_pb2.DECISION_ACTION_COMPLETE
+                        )
+                    ]
+                )
+            )
+        service = bundle_pb2_grpc.BundleServiceStub(world.channel)
+        submitted = await service.SubmitBundle(bundle_request(), timeout=10)
+        watch = bundle_pb2.WatchBundleRequest(name=submitted.bundle.name)
+        async for change in service.WatchBundle(watch, timeout=30):
+            final = change.bundle
+        members = {
+            m.member_id: (
+                await world.applications.GetApplication(
+                    application_pb2.GetApplicationRequest(name=m.application)
+                )
+            ).application
+            for m in final.members
+        }
+
+    assert final.state == bundle_pb2.BUNDLE_STATE_COMPLETED
+    assert {name: app.state for name, app in members.items()} == dict.fromkeys(
+        ("records", "earlier", "pension"), COMPLETED
+    )
+    (issued,) = members["records"].issued_licenses
+    assert issued.license_type_code == PAYMENT_PROOF
+    flowed = next(m for m in members["pension"].materials if m.material_id == "M04")
+    assert (flowed.flowed_from, flowed.license_token) == ("member:records", issued.license_token)
+    (retirement,) = members["pension"].issued_licenses
+    assert retirement.license_type_code == "11100000000099119U001"  # 退休证明
