@@ -31,6 +31,9 @@ from gateway.tools.edge import EdgeSettings, EdgeUnavailable, descriptors_path, 
 from gateway.tools.exits import CommandError
 from gateway.tools.federation import AnnouncedProcess, running_federation
 
+LOCAL_CATALOGS = ("catalog/2025.1.json", "catalog/2026.1.json")
+"""What `tongban up` seeds an empty store with: 2025.1, the lists, then 2026.1 (in force)."""
+
 AUTO_DECIDE = "*=complete:1s"
 """The decision rule of `tongban up --auto-decide`: accept at once, complete a second later."""
 
@@ -186,6 +189,8 @@ async def run_local(
         data_dir=data_dir,
         store=store,
         standards_dir=standards_dir,
+        # 2026.1 in force: its themes (一件事) can be submitted as bundles at once
+        bootstrap_catalogs=LOCAL_CATALOGS,
         metrics_port=metrics_port,
         tls=None if pki is None else ServerTlsFiles.from_layout(pki),
     )
