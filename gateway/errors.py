@@ -6,7 +6,8 @@
     │   ├── InvalidMatterCode            INVALID_ARGUMENT   INVALID_MATTER_CODE
     │   ├── CatalogInvalid               INVALID_ARGUMENT   CATALOG_INVALID
     │   ├── RegionCatalogInvalid         INVALID_ARGUMENT   REGION_CATALOG_INVALID
-    │   └── LicenseInvalid               INVALID_ARGUMENT   LICENSE_INVALID
+    │   ├── LicenseInvalid               INVALID_ARGUMENT   LICENSE_INVALID
+    │   └── FlowNotConsented             INVALID_ARGUMENT   FLOW_NOT_CONSENTED
     ├── NotFound                         NOT_FOUND
     │   ├── RegionNotFound                                  REGION_NOT_FOUND
     │   ├── LocalCodeNotFound                               LOCAL_CODE_NOT_FOUND
@@ -14,7 +15,9 @@
     │   ├── MatterNotImplemented                            MATTER_NOT_IMPLEMENTED
     │   ├── ThemeNotFound                                   THEME_NOT_FOUND
     │   ├── CatalogVersionNotFound                          CATALOG_VERSION_NOT_FOUND
-    │   └── ApplicationNotFound                             APPLICATION_NOT_FOUND
+    │   ├── ApplicationNotFound                             APPLICATION_NOT_FOUND
+    │   ├── BundleNotFound                                  BUNDLE_NOT_FOUND
+    │   └── LicenseNotFound                                 LICENSE_NOT_FOUND
     ├── FailedPrecondition               FAILED_PRECONDITION
     │   ├── LocalCodeAmbiguous                              LOCAL_CODE_AMBIGUOUS
     │   ├── LocalCodeRetired                                LOCAL_CODE_RETIRED
@@ -22,10 +25,14 @@
     │   ├── MaterialMissing                                 MATERIAL_MISSING
     │   ├── InvalidStateTransition                          INVALID_STATE_TRANSITION
     │   ├── ApplicationNotDelivered                         APPLICATION_NOT_DELIVERED
-    │   └── CatalogVersionRollback                          CATALOG_VERSION_ROLLBACK
+    │   ├── CatalogVersionRollback                          CATALOG_VERSION_ROLLBACK
+    │   ├── BundleFinished                                  BUNDLE_FINISHED
+    │   ├── BundleNotFinished                               BUNDLE_NOT_FINISHED
+    │   └── AlreadyDecided                                  ALREADY_DECIDED
     ├── AlreadyExists                    ALREADY_EXISTS
     │   ├── RequestIdReused                                 REQUEST_ID_REUSED
-    │   └── CatalogVersionConflict                          CATALOG_VERSION_CONFLICT
+    │   ├── CatalogVersionConflict                          CATALOG_VERSION_CONFLICT
+    │   └── RatingExists                                    RATING_EXISTS
     ├── Unauthenticated                  UNAUTHENTICATED
     │   └── CatalogSignatureInvalid                         CATALOG_SIGNATURE_INVALID
     ├── PermissionDenied                 PERMISSION_DENIED  PERMISSION_DENIED
