@@ -37,7 +37,11 @@ async def test_demo_runs_the_whole_journey() -> None:
     code, out, err = await run("demo", "--standards-dir", str(STANDARDS))
     assert code == 0, out + err
     assert "✗" not in out
-    assert out.count("✓") >= 10
+    assert out.count("✓") == 14
+    assert "14/14 steps as expected" in out
+    # the 一件事 scenes: parallel members, a flowing licence, a rating, a cancelled dependant
+    assert "pension's M04 (verified, never uploaded); rated 5/5" in out
+    assert "pension CANCELLED (stopped by earlier)" in out
 
 
 async def test_up_serves_every_service_and_stops_on_sigterm(tmp_path: Path) -> None:
