@@ -39,7 +39,7 @@ from gateway.errors import unpack_details
 from gateway.observability.audit_log import AuditHead, verify_audit_log
 from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY
 from gateway.times import utc_now
-from gateway.tools import connect, exits, locate, pem
+from gateway.tools import bundles, connect, exits, locate, pem
 from gateway.tools.exits import CommandError
 from gateway.tools.federation import DEFAULT_REGIONS
 
@@ -819,6 +819,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _client_tls_flags(status)
     status.set_defaults(func=lambda a: asyncio.run(_status(a)))
+
+    bundles.add_commands(
+        sub,
+        command=_command,
+        gateway_default=gateway_address,
+        gateway_help=GATEWAY_HELP,
+        tls_flags=_client_tls_flags,
+        channel=_channel,
+        id_types=dict(ID_TYPES),
+    )
 
     demo = _command(
         sub, "demo", "run a scripted journey on a fresh federation", "tongban demo --keep"
