@@ -11,9 +11,15 @@ Invariants:
   duplicate even if its local code has been retired since.
 - The one outbound call, ReportApplicationStatus on the gateway, has a deadline (the caller's
   remaining time, at most `GATEWAY_CALL_CEILING`), and its errors are translated where it is
-  made (`GatewayReporter.report`).
+  made (`GatewayReporter.report`). A COMPLETED report carries the licences the case issued.
+- A case is decided in one way (`StubState.decide`: move it, issuing its results when it
+  completes, then report it), whether an operator asks (DecideCase) or a rule does
+  (`decider`). A new case is handed to the rule in force for its matter when it is recorded,
+  even if the delivery's answer is then dropped; a stub that starts on a data directory hands
+  over its undecided cases by the rules it starts with.
 - A server is built, bound and stopped inside the running event loop (`running_stub`), and its
-  resources close in reverse order: server (drained with `grace`), outbound channel, store.
+  resources close in reverse order: server (drained with `grace`), pending automatic
+  decisions, outbound channel, store.
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ import logging
 import math
 import os
 import random
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
@@ -38,16 +45,21 @@ from opentelemetry.sdk.trace import TracerProvider
 from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2, region_pb2_grpc
 from gateway.app import serving
 from gateway.app.error_status import ErrorInterceptor
+from gateway.catalog import fields
 from gateway.catalog.fields import ID_DOCUMENTS
 from gateway.errors import (
+    AlreadyDecided,
     ApplicationNotFound,
     FieldViolation,
     InvalidRequest,
+    InvalidStateTransition,
+    LicenseNotFound,
     LocalCodeNotFound,
     TongbanError,
     Unavailable,
 )
 from gateway.licenses.status_list import LicenseStatus
+from gateway.licenses.trust import PROVINCE_CODES, TrustConfigError
 from gateway.observability.tracing import ServerTracing, client_interceptors, process_provider
 from gateway.routing.client import translate_rpc_error
 from gateway.security.southbound import GatewayOnly
@@ -56,9 +68,14 @@ from gateway.times import utc_now
 from region_stubs import catalog
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
 from region_stubs.cases import Case, CaseState, CaseStore, Counter, Counters
+from region_stubs.catalog import MatterResults
 from region_stubs.config import ConfigError, StubConfig, parse_args
+from region_stubs.decider import Decider
+from region_stubs.decisions import Decisions, DecisionsInvalid
 from region_stubs.faults import Faults, FaultsInvalid, Outcome, decide
+from region_stubs.holdings import Holdings, issued_types
 from region_stubs.issuer import LicenseIssuer
+from region_stubs.outputs import issue_results
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +92,13 @@ GATEWAY_CALL_CEILING = 5.0
 """Longest the stub waits for the gateway's ReportApplicationStatus."""
 MAX_REASON_LENGTH = 500
 DEFAULT_VALID_DAYS = 365
+MAX_TYPE_CODE = 21
+
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_BUNDLE_NAME = re.compile(f"bundles/{_UUID}")
+_APPLICATION_NAME = re.compile(f"applications/{_UUID}")
+_TYPE_CODE = re.compile(r"[0-9A-Z]{18}[0-9]{3}")
+_ID_TYPES = application_pb2.IdType.DESCRIPTOR
 
 _HOLDER_ID_TYPES: dict[int, str] = {d.id_type: d.holder_code for d in ID_DOCUMENTS}
 _ALGORITHMS = {
@@ -94,6 +118,7 @@ _DECIDABLE = {
 }
 _WIRE_STATE = {
     CaseState.DELIVERED: application_pb2.APPLICATION_STATE_DELIVERED,
+    CaseState.WITHDRAWN: application_pb2.APPLICATION_STATE_WITHDRAWN,
     **{state: wire for wire, state in _DECIDABLE.items()},
 }
 
@@ -130,14 +155,14 @@ def _is_canonical_uuid(text: str) -> bool:
         return False
 
 
+def _uuid_violation(text: str, field_name: str) -> FieldViolation | None:
+    if _is_canonical_uuid(text):
+        return None
+    return FieldViolation(field_name, "must be a UUID in canonical form", "NOT_A_UUID")
+
+
 def _require_uuid(text: str, field_name: str) -> None:
-    if not _is_canonical_uuid(text):
-        raise InvalidRequest(
-            f"{field_name} must be a UUID",
-            field_violations=[
-                FieldViolation(field_name, "must be a UUID in canonical form", "NOT_A_UUID")
-            ],
-        )
+    fields.raise_if_any(f"{field_name} must be a UUID", _uuid_violation(text, field_name))
 
 
 class GatewayReporter:
@@ -174,6 +199,7 @@ class GatewayReporter:
             state=_WIRE_STATE[case.state],
             reason=case.reason,
             event_id=case.event_id,
+            issued_license_tokens=case.issued_licenses if case.state is CaseState.COMPLETED else (),
         )
         try:
             response: application_pb2.ReportApplicationStatusResponse = (
@@ -201,16 +227,57 @@ class GatewayReporter:
 
 @dataclass(eq=False)
 class StubState:
-    """What both servicers share: the province's list, cases, keys and fault settings."""
+    """What both servicers share: the province's catalogs, cases, keys, licence record, fault
+    settings and decision rules."""
 
     config: StubConfig
     store: CaseStore
     catalog: catalog.ImplementationList
+    results: MatterResults
     issuer: LicenseIssuer
+    holdings: Holdings
     gateway: GatewayReporter | None
     faults: Faults
+    decisions: Decisions
     rng: random.Random
     clock: Callable[[], datetime] = utc_now
+    decider: Decider = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.decider = Decider(self.decide)
+
+    async def decide(
+        self,
+        application_id: str,
+        target: CaseState,
+        reason: str,
+        time_left: float | None = None,
+    ) -> application_pb2.ApplicationState.ValueType:
+        """Moves a case to `target` (completing it issues its results) and reports it to the
+        gateway; returns the gateway's state of the application (UNSPECIFIED without one).
+
+        The case moves first and the report follows: the province has decided whether or not
+        the gateway hears of it. A repeat re-sends the same event id and licences, so a
+        decision retried after the gateway was unreachable reaches it exactly once.
+        """
+        moved = self.store.transition(
+            application_id,
+            target,
+            reason,
+            issue=self._issue_results if target is CaseState.COMPLETED else None,
+        )
+        if self.gateway is None:
+            return application_pb2.APPLICATION_STATE_UNSPECIFIED
+        return await self.gateway.report(moved.case, self.config.region_code, time_left)
+
+    def _issue_results(self, case: Case) -> list[str]:
+        return issue_results(
+            case,
+            self.results.results(case.national_code, case.catalog_version),
+            self.holdings,
+            forged=self.faults.forge_output_licenses,
+            mismatched=self.faults.mismatch_output_licenses,
+        )
 
     def injected(
         self, code: grpc.StatusCode, fault: str, pushback_ms: int | None = None
@@ -268,8 +335,18 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
             raise state.injected(grpc.StatusCode.RESOURCE_EXHAUSTED, "resource_exhausted")
         application = self._validated(request)
         delivery = state.store.record_delivery(
-            application.application_id, application.target_local_matter_code
+            application.application_id,
+            application.target_local_matter_code,
+            national_code=application.national_matter_code,
+            catalog_version=application.catalog_version,
+            holder_id_type=application.applicant.id_type,
+            holder_id_number=application.applicant.id_number,
         )
+        if not delivery.duplicate:
+            state.decider.schedule(
+                application.application_id,
+                state.decisions.for_matter(application.national_matter_code),
+            )
         if plan.outcome is Outcome.COMMIT_THEN_DROP:
             raise state.injected(grpc.StatusCode.UNAVAILABLE, "commit_then_drop")
         return region_pb2.DeliverApplicationResponse(
@@ -344,6 +421,86 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
             update_time=_timestamp(case.update_time),
         )
 
+    async def WithdrawApplication(
+        self, request: region_pb2.WithdrawApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> region_pb2.WithdrawApplicationResponse:
+        state = self._state
+        state.check_up()
+        fields.raise_if_any(
+            "invalid withdrawal",
+            _uuid_violation(request.application_id, "application_id"),
+            fields.text(request.reason, "reason", MAX_REASON_LENGTH, printable=False),
+        )
+        try:
+            withdrawn = state.store.transition(
+                request.application_id, CaseState.WITHDRAWN, request.reason
+            )
+        except InvalidStateTransition as e:  # only an undecided case may be withdrawn
+            decided = _WIRE_STATE[CaseState(e.metadata["from"])]
+            raise AlreadyDecided(
+                f"province {state.config.region_code} has decided the case; it can no longer"
+                " be withdrawn",
+                metadata={"state": application_pb2.ApplicationState.Name(decided)},
+            ) from None
+        return region_pb2.WithdrawApplicationResponse(
+            withdraw_time=_timestamp(withdrawn.case.update_time)
+        )
+
+    async def FetchLicense(
+        self, request: region_pb2.FetchLicenseRequest, context: grpc.aio.ServicerContext
+    ) -> region_pb2.FetchLicenseResponse:
+        state = self._state
+        state.check_up()
+        fields.raise_if_any(
+            "invalid licence fetch",
+            fields.matching(
+                request.license_type_code,
+                "license_type_code",
+                _TYPE_CODE,
+                "a licence type code: 18 characters of 0-9A-Z, then 3 digits",
+                MAX_TYPE_CODE,
+                required=True,
+            ),
+            fields.enum_value(request.holder_id_type, "holder_id_type", _ID_TYPES, required=True),
+            fields.id_number(
+                request.holder_id_type, request.holder_id_number, "holder_id_number", PROVINCE_CODES
+            ),
+            fields.matching(
+                request.bundle,
+                "bundle",
+                _BUNDLE_NAME,
+                "bundles/{bundle_id}, the id a UUID",
+                len("bundles/") + 36,
+                required=True,
+                reason="BAD_NAME",
+            ),
+            fields.matching(
+                request.application,
+                "application",
+                _APPLICATION_NAME,
+                "applications/{application_id}, the id a UUID",
+                len("applications/") + 36,
+                required=True,
+                reason="BAD_NAME",
+            ),
+        )
+        holder_id_type = _HOLDER_ID_TYPES[request.holder_id_type]
+        found = state.holdings.fetch(
+            request.license_type_code, holder_id_type, request.holder_id_number
+        )
+        if found is None:
+            state.store.count(Counter.LICENSE_FETCHES_NOT_FOUND)
+            raise LicenseNotFound(
+                f"province {state.config.region_code} holds no valid licence of type"
+                f" {request.license_type_code} for the holder",
+                metadata={
+                    "region_code": state.config.region_code,
+                    "license_type_code": request.license_type_code,
+                },
+            )
+        state.store.count(Counter.LICENSES_FETCHED)
+        return region_pb2.FetchLicenseResponse(license_token=found.token)
+
     async def GetLicenseKeys(
         self, request: region_pb2.GetLicenseKeysRequest, context: grpc.aio.ServicerContext
     ) -> region_pb2.GetLicenseKeysResponse:
@@ -408,12 +565,15 @@ class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
             hung_calls_cancelled=counters.hung_calls_cancelled,
             longest_deadline_ms=counters.longest_deadline_ms,
             calls_without_deadline=counters.calls_without_deadline,
+            licenses_fetched=counters.licenses_fetched,
+            license_fetches_not_found=counters.license_fetches_not_found,
+            cases_withdrawn=counters.cases_withdrawn,
         )
 
     async def IssueLicense(
         self, request: admin_pb2.IssueLicenseRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.IssueLicenseResponse:
-        issued = self._state.issuer.issue(
+        issued = self._state.holdings.issue(
             request.license_type_code,
             request.license_number,
             holder_id_type=_HOLDER_ID_TYPES.get(request.holder_id_type, ""),  # "": BAD_ID_TYPE
@@ -506,16 +666,47 @@ class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
             )
         if violations or target is None:
             raise InvalidRequest("invalid decision", field_violations=violations)
-        # The case moves first and the report follows: the province has decided whether or not
-        # the gateway hears of it. A repeat re-sends the same event id, so a DecideCase retried
-        # after the gateway was unreachable delivers the report exactly once.
-        moved = state.store.transition(request.application_id, target, request.reason)
-        if state.gateway is None:
-            return admin_pb2.DecideCaseResponse()
-        gateway_state = await state.gateway.report(
-            moved.case, state.config.region_code, context.time_remaining()
+        gateway_state = await state.decide(
+            request.application_id, target, request.reason, context.time_remaining()
         )
         return admin_pb2.DecideCaseResponse(gateway_state=gateway_state)
+
+    async def SetDecisions(
+        self, request: admin_pb2.SetDecisionsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.SetDecisionsResponse:
+        try:
+            decisions = Decisions.from_proto(request.rules)
+        except DecisionsInvalid as e:
+            raise InvalidRequest("invalid decision rules", field_violations=e.violations) from None
+        self._state.decisions = decisions
+        log.info("decision rules now %s", dict(decisions.rules) or "manual")
+        return admin_pb2.SetDecisionsResponse(rules=decisions.to_proto())
+
+    async def SetLicenseHolding(
+        self, request: admin_pb2.SetLicenseHoldingRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.SetLicenseHoldingResponse:
+        fields.raise_if_any(
+            "invalid licence holding",
+            fields.matching(
+                request.license_type_code,
+                "license_type_code",
+                _TYPE_CODE,
+                "a licence type code: 18 characters of 0-9A-Z, then 3 digits",
+                MAX_TYPE_CODE,
+                required=True,
+            ),
+            fields.enum_value(request.holder_id_type, "holder_id_type", _ID_TYPES, required=True),
+            fields.id_number(
+                request.holder_id_type, request.holder_id_number, "holder_id_number", PROVINCE_CODES
+            ),
+        )
+        self._state.holdings.set_held(
+            request.license_type_code,
+            _HOLDER_ID_TYPES[request.holder_id_type],
+            request.holder_id_number,
+            request.held,
+        )
+        return admin_pb2.SetLicenseHoldingResponse()
 
 
 @dataclass(eq=False)
@@ -534,6 +725,8 @@ class RunningStub:
     """RegionService client on `channel`."""
     admin: admin_pb2_grpc.RegionAdminServiceAsyncStub
     """RegionAdminService client on `channel`."""
+    decider: Decider
+    """The automatic decisions in progress (`Decider.pending`), for tests to wait on."""
 
     async def set_faults(self, faults: Faults | None = None, *, seed: int = 0) -> Faults:
         """Replaces the fault settings (healthy when None); returns those in force."""
@@ -555,6 +748,9 @@ class RunningStub:
             hung_calls_cancelled=r.hung_calls_cancelled,
             longest_deadline_ms=r.longest_deadline_ms,
             calls_without_deadline=r.calls_without_deadline,
+            licenses_fetched=r.licenses_fetched,
+            license_fetches_not_found=r.license_fetches_not_found,
+            cases_withdrawn=r.cases_withdrawn,
         )
 
 
@@ -574,11 +770,14 @@ async def running_stub(
     With `config.tracing` its spans go to `tracer_provider`, by default the process's OTLP
     exporter; without it, nothing of tracing is installed.
 
-    Raises `catalog.CatalogError` for an unusable implementation list, `StoreUnavailable` for
-    an unusable data directory and `OSError` when the address cannot be bound.
+    Raises `catalog.CatalogError` for an unusable implementation list or national catalog,
+    `TrustConfigError` for an unusable trust list, `StoreUnavailable` for an unusable data
+    directory and `OSError` when the address cannot be bound.
     """
     async with AsyncExitStack() as stack:
         implementations = catalog.load(config.implementation_list, config.region_code)
+        results = catalog.load_results(config.catalog_dir)
+        types = issued_types(config.license_trust, config.region_code, results.license_types)
         log.info(
             "region %s: %d local codes from %s (catalog %s)",
             config.region_code,
@@ -606,18 +805,25 @@ async def running_stub(
                 () if tracing is None else client_interceptors(tracing),
             )
             stack.push_async_callback(gateway.close)
+        issuer = LicenseIssuer(config.region_code, algorithm=config.license_algorithm, clock=clock)
         state = StubState(
             config=config,
             store=store,
             catalog=implementations,
-            issuer=LicenseIssuer(
-                config.region_code, algorithm=config.license_algorithm, clock=clock
-            ),
+            results=results,
+            issuer=issuer,
+            holdings=Holdings(issuer, types, clock),
             gateway=gateway,
             faults=config.faults,
+            decisions=config.decisions,
             rng=random.Random(config.seed),
             clock=clock,
         )
+        stack.push_async_callback(state.decider.close)
+        for case in store.undecided():
+            state.decider.schedule(
+                case.application_id, config.decisions.for_matter(case.national_code)
+            )
         interceptors: list[grpc.aio.ServerInterceptor] = [
             *([] if tracing is None else [ServerTracing(tracing)]),
             ErrorInterceptor(),
@@ -664,6 +870,7 @@ async def running_stub(
                 "admin_pb2_grpc.RegionAdminServiceAsyncStub",
                 admin_pb2_grpc.RegionAdminServiceStub(channel),
             ),
+            decider=state.decider,
         )
 
 
@@ -707,7 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         asyncio.run(serve(config))
-    except (catalog.CatalogError, TongbanError, OSError) as e:
+    except (catalog.CatalogError, TrustConfigError, TongbanError, OSError) as e:
         print(f"region-stub {config.region_code}: cannot start: {e}", file=sys.stderr)
         return 1
     return 0

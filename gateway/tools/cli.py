@@ -34,6 +34,7 @@ from gateway.catalog.registry import load_provinces
 from gateway.observability.audit_log import AuditHead, verify_audit_log
 from gateway.security.pki import DEV_OPS
 from gateway.tools import (
+    bundles,
     commands_catalog,
     commands_publish,
     commands_stub,
@@ -133,10 +134,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from gateway.app.config import load_store
     from gateway.observability import logs
     from gateway.storage.location import PostgresConfig
-    from gateway.tools.local import run_local
+    from gateway.tools.local import AUTO_DECIDE, run_local
+    from region_stubs.decisions import Decisions, DecisionsInvalid
 
     logs.configure(args.log_level)
-
+    decisions = [*args.decide, *([AUTO_DECIDE] if args.auto_decide else [])]
+    try:
+        Decisions.parse(decisions)
+    except DecisionsInvalid as e:
+        raise CommandError(f"up: --decide: {e}") from None
     store = load_store(_env_flags(args, {"store": "TONGBAN_STORE"}))
     if args.replicas < 1:
         raise CommandError("up: --replicas must be 1 or more")
@@ -153,6 +159,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             insecure=args.insecure,
             store=store,
             replicas=args.replicas,
+            decisions=decisions,
             http_port=args.http,
         )
     )
@@ -565,6 +572,21 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--http", type=int, metavar="PORT", help="serve HTTP/JSON over HTTPS on PORT (Envoy)"
     )
+    up.add_argument(
+        "--decide",
+        action="append",
+        default=[],
+        metavar="MATTER=ACTION",
+        help="how every stub decides a national matter's cases: manual (the default: wait for"
+        " DecideCase), complete[:DELAY] or reject[:DELAY][:REASON]; MATTER is a 12-digit code"
+        " or * (repeatable; e.g. 002031021000=complete:2s)",
+    )
+    up.add_argument(
+        "--auto-decide",
+        action="store_true",
+        help="every stub accepts each case at once and completes it a second later, issuing"
+        " its licences, so bundles run end to end (as --decide '*=complete:1s')",
+    )
     up.set_defaults(func=_cmd_up)
 
     certs = command(
@@ -737,6 +759,16 @@ def build_parser() -> argparse.ArgumentParser:
     _client_tls_flags(status)
     json_flag(status)
     status.set_defaults(func=lambda a: asyncio.run(_status(a)), flags=STATUS_FLAGS)
+
+    bundles.add_commands(
+        sub,
+        command=command,
+        gateway_default=gateway_address,
+        gateway_help=GATEWAY_HELP,
+        tls_flags=_client_tls_flags,
+        channel=_channel,
+        id_types=dict(ID_TYPES),
+    )
 
     demo = command(
         sub, "demo", "run a scripted journey on a fresh federation", "tongban demo --keep"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -84,7 +84,7 @@ def json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-Call = Callable[[argparse.Namespace, Output], Awaitable[int]]
+Call = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]
 
 
 def run_call(call: Call) -> Callable[[argparse.Namespace], int]:

@@ -10,6 +10,10 @@ the first replica.
 The federation accepts catalog publications: a development standards key pair under
 `DATA_DIR/keys` (made on first start, reused after) is the one the gateways trust. While it
 runs, `DATA_DIR/federation.json` says where everything is (`tools.local_files`).
+
+The stubs wait for an operator's DecideCase unless told how to decide (`decisions`, the stubs'
+`--decide` rules; `AUTO_DECIDE` completes every case a second after delivery, so that bundles
+run end to end with no one at the stubs).
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ from gateway.tools.local_files import dev_standards_key, write_federation
 
 LOCAL_CATALOGS = ("catalog/2025.1.json", "catalog/2026.1.json")
 """What `tongban up` seeds an empty store with: 2025.1, the lists, then 2026.1 (in force)."""
+
+AUTO_DECIDE = "*=complete:1s"
+"""The decision rule of `tongban up --auto-decide`: accept at once, complete a second later."""
+
+
+def decide_args(decisions: Sequence[str]) -> list[str]:
+    """The stub flags for decision rules (`region_stubs.decisions`)."""
+    return [arg for rule in decisions for arg in ("--decide", rule)]
 
 
 def dev_pki(pki_dir: Path, regions: Sequence[str]) -> PkiLayout:
@@ -106,11 +118,13 @@ async def running_replicas(
     *,
     stub_base_port: int = 0,
     pki: PkiLayout | None = None,
+    stub_args: Sequence[str] = (),
 ) -> AsyncIterator[tuple[list[RunningGateway], dict[str, AnnouncedProcess]]]:
     """The gateways, one after the other (the first seeds a fresh store alone), then a stub
     process per province, reporting to the first gateway; every gateway calls every stub.
 
     With `pki` the whole federation speaks mTLS (pass the gateway's files in the configs' `tls`).
+    `stub_args` are added to every stub's command line (e.g. `decide_args(...)`).
     """
     async with contextlib.AsyncExitStack() as stack:
         gateways = [await stack.enter_async_context(running_gateway(config)) for config in configs]
@@ -121,7 +135,9 @@ async def running_replicas(
                 standards_dir=configs[0].standards_dir,
                 gateway_address=gateways[0].address,
                 base_port=stub_base_port,
+                extra_args=stub_args,
                 pki=pki,
+                license_trust=configs[0].license_trust,
             )
         )
         for gateway in gateways:
@@ -137,12 +153,12 @@ async def running_local(
     *,
     stub_base_port: int = 0,
     pki: PkiLayout | None = None,
+    stub_args: Sequence[str] = (),
 ) -> AsyncIterator[tuple[RunningGateway, dict[str, AnnouncedProcess]]]:
     """The gateway first (stubs report back to it), then a stub process per province."""
-    async with running_replicas([config], regions, stub_base_port=stub_base_port, pki=pki) as (
-        gateways,
-        stubs,
-    ):
+    async with running_replicas(
+        [config], regions, stub_base_port=stub_base_port, pki=pki, stub_args=stub_args
+    ) as (gateways, stubs):
         yield gateways[0], stubs
 
 
@@ -157,6 +173,7 @@ async def run_local(
     insecure: bool = False,
     store: StoreConfig | None = None,
     replicas: int = 1,
+    decisions: Sequence[str] = (),
     http_port: int | None = None,
 ) -> int:
     """Starts the gateway (or its replicas), every stub and, with `http_port`, the edge proxy;
@@ -164,7 +181,8 @@ async def run_local(
 
     mTLS unless `insecure` (which has no edge: it forwards verified certificates): the dev PKI
     under `data_dir/pki` is created on first start and refreshed when a certificate nears
-    expiry. The gateways trust the development standards key (`dev_standards_key`).
+    expiry. The gateways trust the development standards key (`dev_standards_key`);
+    `decisions` are every stub's `--decide` rules.
     """
     check_stub_ports("127.0.0.1", stub_base_port, regions)
     if insecure and http_port is not None:
@@ -186,10 +204,13 @@ async def run_local(
     )
     configs = replica_configs(config, replicas)
     async with (
-        running_replicas(configs, regions, stub_base_port=stub_base_port, pki=pki) as (
-            gateways,
-            stubs,
-        ),
+        running_replicas(
+            configs,
+            regions,
+            stub_base_port=stub_base_port,
+            pki=pki,
+            stub_args=decide_args(decisions),
+        ) as (gateways, stubs),
         contextlib.AsyncExitStack() as stack,
     ):
         edge = None

@@ -380,8 +380,14 @@ async def test_withdrawal_cancels_the_waiting_member_and_ratings_come_once_after
             bundle_pb2.RateBundleRequest(name=bundle.name, rating=bundle_pb2.Rating(score=5))
         )
     assert rich_error(early.value)[0].reason == "BUNDLE_NOT_FINISHED"
-    for name in ("records", "earlier"):
-        await report(world, member(bundle, name), pb.APPLICATION_STATE_ACCEPTED)
+    for name in ("records", "earlier"):  # each province decides on its own platform
+        entry = member(bundle, name)
+        await world.stubs[entry.target_region].admin.DecideCase(
+            admin_pb2.DecideCaseRequest(
+                application_id=entry.application.removeprefix("applications/"),
+                state=pb.APPLICATION_STATE_ACCEPTED,
+            )
+        )
     withdrawn = (
         await bundles(world).WithdrawBundle(
             bundle_pb2.WithdrawBundleRequest(name=bundle.name, reason="不再办理"), timeout=10

@@ -521,6 +521,6 @@ def test_bundle_shape(overrides: dict[str, object], expected: list[tuple[str, st
     request = bundle_request(**{k: v for k, v in overrides.items() if v is not None})
     for name, value in overrides.items():
         if value is None:
-            request.ClearField(name)
+            request.ClearField(name)  # type: ignore[arg-type]
     found = validate_bundle(request, PROVINCES)
     assert [(v.field, v.reason) for v in found] == expected

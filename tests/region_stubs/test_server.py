@@ -329,6 +329,20 @@ async def test_down_makes_every_region_call_unavailable_but_admin_still_answers(
         ),
         stub.region.GetLicenseKeys(region_pb2.GetLicenseKeysRequest()),
         stub.region.GetLicenseStatusList(region_pb2.GetLicenseStatusListRequest()),
+        stub.region.FetchLicense(
+            region_pb2.FetchLicenseRequest(
+                license_type_code=BUSINESS_LICENCE,
+                holder_id_type=application_pb2.ID_TYPE_USCC,
+                holder_id_number=HOLDER,
+                bundle=f"bundles/{uuid.uuid4()}",
+                application=f"applications/{uuid.uuid4()}",
+            )
+        ),
+        stub.region.WithdrawApplication(
+            region_pb2.WithdrawApplicationRequest(
+                application_id=delivered.application.application_id
+            )
+        ),
     ]
     assert len(calls) == len(region_pb2.DESCRIPTOR.services_by_name["RegionService"].methods)
     for call in calls:
@@ -337,7 +351,8 @@ async def test_down_makes_every_region_call_unavailable_but_admin_still_answers(
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert error_info(caught.value).metadata["fault"] == "down"
     counters = await stub.counters()
-    assert (counters.faults_injected, counters.cases_created) == (4, 1)
+    assert (counters.faults_injected, counters.cases_created) == (6, 1)
+    assert (counters.licenses_fetched, counters.cases_withdrawn) == (0, 0)
 
 
 async def test_a_fraction_is_roughly_honoured_and_every_fault_counted(stub: RunningStub) -> None:

@@ -37,7 +37,11 @@ async def test_demo_runs_the_whole_journey() -> None:
     code, out, err = await run("demo", "--standards-dir", str(STANDARDS))
     assert code == 0, out + err
     assert "✗" not in out
-    assert out.count("✓") >= 10
+    assert out.count("✓") == 14
+    assert "14/14 steps as expected" in out
+    # the 一件事 scenes: parallel members, a flowing licence, a rating, a cancelled dependant
+    assert "pension's M04 (verified, never uploaded); rated 5/5" in out
+    assert "pension CANCELLED (stopped by earlier)" in out
 
 
 async def test_up_serves_every_service_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -413,6 +417,17 @@ async def test_up_refuses_replicas_without_a_postgresql_store(tmp_path: Path) ->
     code, _, err = await run("up", "--replicas", "2", "--data-dir", str(tmp_path))
     assert code == 2
     assert "PostgreSQL" in err
+
+
+async def test_up_refuses_a_bad_decision_rule_in_one_line(tmp_path: Path) -> None:
+    code, _, err = await run(
+        "up", "--auto-decide", "--decide", "*=reject:2s", "--data-dir", str(tmp_path)
+    )
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "tongban: up: --decide: decide[1]: each matter at most once"
+    ]
+    assert not (tmp_path / "gateway.sqlite3").exists()
 
 
 async def test_version_prints_the_installed_version() -> None:
