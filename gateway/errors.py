@@ -25,6 +25,7 @@
     │   └── CatalogVersionRollback                          CATALOG_VERSION_ROLLBACK
     ├── AlreadyExists                    ALREADY_EXISTS
     │   ├── RequestIdReused                                 REQUEST_ID_REUSED
+    │   ├── ApplicationIdReused                             APPLICATION_ID_REUSED
     │   └── CatalogVersionConflict                          CATALOG_VERSION_CONFLICT
     ├── Unauthenticated                  UNAUTHENTICATED
     │   └── CatalogSignatureInvalid                         CATALOG_SIGNATURE_INVALID
@@ -203,6 +204,10 @@ class AlreadyExists(TongbanError):
 
 class RequestIdReused(AlreadyExists):
     reason = "REQUEST_ID_REUSED"
+
+
+class ApplicationIdReused(AlreadyExists):
+    reason = "APPLICATION_ID_REUSED"
 
 
 class CatalogVersionConflict(AlreadyExists):
