@@ -6,6 +6,9 @@ Invariants:
   (other threads, other connections, another stub process on the same file) create exactly one
   case; every other delivery of that id is counted as a suppressed duplicate and gets the same
   receipt id and receive time back.
+- A case keeps the digest of the content it was delivered with. A later delivery of its id with
+  another digest is refused (`ApplicationIdReused`) and changes nothing, not even a counter; an
+  empty digest on either side (a case stored before digests were kept) is never compared.
 - Counters live in the same file and move in the same transaction as the case they describe,
   so they survive a restart on the same data directory and never disagree with the cases.
   `cases_created` and `cases_by_matter` are counted from the cases themselves.
@@ -37,11 +40,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self
 
-from gateway.errors import ApplicationNotFound, InvalidStateTransition, StoreUnavailable
+from gateway.errors import (
+    ApplicationIdReused,
+    ApplicationNotFound,
+    InvalidStateTransition,
+    StoreUnavailable,
+)
 from gateway.times import utc_now
 
 CHINA = timezone(timedelta(hours=8))
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cases (
@@ -53,7 +61,8 @@ CREATE TABLE IF NOT EXISTS cases (
     reason          TEXT NOT NULL DEFAULT '',
     receive_time_us INTEGER NOT NULL,
     update_time_us  INTEGER NOT NULL,
-    event_id        TEXT NOT NULL DEFAULT ''
+    event_id        TEXT NOT NULL DEFAULT '',
+    content_digest  TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS cases_by_local_code ON cases (local_code);
 CREATE TABLE IF NOT EXISTS counters (
@@ -192,6 +201,9 @@ class CaseStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(cases)")}
+            if "content_digest" not in columns:  # a file of schema 1
+                db.execute("ALTER TABLE cases ADD COLUMN content_digest TEXT NOT NULL DEFAULT ''")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as e:
             raise StoreUnavailable(f"cannot open the case store: {e}") from e
@@ -225,22 +237,33 @@ class CaseStore:
                 raise
             self._db.execute("COMMIT")
 
-    def record_delivery(self, application_id: str, local_code: str) -> Delivery:
-        """Creates the case for `application_id` unless it exists; counts which it was."""
+    def record_delivery(
+        self, application_id: str, local_code: str, content_digest: str = ""
+    ) -> Delivery:
+        """Creates the case for `application_id` unless it exists; counts which it was.
+
+        Raises `ApplicationIdReused` when the case exists with another content digest.
+        """
         now = self._clock()
         with self._write() as db:
             row = db.execute(
-                "SELECT receipt_id, receive_time_us FROM cases WHERE application_id = ?",
+                "SELECT receipt_id, receive_time_us, content_digest FROM cases"
+                " WHERE application_id = ?",
                 (application_id,),
             ).fetchone()
             if row is not None:
+                if row[2] and content_digest and row[2] != content_digest:
+                    raise ApplicationIdReused(
+                        f"application {application_id} was delivered before with other content",
+                        metadata={"receipt_id": row[0]},
+                    )
                 _bump(db, _DUPLICATES)
                 return Delivery(row[0], True, _from_us(row[1]))
             (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM cases").fetchone()
             receipt_id = f"{self._region_code}-{now.astimezone(CHINA):%Y%m%d}-{seq:06d}"
             db.execute(
                 "INSERT INTO cases (seq, application_id, receipt_id, local_code, state,"
-                " receive_time_us, update_time_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " receive_time_us, update_time_us, content_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     seq,
                     application_id,
@@ -249,6 +272,7 @@ class CaseStore:
                     CaseState.DELIVERED.value,
                     _to_us(now),
                     _to_us(now),
+                    content_digest,
                 ),
             )
         return Delivery(receipt_id, False, _from_us(_to_us(now)))

@@ -25,9 +25,15 @@ such a mapping (the process environment, when `main` passes it). Nothing else re
     TLS_CA                          --tls-ca                        (plaintext)
     TLS_CERT, TLS_KEY               --tls-cert, --tls-key           the stub's server certificate
     CLIENT_CERT, CLIENT_KEY         --client-cert, --client-key     its certificate for reports
+    ACCEPT_AFTER_SECONDS            --accept-after                  (cases wait for DecideCase)
+    BREAK                           --break                         (every rule kept)
 
 With TLS_CA the stub serves mTLS (client certificates from that CA required) and reports to
 the gateway over TLS with its region client certificate; all five files go together.
+ACCEPT_AFTER_SECONDS makes the province accept every new case that many seconds after it was
+delivered, and report it to GATEWAY, as a province's test system deciding by itself would.
+BREAK names rules of the contract to break on purpose, comma-separated (`breaks.Break`): for
+the conformance kit's own tests, never in a federation.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from region_stubs.breaks import Break, parse_breaks
 from region_stubs.faults import Faults, FaultsInvalid
 from region_stubs.issuer import SIGNER_FACTORIES
 
@@ -99,6 +106,11 @@ class StubConfig:
     """Seconds in-flight calls may run on after a stop is requested."""
     tls: StubTls | None = None
     """mTLS files; None serves and reports in plaintext."""
+    accept_after: float | None = None
+    """Seconds after which every new case is accepted (and reported to the gateway); None:
+    cases wait for DecideCase."""
+    breaks: frozenset[Break] = frozenset()
+    """Rules of the contract broken on purpose (`breaks`); empty in every federation."""
 
     @property
     def cases_path(self) -> Path | None:
@@ -150,6 +162,19 @@ class StubConfig:
         if any(tls_paths) and not all(tls_paths):
             raise ConfigError(f"{PREFIX}{', '.join(tls_names)} go together")
         tls = StubTls(*(Path(p) for p in tls_paths if p)) if all(tls_paths) else None
+        accept_after = reader.text("ACCEPT_AFTER_SECONDS")
+        accept_delay = None
+        if accept_after is not None:
+            accept_delay = reader.number("ACCEPT_AFTER_SECONDS", float, 0.0)
+            if not (math.isfinite(accept_delay) and accept_delay >= 0):
+                raise ConfigError(
+                    f"{PREFIX}ACCEPT_AFTER_SECONDS: must be a non-negative number of seconds"
+                )
+        named = reader.text("BREAK")
+        try:
+            breaks = parse_breaks(named.split(",") if named else ())
+        except ValueError as e:
+            raise ConfigError(f"{PREFIX}BREAK: {e}") from None
         return cls(
             tls=tls,
             region_code=region,
@@ -164,6 +189,8 @@ class StubConfig:
             faults=faults,
             seed=None if seed is None else reader.number("SEED", int, 0),
             grace=grace,
+            accept_after=accept_delay,
+            breaks=breaks,
         )
 
 
@@ -217,6 +244,8 @@ _FLAGS: dict[str, str] = {
     "--tls-key": "TLS_KEY",
     "--client-cert": "CLIENT_CERT",
     "--client-key": "CLIENT_KEY",
+    "--accept-after": "ACCEPT_AFTER_SECONDS",
+    "--break": "BREAK",
 }
 _SWITCHES: dict[str, str] = {"--hang": "HANG", "--down": "DOWN"}
 

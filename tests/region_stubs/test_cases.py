@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from gateway.errors import ApplicationNotFound, InvalidStateTransition
+from gateway.errors import ApplicationIdReused, ApplicationNotFound, InvalidStateTransition
 from region_stubs.cases import CaseState, CaseStore, Counter, Delivery
 
 REGION = "440000"
@@ -74,6 +76,42 @@ def test_counters_and_cases_survive_reopening_the_file(tmp_path: Path) -> None:
     assert case is not None
     assert case.state is CaseState.ACCEPTED
     assert case.reason == "材料齐全"
+
+
+def test_a_repeat_with_another_content_digest_is_refused_and_counts_nothing() -> None:
+    application_id = str(uuid.uuid4())
+    with CaseStore.open(None, region_code=REGION) as store:
+        first = store.record_delivery(application_id, CODE, "digest-a")
+        with pytest.raises(ApplicationIdReused):
+            store.record_delivery(application_id, CODE, "digest-b")
+        after_refusal = store.counters()
+        again = store.record_delivery(application_id, CODE, "digest-a")
+        uncompared = store.record_delivery(application_id, CODE)
+    assert after_refusal.duplicates_suppressed == 0
+    assert again == uncompared == Delivery(first.receipt_id, True, first.receive_time)
+
+
+def test_a_file_of_schema_1_gains_the_content_digest(tmp_path: Path) -> None:
+    path = tmp_path / "region.sqlite3"
+    application_id = str(uuid.uuid4())
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(
+            "CREATE TABLE cases (seq INTEGER PRIMARY KEY, application_id TEXT NOT NULL UNIQUE,"
+            " receipt_id TEXT NOT NULL UNIQUE, local_code TEXT NOT NULL, state TEXT NOT NULL,"
+            " reason TEXT NOT NULL DEFAULT '', receive_time_us INTEGER NOT NULL,"
+            " update_time_us INTEGER NOT NULL, event_id TEXT NOT NULL DEFAULT '');"
+            f"INSERT INTO cases VALUES (1, '{application_id}', 'R-1', '{CODE}', 'DELIVERED',"
+            " '', 0, 0, ''); PRAGMA user_version=1;"
+        )
+    with CaseStore.open(path, region_code=REGION) as store:
+        # A case stored before digests were kept is never compared.
+        assert store.record_delivery(application_id, CODE, "digest").receipt_id == "R-1"
+        fresh = str(uuid.uuid4())
+        store.record_delivery(fresh, CODE, "digest-a")
+        with pytest.raises(ApplicationIdReused):
+            store.record_delivery(fresh, CODE, "digest-b")
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 def test_receipt_ids_are_distinct_and_dated_in_china() -> None:
