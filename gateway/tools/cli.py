@@ -33,6 +33,7 @@ from gateway.observability.audit_log import AuditHead, verify_audit_log
 from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY
 from gateway.times import utc_now
 from gateway.tools.balancing import gateway_channel
+from gateway.tools.conformance.command import add_command as add_conformance_command
 from gateway.tools.federation import DEFAULT_REGIONS
 
 ID_TYPES = {
@@ -649,6 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _client_tls_flags(status)
     status.set_defaults(func=lambda a: asyncio.run(_status(a)))
+
+    add_conformance_command(sub)
 
     demo = sub.add_parser("demo", help="run a scripted journey on a fresh federation")
     demo.add_argument("--standards-dir", default="standards")
