@@ -90,7 +90,10 @@ class GatewaySide:
 
     async def start(self, host: str, port: int) -> None:
         """Serves on `host:port`; raises OSError when the address cannot be bound."""
-        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        # No SO_REUSEPORT: a port another process serves must fail here, not share its calls.
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()], options=[("grpc.so_reuseport", 0)]
+        )
         server.add_generic_rpc_handlers((_handlers(self),))
         bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
