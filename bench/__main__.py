@@ -1,5 +1,5 @@
-"""`python -m bench` (`make bench`): the application benchmark, then the catalog-scale and
-licence benchmarks if their modules exist (each exposes `main(argv) -> int`)."""
+"""`python -m bench` (`make bench`): the application benchmark, then the catalog-scale, licence
+and tracing benchmarks if their modules exist (each exposes `main(argv) -> int`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench import database, harness, report
 
-OTHERS = ("bench.catalog_scale", "bench.licenses")
+OTHERS = ("bench.catalog_scale", "bench.licenses", "bench.tracing")
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 

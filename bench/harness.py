@@ -363,7 +363,7 @@ async def run(options: Options, log: Callable[[str], None] = print) -> list[Resu
         targets.extend(p.target for p in paths)
         for path in paths:  # warm up: connections, key and status-list caches
             await closed_loop(path.target, concurrency=8, seconds=options.warmup)
-        return await _interleave(options, paths, log)
+        return await interleave(options, paths, log)
 
 
 async def _postgres(
@@ -436,9 +436,11 @@ async def _postgres_paths(
     return paths
 
 
-async def _interleave(
+async def interleave(
     options: Options, paths: list[Route], log: Callable[[str], None]
 ) -> list[Result]:
+    """Every scenario of `options` on every path, the paths taking turns segment by segment
+    (each round starting one path later), so that background load falls on all alike."""
     results: list[Result] = []
     for scenario_name in options.scenarios:
         scenario = SCENARIOS[scenario_name]

@@ -6,7 +6,8 @@
     │   ├── InvalidMatterCode            INVALID_ARGUMENT   INVALID_MATTER_CODE
     │   ├── CatalogInvalid               INVALID_ARGUMENT   CATALOG_INVALID
     │   ├── RegionCatalogInvalid         INVALID_ARGUMENT   REGION_CATALOG_INVALID
-    │   └── LicenseInvalid               INVALID_ARGUMENT   LICENSE_INVALID
+    │   ├── LicenseInvalid               INVALID_ARGUMENT   LICENSE_INVALID
+    │   └── FlowNotConsented             INVALID_ARGUMENT   FLOW_NOT_CONSENTED
     ├── NotFound                         NOT_FOUND
     │   ├── RegionNotFound                                  REGION_NOT_FOUND
     │   ├── LocalCodeNotFound                               LOCAL_CODE_NOT_FOUND
@@ -14,7 +15,9 @@
     │   ├── MatterNotImplemented                            MATTER_NOT_IMPLEMENTED
     │   ├── ThemeNotFound                                   THEME_NOT_FOUND
     │   ├── CatalogVersionNotFound                          CATALOG_VERSION_NOT_FOUND
-    │   └── ApplicationNotFound                             APPLICATION_NOT_FOUND
+    │   ├── ApplicationNotFound                             APPLICATION_NOT_FOUND
+    │   ├── BundleNotFound                                  BUNDLE_NOT_FOUND
+    │   └── LicenseNotFound                                 LICENSE_NOT_FOUND
     ├── FailedPrecondition               FAILED_PRECONDITION
     │   ├── LocalCodeAmbiguous                              LOCAL_CODE_AMBIGUOUS
     │   ├── LocalCodeRetired                                LOCAL_CODE_RETIRED
@@ -22,11 +25,15 @@
     │   ├── MaterialMissing                                 MATERIAL_MISSING
     │   ├── InvalidStateTransition                          INVALID_STATE_TRANSITION
     │   ├── ApplicationNotDelivered                         APPLICATION_NOT_DELIVERED
-    │   └── CatalogVersionRollback                          CATALOG_VERSION_ROLLBACK
+    │   ├── CatalogVersionRollback                          CATALOG_VERSION_ROLLBACK
+    │   ├── BundleFinished                                  BUNDLE_FINISHED
+    │   ├── BundleNotFinished                               BUNDLE_NOT_FINISHED
+    │   └── AlreadyDecided                                  ALREADY_DECIDED
     ├── AlreadyExists                    ALREADY_EXISTS
     │   ├── RequestIdReused                                 REQUEST_ID_REUSED
     │   ├── ApplicationIdReused                             APPLICATION_ID_REUSED
-    │   └── CatalogVersionConflict                          CATALOG_VERSION_CONFLICT
+    │   ├── CatalogVersionConflict                          CATALOG_VERSION_CONFLICT
+    │   └── RatingExists                                    RATING_EXISTS
     ├── Unauthenticated                  UNAUTHENTICATED
     │   └── CatalogSignatureInvalid                         CATALOG_SIGNATURE_INVALID
     ├── PermissionDenied                 PERMISSION_DENIED  PERMISSION_DENIED
@@ -131,6 +138,12 @@ class LicenseInvalid(InvalidRequest):
     reason = "LICENSE_INVALID"
 
 
+class FlowNotConsented(InvalidRequest):
+    """A bundle needs a data flow that the applicant's consent does not allow."""
+
+    reason = "FLOW_NOT_CONSENTED"
+
+
 class NotFound(TongbanError):
     code = grpc.StatusCode.NOT_FOUND
     reason = "NOT_FOUND"
@@ -162,6 +175,16 @@ class CatalogVersionNotFound(NotFound):
 
 class ApplicationNotFound(NotFound):
     reason = "APPLICATION_NOT_FOUND"
+
+
+class BundleNotFound(NotFound):
+    reason = "BUNDLE_NOT_FOUND"
+
+
+class LicenseNotFound(NotFound):
+    """A province holds no valid licence of the type for the holder (FetchLicense)."""
+
+    reason = "LICENSE_NOT_FOUND"
 
 
 class FailedPrecondition(TongbanError):
@@ -197,6 +220,24 @@ class CatalogVersionRollback(FailedPrecondition):
     reason = "CATALOG_VERSION_ROLLBACK"
 
 
+class BundleFinished(FailedPrecondition):
+    """A withdrawal of a bundle every member of which is terminal."""
+
+    reason = "BUNDLE_FINISHED"
+
+
+class BundleNotFinished(FailedPrecondition):
+    """A rating of a bundle some member of which is not terminal."""
+
+    reason = "BUNDLE_NOT_FINISHED"
+
+
+class AlreadyDecided(FailedPrecondition):
+    """A province refuses to withdraw a case it has decided (WithdrawApplication)."""
+
+    reason = "ALREADY_DECIDED"
+
+
 class AlreadyExists(TongbanError):
     code = grpc.StatusCode.ALREADY_EXISTS
     reason = "ALREADY_EXISTS"
@@ -212,6 +253,12 @@ class ApplicationIdReused(AlreadyExists):
 
 class CatalogVersionConflict(AlreadyExists):
     reason = "CATALOG_VERSION_CONFLICT"
+
+
+class RatingExists(AlreadyExists):
+    """The bundle (or that member province) was rated already."""
+
+    reason = "RATING_EXISTS"
 
 
 class Unauthenticated(TongbanError):

@@ -13,15 +13,20 @@ Invariants:
 - A delivery records its case only while at least `RECORD_MARGIN` of its deadline remains: that
   is checked right before the (synchronous) commit, and a cancelled call stops at its next
   await, so a delivery whose deadline passes leaves no case, then or later.
-- With `accept_after` set, every new case is accepted that long after it was delivered and
-  reported to the gateway, in a task of the stub's own that stops with the stub.
 - A switch of `config.breaks` breaks its one rule (`breaks.Break`); with none on, every rule of
   the southbound contract holds.
 - The one outbound call, ReportApplicationStatus on the gateway, has a deadline (the caller's
   remaining time, at most `GATEWAY_CALL_CEILING`), and its errors are translated where it is
-  made (`GatewayReporter.report`).
+  made (`GatewayReporter.report`). A COMPLETED report carries the licences the case issued.
+- A case is decided in one way (`StubState.decide`: move it, issuing its results when it
+  completes, then report it), whether an operator asks (DecideCase) or a rule does
+  (`decider`). A new case is handed to the rule in force for its matter when it is recorded,
+  even if the delivery's answer is then dropped; a stub that starts on a data directory hands
+  over its undecided cases by the rules it starts with.
 - A server is built, bound and stopped inside the running event loop (`running_stub`), and its
-  resources close in reverse order: server (drained with `grace`), outbound channel, store.
+  resources close in reverse order: server (drained with `grace`), deliveries left running
+  (only under the `ignore-deadline` break), pending automatic decisions, outbound channel,
+  store.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import logging
 import math
 import os
 import random
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -45,21 +51,28 @@ from typing import Any, TypeVar, cast
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import timestamp_pb2
+from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2, region_pb2_grpc
 from gateway.app import serving
 from gateway.app.error_status import ErrorInterceptor
+from gateway.catalog import fields
 from gateway.catalog.fields import ID_DOCUMENTS
 from gateway.errors import (
+    AlreadyDecided,
     ApplicationNotFound,
     FieldViolation,
     InvalidRequest,
+    InvalidStateTransition,
+    LicenseNotFound,
     LocalCodeNotFound,
     TongbanError,
     Unavailable,
 )
 from gateway.licenses.status_list import LicenseStatus, decode_status_list
 from gateway.licenses.token import STATUS_LIST_TOKEN_TYPE, jwk_thumbprint
+from gateway.licenses.trust import PROVINCE_CODES, TrustConfigError
+from gateway.observability.tracing import ServerTracing, client_interceptors, process_provider
 from gateway.routing.client import translate_rpc_error
 from gateway.security.southbound import GatewayOnly
 from gateway.security.tls import ServerTlsFiles, channel_credentials, server_credentials
@@ -68,9 +81,14 @@ from region_stubs import catalog
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
 from region_stubs.breaks import Break
 from region_stubs.cases import Case, CaseState, CaseStore, Counter, Counters, Delivery
+from region_stubs.catalog import MatterResults
 from region_stubs.config import ConfigError, StubConfig, parse_args
+from region_stubs.decider import Decider
+from region_stubs.decisions import Decisions, DecisionsInvalid
 from region_stubs.faults import FaultPlan, Faults, FaultsInvalid, Outcome, decide
+from region_stubs.holdings import Holdings, issued_types
 from region_stubs.issuer import LicenseIssuer
+from region_stubs.outputs import issue_results
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +109,13 @@ RECORD_MARGIN = 0.005
 """Seconds of its deadline a delivery must have left for its case to be recorded (region.proto)."""
 RACE_WINDOW = 0.02
 """Seconds between looking a case up and creating it under the `racy-duplicates` break."""
+MAX_TYPE_CODE = 21
+
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_BUNDLE_NAME = re.compile(f"bundles/{_UUID}")
+_APPLICATION_NAME = re.compile(f"applications/{_UUID}")
+_TYPE_CODE = re.compile(r"[0-9A-Z]{18}[0-9]{3}")
+_ID_TYPES = application_pb2.IdType.DESCRIPTOR
 
 _HOLDER_ID_TYPES: dict[int, str] = {d.id_type: d.holder_code for d in ID_DOCUMENTS}
 _ALGORITHMS = {
@@ -110,6 +135,7 @@ _DECIDABLE = {
 }
 _WIRE_STATE = {
     CaseState.DELIVERED: application_pb2.APPLICATION_STATE_DELIVERED,
+    CaseState.WITHDRAWN: application_pb2.APPLICATION_STATE_WITHDRAWN,
     **{state: wire for wire, state in _DECIDABLE.items()},
 }
 _T = TypeVar("_T")
@@ -190,14 +216,14 @@ def _content_digest(application: application_pb2.Application) -> str:
     return digest.hexdigest()
 
 
+def _uuid_violation(text: str, field_name: str) -> FieldViolation | None:
+    if _is_canonical_uuid(text):
+        return None
+    return FieldViolation(field_name, "must be a UUID in canonical form", "NOT_A_UUID")
+
+
 def _require_uuid(text: str, field_name: str) -> None:
-    if not _is_canonical_uuid(text):
-        raise InvalidRequest(
-            f"{field_name} must be a UUID",
-            field_violations=[
-                FieldViolation(field_name, "must be a UUID in canonical form", "NOT_A_UUID")
-            ],
-        )
+    fields.raise_if_any(f"{field_name} must be a UUID", _uuid_violation(text, field_name))
 
 
 class GatewayReporter:
@@ -207,14 +233,16 @@ class GatewayReporter:
         self,
         address: str,
         credentials: grpc.ChannelCredentials | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         *,
         send_event_ids: bool = True,
     ) -> None:
         self._send_event_ids = send_event_ids
+        chosen = list(interceptors) or None
         self._channel = (
-            grpc.aio.insecure_channel(address)
+            grpc.aio.insecure_channel(address, interceptors=chosen)
             if credentials is None
-            else grpc.aio.secure_channel(address, credentials)
+            else grpc.aio.secure_channel(address, credentials, interceptors=chosen)
         )
         # grpc ships no types, so the overload for an aio channel cannot be picked by mypy.
         self._stub = cast(
@@ -235,6 +263,7 @@ class GatewayReporter:
             state=_WIRE_STATE[case.state],
             reason=case.reason,
             event_id=case.event_id if self._send_event_ids else "",
+            issued_license_tokens=case.issued_licenses if case.state is CaseState.COMPLETED else (),
         )
         try:
             response: application_pb2.ReportApplicationStatusResponse = (
@@ -262,14 +291,18 @@ class GatewayReporter:
 
 @dataclass(eq=False)
 class StubState:
-    """What both servicers share: the province's list, cases, keys and fault settings."""
+    """What both servicers share: the province's catalogs, cases, keys, licence record, fault
+    settings and decision rules."""
 
     config: StubConfig
     store: CaseStore
     catalog: catalog.ImplementationList
+    results: MatterResults
     issuer: LicenseIssuer
+    holdings: Holdings
     gateway: GatewayReporter | None
     faults: Faults
+    decisions: Decisions
     rng: random.Random
     clock: Callable[[], datetime] = utc_now
     foreign_issuer: LicenseIssuer | None = None
@@ -277,9 +310,13 @@ class StubState:
     JWKS."""
     leaked_jwk: dict[str, str] | None = None
     """A key published with its private member under the `private-jwk` break."""
+    decider: Decider = field(init=False)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    """Work the stub started on its own (automatic acceptance, deliveries that outlive their
-    call): cancelled when the stub stops."""
+    """Deliveries that outlive their call (the `ignore-deadline` break): cancelled when the stub
+    stops."""
+
+    def __post_init__(self) -> None:
+        self.decider = Decider(self.decide)
 
     @property
     def breaks(self) -> frozenset[Break]:
@@ -298,6 +335,39 @@ class StubState:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def decide(
+        self,
+        application_id: str,
+        target: CaseState,
+        reason: str,
+        time_left: float | None = None,
+    ) -> application_pb2.ApplicationState.ValueType:
+        """Moves a case to `target` (completing it issues its results) and reports it to the
+        gateway; returns the gateway's state of the application (UNSPECIFIED without one).
+
+        The case moves first and the report follows: the province has decided whether or not
+        the gateway hears of it. A repeat re-sends the same event id and licences, so a
+        decision retried after the gateway was unreachable reaches it exactly once.
+        """
+        moved = self.store.transition(
+            application_id,
+            target,
+            reason,
+            issue=self._issue_results if target is CaseState.COMPLETED else None,
+        )
+        if self.gateway is None:
+            return application_pb2.APPLICATION_STATE_UNSPECIFIED
+        return await self.gateway.report(moved.case, self.config.region_code, time_left)
+
+    def _issue_results(self, case: Case) -> list[str]:
+        return issue_results(
+            case,
+            self.results.results(case.national_code, case.catalog_version),
+            self.holdings,
+            forged=self.faults.forge_output_licenses,
+            mismatched=self.faults.mismatch_output_licenses,
+        )
 
     def injected(
         self, code: grpc.StatusCode, fault: str, pushback_ms: int | None = None
@@ -374,11 +444,12 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
         if Break.RACY_DUPLICATES in state.breaks:
             delivery = await self._record_racily(application, digest)
         else:
-            delivery = state.store.record_delivery(
-                application.application_id, application.target_local_matter_code, digest
+            delivery = self._record(application, application.application_id, digest)
+        if not delivery.duplicate:
+            state.decider.schedule(
+                application.application_id,
+                state.decisions.for_matter(application.national_matter_code),
             )
-        if not delivery.duplicate and state.config.accept_after is not None:
-            state.spawn(self._accept_later(application.application_id, state.config.accept_after))
         if plan.outcome is Outcome.COMMIT_THEN_DROP:
             raise state.injected(grpc.StatusCode.UNAVAILABLE, "commit_then_drop")
         return region_pb2.DeliverApplicationResponse(
@@ -387,32 +458,34 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
             receive_time=_timestamp(delivery.receive_time),
         )
 
+    def _record(
+        self, application: application_pb2.Application, case_id: str, digest: str
+    ) -> Delivery:
+        """Records the case of `application` under `case_id` (its application id, but for the
+        second case the `racy-duplicates` break makes)."""
+        return self._state.store.record_delivery(
+            case_id,
+            application.target_local_matter_code,
+            national_code=application.national_matter_code,
+            catalog_version=application.catalog_version,
+            holder_id_type=application.applicant.id_type,
+            holder_id_number=application.applicant.id_number,
+            content_digest=digest,
+        )
+
     async def _record_racily(
         self, application: application_pb2.Application, digest: str
     ) -> Delivery:
         """The `racy-duplicates` break: look, pause, then create, as a province whose lookup
         and insert are not one step does."""
-        store = self._state.store
-        code = application.target_local_matter_code
-        seen = store.get(application.application_id)
+        seen = self._state.store.get(application.application_id)
         await asyncio.sleep(RACE_WINDOW)
-        delivery = store.record_delivery(application.application_id, code, digest)
+        delivery = self._record(application, application.application_id, digest)
         if seen is None and delivery.duplicate:
             # Another delivery of the id slipped in during the pause: this one, having found
             # nothing, makes a second case with a receipt of its own.
-            return store.record_delivery(str(uuid.uuid4()), code)
+            return self._record(application, str(uuid.uuid4()), digest)
         return delivery
-
-    async def _accept_later(self, application_id: str, delay: float) -> None:
-        """Accepts a new case after `delay` seconds and reports it to the gateway."""
-        state = self._state
-        await asyncio.sleep(delay)
-        try:
-            moved = state.store.transition(application_id, CaseState.ACCEPTED)
-            if state.gateway is not None:
-                await state.gateway.report(moved.case, state.config.region_code, None)
-        except TongbanError as error:
-            log.warning("case %s not accepted automatically: %s", application_id, error.message)
 
     def _validated(
         self, request: region_pb2.DeliverApplicationRequest
@@ -484,6 +557,86 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
             reason=case.reason,
             update_time=_timestamp(case.update_time),
         )
+
+    async def WithdrawApplication(
+        self, request: region_pb2.WithdrawApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> region_pb2.WithdrawApplicationResponse:
+        state = self._state
+        state.check_up()
+        fields.raise_if_any(
+            "invalid withdrawal",
+            _uuid_violation(request.application_id, "application_id"),
+            fields.text(request.reason, "reason", MAX_REASON_LENGTH, printable=False),
+        )
+        try:
+            withdrawn = state.store.transition(
+                request.application_id, CaseState.WITHDRAWN, request.reason
+            )
+        except InvalidStateTransition as e:  # only an undecided case may be withdrawn
+            decided = _WIRE_STATE[CaseState(e.metadata["from"])]
+            raise AlreadyDecided(
+                f"province {state.config.region_code} has decided the case; it can no longer"
+                " be withdrawn",
+                metadata={"state": application_pb2.ApplicationState.Name(decided)},
+            ) from None
+        return region_pb2.WithdrawApplicationResponse(
+            withdraw_time=_timestamp(withdrawn.case.update_time)
+        )
+
+    async def FetchLicense(
+        self, request: region_pb2.FetchLicenseRequest, context: grpc.aio.ServicerContext
+    ) -> region_pb2.FetchLicenseResponse:
+        state = self._state
+        state.check_up()
+        fields.raise_if_any(
+            "invalid licence fetch",
+            fields.matching(
+                request.license_type_code,
+                "license_type_code",
+                _TYPE_CODE,
+                "a licence type code: 18 characters of 0-9A-Z, then 3 digits",
+                MAX_TYPE_CODE,
+                required=True,
+            ),
+            fields.enum_value(request.holder_id_type, "holder_id_type", _ID_TYPES, required=True),
+            fields.id_number(
+                request.holder_id_type, request.holder_id_number, "holder_id_number", PROVINCE_CODES
+            ),
+            fields.matching(
+                request.bundle,
+                "bundle",
+                _BUNDLE_NAME,
+                "bundles/{bundle_id}, the id a UUID",
+                len("bundles/") + 36,
+                required=True,
+                reason="BAD_NAME",
+            ),
+            fields.matching(
+                request.application,
+                "application",
+                _APPLICATION_NAME,
+                "applications/{application_id}, the id a UUID",
+                len("applications/") + 36,
+                required=True,
+                reason="BAD_NAME",
+            ),
+        )
+        holder_id_type = _HOLDER_ID_TYPES[request.holder_id_type]
+        found = state.holdings.fetch(
+            request.license_type_code, holder_id_type, request.holder_id_number
+        )
+        if found is None:
+            state.store.count(Counter.LICENSE_FETCHES_NOT_FOUND)
+            raise LicenseNotFound(
+                f"province {state.config.region_code} holds no valid licence of type"
+                f" {request.license_type_code} for the holder",
+                metadata={
+                    "region_code": state.config.region_code,
+                    "license_type_code": request.license_type_code,
+                },
+            )
+        state.store.count(Counter.LICENSES_FETCHED)
+        return region_pb2.FetchLicenseResponse(license_token=found.token)
 
     async def GetLicenseKeys(
         self, request: region_pb2.GetLicenseKeysRequest, context: grpc.aio.ServicerContext
@@ -566,12 +719,15 @@ class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
             hung_calls_cancelled=counters.hung_calls_cancelled,
             longest_deadline_ms=counters.longest_deadline_ms,
             calls_without_deadline=counters.calls_without_deadline,
+            licenses_fetched=counters.licenses_fetched,
+            license_fetches_not_found=counters.license_fetches_not_found,
+            cases_withdrawn=counters.cases_withdrawn,
         )
 
     async def IssueLicense(
         self, request: admin_pb2.IssueLicenseRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.IssueLicenseResponse:
-        issued = self._state.issuer.issue(
+        issued = self._state.holdings.issue(
             request.license_type_code,
             request.license_number,
             holder_id_type=_HOLDER_ID_TYPES.get(request.holder_id_type, ""),  # "": BAD_ID_TYPE
@@ -664,16 +820,47 @@ class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
             )
         if violations or target is None:
             raise InvalidRequest("invalid decision", field_violations=violations)
-        # The case moves first and the report follows: the province has decided whether or not
-        # the gateway hears of it. A repeat re-sends the same event id, so a DecideCase retried
-        # after the gateway was unreachable delivers the report exactly once.
-        moved = state.store.transition(request.application_id, target, request.reason)
-        if state.gateway is None:
-            return admin_pb2.DecideCaseResponse()
-        gateway_state = await state.gateway.report(
-            moved.case, state.config.region_code, context.time_remaining()
+        gateway_state = await state.decide(
+            request.application_id, target, request.reason, context.time_remaining()
         )
         return admin_pb2.DecideCaseResponse(gateway_state=gateway_state)
+
+    async def SetDecisions(
+        self, request: admin_pb2.SetDecisionsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.SetDecisionsResponse:
+        try:
+            decisions = Decisions.from_proto(request.rules)
+        except DecisionsInvalid as e:
+            raise InvalidRequest("invalid decision rules", field_violations=e.violations) from None
+        self._state.decisions = decisions
+        log.info("decision rules now %s", dict(decisions.rules) or "manual")
+        return admin_pb2.SetDecisionsResponse(rules=decisions.to_proto())
+
+    async def SetLicenseHolding(
+        self, request: admin_pb2.SetLicenseHoldingRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.SetLicenseHoldingResponse:
+        fields.raise_if_any(
+            "invalid licence holding",
+            fields.matching(
+                request.license_type_code,
+                "license_type_code",
+                _TYPE_CODE,
+                "a licence type code: 18 characters of 0-9A-Z, then 3 digits",
+                MAX_TYPE_CODE,
+                required=True,
+            ),
+            fields.enum_value(request.holder_id_type, "holder_id_type", _ID_TYPES, required=True),
+            fields.id_number(
+                request.holder_id_type, request.holder_id_number, "holder_id_number", PROVINCE_CODES
+            ),
+        )
+        self._state.holdings.set_held(
+            request.license_type_code,
+            _HOLDER_ID_TYPES[request.holder_id_type],
+            request.holder_id_number,
+            request.held,
+        )
+        return admin_pb2.SetLicenseHoldingResponse()
 
 
 @dataclass(eq=False)
@@ -692,6 +879,8 @@ class RunningStub:
     """RegionService client on `channel`."""
     admin: admin_pb2_grpc.RegionAdminServiceAsyncStub
     """RegionAdminService client on `channel`."""
+    decider: Decider
+    """The automatic decisions in progress (`Decider.pending`), for tests to wait on."""
 
     async def set_faults(self, faults: Faults | None = None, *, seed: int = 0) -> Faults:
         """Replaces the fault settings (healthy when None); returns those in force."""
@@ -713,6 +902,9 @@ class RunningStub:
             hung_calls_cancelled=r.hung_calls_cancelled,
             longest_deadline_ms=r.longest_deadline_ms,
             calls_without_deadline=r.calls_without_deadline,
+            licenses_fetched=r.licenses_fetched,
+            license_fetches_not_found=r.license_fetches_not_found,
+            cases_withdrawn=r.cases_withdrawn,
         )
 
 
@@ -750,15 +942,24 @@ def _host_port(host: str, port: int) -> str:
 
 @asynccontextmanager
 async def running_stub(
-    config: StubConfig, *, clock: Callable[[], datetime] = utc_now
+    config: StubConfig,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[RunningStub]:
     """Starts a stub in the running loop; on exit drains it (`config.grace`) and closes all.
 
-    Raises `catalog.CatalogError` for an unusable implementation list, `StoreUnavailable` for
-    an unusable data directory and `OSError` when the address cannot be bound.
+    With `config.tracing` its spans go to `tracer_provider`, by default the process's OTLP
+    exporter; without it, nothing of tracing is installed.
+
+    Raises `catalog.CatalogError` for an unusable implementation list or national catalog,
+    `TrustConfigError` for an unusable trust list, `StoreUnavailable` for an unusable data
+    directory and `OSError` when the address cannot be bound.
     """
     async with AsyncExitStack() as stack:
         implementations = catalog.load(config.implementation_list, config.region_code)
+        results = catalog.load_results(config.catalog_dir)
+        types = issued_types(config.license_trust, config.region_code, results.license_types)
         log.info(
             "region %s: %d local codes from %s (catalog %s)",
             config.region_code,
@@ -776,22 +977,28 @@ async def running_stub(
                 config.tls.ca_cert, config.tls.client_cert, config.tls.client_key
             )
         )
+        tracing = None
+        if config.tracing:
+            tracing = tracer_provider or process_provider(f"tongban-region-{config.region_code}")
         if config.gateway_address:
             gateway = GatewayReporter(
                 config.gateway_address,
                 client_credentials,
+                () if tracing is None else client_interceptors(tracing),
                 send_event_ids=Break.REPORT_WITHOUT_EVENT_ID not in config.breaks,
             )
             stack.push_async_callback(gateway.close)
+        issuer = LicenseIssuer(config.region_code, algorithm=config.license_algorithm, clock=clock)
         state = StubState(
             config=config,
             store=store,
             catalog=implementations,
-            issuer=LicenseIssuer(
-                config.region_code, algorithm=config.license_algorithm, clock=clock
-            ),
+            results=results,
+            issuer=issuer,
+            holdings=Holdings(issuer, types, clock),
             gateway=gateway,
             faults=config.faults,
+            decisions=config.decisions,
             rng=random.Random(config.seed),
             clock=clock,
             foreign_issuer=LicenseIssuer(
@@ -801,8 +1008,16 @@ async def running_stub(
             else None,
             leaked_jwk=_private_jwk() if Break.PRIVATE_JWK in config.breaks else None,
         )
+        stack.push_async_callback(state.decider.close)
         stack.push_async_callback(state.stop_tasks)
-        interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
+        for case in store.undecided():
+            state.decider.schedule(
+                case.application_id, config.decisions.for_matter(case.national_code)
+            )
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            *([] if tracing is None else [ServerTracing(tracing)]),
+            ErrorInterceptor(),
+        ]
         if config.tls is not None and Break.ADMIT_ANY_CLIENT not in config.breaks:
             interceptors.append(GatewayOnly())
         # No SO_REUSEPORT (gRPC's default on Linux): a second stub on a taken port must fail,
@@ -845,6 +1060,7 @@ async def running_stub(
                 "admin_pb2_grpc.RegionAdminServiceAsyncStub",
                 admin_pb2_grpc.RegionAdminServiceStub(channel),
             ),
+            decider=state.decider,
         )
 
 
@@ -888,7 +1104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         asyncio.run(serve(config))
-    except (catalog.CatalogError, TongbanError, OSError) as e:
+    except (catalog.CatalogError, TrustConfigError, TongbanError, OSError) as e:
         print(f"region-stub {config.region_code}: cannot start: {e}", file=sys.stderr)
         return 1
     return 0

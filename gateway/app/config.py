@@ -47,6 +47,11 @@ class GatewayConfig:
     `postgresql://` URL); None is the SQLite file `data_dir/gateway.sqlite3`."""
     standards_dir: Path = Path("standards")
     """Bundled catalog data, used to seed an empty store."""
+    bootstrap_catalogs: tuple[str, ...] = ("catalog/2025.1.json",)
+    """The catalog versions (files under `standards_dir`, oldest first) an empty store is
+    seeded with: the first, then the implementation lists, then each later one as if
+    published (`TONGBAN_BOOTSTRAP_CATALOGS`, comma-separated). `catalog/2026.1.json` carries
+    the themes (一件事) that bundles need."""
     regions: Mapping[str, str] = field(default_factory=dict)
     """Province code → address of its RegionService."""
     standards_keys: Mapping[str, Path] = field(default_factory=dict)
@@ -100,6 +105,9 @@ class GatewayConfig:
     replica: str = ""
     """This replica's name among several sharing one store (letters, digits, `.`, `_`, `-`):
     it names the replica's audit chain, `audit-<replica>.jsonl`; empty for a lone gateway."""
+    tracing: bool = False
+    """Make OpenTelemetry spans (`TONGBAN_TRACING`), exported as the standard `OTEL_*`
+    variables say; off, nothing of tracing is installed."""
 
     @property
     def store_config(self) -> StoreConfig:
@@ -328,6 +336,11 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         data_dir=Path(merged.get("TONGBAN_DATA_DIR", "data")),
         store=load_store(merged),
         standards_dir=Path(merged.get("TONGBAN_STANDARDS_DIR", "standards")),
+        bootstrap_catalogs=tuple(
+            part.strip()
+            for part in merged.get("TONGBAN_BOOTSTRAP_CATALOGS", "catalog/2025.1.json").split(",")
+            if part.strip()
+        ),
         regions=parse_regions(merged.get("TONGBAN_REGIONS", "")),
         standards_keys=parse_keys(merged.get("TONGBAN_STANDARDS_KEYS", "")),
         license_audience=merged.get("TONGBAN_LICENSE_AUDIENCE", "tongban-gateway"),
@@ -344,6 +357,7 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         probe_interval=_number(merged, "TONGBAN_PROBE_INTERVAL", 0.0),
         watch_poll=_positive(merged, "TONGBAN_WATCH_POLL", 1.0),
         replica=_replica(merged.get("TONGBAN_REPLICA", "")),
+        tracing=_bool(merged, "TONGBAN_TRACING", False),
         **_security(merged),  # type: ignore[arg-type]
     )
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from grpc_health.v1 import health, health_pb2
 
+from gateway.api.v1 import bundle_pb2
 from gateway.catalog.registry import CatalogRegistry
 from gateway.errors import TongbanError
 from gateway.observability.metrics import Metrics
@@ -66,6 +67,7 @@ async def refresh_once(
     else:
         metrics.queue_depth.set(depth)
         metrics.queue_oldest_age.set(max(0.0, now - oldest) if oldest is not None else 0.0)
+        metrics.set_bundle_stats(await store.bundle_stats(now, bundle_pb2.BUNDLE_STATE_IN_PROGRESS))
         await health_state.set(STORE_HEALTH, True)
     record = registry.snapshot.current(registry.clock())
     if record is None:

@@ -29,7 +29,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -248,17 +248,16 @@ class CatalogRegistry:
             records.append(record)
         return tuple(records)
 
-    async def bootstrap(self, catalog_file: Path, implementations_dir: Path) -> bool:
-        """Seeds an empty store with the bundled catalog and lists; False if not empty."""
+    async def bootstrap(self, catalog_files: Sequence[Path], implementations_dir: Path) -> bool:
+        """Seeds an empty store with the bundled catalogs and lists; False if not empty.
+
+        The first catalog is stored, then the lists (judged against it), then each later
+        catalog as a publication would store it (the lists stay; what they lose is impact).
+        """
         if self.snapshot.versions:
             return False
-        data = json.loads(await asyncio.to_thread(catalog_file.read_text, encoding="utf-8"))
-        parsed = documents.parse_catalog(data, self.snapshot.provinces)
-        if parsed.value is None:
-            raise CatalogInvalid(
-                f"bundled catalog {catalog_file} is invalid", field_violations=parsed.violations
-            )
-        await self.publish_version(parsed.value, data, signed_document="")
+        first, *later = catalog_files
+        await self._bootstrap_version(first)
         for path in await asyncio.to_thread(lambda: sorted(implementations_dir.glob("*.json"))):
             region_data = json.loads(await asyncio.to_thread(path.read_text, encoding="utf-8"))
             region = documents.parse_region_catalog(region_data, self.snapshot.provinces)
@@ -267,7 +266,18 @@ class CatalogRegistry:
                     f"bundled list {path} is invalid", field_violations=region.violations
                 )
             await self.publish_region(region.value)
+        for catalog_file in later:
+            await self._bootstrap_version(catalog_file)
         return True
+
+    async def _bootstrap_version(self, catalog_file: Path) -> None:
+        data = json.loads(await asyncio.to_thread(catalog_file.read_text, encoding="utf-8"))
+        parsed = documents.parse_catalog(data, self.snapshot.provinces)
+        if parsed.value is None:
+            raise CatalogInvalid(
+                f"bundled catalog {catalog_file} is invalid", field_violations=parsed.violations
+            )
+        await self.publish_version(parsed.value, data, signed_document="")
 
     async def publish_version(
         self,

@@ -7,6 +7,7 @@ lands mid-request does not change the answer.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -304,6 +305,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             fields.matter_code(national_code, "national_code", snapshot.provinces),
             fields.text(version, "catalog_version", fields.MAX_VERSION),
         )
+        started = time.perf_counter()
         try:
             resolution = resolve(
                 snapshot,
@@ -314,9 +316,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 version=version,
             )
         except TongbanError as exc:
-            self.events.emit(CodeResolved(exc.reason))
+            self.events.emit(CodeResolved(exc.reason, time.perf_counter() - started))
             raise
-        self.events.emit(CodeResolved("resolved"))
+        self.events.emit(CodeResolved("resolved", time.perf_counter() - started))
         return resolution
 
     async def ResolveLocalCode(  # type: ignore[override]  # serialized: see `add_catalog_servicer`
@@ -364,6 +366,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             fields.matter_code(request.national_code, "national_code", snapshot.provinces),
             fields.text(request.catalog_version, "catalog_version", fields.MAX_VERSION),
         )
+        started = time.perf_counter()
         try:
             source = resolve(
                 snapshot,
@@ -374,9 +377,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 version=request.catalog_version,
             )
         except TongbanError as exc:
-            self.events.emit(CodeResolved(exc.reason))
+            self.events.emit(CodeResolved(exc.reason, time.perf_counter() - started))
             raise
-        self.events.emit(CodeResolved("resolved"))
+        self.events.emit(CodeResolved("resolved", time.perf_counter() - started))
         found = targets(snapshot, source, request.to_region_code, now=now)
         return catalog_pb2.TranslateLocalCodeResponse(
             source=convert.resolved(source), targets=[convert.resolved(t) for t in found]

@@ -52,10 +52,13 @@ from gateway.applications.deadlines import CHINA_TIME
 from gateway.events import (
     AttemptStarted,
     BreakerChanged,
+    BundleRated,
+    BundleSubmitted,
     CatalogPublished,
     CodeResolved,
     DeliveryFinished,
     EventBus,
+    FlowRefused,
     LicenseVerified,
     PushbackHonoured,
     RegionCallFinished,
@@ -349,6 +352,41 @@ class Metrics:
             ("verdict",),
             registry=r,
         )
+        # -- bundles (一件事) ----------------------------------------------------------------
+        self.bundles_submitted = Counter(
+            "tongban_bundles_submitted_total",
+            "Bundles accepted and committed, by theme.",
+            ("theme",),
+            registry=r,
+        )
+        self.bundles_in_progress = Gauge(
+            "tongban_bundles_in_progress",
+            "Bundles with a member not ended yet, by theme (as last derived).",
+            ("theme",),
+            registry=r,
+        )
+        self.bundles_overdue = Gauge(
+            "tongban_bundles_overdue",
+            "Bundles in progress past the theme's promised time limit, by theme.",
+            ("theme",),
+            registry=r,
+        )
+        self.flows_refused = Counter(
+            "tongban_bundle_flows_refused_total",
+            "Licences that did not reach a bundle member, by reason (outside the consent, "
+            "not issued, not found, not valid).",
+            ("reason",),
+            registry=r,
+        )
+        self.ratings = Histogram(
+            "tongban_bundle_rating_score",
+            "Applicants' ratings (好差评, 1 to 5) of finished bundles, by theme and rated "
+            "province (`all`: the whole bundle).",
+            ("theme", "region"),
+            buckets=(1, 2, 3, 4, 5),
+            registry=r,
+        )
+        self._themes_seen: set[str] = set()
         # -- working-day calendar -----------------------------------------------------------
         self.workday_calendar_last_day = Gauge(
             "tongban_workday_calendar_last_day_timestamp_seconds",
@@ -445,6 +483,28 @@ class Metrics:
         bus.subscribe(LicenseVerified, lambda e: self.count_verdict(e.verdict))
         bus.subscribe(CatalogPublished, lambda e: self.count_publication(e.kind, e.activated))
         bus.subscribe(SubmissionAnswered, self._on_answered)
+        bus.subscribe(
+            BundleSubmitted, lambda e: self.bundles_submitted.labels(e.bundle.theme_code).inc()
+        )
+        bus.subscribe(FlowRefused, lambda e: self.flows_refused.labels(e.reason).inc())
+        bus.subscribe(BundleRated, self._on_rated)
+
+    def _on_rated(self, event: BundleRated) -> None:
+        region = self.region_label(event.region_code) if event.region_code else "all"
+        self.ratings.labels(event.theme_code, region).observe(event.score)
+
+    def set_bundle_stats(self, rows: Iterable[tuple[str, int, int]]) -> None:
+        """Bundles in progress and overdue per theme (`Store.bundle_stats`); a theme no
+        longer listed reads 0."""
+        seen: set[str] = set()
+        for theme, count, overdue in rows:
+            seen.add(theme)
+            self.bundles_in_progress.labels(theme).set(count)
+            self.bundles_overdue.labels(theme).set(overdue)
+        for theme in self._themes_seen - seen:
+            self.bundles_in_progress.labels(theme).set(0)
+            self.bundles_overdue.labels(theme).set(0)
+        self._themes_seen |= seen
 
     def _on_retry(self, event: RetryGranted) -> None:
         counter = self.region(event.region_code).retries.get(event.reason)

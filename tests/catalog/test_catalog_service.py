@@ -697,7 +697,7 @@ async def test_publishing_2026_1_reports_the_themes_it_adds(
     codes = [t["code"] for t in THEMED["themes"]]
     assert list(published.diff.added_theme_codes) == codes
     assert list(published.diff.removed_theme_codes) == []
-    assert published.catalog_version.theme_count == len(codes) == 7
+    assert published.catalog_version.theme_count == len(codes) == 8
 
 
 async def test_themes_are_listed_page_by_page_and_got_by_name(
@@ -712,7 +712,7 @@ async def test_themes_are_listed_page_by_page_and_got_by_name(
                 parent="catalogVersions/2026.1", page_size=3, page_token=token
             )
         )
-        assert page.total_size == 7
+        assert page.total_size == 8
         seen += [t.code for t in page.themes]
         token = page.next_page_token
         if not token:

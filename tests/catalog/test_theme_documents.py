@@ -288,7 +288,7 @@ def _bundled(version: str) -> dict[str, Any]:
 def test_the_bundled_themes_are_read() -> None:
     doc = parse_catalog(_bundled("2026.1"), load_provinces(STANDARDS)).value
     assert doc is not None
-    assert len(doc.themes) == 7
+    assert len(doc.themes) == 8
     for theme in doc.themes.values():
         assert len(theme.roles) >= 2, theme.code
         for member in theme.members:

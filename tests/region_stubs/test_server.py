@@ -358,21 +358,6 @@ async def test_a_repeat_with_other_content_is_refused_and_changes_nothing(
     assert (counters.cases_created, counters.duplicates_suppressed) == (1, 1)
 
 
-async def test_with_accept_after_a_new_case_is_accepted_by_itself(config: StubConfig) -> None:
-    async with running_stub(replace(config, accept_after=0.05)) as stub:
-        request = delivery()
-        await stub.region.DeliverApplication(request)
-        status_request = region_pb2.GetApplicationStatusRequest(
-            application_id=request.application.application_id
-        )
-        for _ in range(100):
-            status = await stub.region.GetApplicationStatus(status_request)
-            if status.state == application_pb2.APPLICATION_STATE_ACCEPTED:
-                break
-            await asyncio.sleep(0.02)
-        assert status.state == application_pb2.APPLICATION_STATE_ACCEPTED
-
-
 async def test_down_makes_every_region_call_unavailable_but_admin_still_answers(
     stub: RunningStub,
 ) -> None:
@@ -388,6 +373,20 @@ async def test_down_makes_every_region_call_unavailable_but_admin_still_answers(
         ),
         stub.region.GetLicenseKeys(region_pb2.GetLicenseKeysRequest()),
         stub.region.GetLicenseStatusList(region_pb2.GetLicenseStatusListRequest()),
+        stub.region.FetchLicense(
+            region_pb2.FetchLicenseRequest(
+                license_type_code=BUSINESS_LICENCE,
+                holder_id_type=application_pb2.ID_TYPE_USCC,
+                holder_id_number=HOLDER,
+                bundle=f"bundles/{uuid.uuid4()}",
+                application=f"applications/{uuid.uuid4()}",
+            )
+        ),
+        stub.region.WithdrawApplication(
+            region_pb2.WithdrawApplicationRequest(
+                application_id=delivered.application.application_id
+            )
+        ),
     ]
     assert len(calls) == len(region_pb2.DESCRIPTOR.services_by_name["RegionService"].methods)
     for call in calls:
@@ -396,7 +395,8 @@ async def test_down_makes_every_region_call_unavailable_but_admin_still_answers(
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert error_info(caught.value).metadata["fault"] == "down"
     counters = await stub.counters()
-    assert (counters.faults_injected, counters.cases_created) == (4, 1)
+    assert (counters.faults_injected, counters.cases_created) == (6, 1)
+    assert (counters.licenses_fetched, counters.cases_withdrawn) == (0, 0)
 
 
 async def test_a_fraction_is_roughly_honoured_and_every_fault_counted(stub: RunningStub) -> None:
@@ -955,15 +955,13 @@ def test_flags_override_the_mapping(tmp_path: Path) -> None:
     assert config.gateway_address is None
 
 
-def test_breaks_and_acceptance_come_from_flags_or_the_mapping() -> None:
+def test_breaks_come_from_the_flag_or_the_mapping() -> None:
     config = parse_args(
-        ["--region", REGION, "--break", "private-jwk, ignore-deadline", "--accept-after", "0.5"],
+        ["--region", REGION, "--break", "private-jwk, ignore-deadline"],
         {"TONGBAN_STUB_BREAK": "admit-any-client"},
     )
     assert config.breaks == {Break.PRIVATE_JWK, Break.IGNORE_DEADLINE}
-    assert config.accept_after == 0.5
-    plain = StubConfig.from_mapping({"TONGBAN_STUB_REGION": REGION})
-    assert (plain.breaks, plain.accept_after) == (frozenset(), None)
+    assert StubConfig.from_mapping({"TONGBAN_STUB_REGION": REGION}).breaks == frozenset()
 
 
 def test_defaults_need_only_a_region() -> None:
@@ -984,10 +982,6 @@ def test_defaults_need_only_a_region() -> None:
         ({"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_DOWN": "maybe"}, "TONGBAN_STUB_DOWN"),
         ({"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_LATENCY_MS": "-1"}, "latency_ms"),
         ({"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_BREAK": "nothing"}, "TONGBAN_STUB_BREAK"),
-        (
-            {"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_ACCEPT_AFTER_SECONDS": "-1"},
-            "TONGBAN_STUB_ACCEPT_AFTER_SECONDS",
-        ),
     ],
 )
 def test_bad_configuration_names_the_key(mapping: dict[str, str], names: str) -> None:

@@ -20,7 +20,7 @@ from gateway.storage.migrations import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDARDS = ROOT / "standards"
-TONGBAN = [sys.executable, "-m", "gateway.tools.cli"]
+TONGBAN = [sys.executable, "-m", "gateway.tools"]  # what the `tongban` script runs
 
 
 async def run(*args: str, cwd: Path = ROOT) -> tuple[int, str, str]:
@@ -121,14 +121,14 @@ async def test_up_serves_every_service_and_stops_on_sigterm(tmp_path: Path) -> N
         assert code == 0, err
         assert json.loads(out)["state"] == "APPLICATION_STATE_DELIVERED"
         code, _, err = await run(*status, "--as", "region/330000")  # not a party
-        assert code == 1
+        assert code == 3  # refused by the gateway
         assert "NOT_A_PARTY" in err
         # Claiming to be Guangdong with Sichuan's certificate is refused.
         impostor = [*apply, "--cert", str(pki / "clients" / "region-510000.pem")]
         impostor += ["--key", str(pki / "clients" / "region-510000.key")]
         impostor += ["--ca", str(pki / "ca.pem")]
         code, _, err = await run(*impostor)
-        assert code == 1
+        assert code == 3
         assert "NOT_OWN_REGION" in err
     finally:
         process.send_signal(signal.SIGTERM)
@@ -410,6 +410,17 @@ async def test_up_refuses_replicas_without_a_postgresql_store(tmp_path: Path) ->
     code, _, err = await run("up", "--replicas", "2", "--data-dir", str(tmp_path))
     assert code == 2
     assert "PostgreSQL" in err
+
+
+async def test_up_refuses_a_bad_decision_rule_in_one_line(tmp_path: Path) -> None:
+    code, _, err = await run(
+        "up", "--auto-decide", "--decide", "*=reject:2s", "--data-dir", str(tmp_path)
+    )
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "tongban: up: --decide: decide[1]: each matter at most once"
+    ]
+    assert not (tmp_path / "gateway.sqlite3").exists()
 
 
 async def test_version_prints_the_installed_version() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from gateway.security.pki import PkiLayout, generate_dev_pki
-from gateway.tools import cli
+from gateway.tools import cli, exits
 from gateway.tools.conformance.cases import CASES
 from gateway.tools.conformance.probes import KitOptions, KitTls
 from gateway.tools.conformance.results import CaseResult, Outcome
@@ -33,7 +33,7 @@ from region_stubs.breaks import Break
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "440000"
 LOCAL_CODE = "11440000MBDCGK306L2000117112000"
-TONGBAN = [sys.executable, "-m", "gateway.tools.cli"]
+TONGBAN = [sys.executable, "-m", "gateway.tools"]
 QUICK_FLAGS = ["--deadline-grace", "0.2", "--deadline-settle", "0.8", "--report-timeout", "10"]
 """Shorter waits than a province's CI would use: the stub settles in milliseconds."""
 
@@ -77,9 +77,10 @@ def free_port() -> int:
 
 
 def stub_command(data_dir: Path, pki: PkiLayout | None, gateway_port: int | None) -> list[str]:
-    """A stub on port 0 that accepts every new case after 0.1 s and reports it, if told where."""
+    """A stub on port 0 that accepts every new case at once (completing it 5 s later) and
+    reports it, if told where."""
     command = [sys.executable, "-m", "region_stubs", "--region", REGION, "--port", "0"]
-    command += ["--data-dir", str(data_dir), "--accept-after", "0.1", "--grace", "0.2"]
+    command += ["--data-dir", str(data_dir), "--decide", "*=complete:5s", "--grace", "0.2"]
     if gateway_port is not None:
         command += ["--gateway", f"127.0.0.1:{gateway_port}"]
     if pki is not None:
@@ -206,7 +207,7 @@ async def test_the_reference_stub_passes_every_case_over_mtls(
         str(junit),
         *QUICK_FLAGS,
     )
-    assert code == 0, out + err
+    assert code == exits.OK, out + err
     lines = out.splitlines()
     assert [line.split()[:2] for line in lines[:-1]] == [["PASS", c.name] for c in CASES]
     assert all(" | sent: " in line and " | got: " in line for line in lines[:-1])
@@ -238,7 +239,7 @@ async def test_the_reference_stub_passes_in_plaintext_and_the_mtls_case_is_skipp
         str(province.gateway_port),
         *QUICK_FLAGS,
     )
-    assert code == 0, out + err
+    assert code == exits.OK, out + err
     assert "SKIP security.gateway-only: plaintext" in out
     assert "conforms in the cases run: 11 passed, 0 failed, 1 skipped" in out.splitlines()[-1]
 
@@ -278,7 +279,7 @@ async def test_a_failing_province_exits_1_and_its_junit_names_the_rule(
         str(junit),
         *QUICK_FLAGS,
     )
-    assert code == 1
+    assert code == exits.FAILED
     assert "FAIL licenses.keys" in out
     assert "SKIP reports.accepted-by-gateway: not asked for" in out
     assert "does not conform: 10 passed, 1 failed, 1 skipped" in out.splitlines()[-1]
@@ -296,21 +297,31 @@ async def test_a_failing_province_exits_1_and_its_junit_names_the_rule(
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["127.0.0.1", "--region", REGION, "--plaintext"], "is not HOST:PORT"),
+        (["127.0.0.1", "--region", REGION, "--plaintext"], "'127.0.0.1' is not HOST:PORT"),
         (["127.0.0.1:1", "--region", "440100", "--plaintext"], "province-level"),
-        (["127.0.0.1:1", "--region", REGION, "--pki-dir", "/nonexistent"], "--plaintext"),
+        (["127.0.0.1:1", "--region", REGION, "--pki-dir", "/nonexistent"], "no PKI there"),
         (["127.0.0.1:1", "--region", REGION, "--plaintext", "--cert", "x.pem"], "without"),
         (["127.0.0.1:1", "--region", "650000", "--plaintext"], "--local-code"),
+        (["127.0.0.1:1", "--region", REGION, "--plaintext", "--gateway-side", "x"], "[HOST:]PORT"),
     ],
 )
-def test_an_ordinary_mistake_is_one_line_and_exit_2(
+def test_an_ordinary_mistake_is_one_line_and_the_usage_code(
     args: list[str], says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["conformance", *args]) == 2
+    assert cli.main(["conformance", *args]) == exits.USAGE
     err = capsys.readouterr().err.strip()
-    assert err.startswith("tongban conformance: ")
+    assert err.startswith("tongban: ")
     assert says in err
     assert "\n" not in err
+
+
+def test_a_certificate_that_does_not_fit_is_named_before_dialling(
+    pki: PkiLayout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["conformance", "127.0.0.1:1", "--region", REGION, "--ca", str(pki.ca_cert)]
+    argv += ["--cert", str(pki.gateway.cert), "--key", str(pki.regions[REGION].key)]
+    assert cli.main(argv) == exits.USAGE
+    assert f"is not the key of {pki.gateway.cert}" in capsys.readouterr().err
 
 
 def test_an_unreachable_province_stops_the_run_with_one_line(
@@ -318,8 +329,6 @@ def test_an_unreachable_province_stops_the_run_with_one_line(
 ) -> None:
     port = free_port()
     argv = ["conformance", f"127.0.0.1:{port}", "--region", REGION, "--plaintext"]
-    assert cli.main([*argv, "--timeout", "1"]) == 2
+    assert cli.main([*argv, "--timeout", "1"]) == exits.UNREACHABLE
     err = capsys.readouterr().err.strip()
-    assert err == (
-        f"tongban conformance: cannot connect to 127.0.0.1:{port} within 1 s: is it listening?"
-    )
+    assert err == f"tongban: cannot connect to 127.0.0.1:{port} within 1 s: is it listening?"

@@ -61,6 +61,16 @@ class RegionServiceStub:
                 request_serializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListRequest.SerializeToString,
                 response_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListResponse.FromString,
                 _registered_method=True)
+        self.FetchLicense = channel.unary_unary(
+                '/gateway.api.v1.RegionService/FetchLicense',
+                request_serializer=gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseResponse.FromString,
+                _registered_method=True)
+        self.WithdrawApplication = channel.unary_unary(
+                '/gateway.api.v1.RegionService/WithdrawApplication',
+                request_serializer=gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationResponse.FromString,
+                _registered_method=True)
 
 
 class RegionServiceServicer:
@@ -125,6 +135,28 @@ class RegionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchLicense(self, request, context):
+        """Returns an e-licence the province issued to a holder, for a bundle whose applicant
+        consented to it being fetched (数据调用): the newest valid licence of the type. The
+        province may check the purpose against its own rules. Errors: NOT_FOUND
+        (`LICENSE_NOT_FOUND`: no valid licence of the type for the holder), INVALID_ARGUMENT
+        (`INVALID_REQUEST`), UNAVAILABLE (try again). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawApplication(self, request, context):
+        """Asks the province to withdraw (撤回) a delivered case at the applicant's request. A
+        province withdraws a case it has not decided yet and refuses once it has decided:
+        FAILED_PRECONDITION (`ALREADY_DECIDED`, metadata `state`). Errors also: NOT_FOUND
+        (`APPLICATION_NOT_FOUND`), UNAVAILABLE (try again). Idempotent: withdrawing a withdrawn
+        case answers OK.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +179,16 @@ def add_RegionServiceServicer_to_server(servicer, server):
                     servicer.GetLicenseStatusList,
                     request_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListRequest.FromString,
                     response_serializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListResponse.SerializeToString,
+            ),
+            'FetchLicense': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchLicense,
+                    request_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseResponse.SerializeToString,
+            ),
+            'WithdrawApplication': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawApplication,
+                    request_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +306,60 @@ class RegionService:
             '/gateway.api.v1.RegionService/GetLicenseStatusList',
             gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListRequest.SerializeToString,
             gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchLicense(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gateway.api.v1.RegionService/FetchLicense',
+            gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseRequest.SerializeToString,
+            gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawApplication(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gateway.api.v1.RegionService/WithdrawApplication',
+            gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationRequest.SerializeToString,
+            gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationResponse.FromString,
             options,
             channel_credentials,
             insecure,

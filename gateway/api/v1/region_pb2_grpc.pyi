@@ -76,6 +76,20 @@ class RegionServiceStub:
     list is signed with a key from GetLicenseKeys. Errors: UNAVAILABLE (try again; may carry
     `RetryInfo`). Idempotent.
     """
+    FetchLicense: _grpc.UnaryUnaryMultiCallable[_region_pb2.FetchLicenseRequest, _region_pb2.FetchLicenseResponse]
+    """Returns an e-licence the province issued to a holder, for a bundle whose applicant
+    consented to it being fetched (数据调用): the newest valid licence of the type. The
+    province may check the purpose against its own rules. Errors: NOT_FOUND
+    (`LICENSE_NOT_FOUND`: no valid licence of the type for the holder), INVALID_ARGUMENT
+    (`INVALID_REQUEST`), UNAVAILABLE (try again). Idempotent.
+    """
+    WithdrawApplication: _grpc.UnaryUnaryMultiCallable[_region_pb2.WithdrawApplicationRequest, _region_pb2.WithdrawApplicationResponse]
+    """Asks the province to withdraw (撤回) a delivered case at the applicant's request. A
+    province withdraws a case it has not decided yet and refuses once it has decided:
+    FAILED_PRECONDITION (`ALREADY_DECIDED`, metadata `state`). Errors also: NOT_FOUND
+    (`APPLICATION_NOT_FOUND`), UNAVAILABLE (try again). Idempotent: withdrawing a withdrawn
+    case answers OK.
+    """
 
 @_typing.type_check_only
 class RegionServiceAsyncStub(RegionServiceStub):
@@ -124,6 +138,20 @@ class RegionServiceAsyncStub(RegionServiceStub):
     (revoked), 2 SUSPENDED, at the index each licence carries in `status.status_list.idx`. The
     list is signed with a key from GetLicenseKeys. Errors: UNAVAILABLE (try again; may carry
     `RetryInfo`). Idempotent.
+    """
+    FetchLicense: _aio.UnaryUnaryMultiCallable[_region_pb2.FetchLicenseRequest, _region_pb2.FetchLicenseResponse]  # type: ignore[assignment]
+    """Returns an e-licence the province issued to a holder, for a bundle whose applicant
+    consented to it being fetched (数据调用): the newest valid licence of the type. The
+    province may check the purpose against its own rules. Errors: NOT_FOUND
+    (`LICENSE_NOT_FOUND`: no valid licence of the type for the holder), INVALID_ARGUMENT
+    (`INVALID_REQUEST`), UNAVAILABLE (try again). Idempotent.
+    """
+    WithdrawApplication: _aio.UnaryUnaryMultiCallable[_region_pb2.WithdrawApplicationRequest, _region_pb2.WithdrawApplicationResponse]  # type: ignore[assignment]
+    """Asks the province to withdraw (撤回) a delivered case at the applicant's request. A
+    province withdraws a case it has not decided yet and refuses once it has decided:
+    FAILED_PRECONDITION (`ALREADY_DECIDED`, metadata `state`). Errors also: NOT_FOUND
+    (`APPLICATION_NOT_FOUND`), UNAVAILABLE (try again). Idempotent: withdrawing a withdrawn
+    case answers OK.
     """
 
 class RegionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -194,6 +222,32 @@ class RegionServiceServicer(metaclass=_abc_1.ABCMeta):
         (revoked), 2 SUSPENDED, at the index each licence carries in `status.status_list.idx`. The
         list is signed with a key from GetLicenseKeys. Errors: UNAVAILABLE (try again; may carry
         `RetryInfo`). Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def FetchLicense(
+        self,
+        request: _region_pb2.FetchLicenseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_region_pb2.FetchLicenseResponse, _abc.Awaitable[_region_pb2.FetchLicenseResponse]]:
+        """Returns an e-licence the province issued to a holder, for a bundle whose applicant
+        consented to it being fetched (数据调用): the newest valid licence of the type. The
+        province may check the purpose against its own rules. Errors: NOT_FOUND
+        (`LICENSE_NOT_FOUND`: no valid licence of the type for the holder), INVALID_ARGUMENT
+        (`INVALID_REQUEST`), UNAVAILABLE (try again). Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def WithdrawApplication(
+        self,
+        request: _region_pb2.WithdrawApplicationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_region_pb2.WithdrawApplicationResponse, _abc.Awaitable[_region_pb2.WithdrawApplicationResponse]]:
+        """Asks the province to withdraw (撤回) a delivered case at the applicant's request. A
+        province withdraws a case it has not decided yet and refuses once it has decided:
+        FAILED_PRECONDITION (`ALREADY_DECIDED`, metadata `state`). Errors also: NOT_FOUND
+        (`APPLICATION_NOT_FOUND`), UNAVAILABLE (try again). Idempotent: withdrawing a withdrawn
+        case answers OK.
         """
 
 def add_RegionServiceServicer_to_server(servicer: RegionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 class KitError(Exception):
     """The run cannot start: the province is unreachable or the gateway side cannot listen."""
 
+    def __init__(self, message: str, *, unreachable: bool) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+        """True when the province was not reached; False when the gateway side cannot listen."""
+
 
 def open_channel(options: KitOptions) -> grpc.aio.Channel:
     """A channel to the province, as the gateway (or in plaintext)."""
@@ -69,7 +74,8 @@ async def run_kit(
             raise KitError(
                 f"cannot connect to {options.target} within {options.call_timeout:g} s: is it "
                 "listening"
-                + (", and does its certificate chain to the CA given?" if options.tls else "?")
+                + (", and does its certificate chain to the CA given?" if options.tls else "?"),
+                unreachable=True,
             ) from None
         side = None
         if options.gateway_side is not None:
@@ -81,7 +87,7 @@ async def run_kit(
             try:
                 await side.start(host, port)
             except OSError as error:
-                raise KitError(f"the gateway side: {error}") from None
+                raise KitError(f"the gateway side: {error}", unreachable=False) from None
             stack.push_async_callback(side.stop)
         session = Session(
             options,
