@@ -31,6 +31,7 @@
     │   └── AlreadyDecided                                  ALREADY_DECIDED
     ├── AlreadyExists                    ALREADY_EXISTS
     │   ├── RequestIdReused                                 REQUEST_ID_REUSED
+    │   ├── ApplicationIdReused                             APPLICATION_ID_REUSED
     │   ├── CatalogVersionConflict                          CATALOG_VERSION_CONFLICT
     │   └── RatingExists                                    RATING_EXISTS
     ├── Unauthenticated                  UNAUTHENTICATED
@@ -244,6 +245,10 @@ class AlreadyExists(TongbanError):
 
 class RequestIdReused(AlreadyExists):
     reason = "REQUEST_ID_REUSED"
+
+
+class ApplicationIdReused(AlreadyExists):
+    reason = "APPLICATION_ID_REUSED"
 
 
 class CatalogVersionConflict(AlreadyExists):

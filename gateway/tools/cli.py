@@ -40,6 +40,7 @@ from gateway.observability.audit_log import AuditHead, verify_audit_log
 from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY
 from gateway.times import utc_now
 from gateway.tools import bundles, connect, exits, locate, pem
+from gateway.tools.conformance.command import add_command as add_conformance_command
 from gateway.tools.exits import CommandError
 from gateway.tools.federation import DEFAULT_REGIONS
 
@@ -829,6 +830,8 @@ def build_parser() -> argparse.ArgumentParser:
         channel=_channel,
         id_types=dict(ID_TYPES),
     )
+
+    add_conformance_command(sub, os.environ)
 
     demo = _command(
         sub, "demo", "run a scripted journey on a fresh federation", "tongban demo --keep"
