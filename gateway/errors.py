@@ -31,6 +31,7 @@
     │   └── AlreadyDecided                                  ALREADY_DECIDED
     ├── AlreadyExists                    ALREADY_EXISTS
     │   ├── RequestIdReused                                 REQUEST_ID_REUSED
+    │   ├── ApplicationIdReused                             APPLICATION_ID_REUSED
     │   ├── CatalogVersionConflict                          CATALOG_VERSION_CONFLICT
     │   └── RatingExists                                    RATING_EXISTS
     ├── Unauthenticated                  UNAUTHENTICATED
@@ -250,6 +251,10 @@ class RequestIdReused(AlreadyExists):
     reason = "REQUEST_ID_REUSED"
 
 
+class ApplicationIdReused(AlreadyExists):
+    reason = "APPLICATION_ID_REUSED"
+
+
 class CatalogVersionConflict(AlreadyExists):
     reason = "CATALOG_VERSION_CONFLICT"
 
@@ -359,6 +364,7 @@ MESSAGES_ZH: Mapping[str, str] = {
     "ALREADY_DECIDED": "受理省份已作出决定，不能撤回。",
     "ALREADY_EXISTS": "该对象已经存在。",
     "REQUEST_ID_REUSED": "该请求编号已用于另一份申请，请使用新的请求编号。",
+    "APPLICATION_ID_REUSED": "该申请编号已用于内容不同的另一份申请，未予受理。",
     "CATALOG_VERSION_CONFLICT": "该版本号已发布过不同内容，未予发布。",
     "RATING_EXISTS": "已经评价过，不能重复评价。",
     "UNAUTHENTICATED": "身份认证失败，请检查数字证书。",

@@ -6,6 +6,9 @@ Invariants:
   (other threads, other connections, another stub process on the same file) create exactly one
   case; every other delivery of that id is counted as a suppressed duplicate and gets the same
   receipt id and receive time back.
+- A case keeps the digest of the content it was delivered with. A later delivery of its id with
+  another digest is refused (`ApplicationIdReused`) and changes nothing, not even a counter; an
+  empty digest on either side (a case stored before digests were kept) is never compared.
 - Counters live in the same file and move in the same transaction as the case they describe,
   so they survive a restart on the same data directory and never disagree with the cases.
   `cases_created` and `cases_by_matter` are counted from the cases themselves.
@@ -46,11 +49,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self
 
-from gateway.errors import ApplicationNotFound, InvalidStateTransition, StoreUnavailable
+from gateway.errors import (
+    ApplicationIdReused,
+    ApplicationNotFound,
+    InvalidStateTransition,
+    StoreUnavailable,
+)
 from gateway.times import utc_now
 
 CHINA = timezone(timedelta(hours=8))
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cases (
@@ -67,7 +75,8 @@ CREATE TABLE IF NOT EXISTS cases (
     catalog_version  TEXT NOT NULL DEFAULT '',
     holder_id_type   INTEGER NOT NULL DEFAULT 0,
     holder_id_number TEXT NOT NULL DEFAULT '',
-    issued_licenses  TEXT NOT NULL DEFAULT '[]'
+    issued_licenses  TEXT NOT NULL DEFAULT '[]',
+    content_digest   TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS cases_by_local_code ON cases (local_code);
 CREATE TABLE IF NOT EXISTS counters (
@@ -82,6 +91,9 @@ ALTER TABLE cases ADD COLUMN catalog_version TEXT NOT NULL DEFAULT '';
 ALTER TABLE cases ADD COLUMN holder_id_type INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE cases ADD COLUMN holder_id_number TEXT NOT NULL DEFAULT '';
 ALTER TABLE cases ADD COLUMN issued_licenses TEXT NOT NULL DEFAULT '[]';
+""",
+    2: """
+ALTER TABLE cases ADD COLUMN content_digest TEXT NOT NULL DEFAULT '';
 """,
 }
 """Schema version → the statements that take a file of that version to the next."""
@@ -275,16 +287,26 @@ class CaseStore:
         catalog_version: str = "",
         holder_id_type: int = 0,
         holder_id_number: str = "",
+        content_digest: str = "",
     ) -> Delivery:
         """Creates the case for `application_id` unless it exists; counts which it was. A
-        repeat keeps the case as first recorded."""
+        repeat keeps the case as first recorded.
+
+        Raises `ApplicationIdReused` when the case exists with another content digest.
+        """
         now = self._clock()
         with self._write() as db:
             row = db.execute(
-                "SELECT receipt_id, receive_time_us FROM cases WHERE application_id = ?",
+                "SELECT receipt_id, receive_time_us, content_digest FROM cases"
+                " WHERE application_id = ?",
                 (application_id,),
             ).fetchone()
             if row is not None:
+                if row[2] and content_digest and row[2] != content_digest:
+                    raise ApplicationIdReused(
+                        f"application {application_id} was delivered before with other content",
+                        metadata={"receipt_id": row[0]},
+                    )
                 _bump(db, _DUPLICATES)
                 return Delivery(row[0], True, _from_us(row[1]))
             (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM cases").fetchone()
@@ -292,7 +314,8 @@ class CaseStore:
             db.execute(
                 "INSERT INTO cases (seq, application_id, receipt_id, local_code, state,"
                 " receive_time_us, update_time_us, national_code, catalog_version,"
-                " holder_id_type, holder_id_number) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " holder_id_type, holder_id_number, content_digest)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     seq,
                     application_id,
@@ -305,6 +328,7 @@ class CaseStore:
                     catalog_version,
                     holder_id_type,
                     holder_id_number,
+                    content_digest,
                 ),
             )
         return Delivery(receipt_id, False, _from_us(_to_us(now)))

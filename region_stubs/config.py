@@ -30,6 +30,7 @@ such a mapping (the process environment, when `main` passes it). Nothing else re
     TLS_CA                          --tls-ca                        (plaintext)
     TLS_CERT, TLS_KEY               --tls-cert, --tls-key           the stub's server certificate
     CLIENT_CERT, CLIENT_KEY         --client-cert, --client-key     its certificate for reports
+    BREAK                           --break                         (every rule kept)
 
 With TLS_CA the stub serves mTLS (client certificates from that CA required) and reports to
 the gateway over TLS with its region client certificate; all five files go together.
@@ -38,6 +39,8 @@ DECISIONS holds rules as `--decide` takes them (`decisions` says how), separated
 rule's reason cannot hold one: `002031021000=complete:2s;*=reject:MATERIALS_INCOMPLETE`.
 LICENSE_TRUST is the gateway's trust list file (`TONGBAN_LICENSE_TRUST`): the stub issues on
 request (FetchLicense) only the licence types it names for the stub's province.
+BREAK names rules of the southbound contract to break on purpose, comma-separated
+(`breaks.Break`): for the conformance kit's own tests, never in a federation.
 
 `TONGBAN_TRACING` (the gateway's own key, so one setting turns tracing on for a whole
 federation) makes the stub continue the gateway's traces: OpenTelemetry spans of the calls it
@@ -54,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from region_stubs.breaks import Break, parse_breaks
 from region_stubs.decisions import Decisions, DecisionsInvalid
 from region_stubs.faults import Faults, FaultsInvalid
 from region_stubs.issuer import SIGNER_FACTORIES
@@ -122,6 +126,8 @@ class StubConfig:
     """mTLS files; None serves and reports in plaintext."""
     tracing: bool = False
     """Make OpenTelemetry spans (`TONGBAN_TRACING`, shared with the gateway)."""
+    breaks: frozenset[Break] = frozenset()
+    """Rules of the contract broken on purpose (`breaks`); empty in every federation."""
 
     @property
     def cases_path(self) -> Path | None:
@@ -182,7 +188,13 @@ class StubConfig:
         if any(tls_paths) and not all(tls_paths):
             raise ConfigError(f"{PREFIX}{', '.join(tls_names)} go together")
         tls = StubTls(*(Path(p) for p in tls_paths if p)) if all(tls_paths) else None
+        named = reader.text("BREAK")
+        try:
+            breaks = parse_breaks(named.split(",") if named else ())
+        except ValueError as e:
+            raise ConfigError(f"{PREFIX}BREAK: {e}") from None
         return cls(
+            breaks=breaks,
             tracing=reader.flag("TRACING", prefix="TONGBAN_"),
             tls=tls,
             region_code=region,
@@ -256,6 +268,7 @@ _FLAGS: dict[str, str] = {
     "--tls-key": "TLS_KEY",
     "--client-cert": "CLIENT_CERT",
     "--client-key": "CLIENT_KEY",
+    "--break": "BREAK",
 }
 _SWITCHES: dict[str, str] = {
     "--hang": "HANG",

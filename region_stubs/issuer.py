@@ -463,10 +463,14 @@ class LicenseIssuer:
     def status_list_token(self, ttl: int = 300, *, validity: int = 3600) -> str:
         """The signed status list (`statuslist+jwt`): 2-bit statuses, valid `validity` s,
         to be cached for `ttl` s."""
+        return self.sign(self.status_list_claims(ttl, validity), token_type=STATUS_LIST_TOKEN_TYPE)
+
+    def status_list_claims(self, ttl: int = 300, validity: int = 3600) -> dict[str, Any]:
+        """The claims `status_list_token` signs."""
         now = self._now()
         size = max(len(self._statuses), self._min_entries)
         statuses = bytes(self._statuses) + bytes(size - len(self._statuses))
-        claims = {
+        return {
             "iss": issuer_name(self.region_code),
             "sub": status_list_uri(self.region_code),
             "iat": now,
@@ -474,7 +478,6 @@ class LicenseIssuer:
             "ttl": ttl,
             "status_list": {"bits": 2, "lst": encode_status_list(statuses, bits=2)},
         }
-        return self.sign(claims, token_type=STATUS_LIST_TOKEN_TYPE)
 
     def _now(self) -> int:
         moment = self._clock()

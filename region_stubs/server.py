@@ -8,7 +8,13 @@ Invariants:
   commit-then-drop, which records the case and then fails. `down` fails every RegionService
   call; the other faults only touch DeliverApplication. Admin calls never fault.
 - A delivery is validated before it is recorded, and a recorded application id is answered as a
-  duplicate even if its local code has been retired since.
+  duplicate even if its local code has been retired since; with other content (`_content_digest`)
+  it is refused.
+- A delivery records its case only while at least `RECORD_MARGIN` of its deadline remains: that
+  is checked right before the (synchronous) commit, and a cancelled call stops at its next
+  await, so a delivery whose deadline passes leaves no case, then or later.
+- A switch of `config.breaks` breaks its one rule (`breaks.Break`); with none on, every rule of
+  the southbound contract holds.
 - The one outbound call, ReportApplicationStatus on the gateway, has a deadline (the caller's
   remaining time, at most `GATEWAY_CALL_CEILING`), and its errors are translated where it is
   made (`GatewayReporter.report`). A COMPLETED report carries the licences the case issued.
@@ -18,13 +24,17 @@ Invariants:
   even if the delivery's answer is then dropped; a stub that starts on a data directory hands
   over its undecided cases by the rules it starts with.
 - A server is built, bound and stopped inside the running event loop (`running_stub`), and its
-  resources close in reverse order: server (drained with `grace`), pending automatic
-  decisions, outbound channel, store.
+  resources close in reverse order: server (drained with `grace`), deliveries left running
+  (only under the `ignore-deadline` break), pending automatic decisions, outbound channel,
+  store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import logging
 import math
 import os
@@ -32,13 +42,14 @@ import random
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import timestamp_pb2
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -58,7 +69,8 @@ from gateway.errors import (
     TongbanError,
     Unavailable,
 )
-from gateway.licenses.status_list import LicenseStatus
+from gateway.licenses.status_list import LicenseStatus, decode_status_list
+from gateway.licenses.token import STATUS_LIST_TOKEN_TYPE, jwk_thumbprint
 from gateway.licenses.trust import PROVINCE_CODES, TrustConfigError
 from gateway.observability.tracing import ServerTracing, client_interceptors, process_provider
 from gateway.routing.client import translate_rpc_error
@@ -67,12 +79,13 @@ from gateway.security.tls import ServerTlsFiles, channel_credentials, server_cre
 from gateway.times import utc_now
 from region_stubs import catalog
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
-from region_stubs.cases import Case, CaseState, CaseStore, Counter, Counters
+from region_stubs.breaks import Break
+from region_stubs.cases import Case, CaseState, CaseStore, Counter, Counters, Delivery
 from region_stubs.catalog import MatterResults
 from region_stubs.config import ConfigError, StubConfig, parse_args
 from region_stubs.decider import Decider
 from region_stubs.decisions import Decisions, DecisionsInvalid
-from region_stubs.faults import Faults, FaultsInvalid, Outcome, decide
+from region_stubs.faults import FaultPlan, Faults, FaultsInvalid, Outcome, decide
 from region_stubs.holdings import Holdings, issued_types
 from region_stubs.issuer import LicenseIssuer
 from region_stubs.outputs import issue_results
@@ -92,6 +105,10 @@ GATEWAY_CALL_CEILING = 5.0
 """Longest the stub waits for the gateway's ReportApplicationStatus."""
 MAX_REASON_LENGTH = 500
 DEFAULT_VALID_DAYS = 365
+RECORD_MARGIN = 0.005
+"""Seconds of its deadline a delivery must have left for its case to be recorded (region.proto)."""
+RACE_WINDOW = 0.02
+"""Seconds between looking a case up and creating it under the `racy-duplicates` break."""
 MAX_TYPE_CODE = 21
 
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -121,6 +138,7 @@ _WIRE_STATE = {
     CaseState.WITHDRAWN: application_pb2.APPLICATION_STATE_WITHDRAWN,
     **{state: wire for wire, state in _DECIDABLE.items()},
 }
+_T = TypeVar("_T")
 
 
 class StubError(TongbanError):
@@ -155,6 +173,49 @@ def _is_canonical_uuid(text: str) -> bool:
         return False
 
 
+def _content_digest(application: application_pb2.Application) -> str:
+    """The hex SHA-256 of what a repeated delivery may not change (region.proto): regions,
+    request id, matter codes, catalog version, mode, applicant, form (as a map) and materials
+    (as declared; whether the gateway could check a licence's status is not content)."""
+    applicant = application.applicant
+    parts = [
+        application.request_id,
+        application.origin_region,
+        application.target_region,
+        application.local_matter_code,
+        application.national_matter_code,
+        application.target_local_matter_code,
+        application.catalog_version,
+        str(application.cross_region_mode),
+        str(applicant.id_type),
+        applicant.id_number,
+        applicant.display_name,
+        str(len(application.form_fields)),
+    ]
+    for key, value in sorted((f.key, f.value) for f in application.form_fields):
+        parts += (key, value)
+    materials = sorted(
+        (
+            m.material_id,
+            str(m.waived),
+            m.license_identifier,
+            m.license_type_code,
+            m.paper.description,
+            m.paper.file_sha256,
+        )
+        for m in application.materials
+    )
+    parts.append(str(len(materials)))
+    for material in materials:
+        parts += material
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode()
+        digest.update(len(data).to_bytes(4, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
 def _uuid_violation(text: str, field_name: str) -> FieldViolation | None:
     if _is_canonical_uuid(text):
         return None
@@ -173,7 +234,10 @@ class GatewayReporter:
         address: str,
         credentials: grpc.ChannelCredentials | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        *,
+        send_event_ids: bool = True,
     ) -> None:
+        self._send_event_ids = send_event_ids
         chosen = list(interceptors) or None
         self._channel = (
             grpc.aio.insecure_channel(address, interceptors=chosen)
@@ -198,7 +262,7 @@ class GatewayReporter:
             region_code=region_code,
             state=_WIRE_STATE[case.state],
             reason=case.reason,
-            event_id=case.event_id,
+            event_id=case.event_id if self._send_event_ids else "",
             issued_license_tokens=case.issued_licenses if case.state is CaseState.COMPLETED else (),
         )
         try:
@@ -241,10 +305,36 @@ class StubState:
     decisions: Decisions
     rng: random.Random
     clock: Callable[[], datetime] = utc_now
+    foreign_issuer: LicenseIssuer | None = None
+    """Signs the status list under the `status-list-foreign-key` break: its key is not in the
+    JWKS."""
+    leaked_jwk: dict[str, str] | None = None
+    """A key published with its private member under the `private-jwk` break."""
     decider: Decider = field(init=False)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    """Deliveries that outlive their call (the `ignore-deadline` break): cancelled when the stub
+    stops."""
 
     def __post_init__(self) -> None:
         self.decider = Decider(self.decide)
+
+    @property
+    def breaks(self) -> frozenset[Break]:
+        """The rules broken on purpose."""
+        return self.config.breaks
+
+    def spawn(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """Runs `work` as a task of the stub's own."""
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def stop_tasks(self) -> None:
+        """Cancels the stub's own tasks and waits for them."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def decide(
         self,
@@ -320,6 +410,20 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
         plan = decide(state.faults, state.rng)
         if plan.down:
             raise state.injected(grpc.StatusCode.UNAVAILABLE, "down")
+        if Break.IGNORE_DEADLINE in state.breaks:
+            # The work goes on in a task of its own when the caller gives up or its deadline
+            # passes, and records the case however late.
+            return await asyncio.shield(state.spawn(self._deliver(request, plan, None)))
+        return await self._deliver(request, plan, context)
+
+    async def _deliver(
+        self,
+        request: region_pb2.DeliverApplicationRequest,
+        plan: FaultPlan,
+        context: grpc.aio.ServicerContext | None,
+    ) -> region_pb2.DeliverApplicationResponse:
+        """The delivery after its fault plan is known; `context` None: deadline ignored."""
+        state = self._state
         if plan.latency_seconds:
             await asyncio.sleep(plan.latency_seconds)
         if plan.hang:
@@ -334,14 +438,13 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
         if plan.outcome is Outcome.RESOURCE_EXHAUSTED:
             raise state.injected(grpc.StatusCode.RESOURCE_EXHAUSTED, "resource_exhausted")
         application = self._validated(request)
-        delivery = state.store.record_delivery(
-            application.application_id,
-            application.target_local_matter_code,
-            national_code=application.national_matter_code,
-            catalog_version=application.catalog_version,
-            holder_id_type=application.applicant.id_type,
-            holder_id_number=application.applicant.id_number,
-        )
+        digest = "" if Break.ACCEPT_CHANGED_REPLAY in state.breaks else _content_digest(application)
+        if context is not None:
+            _refuse_if_too_late(context)  # nothing awaits between this and the commit
+        if Break.RACY_DUPLICATES in state.breaks:
+            delivery = await self._record_racily(application, digest)
+        else:
+            delivery = self._record(application, application.application_id, digest)
         if not delivery.duplicate:
             state.decider.schedule(
                 application.application_id,
@@ -351,9 +454,38 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
             raise state.injected(grpc.StatusCode.UNAVAILABLE, "commit_then_drop")
         return region_pb2.DeliverApplicationResponse(
             receipt_id=delivery.receipt_id,
-            duplicate=delivery.duplicate,
+            duplicate=delivery.duplicate and Break.REPLAY_NOT_DUPLICATE not in state.breaks,
             receive_time=_timestamp(delivery.receive_time),
         )
+
+    def _record(
+        self, application: application_pb2.Application, case_id: str, digest: str
+    ) -> Delivery:
+        """Records the case of `application` under `case_id` (its application id, but for the
+        second case the `racy-duplicates` break makes)."""
+        return self._state.store.record_delivery(
+            case_id,
+            application.target_local_matter_code,
+            national_code=application.national_matter_code,
+            catalog_version=application.catalog_version,
+            holder_id_type=application.applicant.id_type,
+            holder_id_number=application.applicant.id_number,
+            content_digest=digest,
+        )
+
+    async def _record_racily(
+        self, application: application_pb2.Application, digest: str
+    ) -> Delivery:
+        """The `racy-duplicates` break: look, pause, then create, as a province whose lookup
+        and insert are not one step does."""
+        seen = self._state.store.get(application.application_id)
+        await asyncio.sleep(RACE_WINDOW)
+        delivery = self._record(application, application.application_id, digest)
+        if seen is None and delivery.duplicate:
+            # Another delivery of the id slipped in during the pause: this one, having found
+            # nothing, makes a second case with a receipt of its own.
+            return self._record(application, str(uuid.uuid4()), digest)
+        return delivery
 
     def _validated(
         self, request: region_pb2.DeliverApplicationRequest
@@ -390,6 +522,8 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
         if request.attempt < 1:
             violations.append(FieldViolation("attempt", "must be 1 or more", "OUT_OF_RANGE"))
         if violations:
+            if Break.INTERNAL_ON_MALFORMED in state.breaks:
+                raise RuntimeError("the delivery could not be read")  # INTERNAL, by the interceptor
             raise InvalidRequest("invalid delivery", field_violations=violations)
         code = application.target_local_matter_code
         now = state.clock()
@@ -411,12 +545,15 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
     ) -> region_pb2.GetApplicationStatusResponse:
         self._state.check_up()
         _require_uuid(request.application_id, "application_id")
+        breaks = self._state.breaks
         case = self._state.store.get(request.application_id)
         if case is None:
+            if Break.UNKNOWN_STATUS_OK in breaks:
+                return region_pb2.GetApplicationStatusResponse()
             raise ApplicationNotFound(f"no case for application {request.application_id}")
         return region_pb2.GetApplicationStatusResponse(
             state=_WIRE_STATE[case.state],
-            receipt_id=case.receipt_id,
+            receipt_id="" if Break.STATUS_WITHOUT_RECEIPT in breaks else case.receipt_id,
             reason=case.reason,
             update_time=_timestamp(case.update_time),
         )
@@ -505,8 +642,14 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
         self, request: region_pb2.GetLicenseKeysRequest, context: grpc.aio.ServicerContext
     ) -> region_pb2.GetLicenseKeysResponse:
         self._state.check_up()
+        jwks = self._state.issuer.jwks()
+        leaked = self._state.leaked_jwk
+        if leaked is not None:
+            document = json.loads(jwks)
+            document["keys"].append(leaked)
+            jwks = json.dumps(document, separators=(",", ":"))
         return region_pb2.GetLicenseKeysResponse(
-            jwks_json=self._state.issuer.jwks(), max_age_seconds=LICENSE_KEYS_MAX_AGE
+            jwks_json=jwks, max_age_seconds=LICENSE_KEYS_MAX_AGE
         )
 
     async def GetLicenseStatusList(
@@ -514,9 +657,20 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
     ) -> region_pb2.GetLicenseStatusListResponse:
         self._state.check_up()
         return region_pb2.GetLicenseStatusListResponse(
-            status_list_token=self._state.issuer.status_list_token(STATUS_LIST_TTL),
-            max_age_seconds=STATUS_LIST_TTL,
+            status_list_token=self._status_list_token(), max_age_seconds=STATUS_LIST_TTL
         )
+
+    def _status_list_token(self) -> str:
+        state = self._state
+        if state.foreign_issuer is None and Break.STATUS_LIST_UNCOMPRESSED not in state.breaks:
+            return state.issuer.status_list_token(STATUS_LIST_TTL)
+        claims = state.issuer.status_list_claims(STATUS_LIST_TTL)
+        if Break.STATUS_LIST_UNCOMPRESSED in state.breaks:
+            body = claims["status_list"]
+            raw = decode_status_list(body["bits"], body["lst"], max_bytes=1 << 20).data
+            body["lst"] = _b64url(raw)
+        signer = state.foreign_issuer or state.issuer
+        return signer.sign(claims, token_type=STATUS_LIST_TOKEN_TYPE)
 
 
 class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
@@ -754,6 +908,34 @@ class RunningStub:
         )
 
 
+def _private_jwk() -> dict[str, str]:
+    """A signing key's JWK with its private member `d`: what no province may publish."""
+    key = Ed25519PrivateKey.generate()
+    public = {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": _b64url(key.public_key().public_bytes_raw()),
+    }
+    kid = jwk_thumbprint(public)
+    return {**public, "d": _b64url(key.private_bytes_raw()), "kid": kid, "alg": "EdDSA"}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _refuse_if_too_late(context: grpc.aio.ServicerContext) -> None:
+    """Raises DEADLINE_EXCEEDED when less than `RECORD_MARGIN` of the call's deadline is left."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining < RECORD_MARGIN:
+        raise StubError(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "DEADLINE_EXCEEDED",
+            f"{max(remaining, 0) * 1000:.1f} ms of the delivery's deadline were left: too late "
+            "to record its case",
+        )
+
+
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -803,6 +985,7 @@ async def running_stub(
                 config.gateway_address,
                 client_credentials,
                 () if tracing is None else client_interceptors(tracing),
+                send_event_ids=Break.REPORT_WITHOUT_EVENT_ID not in config.breaks,
             )
             stack.push_async_callback(gateway.close)
         issuer = LicenseIssuer(config.region_code, algorithm=config.license_algorithm, clock=clock)
@@ -818,8 +1001,15 @@ async def running_stub(
             decisions=config.decisions,
             rng=random.Random(config.seed),
             clock=clock,
+            foreign_issuer=LicenseIssuer(
+                config.region_code, algorithm=config.license_algorithm, clock=clock
+            )
+            if Break.STATUS_LIST_FOREIGN_KEY in config.breaks
+            else None,
+            leaked_jwk=_private_jwk() if Break.PRIVATE_JWK in config.breaks else None,
         )
         stack.push_async_callback(state.decider.close)
+        stack.push_async_callback(state.stop_tasks)
         for case in store.undecided():
             state.decider.schedule(
                 case.application_id, config.decisions.for_matter(case.national_code)
@@ -828,7 +1018,7 @@ async def running_stub(
             *([] if tracing is None else [ServerTracing(tracing)]),
             ErrorInterceptor(),
         ]
-        if config.tls is not None:
+        if config.tls is not None and Break.ADMIT_ANY_CLIENT not in config.breaks:
             interceptors.append(GatewayOnly())
         # No SO_REUSEPORT (gRPC's default on Linux): a second stub on a taken port must fail,
         # not take half of the calls.

@@ -51,6 +51,7 @@ from gateway.tools.commands_apply import (
     state_name,
     summarize,
 )
+from gateway.tools.conformance.command import add_command as add_conformance_command
 from gateway.tools.exits import CommandError
 from gateway.tools.federation import DEFAULT_REGIONS
 from gateway.tools.output import NO_FLAGS, Output
@@ -769,6 +770,8 @@ def build_parser() -> argparse.ArgumentParser:
         channel=_channel,
         id_types=dict(ID_TYPES),
     )
+
+    add_conformance_command(sub, os.environ)
 
     demo = command(
         sub, "demo", "run a scripted journey on a fresh federation", "tongban demo --keep"

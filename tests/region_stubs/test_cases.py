@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ApplicationNotFound, InvalidStateTransition, StoreUnavailable
+from gateway.errors import (
+    ApplicationIdReused,
+    ApplicationNotFound,
+    InvalidStateTransition,
+    StoreUnavailable,
+)
 from region_stubs.cases import SCHEMA_VERSION, Case, CaseState, CaseStore, Counter, Delivery
 
 REGION = "440000"
@@ -76,6 +81,19 @@ def test_counters_and_cases_survive_reopening_the_file(tmp_path: Path) -> None:
     assert case is not None
     assert case.state is CaseState.ACCEPTED
     assert case.reason == "材料齐全"
+
+
+def test_a_repeat_with_another_content_digest_is_refused_and_counts_nothing() -> None:
+    application_id = str(uuid.uuid4())
+    with CaseStore.open(None, region_code=REGION) as store:
+        first = store.record_delivery(application_id, CODE, content_digest="digest-a")
+        with pytest.raises(ApplicationIdReused):
+            store.record_delivery(application_id, CODE, content_digest="digest-b")
+        after_refusal = store.counters()
+        again = store.record_delivery(application_id, CODE, content_digest="digest-a")
+        uncompared = store.record_delivery(application_id, CODE)
+    assert after_refusal.duplicates_suppressed == 0
+    assert again == uncompared == Delivery(first.receipt_id, True, first.receive_time)
 
 
 def test_receipt_ids_are_distinct_and_dated_in_china() -> None:
@@ -251,6 +269,9 @@ def test_a_file_of_the_first_schema_is_brought_up_to_date(tmp_path: Path) -> Non
         (),
     )
     assert done.case.issued_licenses == ("t",)
+    with CaseStore.open(path, region_code=REGION) as store:
+        # A case stored before content digests were kept is never compared.
+        assert store.record_delivery(application_id, CODE, content_digest="d").duplicate
     with closing(sqlite3.connect(path)) as reopened:
         assert reopened.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 

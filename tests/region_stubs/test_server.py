@@ -28,6 +28,7 @@ from gateway.errors import build_status
 from gateway.licenses.status_list import StatusList, decode_status_list
 from region_stubs import server as stub_server
 from region_stubs.admin.v1 import admin_pb2
+from region_stubs.breaks import Break
 from region_stubs.config import ConfigError, StubConfig, parse_args
 from region_stubs.faults import Faults
 from region_stubs.server import RunningStub, running_stub
@@ -312,6 +313,49 @@ async def test_latency_past_the_deadline_creates_no_case(stub: RunningStub) -> N
     await asyncio.sleep(0.6)
     counters = await stub.counters()
     assert (counters.deliveries_received, counters.cases_created) == (1, 0)
+
+
+async def test_a_delivery_left_with_less_than_the_margin_is_refused_and_leaves_no_case(
+    stub: RunningStub,
+) -> None:
+    # After 30 ms of latency a 33 ms attempt has about 3 ms left: less than the 5 ms a case
+    # needs, so the stub refuses it, before its deadline (a stub that records it answers OK).
+    await stub.set_faults(Faults(latency_ms=30))
+    request = delivery()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.region.DeliverApplication(request, timeout=0.033)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.sleep(0.1)
+    counters = await stub.counters()
+    assert (counters.deliveries_received, counters.cases_created) == (1, 0)
+    await stub.set_faults()
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.region.GetApplicationStatus(
+            region_pb2.GetApplicationStatusRequest(
+                application_id=request.application.application_id
+            )
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_repeat_with_other_content_is_refused_and_changes_nothing(
+    stub: RunningStub,
+) -> None:
+    request = delivery()
+    first = await stub.region.DeliverApplication(request)
+    changed = replace_attempt(request, 2)
+    changed.application.applicant.display_name = "李四"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.region.DeliverApplication(changed)
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error_info(caught.value).reason == "APPLICATION_ID_REUSED"
+    # Only what the gateway changes between attempts may differ: its update time.
+    again = replace_attempt(request, 3)
+    again.application.update_time.seconds += 60
+    repeat = await stub.region.DeliverApplication(again)
+    assert (repeat.receipt_id, repeat.duplicate) == (first.receipt_id, True)
+    counters = await stub.counters()
+    assert (counters.cases_created, counters.duplicates_suppressed) == (1, 1)
 
 
 async def test_down_makes_every_region_call_unavailable_but_admin_still_answers(
@@ -911,6 +955,15 @@ def test_flags_override_the_mapping(tmp_path: Path) -> None:
     assert config.gateway_address is None
 
 
+def test_breaks_come_from_the_flag_or_the_mapping() -> None:
+    config = parse_args(
+        ["--region", REGION, "--break", "private-jwk, ignore-deadline"],
+        {"TONGBAN_STUB_BREAK": "admit-any-client"},
+    )
+    assert config.breaks == {Break.PRIVATE_JWK, Break.IGNORE_DEADLINE}
+    assert StubConfig.from_mapping({"TONGBAN_STUB_REGION": REGION}).breaks == frozenset()
+
+
 def test_defaults_need_only_a_region() -> None:
     config = StubConfig.from_mapping({"TONGBAN_STUB_REGION": REGION})
     assert (config.host, config.port, config.data_dir, config.seed) == ("127.0.0.1", 0, None, None)
@@ -928,6 +981,7 @@ def test_defaults_need_only_a_region() -> None:
         ({"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_PORT": "70000"}, "TONGBAN_STUB_PORT"),
         ({"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_DOWN": "maybe"}, "TONGBAN_STUB_DOWN"),
         ({"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_LATENCY_MS": "-1"}, "latency_ms"),
+        ({"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_BREAK": "nothing"}, "TONGBAN_STUB_BREAK"),
     ],
 )
 def test_bad_configuration_names_the_key(mapping: dict[str, str], names: str) -> None:
