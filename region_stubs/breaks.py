@@ -44,6 +44,10 @@ class Break(enum.StrEnum):
     """The status list is signed with a key that is not in the JWKS."""
     REPORT_WITHOUT_EVENT_ID = "report-without-event-id"
     """Status reports to the gateway carry no event id."""
+    WITHDRAW_NOOP = "withdraw-noop"
+    """WithdrawApplication answers OK but leaves the case as it was."""
+    FETCH_INTERNAL_ON_MALFORMED = "fetch-internal-on-malformed"
+    """A malformed FetchLicense fails with INTERNAL instead of INVALID_ARGUMENT."""
     ADMIT_ANY_CLIENT = "admit-any-client"
     """Over mTLS, RegionService admits any client certificate of the federation's CA."""
 

@@ -568,6 +568,8 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
             _uuid_violation(request.application_id, "application_id"),
             fields.text(request.reason, "reason", MAX_REASON_LENGTH, printable=False),
         )
+        if Break.WITHDRAW_NOOP in state.breaks:
+            return region_pb2.WithdrawApplicationResponse(withdraw_time=_timestamp(utc_now()))
         try:
             withdrawn = state.store.transition(
                 request.application_id, CaseState.WITHDRAWN, request.reason
@@ -588,6 +590,8 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
     ) -> region_pb2.FetchLicenseResponse:
         state = self._state
         state.check_up()
+        if Break.FETCH_INTERNAL_ON_MALFORMED in state.breaks and not request.license_type_code:
+            await context.abort(grpc.StatusCode.INTERNAL, "unexpected error")
         fields.raise_if_any(
             "invalid licence fetch",
             fields.matching(

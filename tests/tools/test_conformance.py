@@ -53,6 +53,8 @@ BREAKS: list[tuple[Break, str, tuple[str, ...]]] = [
     (Break.STATUS_LIST_UNCOMPRESSED, "licenses.status-list", ()),
     (Break.STATUS_LIST_FOREIGN_KEY, "licenses.status-list-signature", ()),
     (Break.REPORT_WITHOUT_EVENT_ID, "reports.accepted-by-gateway", ()),
+    (Break.WITHDRAW_NOOP, "withdrawal", ()),
+    (Break.FETCH_INTERNAL_ON_MALFORMED, "licenses.fetch-refusals", ()),
     (Break.ADMIT_ANY_CLIENT, "security.gateway-only", ()),
 ]
 BREAK_IDS = [" ".join([b.value, *f]) for b, _, f in BREAKS]
@@ -218,7 +220,7 @@ async def test_the_reference_stub_passes_every_case_over_mtls(
 
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("12", "0", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("14", "0", "0")
     cases = suite.findall("testcase")
     assert [c.get("name") for c in cases] == [c.name for c in CASES]
     assert all(c.find("failure") is None for c in cases)
@@ -241,7 +243,7 @@ async def test_the_reference_stub_passes_in_plaintext_and_the_mtls_case_is_skipp
     )
     assert code == exits.OK, out + err
     assert "SKIP security.gateway-only: plaintext" in out
-    assert "conforms in the cases run: 11 passed, 0 failed, 1 skipped" in out.splitlines()[-1]
+    assert "conforms in the cases run: 13 passed, 0 failed, 1 skipped" in out.splitlines()[-1]
 
 
 @pytest.mark.parametrize(
@@ -282,7 +284,7 @@ async def test_a_failing_province_exits_1_and_its_junit_names_the_rule(
     assert code == exits.FAILED
     assert "FAIL licenses.keys" in out
     assert "SKIP reports.accepted-by-gateway: not asked for" in out
-    assert "does not conform: 10 passed, 1 failed, 1 skipped" in out.splitlines()[-1]
+    assert "does not conform: 12 passed, 1 failed, 1 skipped" in out.splitlines()[-1]
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
     assert (suite.get("failures"), suite.get("skipped")) == ("1", "1")

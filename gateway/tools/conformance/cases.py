@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from gateway.licenses.token import (
 )
 from gateway.licenses.trust import StatusListSettings
 from gateway.tools.conformance.probes import (
+    APPLICANT_ID_NUMBER,
     KitOptions,
     Nonconformance,
     Probe,
@@ -312,6 +314,97 @@ async def status_unknown(probe: Probe) -> None:
     )
 
 
+# -- withdrawal and fetching (bundles) ------------------------------------------------------
+
+_DECIDED = frozenset(
+    {
+        application_pb2.APPLICATION_STATE_ACCEPTED,
+        application_pb2.APPLICATION_STATE_REJECTED,
+        application_pb2.APPLICATION_STATE_COMPLETED,
+    }
+)
+UNISSUED_TYPE = "11100000000099999Z999"
+"""A well-formed licence type code that no province issues: fetching it is NOT_FOUND."""
+
+
+async def withdraw(probe: Probe) -> None:
+    application = probe.application()
+    application_id = application.application_id
+    probe.sent(f"DeliverApplication {short(application_id)}, then WithdrawApplication twice")
+    await probe.deliver(application)
+    request = region_pb2.WithdrawApplicationRequest(
+        application_id=application_id, reason="conformance"
+    )
+    timeout = probe.options.call_timeout
+    try:
+        await probe.region.WithdrawApplication(request, timeout=timeout)
+    except grpc.aio.AioRpcError as error:  # a province that decides on receipt may refuse
+        probe.got(describe(error))
+        shape = error_shape(error)
+        check(
+            shape.code is grpc.StatusCode.FAILED_PRECONDITION
+            and [i.reason for i in shape.infos] == ["ALREADY_DECIDED"],
+            "a refused withdrawal is not FAILED_PRECONDITION ALREADY_DECIDED",
+        )
+        status = await probe.status(application_id)
+        probe.got(f"state {_name(status.state)}")
+        check(status.state in _DECIDED, "refused as decided, but the case is not decided")
+        return
+    status = await probe.status(application_id)
+    probe.got(f"withdrawn; state {_name(status.state)}")
+    check(
+        status.state == application_pb2.APPLICATION_STATE_WITHDRAWN,
+        f"answered OK but the case is {_name(status.state)}, not WITHDRAWN",
+    )
+    await probe.region.WithdrawApplication(request, timeout=timeout)
+    probe.got("withdrawing again: OK")
+    unknown = region_pb2.WithdrawApplicationRequest(application_id=str(uuid.uuid4()))
+    refusal = await probe.refused(
+        probe.region.WithdrawApplication(unknown, timeout=timeout),
+        "withdrawing an unknown id was answered",
+    )
+    check(
+        [i.reason for i in error_shape(refusal).infos] == ["APPLICATION_NOT_FOUND"],
+        "withdrawing an unknown id is not APPLICATION_NOT_FOUND",
+    )
+
+
+async def fetch_refusals(probe: Probe) -> None:
+    def fetch(type_code: str) -> region_pb2.FetchLicenseRequest:
+        return region_pb2.FetchLicenseRequest(
+            license_type_code=type_code,
+            holder_id_type=application_pb2.ID_TYPE_CITIZEN_ID,
+            holder_id_number=APPLICANT_ID_NUMBER,
+            bundle=f"bundles/{uuid.uuid4()}",
+            application=f"applications/{uuid.uuid4()}",
+        )
+
+    timeout = probe.options.call_timeout
+    probe.sent("FetchLicense without a licence type, then of a type nobody issues")
+    error = await probe.refused(
+        probe.region.FetchLicense(fetch(""), timeout=timeout),
+        "a fetch without a licence type was answered",
+    )
+    shape = error_shape(error)
+    check(
+        shape.code is grpc.StatusCode.INVALID_ARGUMENT, f"{shape.code.name}, not INVALID_ARGUMENT"
+    )
+    check(
+        any(field == "license_type_code" for field, _ in shape.violations),
+        "no field violation names license_type_code",
+    )
+    error = await probe.refused(
+        probe.region.FetchLicense(fetch(UNISSUED_TYPE), timeout=timeout),
+        "a licence of a type nobody issues was answered",
+    )
+    shape = error_shape(error)
+    check(
+        shape.code is grpc.StatusCode.NOT_FOUND
+        and [i.reason for i in shape.infos] == ["LICENSE_NOT_FOUND"],
+        "a type the province does not issue is not NOT_FOUND LICENSE_NOT_FOUND",
+    )
+
+
 # -- licences --------------------------------------------------------------------------------
 
 
@@ -569,6 +662,18 @@ CASES: tuple[Case, ...] = (
         "a delivery whose deadline has passed creates no case, then or later",
         delivery_deadline,
         requires=("status.unknown",),
+    ),
+    Case(
+        "withdrawal",
+        "an undelivered-yet-undecided case is withdrawn (idempotently), a decided one refused "
+        "with ALREADY_DECIDED, an unknown id NOT_FOUND",
+        withdraw,
+    ),
+    Case(
+        "licenses.fetch-refusals",
+        "FetchLicense refuses a malformed request (INVALID_ARGUMENT naming the field) and a type "
+        "it does not issue (NOT_FOUND LICENSE_NOT_FOUND)",
+        fetch_refusals,
     ),
     Case(
         "licenses.keys",
