@@ -376,6 +376,7 @@ MESSAGES_ZH: Mapping[str, str] = {
     "STORE_SCHEMA_TOO_NEW": "数据库结构版本高于本网关版本，请升级网关。",
     "CONFIG_INVALID": "网关配置有误，请联系运维人员。",
     "PORT_IN_USE": "端口已被占用，请停止占用的进程或改用其他端口。",
+    "EDGE_UNAVAILABLE": "边缘代理未安装或未能启动，请检查其安装与证书。",
 }
 """The message a clerk sees for each reason, in Chinese (`LOCALE`); a test checks that every
 reason of the tree has one. Each says what happened and what to do, without the request's

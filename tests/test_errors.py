@@ -355,11 +355,13 @@ def test_every_reason_of_the_tree_has_a_chinese_message_and_the_table_no_other()
     # The extensions of the tree that live in other modules, loaded so that the walk finds them.
     import gateway.app.server
     import gateway.storage.migrations
+    import gateway.tools.edge
     import region_stubs.server
 
     assert gateway.app.server.PortInUse.reason == "PORT_IN_USE"
     assert gateway.storage.migrations.SchemaTooNew.reason == "STORE_SCHEMA_TOO_NEW"
     assert issubclass(region_stubs.server.StubError, TongbanError)
+    assert gateway.tools.edge.EdgeUnavailable.reason == "EDGE_UNAVAILABLE"
     reasons = {cls.reason for cls in all_error_types()}
     assert set(errors.MESSAGES_ZH) == reasons
     for reason, message in errors.MESSAGES_ZH.items():
