@@ -36,7 +36,12 @@ from gateway.api.v1 import (
 from gateway.app.changes import ChangeFollower
 from gateway.app.config import GatewayConfig
 from gateway.app.error_status import ErrorInterceptor
-from gateway.app.health import DependencyHealth, refresh_gauges, refresh_once
+from gateway.app.health import (
+    DependencyHealth,
+    refresh_gauges,
+    refresh_members_overdue,
+    refresh_once,
+)
 from gateway.app.licensing import build_license_verifier
 from gateway.app.serving import (
     add_health_and_reflection,
@@ -100,6 +105,8 @@ SERVICE_NAMES = (
     license_pb2.DESCRIPTOR.services_by_name["LicenseService"].full_name,
 )
 
+MEMBERS_REFRESH_INTERVAL = 30.0
+"""Seconds between two counts of overdue bundle members (each reads the bundles in progress)."""
 REFRESH_INTERVAL = 1.0
 """Seconds between two readings of the queue, the catalog and the breakers, and between two
 comparisons of the stored catalog with the one in force."""
@@ -396,6 +403,14 @@ async def running_gateway(  # noqa: PLR0915
         ]
         refresh_task = asyncio.create_task(
             refresh_gauges(REFRESH_INTERVAL, refresh), name="metrics-refresh"
+        )
+        followers.append(
+            asyncio.create_task(
+                refresh_gauges(
+                    MEMBERS_REFRESH_INTERVAL, lambda: refresh_members_overdue(metrics, store)
+                ),
+                name="members-overdue",
+            )
         )
         running = RunningGateway(
             config,

@@ -145,21 +145,48 @@ class BundleRecords:
             raise BundleNotFound(f"no bundle {bundle_id}")
         return result[0]
 
-    async def remember(self, view: bundle_pb2.Bundle) -> None:
-        """Stores a derived state that differs from the stored one (and says so as an event)."""
+    async def remember(self, stored: bundle_pb2.Bundle, view: bundle_pb2.Bundle) -> None:
+        """Stores what was derived (the state, its reason, each member's state and due time)
+        where it differs from `stored`, the bundle as read; a new state is emitted."""
+        if _summary(stored) == _summary(view):
+            return
 
         def fn(bundle: bundle_pb2.Bundle) -> bool:
-            if bundle.state == view.state and bundle.state_reason == view.state_reason:
+            if _summary(bundle) == _summary(view):
                 return False
             bundle.state = view.state
             bundle.state_reason = view.state_reason
+            for entry, seen in zip(bundle.members, view.members, strict=True):
+                entry.state = seen.state
+                if seen.HasField("due_time"):
+                    entry.due_time.CopyFrom(seen.due_time)
             return True
 
-        before = await self.get(view.bundle_id)
-        if before.state == view.state and before.state_reason == view.state_reason:
-            return
         await self.change(view.bundle_id, fn)
-        self.events.emit(BundleChanged(view))
+        if (stored.state, stored.state_reason) != (view.state, view.state_reason):
+            self.events.emit(BundleChanged(view))
+
+
+def overdue_members(body: bytes, now: float) -> int:
+    """How many members of a stored bundle are past their due time and not ended, as last
+    remembered."""
+    bundle = bundle_pb2.Bundle()
+    bundle.ParseFromString(body)
+    return sum(
+        1
+        for m in bundle.members
+        if m.HasField("due_time")
+        and m.state not in lifecycle.TERMINAL
+        and m.due_time.ToDatetime(UTC).timestamp() < now
+    )
+
+
+def _summary(bundle: bundle_pb2.Bundle) -> tuple[object, ...]:
+    return (
+        bundle.state,
+        bundle.state_reason,
+        tuple((m.state, m.due_time.seconds) for m in bundle.members),
+    )
 
 
 def _reason(bundle: bundle_pb2.Bundle) -> str:

@@ -395,6 +395,13 @@ class Metrics:
             ("theme",),
             registry=r,
         )
+        self.bundle_members_overdue = Gauge(
+            "tongban_bundle_members_overdue",
+            "Members of bundles in progress past their matter's promised time limit and not "
+            "ended, by theme (as their bundles last remembered them).",
+            ("theme",),
+            registry=r,
+        )
         self.flows_refused = Counter(
             "tongban_bundle_flows_refused_total",
             "Licences that did not reach a bundle member, by reason (outside the consent, "
@@ -516,6 +523,12 @@ class Metrics:
     def _on_rated(self, event: BundleRated) -> None:
         region = self.region_label(event.region_code) if event.region_code else "all"
         self.ratings.labels(event.theme_code, region).observe(event.score)
+
+    def set_members_overdue(self, counts: Mapping[str, int]) -> None:
+        """Overdue members per theme; a theme no longer counted reads 0."""
+        for theme in self._themes_seen | set(counts):
+            self.bundle_members_overdue.labels(theme).set(counts.get(theme, 0))
+        self._themes_seen |= set(counts)
 
     def set_bundle_stats(self, rows: Iterable[tuple[str, int, int]]) -> None:
         """Bundles in progress and overdue per theme (`Store.bundle_stats`); a theme no

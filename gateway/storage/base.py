@@ -258,6 +258,9 @@ class BundleStore(Protocol):
         """Per theme code with bundles in `state`: (theme code, how many, how many of them are
         past their due time at `now`), in theme code order."""
 
+    async def bundle_bodies(self, state: int, limit: int) -> list[tuple[str, bytes]]:
+        """(theme code, stored body) of up to `limit` bundles in `state`, earliest due first."""
+
 
 class CatalogStore(Protocol):
     """Catalog versions (immutable, ordered) and one implementation list per province."""

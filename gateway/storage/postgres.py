@@ -618,6 +618,18 @@ class PostgresStore:
         )
         return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
+    async def bundle_bodies(self, state: int, limit: int) -> list[tuple[str, bytes]]:
+        """(theme, body) of up to `limit` bundles in `state`, earliest due first."""
+        rows = await self._call(
+            lambda c: c.fetch(
+                "SELECT theme_code, body FROM bundles WHERE state = $1 "
+                "ORDER BY due_time, bundle_id LIMIT $2",
+                state,
+                limit,
+            )
+        )
+        return [(str(r[0]), bytes(r[1])) for r in rows]
+
     async def queue_stats(self) -> tuple[int, float | None]:
         """(applications awaiting delivery, create time of the oldest one)."""
         row = await self._call(

@@ -556,6 +556,17 @@ class SqliteStore:
         )
         return [(str(t), int(n), int(late or 0)) for t, n, late in rows]
 
+    async def bundle_bodies(self, state: int, limit: int) -> list[tuple[str, bytes]]:
+        """(theme, body) of up to `limit` bundles in `state`, earliest due first."""
+        rows = await self._engine.read(
+            lambda c: c.execute(
+                "SELECT theme_code, body FROM bundles WHERE state = ? "
+                "ORDER BY due_time, bundle_id LIMIT ?",
+                (state, limit),
+            ).fetchall()
+        )
+        return [(str(t), bytes(b)) for t, b in rows]
+
     async def queue_stats(self) -> tuple[int, float | None]:
         """(applications awaiting delivery, create time of the oldest one)."""
         count, oldest = await self._engine.read(

@@ -676,3 +676,14 @@ async def test_bundle_stats_count_by_theme_and_lateness(store: Store) -> None:
     assert await store.bundle_stats(500.0, 1) == [("YJS0001", 2, 1), ("YJS0002", 2, 1)]
     assert await store.bundle_stats(500.0, 2) == [("YJS0001", 1, 1)]
     assert await store.bundle_stats(500.0, 3) == []
+
+
+async def test_bundle_bodies_in_a_state_earliest_due_first(store: Store) -> None:
+    for n, due in ((1, 300.0), (2, 100.0), (3, 200.0)):
+        await store.claim_bundle(bundle(n, due_time=due), members(n, 1))
+    await store.claim_bundle(bundle(4, due_time=50.0, state=2), members(4, 1))
+    assert await store.bundle_bodies(1, 2) == [
+        ("YJS0002", b"bundle body 2"),
+        ("YJS0001", b"bundle body 3"),
+    ]
+    assert await store.bundle_bodies(2, 10) == [("YJS0002", b"bundle body 4")]
