@@ -43,8 +43,8 @@ from pathlib import Path
 import grpc
 
 from bench import database, procs
-from bench.loadgen import Sample, Target, closed_loop, open_loop
-from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2
+from bench.loadgen import Operation, Sample, Target, closed_loop, open_loop
+from gateway.api.v1 import application_pb2, application_pb2_grpc, bundle_pb2, region_pb2
 from gateway.routing.deliverer import province_view
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
 
@@ -66,7 +66,7 @@ class Scenario:
     rate: float = 0.0
     """Open loop calls per second."""
 
-    async def run(self, target: Target, seconds: float) -> Sample:
+    async def run(self, target: Operation, seconds: float) -> Sample:
         """One segment of this load against `target`."""
         if self.concurrency:
             return await closed_loop(target, concurrency=self.concurrency, seconds=seconds)
@@ -87,7 +87,7 @@ class Route:
     """One way to the stub, and the processes whose CPU it costs."""
 
     name: str
-    target: Target
+    target: Operation
     hop: list[int]
     """Pids of the hop between the load generator and the stub (none for direct)."""
     backends: list[int]
@@ -133,6 +133,9 @@ class Options:
     replicas: Sequence[int] = (1, 2)
     """Gateway replica counts measured on PostgreSQL (each its own set of gateways)."""
     warmup: float = 1.0
+    settle: float = 0.0
+    """Seconds after each segment whose CPU still counts for it: the background work its
+    calls left behind (0: the calls leave none)."""
     standards_dir: Path = Path("standards")
     baseline: Path | None = None
     """Another source tree (e.g. `git archive` of an earlier commit) whose gateway is measured
@@ -163,18 +166,20 @@ def submission(token: str) -> application_pb2.SubmitApplicationRequest:
     )
 
 
-def submit_payloads(template: application_pb2.SubmitApplicationRequest) -> Callable[[], bytes]:
-    """Serialized submissions differing only in request id.
+def submit_payloads(
+    template: application_pb2.SubmitApplicationRequest | bundle_pb2.SubmitBundleRequest,
+) -> Callable[[], bytes]:
+    """Serialized submissions (of applications or of bundles) differing only in request id.
 
     A later occurrence of a scalar field wins when protobuf parses, so appending a serialized
     `request_id` to the template bytes is the same message as setting it, at a fraction of
     the load generator's CPU.
     """
     base = template.SerializeToString()
+    kind = type(template)
 
     def payload() -> bytes:
-        suffix = application_pb2.SubmitApplicationRequest(request_id=str(uuid.uuid4()))
-        return base + suffix.SerializeToString()
+        return base + kind(request_id=str(uuid.uuid4())).SerializeToString()
 
     return payload
 
@@ -250,13 +255,21 @@ def gateway_command(
 
 
 async def _measure(
-    scenario: Scenario, path: Route, seconds: float, result: Result, loadgen_pid: int
+    scenario: Scenario,
+    path: Route,
+    seconds: float,
+    result: Result,
+    loadgen_pid: int,
+    *,
+    settle: float = 0.0,
 ) -> None:
     db0 = await path.db[0].backend_cpu(path.db[1]) if path.db else {}
     hop0 = sum(procs.cpu_seconds(p) for p in path.hop)
     stub0 = sum(procs.cpu_seconds(p) for p in path.backends)
     gen0 = procs.cpu_seconds(loadgen_pid, tree=False)
     sample = await scenario.run(path.target, seconds)
+    if settle:
+        await asyncio.sleep(settle)
     result.hop_cpu += sum(procs.cpu_seconds(p) for p in path.hop) - hop0
     result.stub_cpu += sum(procs.cpu_seconds(p) for p in path.backends) - stub0
     result.loadgen_cpu += procs.cpu_seconds(loadgen_pid, tree=False) - gen0
@@ -269,7 +282,7 @@ async def _measure(
 async def run(options: Options, log: Callable[[str], None] = print) -> list[Result]:
     """Starts everything, measures every scenario on every path, stops everything."""
     started: list[procs.Proc] = []
-    targets: list[Target] = []
+    targets: list[Operation] = []
     async with contextlib.AsyncExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tongban-bench-")))
         db = await _postgres(options, stack, log)
@@ -448,7 +461,14 @@ async def interleave(
         for round_ in range(options.rounds):
             shift = round_ % len(paths)
             for path in paths[shift:] + paths[:shift]:
-                await _measure(scenario, path, options.seconds, by_path[path.name], os.getpid())
+                await _measure(
+                    scenario,
+                    path,
+                    options.seconds,
+                    by_path[path.name],
+                    os.getpid(),
+                    settle=options.settle,
+                )
                 await asyncio.sleep(0.2)  # let in-flight work and group commits settle
         results.extend(by_path.values())
         log(f"  {scenario.name}: done")

@@ -64,3 +64,20 @@ async def test_one_address_is_one_channel() -> None:
             await target.close()
     assert len(target.channels) == 1
     assert only.calls == 3
+
+
+async def test_a_reply_the_check_refuses_is_its_error_not_a_latency() -> None:
+    async with _server() as (a, only):
+        target = Target(
+            a, METHOD, lambda: b"bad", check=lambda r: "REFUSED" if r == b"bad" else None
+        )
+        try:
+            sample = Sample()
+            await target.once(sample, 0.0)
+            target.payload = lambda: b"good"
+            await target.once(sample, 0.0)
+        finally:
+            await target.close()
+    assert only.calls == 2
+    assert sample.errors == {"REFUSED": 1}
+    assert len(sample.latencies) == 1
