@@ -19,11 +19,15 @@ against that one gateway, the paths taking turns segment by segment (`harness.in
   yjs0008-done      YJS0008 退休一件事（多地参保） to COMPLETED: submitted (the applicant's
                     e-licence verified once; `records` to 440000 and `earlier` to 510000
                     delivered in the call, `pension` WAITING), both reported COMPLETED, 440000's
-                    report carrying the 参保缴费凭证 it issued (a fresh one per bundle, verified),
-                    `pension` released with that licence (verified again) and delivered to
-                    110000 in the background, then reported COMPLETED. The bench plays the
-                    provinces: it learns that `pension` arrived from 110000's stub, not from
-                    the gateway.
+                    report carrying the 参保缴费凭证 it issued (verified), `pension` released
+                    with that licence (verified again) and delivered to 110000 in the
+                    background, then reported COMPLETED. The bench plays the provinces: it
+                    learns that `pension` arrived from 110000's stub, not from the gateway.
+
+Every operation carries the same licences, as the harness's submissions do: the applicant's
+居民身份证 and (in yjs0008-done) one 参保缴费凭证, issued once before the run, so each path's
+verifications are of licences the gateway has seen (its token cache), and a province's status
+list never outgrows the gateway's cached copy within the run.
 
 An operation counts only when every call succeeded and every member was delivered (or
 completed); anything else is an error named in the table. CPU per operation is the gateway
@@ -306,7 +310,7 @@ class Federation:
         _require(answer.application.state == _COMPLETED, "NOT_COMPLETED")
 
     async def issue_parcel(self) -> str:
-        """A fresh 参保缴费凭证 for the applicant, issued by 440000."""
+        """A 参保缴费凭证 for the applicant, issued by 440000."""
         issued = await self.admin[INSURED].IssueLicense(
             admin_pb2.IssueLicenseRequest(
                 license_type_code=PARCEL,
@@ -349,7 +353,7 @@ class Federation:
         _require(all(m.state == _DELIVERED for m in bundle.members), "NOT_DELIVERED")
         await asyncio.gather(*(self.report(m.application, m.target_region) for m in bundle.members))
 
-    async def retirement_done(self, payload: Callable[[], bytes]) -> None:
+    async def retirement_done(self, payload: Callable[[], bytes], parcel: str) -> None:
         bundle = (await self.submit_bundle(payload(), timeout=CALL_TIMEOUT)).bundle
         members = {m.member_id: m for m in bundle.members}
         records, earlier, pension = members["records"], members["earlier"], members["pension"]
@@ -357,7 +361,6 @@ class Federation:
             records.state == earlier.state == _DELIVERED and pension.state == _WAITING,
             "NOT_DELIVERED",
         )
-        parcel = await self.issue_parcel()
         await asyncio.gather(
             self.report(records.application, records.target_region, parcel),
             self.report(earlier.application, earlier.target_region),
@@ -398,6 +401,7 @@ async def run(settings: Settings, log: Callable[[str], None]) -> list[harness.Re
         federation = Federation(gateway.address, regions)
         stack.push_async_callback(federation.close)
         token = await harness.issue_licence(regions[INSURED])
+        parcel = await federation.issue_parcel()
         application = harness.submit_payloads(harness.submission(token))
         bundle = harness.submit_payloads(independent(token))
         one_call = [
@@ -414,18 +418,14 @@ async def run(settings: Settings, log: Callable[[str], None]) -> list[harness.Re
                 stubs,
             ),
         ]
-        to_the_end = [
-            ("application-done", federation.application_done, application),
-            ("bundle-done", federation.bundle_done, bundle),
-            (
-                "yjs0008-done",
-                federation.retirement_done,
-                harness.submit_payloads(retirement(token)),
-            ),
-        ]
+        retiring = harness.submit_payloads(retirement(token))
         done = [
-            _route(name, Steps(functools.partial(fn, payload)), gateway, stubs)
-            for name, fn, payload in to_the_end
+            _route(name, Steps(run), gateway, stubs)
+            for name, run in (
+                ("application-done", functools.partial(federation.application_done, application)),
+                ("bundle-done", functools.partial(federation.bundle_done, bundle)),
+                ("yjs0008-done", functools.partial(federation.retirement_done, retiring, parcel)),
+            )
         ]
         for target in (r.target for r in one_call):
             stack.push_async_callback(target.close)
