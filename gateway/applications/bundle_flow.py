@@ -181,7 +181,7 @@ class BundleFlow:
         """The bundle as answered now, its derived state remembered."""
         bundle = await self.bundles.get(bundle_id)
         view = self.bundles.view(bundle, await self.bundles.members(bundle), self.wall_clock())
-        await self.bundles.remember(view)
+        await self.bundles.remember(view, bundle)
         return view
 
     async def _step(self, bundle_id: str) -> list[Held]:

@@ -145,8 +145,12 @@ class BundleRecords:
             raise BundleNotFound(f"no bundle {bundle_id}")
         return result[0]
 
-    async def remember(self, view: bundle_pb2.Bundle) -> None:
-        """Stores a derived state that differs from the stored one (and says so as an event)."""
+    async def remember(self, view: bundle_pb2.Bundle, stored: bundle_pb2.Bundle) -> None:
+        """Stores a derived state that differs from the stored one (and says so as an event).
+
+        `stored` is the bundle as read (or committed) before `view` was derived: when it holds
+        the view's state already, nothing is written; otherwise the change is judged again
+        against the row as it is when written."""
 
         def fn(bundle: bundle_pb2.Bundle) -> bool:
             if bundle.state == view.state and bundle.state_reason == view.state_reason:
@@ -155,8 +159,7 @@ class BundleRecords:
             bundle.state_reason = view.state_reason
             return True
 
-        before = await self.get(view.bundle_id)
-        if before.state == view.state and before.state_reason == view.state_reason:
+        if stored.state == view.state and stored.state_reason == view.state_reason:
             return
         await self.change(view.bundle_id, fn)
         self.events.emit(BundleChanged(view))
