@@ -163,28 +163,48 @@ class BundleFlow:
         self._locks[bundle_id] = (lock, users + 1)
         try:
             async with lock:
-                released = await self._step(bundle_id)
+                bundle, members, step, released = await self._step(bundle_id)
         finally:
             lock, users = self._locks[bundle_id]
             if users == 1:
                 del self._locks[bundle_id]
             else:
                 self._locks[bundle_id] = (lock, users - 1)
-        if released:
-            await asyncio.gather(
-                *(self.outbox.deliver_claimed(h, deadline) for h in released),
-                return_exceptions=True,
-            )
-        return await self.refresh(bundle_id)
+        outcomes = await asyncio.gather(
+            *(self.outbox.deliver_claimed(h, deadline) for h in released),
+            return_exceptions=True,
+        )
+        if step.cancel or len(released) < len(step.release):
+            return await self.refresh(bundle_id)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                return await self.refresh(bundle_id)
+            members[outcome.bundle_member_id] = outcome
+        # Nothing else was changed here since the reads: each released member is as its
+        # delivery left it stored.
+        return await self._answer(bundle, members)
 
     async def refresh(self, bundle_id: str) -> bundle_pb2.Bundle:
         """The bundle as answered now, its derived state remembered."""
         bundle = await self.bundles.get(bundle_id)
-        view = self.bundles.view(bundle, await self.bundles.members(bundle), self.wall_clock())
+        return await self._answer(bundle, await self.bundles.members(bundle))
+
+    async def _answer(
+        self, bundle: bundle_pb2.Bundle, members: dict[str, application_pb2.Application]
+    ) -> bundle_pb2.Bundle:
+        """The bundle as answered from `bundle` and `members` as read, its derived state
+        remembered."""
+        view = self.bundles.view(bundle, members, self.wall_clock())
         await self.bundles.remember(view, bundle)
         return view
 
-    async def _step(self, bundle_id: str) -> list[Held]:
+    async def _step(
+        self, bundle_id: str
+    ) -> tuple[
+        bundle_pb2.Bundle, dict[str, application_pb2.Application], bundle_plan.Step, list[Held]
+    ]:
+        """The bundle and its members as read, what they called for, and the members released
+        (leased to this worker, to be delivered)."""
         bundle = await self.bundles.get(bundle_id)
         members = await self.bundles.members(bundle)
         record = self._version(bundle)
@@ -198,7 +218,7 @@ class BundleFlow:
             held = await self._release(bundle, theme, record, member_id, members)
             if held is not None:
                 released.append(held)
-        return released
+        return bundle, members, step, released
 
     def _version(self, bundle: bundle_pb2.Bundle) -> VersionRecord:
         return self.registry.snapshot.version(bundle.catalog_version, self.wall_clock())
