@@ -129,10 +129,17 @@ class BundleServicer(bundle_pb2_grpc.BundleServiceServicer):
         guard.check(authz.SubmitBundle(request.origin_region))
         deadline = self.outbox.deadline(time_remaining)
         digest = bundle_digest(request)
-        existing = await self.bundles.find_by_request(request.origin_region, request.request_id)
-        if existing is not None:
+        # No idempotency read on the happy path (as for applications): the claim below is the
+        # atomic check, and a taken key is replayed from there. Only a build that fails looks
+        # the key up, so a replay still answers as the first time did after the catalog or a
+        # licence changed.
+        try:
+            bundle, rows, first = await self._build(request, deadline)
+        except TongbanError:
+            existing = await self.bundles.find_by_request(request.origin_region, request.request_id)
+            if existing is None:
+                raise
             return await self._replay(*existing, digest)
-        bundle, rows, first = await self._build(request, deadline)
         started = self.outbox.clock()
         stored, stored_digest, created = await self.bundles.create(bundle, digest, rows)
         committed = self.outbox.clock() - started
