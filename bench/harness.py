@@ -133,9 +133,11 @@ class Options:
     replicas: Sequence[int] = (1, 2)
     """Gateway replica counts measured on PostgreSQL (each its own set of gateways)."""
     warmup: float = 1.0
-    settle: float = 0.0
-    """Seconds after each segment whose CPU still counts for it: the background work its
-    calls left behind (0: the calls leave none)."""
+    lead: float = 0.0
+    """Seconds a closed-loop segment runs before its measured window opens (0: the segment is
+    measured whole, from its first call to its last answer). With a lead the window is steady:
+    the calls in flight at its edges are neither waited for nor counted, so an operation that
+    takes long is not measured partly while the callers ramp up or wind down."""
     standards_dir: Path = Path("standards")
     baseline: Path | None = None
     """Another source tree (e.g. `git archive` of an earlier commit) whose gateway is measured
@@ -254,29 +256,50 @@ def gateway_command(
     return command
 
 
+class _Reading:
+    """CPU readings of a path's processes around a measured window, added to its result."""
+
+    def __init__(self, path: Route, result: Result, loadgen_pid: int) -> None:
+        self.path = path
+        self.result = result
+        self.loadgen_pid = loadgen_pid
+        self._db0: dict[int, float] = {}
+        self._hop0 = self._stub0 = self._gen0 = 0.0
+
+    async def open(self) -> None:
+        path = self.path
+        self._db0 = await path.db[0].backend_cpu(path.db[1]) if path.db else {}
+        self._hop0 = sum(procs.cpu_seconds(p) for p in path.hop)
+        self._stub0 = sum(procs.cpu_seconds(p) for p in path.backends)
+        self._gen0 = procs.cpu_seconds(self.loadgen_pid, tree=False)
+
+    async def close(self) -> None:
+        path, result = self.path, self.result
+        result.hop_cpu += sum(procs.cpu_seconds(p) for p in path.hop) - self._hop0
+        result.stub_cpu += sum(procs.cpu_seconds(p) for p in path.backends) - self._stub0
+        result.loadgen_cpu += procs.cpu_seconds(self.loadgen_pid, tree=False) - self._gen0
+        if path.db:
+            db1 = await path.db[0].backend_cpu(path.db[1])
+            result.db_cpu = (result.db_cpu or 0.0) + database.spent(self._db0, db1)
+
+
 async def _measure(
-    scenario: Scenario,
-    path: Route,
-    seconds: float,
-    result: Result,
-    loadgen_pid: int,
-    *,
-    settle: float = 0.0,
+    scenario: Scenario, path: Route, options: Options, result: Result, loadgen_pid: int
 ) -> None:
-    db0 = await path.db[0].backend_cpu(path.db[1]) if path.db else {}
-    hop0 = sum(procs.cpu_seconds(p) for p in path.hop)
-    stub0 = sum(procs.cpu_seconds(p) for p in path.backends)
-    gen0 = procs.cpu_seconds(loadgen_pid, tree=False)
-    sample = await scenario.run(path.target, seconds)
-    if settle:
-        await asyncio.sleep(settle)
-    result.hop_cpu += sum(procs.cpu_seconds(p) for p in path.hop) - hop0
-    result.stub_cpu += sum(procs.cpu_seconds(p) for p in path.backends) - stub0
-    result.loadgen_cpu += procs.cpu_seconds(loadgen_pid, tree=False) - gen0
+    reading = _Reading(path, result, loadgen_pid)
+    if options.lead and scenario.concurrency:
+        sample = await closed_loop(
+            path.target,
+            concurrency=scenario.concurrency,
+            seconds=options.seconds,
+            lead=options.lead,
+            window=reading,
+        )
+    else:
+        await reading.open()
+        sample = await scenario.run(path.target, options.seconds)
+        await reading.close()
     result.sample.merge(sample)
-    if path.db:
-        db1 = await path.db[0].backend_cpu(path.db[1])
-        result.db_cpu = (result.db_cpu or 0.0) + database.spent(db0, db1)
 
 
 async def run(options: Options, log: Callable[[str], None] = print) -> list[Result]:
@@ -461,14 +484,7 @@ async def interleave(
         for round_ in range(options.rounds):
             shift = round_ % len(paths)
             for path in paths[shift:] + paths[:shift]:
-                await _measure(
-                    scenario,
-                    path,
-                    options.seconds,
-                    by_path[path.name],
-                    os.getpid(),
-                    settle=options.settle,
-                )
+                await _measure(scenario, path, options, by_path[path.name], os.getpid())
                 await asyncio.sleep(0.2)  # let in-flight work and group commits settle
         results.extend(by_path.values())
         log(f"  {scenario.name}: done")

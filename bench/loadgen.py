@@ -113,18 +113,64 @@ class Target:
             await channel.close()
 
 
-async def closed_loop(target: Operation, *, concurrency: int, seconds: float) -> Sample:
-    """`concurrency` callers, each calling back to back for `seconds`."""
+class Window(Protocol):
+    """What is read at the edges of a measured window (e.g. the CPU of the processes)."""
+
+    async def open(self) -> None:
+        """Called as the window opens."""
+
+    async def close(self) -> None:
+        """Called as the window closes."""
+
+
+async def closed_loop(
+    target: Operation,
+    *,
+    concurrency: int,
+    seconds: float,
+    lead: float = 0.0,
+    window: Window | None = None,
+) -> Sample:
+    """`concurrency` callers, each calling back to back for `seconds`.
+
+    With `window`, the callers first call for `lead` seconds unmeasured; then `window.open()`
+    is awaited, the sample takes the calls that end in the next `seconds`, and
+    `window.close()` is awaited before the callers stop: the window sees the steady state
+    only, the calls in flight at its edges neither waited for nor counted.
+    """
     sample = Sample()
     start = time.perf_counter()
-    end = start + seconds
+    if window is None:
+        end = start + seconds
 
-    async def caller() -> None:
-        while (now := time.perf_counter()) < end:
-            await target.once(sample, now)
+        async def caller() -> None:
+            while (now := time.perf_counter()) < end:
+                await target.once(sample, now)
 
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
-    sample.seconds = time.perf_counter() - start
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        sample.seconds = time.perf_counter() - start
+        return sample
+    measuring = stopping = False
+
+    async def steady_caller() -> None:
+        while not stopping:
+            one = Sample()
+            await target.once(one, time.perf_counter())
+            if measuring:
+                sample.merge(one)
+
+    callers = [asyncio.create_task(steady_caller()) for _ in range(concurrency)]
+    try:
+        await asyncio.sleep(lead)
+        await window.open()
+        measuring, opened = True, time.perf_counter()
+        await asyncio.sleep(seconds)
+        measuring = False
+        sample.seconds = time.perf_counter() - opened
+        await window.close()
+    finally:
+        stopping = True
+        await asyncio.gather(*callers)
     return sample
 
 
