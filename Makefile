@@ -19,7 +19,7 @@ GOOGLE_PROTOS := google/api/annotations.proto google/api/http.proto \
 # proxy's transcoder and the OpenAPI description; both are written from it with the code too.
 DESCRIPTORS := gateway/api/v1/descriptors.binpb
 
-.PHONY: help install proto client fmt lint types buf buf-breaking test check run demo bench soak clean
+.PHONY: help install proto client docs fmt lint types buf buf-breaking test check run demo bench soak clean
 
 help:
 	@echo "make run    - set up and run the gateway with its local federation (PORT=… for another port)"
@@ -29,6 +29,7 @@ help:
 	@echo "make soak   - 10-minute soak of the gateway at a steady rate: RSS slope"
 	@echo "make proto  - regenerate gRPC code from proto/ (the client's copy too)"
 	@echo "make client - regenerate the Python client's copy of the API (clients/python)"
+	@echo "make docs   - regenerate docs/SETTINGS.md from gateway/app/settings.py"
 
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +60,11 @@ proto: $(STAMP) $(PROTO_DEPS)
 # (clients/python/generate.py says why and how).
 client: $(STAMP)
 	$(PY) clients/python/generate.py
+
+# The settings reference: generated, and a test fails when it is stale.
+docs: $(STAMP)
+	mkdir -p docs
+	$(PY) -m gateway.app.settings > docs/SETTINGS.md
 
 fmt: $(STAMP)
 	$(BIN)/ruff format gateway region_stubs tests bench clients/python

@@ -2,7 +2,8 @@
 
 Sources, later ones winning: defaults → a JSON file (`TONGBAN_CONFIG`) → environment-style keys
 (`TONGBAN_*`) → command-line flags (the CLI turns them into the same keys). Nothing but the CLI
-reads `os.environ`; everything else receives a `GatewayConfig`.
+reads `os.environ`; everything else receives a `GatewayConfig`. Every key read here is listed,
+with its default, in `gateway.app.settings` (the operator's reference, `docs/SETTINGS.md`).
 """
 
 from __future__ import annotations
@@ -197,7 +198,9 @@ def _bool(mapping: Mapping[str, str], key: str, default: bool) -> bool:
 def _tls(merged: Mapping[str, str]) -> ServerTlsFiles | None:
     if _bool(merged, "TONGBAN_INSECURE", False):
         return None
-    paths = [merged.get(f"TONGBAN_TLS_{name}", "") for name in ("CA", "CERT", "KEY")]
+    paths = [
+        merged.get(key, "") for key in ("TONGBAN_TLS_CA", "TONGBAN_TLS_CERT", "TONGBAN_TLS_KEY")
+    ]
     if not any(paths):
         raise ConfigError(
             "TLS is required: set TONGBAN_TLS_CA, TONGBAN_TLS_CERT and TONGBAN_TLS_KEY "

@@ -354,7 +354,8 @@ async def running_gateway(  # noqa: PLR0915
         )
 
         async def refresh() -> None:
-            regions = set(config.regions) | set(deliverer.breakers)
+            # Provinces connected after start (`tongban up` connects its stubs so) included.
+            regions = client.regions | set(deliverer.breakers)
             await refresh_once(
                 metrics,
                 store=store,

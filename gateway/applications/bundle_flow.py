@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 RECHECK = 60.0
 """Seconds between the safety-net re-checks of a WAITING member."""
 _FETCH_ATTEMPTS = 3
+_MAX_STEPS = 32
+"""Rounds of one advance at most (a theme has fewer members than this)."""
 _TRANSIENT = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -163,7 +165,16 @@ class BundleFlow:
         self._locks[bundle_id] = (lock, users + 1)
         try:
             async with lock:
-                bundle, members, step, released = await self._step(bundle_id)
+                released: list[Held] = []
+                again = False
+                # A member cancelled for a licence it could not get stops those after it:
+                # another step cancels them at once. Each step ends one member at least.
+                for _ in range(_MAX_STEPS):
+                    bundle, members, step, more, stopped = await self._step(bundle_id)
+                    released += more
+                    if not stopped:
+                        break
+                    again = True
         finally:
             lock, users = self._locks[bundle_id]
             if users == 1:
@@ -174,7 +185,7 @@ class BundleFlow:
             *(self.outbox.deliver_claimed(h, deadline) for h in released),
             return_exceptions=True,
         )
-        if step.cancel or len(released) < len(step.release):
+        if again or step.cancel or len(released) < len(step.release):
             return await self.refresh(bundle_id)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
@@ -201,10 +212,15 @@ class BundleFlow:
     async def _step(
         self, bundle_id: str
     ) -> tuple[
-        bundle_pb2.Bundle, dict[str, application_pb2.Application], bundle_plan.Step, list[Held]
+        bundle_pb2.Bundle,
+        dict[str, application_pb2.Application],
+        bundle_plan.Step,
+        list[Held],
+        bool,
     ]:
-        """The bundle and its members as read, what they called for, and the members released
-        (leased to this worker, to be delivered)."""
+        """One round: the bundle and its members as read, what they called for, the members
+        released (leased to this worker, to be delivered), and whether a release was stopped
+        by its flows."""
         bundle = await self.bundles.get(bundle_id)
         members = await self.bundles.members(bundle)
         record = self._version(bundle)
@@ -214,11 +230,13 @@ class BundleFlow:
         for cancel in step.cancel:
             await self._cancel(bundle, members[cancel.member_id], cancel.reason, cancel.stopped_by)
         released: list[Held] = []
+        stopped = False
         for member_id in step.release:
             held = await self._release(bundle, theme, record, member_id, members)
-            if held is not None:
+            if isinstance(held, Held):
                 released.append(held)
-        return bundle, members, step, released
+            stopped = stopped or held is True
+        return bundle, members, step, released, stopped
 
     def _version(self, bundle: bundle_pb2.Bundle) -> VersionRecord:
         return self.registry.snapshot.version(bundle.catalog_version, self.wall_clock())
@@ -265,16 +283,16 @@ class BundleFlow:
         record: VersionRecord,
         member_id: str,
         members: dict[str, application_pb2.Application],
-    ) -> Held | None:
+    ) -> Held | bool:
+        """The member released and leased to this worker; else whether it was cancelled."""
         app = members[member_id]
         matter = record.document.matters[app.national_matter_code]
         try:
             flowed = await self._flows(bundle, theme, record, member_id, members)
         except _Later:
-            return None
+            return False
         if isinstance(flowed, _Stop):
-            await self._cancel(bundle, app, flowed.reason, flowed.stopped_by)
-            return None
+            return await self._cancel(bundle, app, flowed.reason, flowed.stopped_by)
         now = self.applications.clock()
         due = deadlines.deadline(self.wall_clock(), matter.promised_time_limit)
         lease_until = now + self.outbox.lease_seconds(self.outbox.deadline(None))
@@ -302,7 +320,7 @@ class BundleFlow:
 
         changed = await self.applications.change(app.application_id, fn)
         if changed is None:
-            return None
+            return False
         return Held(changed, result[0])
 
     async def _flows(

@@ -465,20 +465,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         request: application_pb2.ReportApplicationStatusRequest,
         context: grpc.aio.ServicerContext,
     ) -> application_pb2.ReportApplicationStatusResponse:
-        state = fields.enum_value(request.state, "state", _STATES, required=True)
-        if state is None and request.state not in lifecycle.PROVINCE_REPORTABLE:
-            state = FieldViolation(
-                "state", "one of ACCEPTED, REJECTED, COMPLETED", "NOT_REPORTABLE"
-            )
-        application_id = _application_id(request.name, "name")
-        fields.raise_if_any(
-            "the report is malformed",
-            fields.region_code(request.region_code, "region_code"),
-            state,
-            fields.text(request.reason, "reason", MAX_REPORT_REASON, printable=False),
-            fields.text(request.event_id, "event_id", MAX_EVENT_ID, required=True),
-            *_issued_violations(request),
-        )
+        application_id = checked_report(request)
         if guard.current_caller().enforced:
             await self._may_report(application_id)
         issued = (
@@ -544,6 +531,24 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         # Only the target may report; whether it may report now is the application's state,
         # judged by the lifecycle (a FAILED application never reached it: NOT_DELIVERED).
         guard.check(authz.ReportStatus(app.target_region))
+
+
+def checked_report(request: application_pb2.ReportApplicationStatusRequest) -> str:
+    """The application id a province's report names; raises `InvalidRequest` with every
+    malformed field. What the report may change is the lifecycle's and the store's to judge."""
+    state = fields.enum_value(request.state, "state", _STATES, required=True)
+    if state is None and request.state not in lifecycle.PROVINCE_REPORTABLE:
+        state = FieldViolation("state", "one of ACCEPTED, REJECTED, COMPLETED", "NOT_REPORTABLE")
+    application_id = _application_id(request.name, "name")
+    fields.raise_if_any(
+        "the report is malformed",
+        fields.region_code(request.region_code, "region_code"),
+        state,
+        fields.text(request.reason, "reason", MAX_REPORT_REASON, printable=False),
+        fields.text(request.event_id, "event_id", MAX_EVENT_ID, required=True),
+        *_issued_violations(request),
+    )
+    return application_id
 
 
 def _issued_violations(

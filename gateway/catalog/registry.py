@@ -351,6 +351,28 @@ class CatalogRegistry:
                 )
         return VersionRecord(doc, self.clock(), digest)
 
+    async def check_region(
+        self, doc: RegionCatalogDocument, *, rows: Sequence[int] | None = None
+    ) -> RegionCatalogReport:
+        """What publishing `doc` would report, checked against the catalog a publication would
+        be (nothing is published); `rows` as in `check_region_catalog`."""
+        async with self._lock:
+            await self._refresh(self.snapshot)
+            record = self._list_basis(doc)
+            return await asyncio.to_thread(
+                check_region_catalog, doc, record.document, self.clock().date(), rows=rows
+            )
+
+    def _list_basis(self, doc: RegionCatalogDocument) -> VersionRecord:
+        """The catalog version a list is checked against: the one in force, else the latest;
+        under the lock, after a refresh."""
+        snapshot = self.snapshot
+        require_region(snapshot, doc.region_code, "region_catalog.name")
+        record = snapshot.current(self.clock()) or snapshot.latest()
+        if record is None:
+            raise FailedPrecondition("no catalog version is published yet")
+        return record
+
     async def publish_region(
         self, doc: RegionCatalogDocument, *, validate_only: bool = False
     ) -> RegionPublication:
@@ -358,10 +380,7 @@ class CatalogRegistry:
         async with self._lock:
             await self._refresh(self.snapshot)  # checked against the store's latest catalog
             snapshot = self.snapshot
-            require_region(snapshot, doc.region_code, "region_catalog.name")
-            record = snapshot.current(self.clock()) or snapshot.latest()
-            if record is None:
-                raise FailedPrecondition("no catalog version is published yet")
+            record = self._list_basis(doc)
             publish_time = self.clock()
             report, index, text = await asyncio.to_thread(
                 _prepare_region, doc, record.document, snapshot.provinces, publish_time

@@ -141,6 +141,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             validate_only=request.validate_only,
         )
         snapshot = self.registry.snapshot
+        if all(r.digest != result.record.digest for r in snapshot.versions):
+            # validate_only: the state is the one the version would have once published.
+            snapshot = snapshot.with_version(result.record)
         response = catalog_pb2.PublishCatalogVersionResponse(
             catalog_version=convert.catalog_version(result.record, snapshot, self.clock()),
             impacts=convert.impacts(result.impacts),
@@ -276,7 +279,16 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 ],
             )
         # tens of thousands of rows: converted in a worker thread, not on the event loop
-        doc = await asyncio.to_thread(convert.region_document, request.region_catalog)
+        reading = await asyncio.to_thread(convert.region_document, request.region_catalog)
+        doc = reading.document
+        if reading.violations:
+            # One pass: the readable rows are checked too, so every problem is named at once.
+            report = await self.registry.check_region(doc, rows=reading.rows)
+            raise InvalidRequest(
+                f"{len(reading.violations)} field(s) of the list are malformed, "
+                f"{len(report.errors)} row(s) cannot be routed",
+                field_violations=[*reading.violations, *report.errors],
+            )
         result = await self.registry.publish_region(doc, validate_only=request.validate_only)
         response = catalog_pb2.PublishRegionCatalogResponse(
             region_catalog=await asyncio.to_thread(convert.region_catalog, result.index),

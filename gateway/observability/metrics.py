@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import contextvars
 import platform
+import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -151,14 +154,35 @@ class BuildInfo:
 
     version: str
     revision: str = "unknown"
+    """The git commit the code was started from: a label naming code, never a person."""
 
     @classmethod
     def installed(cls) -> BuildInfo:
-        """The installed package's version."""
+        """The installed package's version, and its commit when it runs from a checkout."""
         try:
-            return cls(metadata.version("tongban"))
+            version = metadata.version("tongban")
         except metadata.PackageNotFoundError:
-            return cls("unknown")
+            version = "unknown"
+        return cls(version, source_revision(Path(__file__).resolve().parents[2]))
+
+
+def source_revision(directory: Path) -> str:
+    """`git rev-parse HEAD` in `directory` (12 hex digits), or "unknown" outside a checkout or
+    without git. Read once at start."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    revision = done.stdout.strip()
+    if done.returncode != 0 or not re.fullmatch(r"[0-9a-f]{7,40}", revision):
+        return "unknown"
+    return revision
 
 
 def process_registry() -> CollectorRegistry:

@@ -149,6 +149,11 @@ class GrpcRegionClient:
         self._events = events
         self._clock = clock
 
+    @property
+    def regions(self) -> frozenset[str]:
+        """The provinces with an endpoint: configured, or connected since."""
+        return frozenset(self._endpoints)
+
     def set_endpoint(self, region_code: str, target: str) -> None:
         """Points a province at a (new) `host:port`; its old channel is closed in the background.
 

@@ -23,25 +23,38 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
 
 import grpc
-from google.protobuf import json_format
-from grpc_status import rpc_status
 
-from gateway.api.v1 import application_pb2, application_pb2_grpc, catalog_pb2, catalog_pb2_grpc
+from gateway.api.v1 import application_pb2, application_pb2_grpc
 from gateway.app.config import DEFAULT_PORT, load_config
-from gateway.catalog import codes, documents, signing
+from gateway.catalog import documents, signing
 from gateway.catalog.diff import diff_catalogs
 from gateway.catalog.registry import load_provinces
-from gateway.catalog.validation import check_region_catalog
-from gateway.errors import unpack_details
 from gateway.observability.audit_log import AuditHead, verify_audit_log
-from gateway.security.pki import DEV_OPS, DEV_STANDARDS_BODY
-from gateway.times import utc_now
-from gateway.tools import connect, exits, locate, pem
+from gateway.security.pki import DEV_OPS
+from gateway.tools import (
+    bundles,
+    commands_catalog,
+    commands_publish,
+    commands_stub,
+    connect,
+    exits,
+    locate,
+    pem,
+)
+from gateway.tools.commands import Hooks, command, json_flag
+from gateway.tools.commands_apply import (
+    APPLY_FLAGS,
+    STATUS_FLAGS,
+    show_application,
+    state_name,
+    summarize,
+)
+from gateway.tools.conformance.command import add_command as add_conformance_command
 from gateway.tools.exits import CommandError
 from gateway.tools.federation import DEFAULT_REGIONS
+from gateway.tools.output import NO_FLAGS, Output
 
 ID_TYPES = {
     "citizen": application_pb2.ID_TYPE_CITIZEN_ID,
@@ -120,9 +133,17 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     from gateway.app.config import load_store
+    from gateway.observability import logs
     from gateway.storage.location import PostgresConfig
-    from gateway.tools.local import run_local
+    from gateway.tools.local import AUTO_DECIDE, run_local
+    from region_stubs.decisions import Decisions, DecisionsInvalid
 
+    logs.configure(args.log_level)
+    decisions = [*args.decide, *([AUTO_DECIDE] if args.auto_decide else [])]
+    try:
+        Decisions.parse(decisions)
+    except DecisionsInvalid as e:
+        raise CommandError(f"up: --decide: {e}") from None
     store = load_store(_env_flags(args, {"store": "TONGBAN_STORE"}))
     if args.replicas < 1:
         raise CommandError("up: --replicas must be 1 or more")
@@ -139,6 +160,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             insecure=args.insecure,
             store=store,
             replicas=args.replicas,
+            decisions=decisions,
             http_port=args.http,
         )
     )
@@ -180,23 +202,6 @@ def _channel(
     return connect.open_gateway(args.gateway, files)
 
 
-def _print_error(error: grpc.aio.AioRpcError) -> None:
-    status = rpc_status.from_call(error)
-    out: dict[str, object] = {"code": error.code().name, "message": error.details()}
-    if status is not None:
-        out["details"] = [json.loads(json_format.MessageToJson(d)) for d in unpack_details(status)]
-    print(json.dumps(out, ensure_ascii=False, indent=2), file=sys.stderr)
-
-
-def summarize(app: application_pb2.Application) -> dict[str, object]:
-    """A printable view of an application, the applicant's id masked."""
-    data: dict[str, object] = json.loads(json_format.MessageToJson(app))
-    applicant = data.get("applicant")
-    if isinstance(applicant, dict) and "idNumber" in applicant:
-        applicant["idNumber"] = codes.mask_citizen_id(app.applicant.id_number)
-    return data
-
-
 def _materials(args: argparse.Namespace) -> list[application_pb2.Material]:
     materials = []
     for item in args.paper or []:
@@ -234,7 +239,7 @@ async def _apply(args: argparse.Namespace) -> int:
     async with _channel(args, "region", args.origin, chosen_by="--origin") as channel:
         stub = application_pb2_grpc.ApplicationServiceStub(channel)
         response = await stub.SubmitApplication(request, timeout=args.timeout)
-    print(json.dumps(summarize(response.application), ensure_ascii=False, indent=2))
+    show_application(Output(json_mode=args.json), response.application)
     return 0
 
 
@@ -245,18 +250,20 @@ async def _status(args: argparse.Namespace) -> int:
         else (f"applications/{args.application}")
     )
     role, _, identity = (args.as_identity or f"ops/{DEV_OPS}").partition("/")
+    out = Output(json_mode=args.json)
     async with _channel(args, role, identity, chosen_by="--as") as channel:
         stub = application_pb2_grpc.ApplicationServiceStub(channel)
         if args.watch:
             call = stub.WatchApplication(application_pb2.WatchApplicationRequest(name=name))
             async for item in call:
                 app = item.application
-                print(
-                    application_pb2.ApplicationState.Name(app.state), app.state_reason, flush=True
-                )
+                if out.json_mode:
+                    out.data(summarize(app))
+                else:
+                    out.line(f"{state_name(app.state)} {app.state_reason}".strip())
             return 0
         response = await stub.GetApplication(application_pb2.GetApplicationRequest(name=name))
-    print(json.dumps(summarize(response.application), ensure_ascii=False, indent=2))
+    show_application(out, response.application)
     return 0
 
 
@@ -325,19 +332,6 @@ def _signing_key(path: Path) -> signing.PrivateKey:
         raise CommandError(f"{error}: give an Ed25519 or P-256 signing key") from None
 
 
-async def _catalog_publish(args: argparse.Namespace, signed: str) -> int:
-    async with _channel(args, "standards", args.body, chosen_by="--body") as channel:
-        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-        response = await stub.PublishCatalogVersion(
-            catalog_pb2.PublishCatalogVersionRequest(
-                signed_document=signed, validate_only=args.validate_only
-            ),
-            timeout=60,
-        )
-    print(json_format.MessageToJson(response, ensure_ascii=False))
-    return 0
-
-
 def _cmd_catalog_diff(args: argparse.Namespace) -> int:
     provinces = load_provinces(_standards(args))
     parsed = []
@@ -349,19 +343,28 @@ def _cmd_catalog_diff(args: argparse.Namespace) -> int:
             return 1
         parsed.append(result.value)
     diff = diff_catalogs(parsed[0], parsed[1])
-    print(
-        json.dumps(
+    out = Output(json_mode=args.json)
+    if out.json_mode:
+        out.data(
             {
                 "from_version": diff.from_version,
                 "to_version": diff.to_version,
                 "added": list(diff.added),
                 "removed": list(diff.removed),
                 "changed": {code: list(elements) for code, elements in diff.changed},
-            },
-            ensure_ascii=False,
-            indent=2,
+            }
         )
+        return 0
+    out.line(
+        f"catalog {diff.from_version} → {diff.to_version}: {len(diff.added)} added, "
+        f"{len(diff.removed)} removed, {len(diff.changed)} changed"
     )
+    names = {**parsed[0].matters, **parsed[1].matters}
+    rows = [("added", code, names[code].name, "") for code in diff.added]
+    rows += [("removed", code, names[code].name, "") for code in diff.removed]
+    rows += [("changed", c, names[c].name, ", ".join(e)) for c, e in diff.changed]
+    if rows:
+        out.table(["Change", "Code", "Matter", "Elements changed"], rows)
     return 0
 
 
@@ -371,45 +374,6 @@ def _report(path: str, violations: Sequence[object]) -> None:
             f"{path}: {getattr(v, 'field', '') or '(document)'}: {getattr(v, 'reason', '')}: "
             f"{getattr(v, 'description', '')}"
         )
-
-
-def _cmd_catalog_validate(args: argparse.Namespace) -> int:
-    standards = _standards(args)
-    provinces = load_provinces(standards)
-    loaded = documents.loads_json(Path(args.file).read_bytes())
-    if loaded.value is None:
-        _report(args.file, loaded.violations)
-        return 1
-    data = loaded.value
-    if data.get("kind") == documents.REGION_CATALOG_KIND:
-        region = documents.parse_region_catalog(data, provinces)
-        if region.value is None:
-            _report(args.file, region.violations)
-            return 1
-        catalog_path = Path(args.against) if args.against else standards / "catalog" / "2025.1.json"
-        catalog = documents.parse_catalog(json.loads(catalog_path.read_text("utf-8")), provinces)
-        if catalog.value is None:
-            _report(str(catalog_path), catalog.violations)
-            return 1
-        report = check_region_catalog(region.value, catalog.value, utc_now().date())
-        _report(args.file, report.errors)
-        for w in report.warnings:
-            print(
-                f"{args.file}: entries[{w.entry_index}].{w.field}: warning {w.reason}: "
-                f"{w.description}"
-            )
-        print(
-            f"{len(region.value.entries)} rows, {len(report.errors)} error(s), "
-            f"{len(report.warnings)} warning(s)"
-        )
-        return 0 if report.ok else 1
-    parsed = documents.parse_catalog(data, provinces)
-    if parsed.value is None:
-        _report(args.file, parsed.violations)
-        print(f"{len(parsed.violations)} problem(s)")
-        return 1
-    print(f"catalog {parsed.value.version}: {len(parsed.value.matters)} matters, no problems")
-    return 0
 
 
 # -- security commands ----------------------------------------------------------------------
@@ -536,24 +500,6 @@ STANDARDS_HELP = (
 )
 
 
-def _command(
-    group: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    summary: str,
-    example: str,
-    **kwargs: Any,
-) -> argparse.ArgumentParser:
-    """A subcommand whose --help ends with an example."""
-    return group.add_parser(
-        name,
-        help=summary,
-        description=summary,
-        epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        **kwargs,
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `tongban` command line."""
     parser = argparse.ArgumentParser(
@@ -574,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     data_dir = locate.data_dir(os.environ)
 
-    up = _command(
+    up = command(
         sub,
         "up",
         "run the gateway with its local federation of region stubs",
@@ -627,9 +573,24 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--http", type=int, metavar="PORT", help="serve HTTP/JSON over HTTPS on PORT (Envoy)"
     )
+    up.add_argument(
+        "--decide",
+        action="append",
+        default=[],
+        metavar="MATTER=ACTION",
+        help="how every stub decides a national matter's cases: manual (the default: wait for"
+        " DecideCase), complete[:DELAY] or reject[:DELAY][:REASON]; MATTER is a 12-digit code"
+        " or * (repeatable; e.g. 002031021000=complete:2s)",
+    )
+    up.add_argument(
+        "--auto-decide",
+        action="store_true",
+        help="every stub accepts each case at once and completes it a second later, issuing"
+        " its licences, so bundles run end to end (as --decide '*=complete:1s')",
+    )
     up.set_defaults(func=_cmd_up)
 
-    certs = _command(
+    certs = command(
         sub,
         "certs",
         "create or refresh the development PKI (certificates valid 30 days)",
@@ -647,9 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     certs.set_defaults(func=_cmd_certs)
 
-    audit = _command(sub, "audit", "audit log tools", "tongban audit verify data/audit.jsonl")
+    audit = command(sub, "audit", "audit log tools", "tongban audit verify data/audit.jsonl")
     asub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = _command(
+    verify = command(
         asub,
         "verify",
         "check audit logs' hash chains (one per replica; a directory: every log)",
@@ -664,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(func=_cmd_audit_verify)
 
-    gw = _command(
+    gw = command(
         sub,
         "gateway",
         "run the gateway alone (flags override TONGBAN_* environment variables)",
@@ -718,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gw.set_defaults(func=_cmd_gateway)
 
-    migrate = _command(
+    migrate = command(
         sub,
         "migrate",
         "bring the store's schema to this version and print it, without serving",
@@ -735,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     gateway_address = f"127.0.0.1:{DEFAULT_PORT}"
-    apply = _command(
+    apply = command(
         sub,
         "apply",
         "submit an application as a provincial platform would (as the --origin province)",
@@ -775,9 +736,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the gateway's answer (default: %(default)s)",
     )
     _client_tls_flags(apply)
-    apply.set_defaults(func=lambda a: asyncio.run(_apply(a)))
+    json_flag(apply)
+    apply.set_defaults(func=lambda a: asyncio.run(_apply(a)), flags=APPLY_FLAGS)
 
-    status = _command(
+    status = command(
         sub,
         "status",
         "get (or --watch) an application",
@@ -796,23 +758,36 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the identity to call as, ROLE/NAME, e.g. region/440000 (default: ops/{DEV_OPS})",
     )
     _client_tls_flags(status)
-    status.set_defaults(func=lambda a: asyncio.run(_status(a)))
+    json_flag(status)
+    status.set_defaults(func=lambda a: asyncio.run(_status(a)), flags=STATUS_FLAGS)
 
-    demo = _command(
+    bundles.add_commands(
+        sub,
+        command=command,
+        gateway_default=gateway_address,
+        gateway_help=GATEWAY_HELP,
+        tls_flags=_client_tls_flags,
+        channel=_channel,
+        id_types=dict(ID_TYPES),
+    )
+
+    add_conformance_command(sub, os.environ)
+
+    demo = command(
         sub, "demo", "run a scripted journey on a fresh federation", "tongban demo --keep"
     )
     demo.add_argument("--standards-dir", help=STANDARDS_HELP)
     demo.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     demo.set_defaults(func=_cmd_demo)
 
-    catalog = _command(
+    catalog = command(
         sub,
         "catalog",
         "tools for standards bodies",
         "tongban catalog validate standards/implementations/440000.json",
     )
     csub = catalog.add_subparsers(dest="catalog_command", required=True)
-    keygen = _command(
+    keygen = command(
         csub,
         "keygen",
         "create a signing key pair (NAME.key.pem, NAME.pub.pem)",
@@ -830,7 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace an existing key pair of this name"
     )
     keygen.set_defaults(func=_cmd_catalog_keygen)
-    sign = _command(
+    sign = command(
         csub,
         "sign",
         "sign a catalog file into a publication (compact JWS)",
@@ -844,29 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--standards-dir", help=f"regions to check against; {STANDARDS_HELP}")
     sign.add_argument("--force", action="store_true", help="sign even if the catalog is invalid")
     sign.set_defaults(func=_cmd_catalog_sign)
-    publish = _command(
-        csub,
-        "publish",
-        "publish a signed catalog to a gateway (as the standards body --body)",
-        "tongban catalog publish 2025.2.jws --validate-only",
-    )
-    publish.add_argument("signed", help="the publication file (catalog sign --out)")
-    publish.add_argument(
-        "--gateway", default=gateway_address, help=f"{GATEWAY_HELP} (default: %(default)s)"
-    )
-    publish.add_argument("--validate-only", action="store_true", help="check it without publishing")
-    publish.add_argument(
-        "--body",
-        default=DEV_STANDARDS_BODY,
-        help="the standards body whose certificate to present (default: %(default)s)",
-    )
-    _client_tls_flags(publish)
-    publish.set_defaults(
-        func=lambda a: asyncio.run(
-            _catalog_publish(a, Path(a.signed).read_text(encoding="utf-8").strip())
-        )
-    )
-    cdiff = _command(
+    cdiff = command(
         csub,
         "diff",
         "diff two catalog files offline",
@@ -875,19 +828,12 @@ def build_parser() -> argparse.ArgumentParser:
     cdiff.add_argument("old", help="the older catalog JSON file")
     cdiff.add_argument("new", help="the newer catalog JSON file")
     cdiff.add_argument("--standards-dir", help=STANDARDS_HELP)
+    json_flag(cdiff)
     cdiff.set_defaults(func=_cmd_catalog_diff)
-    validate = _command(
-        csub,
-        "validate",
-        "check a catalog or implementation list offline",
-        "tongban catalog validate standards/implementations/440000.json",
-    )
-    validate.add_argument("file", help="a catalog or implementation list JSON file")
-    validate.add_argument(
-        "--against", help="catalog file to check a list against (default: catalog 2025.1)"
-    )
-    validate.add_argument("--standards-dir", help=STANDARDS_HELP)
-    validate.set_defaults(func=_cmd_catalog_validate)
+    hooks = Hooks(connect=_channel, client_flags=_client_tls_flags, env=os.environ)
+    commands_catalog.register(sub, csub, hooks)
+    commands_publish.register(csub, hooks)
+    commands_stub.register(sub, hooks)
     return parser
 
 
@@ -914,7 +860,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code is None:
             raise
         if isinstance(error, exits.Refused):
-            _print_error(error.rpc_error)
+            Output(json_mode=getattr(args, "json", False)).refused(
+                error.rpc_error, getattr(args, "flags", NO_FLAGS)
+            )
         else:
             for line in exits.explain(error):
                 print(line, file=sys.stderr)

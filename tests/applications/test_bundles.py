@@ -380,8 +380,14 @@ async def test_withdrawal_cancels_the_waiting_member_and_ratings_come_once_after
             bundle_pb2.RateBundleRequest(name=bundle.name, rating=bundle_pb2.Rating(score=5))
         )
     assert rich_error(early.value)[0].reason == "BUNDLE_NOT_FINISHED"
-    for name in ("records", "earlier"):
-        await report(world, member(bundle, name), pb.APPLICATION_STATE_ACCEPTED)
+    for name in ("records", "earlier"):  # each province decides on its own platform
+        entry = member(bundle, name)
+        await world.stubs[entry.target_region].admin.DecideCase(
+            admin_pb2.DecideCaseRequest(
+                application_id=entry.application.removeprefix("applications/"),
+                state=pb.APPLICATION_STATE_ACCEPTED,
+            )
+        )
     withdrawn = (
         await bundles(world).WithdrawBundle(
             bundle_pb2.WithdrawBundleRequest(name=bundle.name, reason="不再办理"), timeout=10
@@ -412,3 +418,79 @@ async def test_withdrawal_cancels_the_waiting_member_and_ratings_come_once_after
             )
         )
     assert rich_error(twice.value)[0].reason == "RATING_EXISTS"
+
+
+# -- a licence fetched from its issuing province (YJS0003 跨省户口迁移) --------------------------
+
+MOVE_IN, MOVE_OUT = INSURED, EARLIER
+HUKOU = "11100000000099055X001"  # 户口簿, fetched from the province the household leaves
+
+
+def move(**overrides: object) -> bundle_pb2.SubmitBundleRequest:
+    values: dict[str, object] = {
+        "request_id": f"m-{uuid.uuid4().hex[:12]}",
+        "origin_region": MOVE_IN,
+        "theme_code": "YJS0003",
+        "roles": [
+            bundle_pb2.RoleBinding(role="move_in", region_code=MOVE_IN),
+            bundle_pb2.RoleBinding(role="move_out", region_code=MOVE_OUT),
+        ],
+        "form_fields": [
+            pb.FormField(key="id_number", value=CITIZEN),
+            pb.FormField(key="name", value="张三"),
+            pb.FormField(key="from_region", value="510107"),
+            pb.FormField(key="to_region", value="440305"),
+        ],
+        "materials": [
+            pb.Material(material_id="TM01", paper=PAPER),
+            pb.Material(material_id="TM02", paper=PAPER),
+        ],
+        "consent": bundle_pb2.Consent(
+            flows=[
+                bundle_pb2.FlowConsent(member_id="approve", material_id="M03"),
+                bundle_pb2.FlowConsent(member_id="release", material_id="M03"),
+                bundle_pb2.FlowConsent(member_id="release", material_id="M04"),
+            ],
+            consent_time=request().consent.consent_time,
+            channel="window",
+        ),
+    }
+    values.update(overrides)
+    return request(**values)
+
+
+async def test_a_consented_licence_is_fetched_from_its_issuing_province_before_delivery(
+    world: World,
+) -> None:
+    bundle = (await bundles(world).SubmitBundle(move(), timeout=10)).bundle
+    approve = member(bundle, "approve")
+    assert approve.state == pb.APPLICATION_STATE_DELIVERED
+    app = await application(world, approve.application)
+    fetched = next(m for m in app.materials if m.material_id == "M03")
+    assert fetched.flowed_from == f"fetch:{MOVE_OUT}"
+    assert fetched.license_type_code == HUKOU
+    assert fetched.license_token
+    counters = await world.stubs[MOVE_OUT].admin.GetCounters(admin_pb2.GetCountersRequest())
+    assert counters.licenses_fetched == 1
+    assert member(bundle, "release").state == pb.APPLICATION_STATE_WAITING
+
+
+async def test_a_licence_the_province_does_not_hold_cancels_the_member_it_was_for(
+    world: World,
+) -> None:
+    await world.stubs[MOVE_OUT].admin.SetLicenseHolding(
+        admin_pb2.SetLicenseHoldingRequest(
+            license_type_code=HUKOU,
+            holder_id_type=pb.ID_TYPE_CITIZEN_ID,
+            holder_id_number=CITIZEN,
+            held=False,
+        )
+    )
+    bundle = (await bundles(world).SubmitBundle(move(), timeout=10)).bundle
+    approve, release = member(bundle, "approve"), member(bundle, "release")
+    assert approve.state == pb.APPLICATION_STATE_CANCELLED
+    assert approve.state_reason == "FLOW_LICENSE_NOT_FOUND"
+    assert release.state == pb.APPLICATION_STATE_CANCELLED
+    assert release.stopped_by_member_id == "approve"
+    assert bundle.state == bundle_pb2.BUNDLE_STATE_FAILED
+    assert (await world.stubs[MOVE_IN].counters()).deliveries_received == 0

@@ -439,6 +439,12 @@ def test_the_demo_federation_reports_to_the_gateway_service_over_mtls() -> None:
         assert service["spec"]["selector"].items() <= gateway["metadata"]["labels"].items()
         (target,) = [p["targetPort"] for p in service["spec"]["ports"] if p["port"] == int(port)]
         assert ports.get(target, target) == config.port
+        # The image holds the data where the gateway reads it, not beside the installed package.
+        standards = config.standards_dir
+        assert (
+            stub.implementation_list == standards / "implementations" / f"{stub.region_code}.json"
+        )
+        assert stub.catalog_dir == standards / "catalog"
         # The gateway calls the provinces with its mTLS identity: a plaintext stub would fail.
         assert stub.tls is not None
         tls = stub.tls

@@ -228,7 +228,7 @@ class BundleMember(_message.Message):
     state: _application_pb2.ApplicationState.ValueType
     """The application's state."""
     state_reason: _builtins.str
-    """Why it is in that state (e.g. `PREREQUISITE_REJECTED`, a province's reason)."""
+    """Why it is in that state (e.g. PREREQUISITE_REJECTED, a province's reason)."""
     overdue: _builtins.bool
     """True when it is not terminal and `due_time` has passed."""
     stopped_by_member_id: _builtins.str

@@ -29,6 +29,9 @@ GRPC_VERSION: str
 class RegionServiceStub:
     """The southbound contract: every provincial platform implements this service and the gateway
     calls it. A province receives the applications it handles, in its own local matter code.
+    Over mTLS only the gateway may call it (its client certificate carries the URI SAN
+    `spiffe://tongban/gateway`); any other caller gets PERMISSION_DENIED. `tongban conformance`
+    checks an implementation against the rules written here.
 
     Resources: the province's cases, keyed by the gateway's application id.
     """
@@ -39,11 +42,24 @@ class RegionServiceStub:
     def __new__(cls, channel: _aio.Channel) -> RegionServiceAsyncStub: ...
     DeliverApplication: _grpc.UnaryUnaryMultiCallable[_region_pb2.DeliverApplicationRequest, _region_pb2.DeliverApplicationResponse]
     """Delivers an application to the handling province. The province creates at most one case
-    per application id: a repeated delivery returns the original receipt with `duplicate` set.
-    Errors: INVALID_ARGUMENT (`INVALID_REQUEST`), NOT_FOUND (`LOCAL_CODE_NOT_FOUND`: the
-    province does not know the local code), UNAVAILABLE (try again; may carry `RetryInfo` or
-    `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded). Idempotent on
-    `application.application_id`.
+    per application id, concurrent deliveries included: a repeated delivery returns the
+    original receipt with `duplicate` set. A repeated delivery whose content differs (another
+    origin or target region, request id, matter code, catalog version, applicant, form or
+    materials; `update_time` and `attempt` may differ) is refused with ALREADY_EXISTS
+    (`APPLICATION_ID_REUSED`) and changes nothing.
+    A delivery records its case only while at least 5 ms of the call's deadline remain: one
+    that arrives with less left, or whose deadline passes while the province works on it, is
+    refused with DEADLINE_EXCEEDED and leaves no case, then or later (the province checks the
+    deadline right before it records the case and abandons the work when the call is
+    cancelled).
+    Errors: INVALID_ARGUMENT (`INVALID_REQUEST`, with a BadRequest violation for each bad
+    field: a missing `application`, an `application.application_id` that is not a UUID in
+    canonical form, an `application.target_region` other than the province, a missing
+    `application.target_local_matter_code`, an `attempt` below 1), NOT_FOUND
+    (`LOCAL_CODE_NOT_FOUND`: the province does not know the local code), ALREADY_EXISTS
+    (`APPLICATION_ID_REUSED`), UNAVAILABLE (try again; may carry `RetryInfo` or
+    `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded), DEADLINE_EXCEEDED. Every error
+    is a `google.rpc.Status` with one ErrorInfo. Idempotent on `application.application_id`.
     """
     GetApplicationStatus: _grpc.UnaryUnaryMultiCallable[_region_pb2.GetApplicationStatusRequest, _region_pb2.GetApplicationStatusResponse]
     """Gets the province's state of a delivered application.
@@ -79,6 +95,9 @@ class RegionServiceStub:
 class RegionServiceAsyncStub(RegionServiceStub):
     """The southbound contract: every provincial platform implements this service and the gateway
     calls it. A province receives the applications it handles, in its own local matter code.
+    Over mTLS only the gateway may call it (its client certificate carries the URI SAN
+    `spiffe://tongban/gateway`); any other caller gets PERMISSION_DENIED. `tongban conformance`
+    checks an implementation against the rules written here.
 
     Resources: the province's cases, keyed by the gateway's application id.
     """
@@ -86,11 +105,24 @@ class RegionServiceAsyncStub(RegionServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     DeliverApplication: _aio.UnaryUnaryMultiCallable[_region_pb2.DeliverApplicationRequest, _region_pb2.DeliverApplicationResponse]  # type: ignore[assignment]
     """Delivers an application to the handling province. The province creates at most one case
-    per application id: a repeated delivery returns the original receipt with `duplicate` set.
-    Errors: INVALID_ARGUMENT (`INVALID_REQUEST`), NOT_FOUND (`LOCAL_CODE_NOT_FOUND`: the
-    province does not know the local code), UNAVAILABLE (try again; may carry `RetryInfo` or
-    `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded). Idempotent on
-    `application.application_id`.
+    per application id, concurrent deliveries included: a repeated delivery returns the
+    original receipt with `duplicate` set. A repeated delivery whose content differs (another
+    origin or target region, request id, matter code, catalog version, applicant, form or
+    materials; `update_time` and `attempt` may differ) is refused with ALREADY_EXISTS
+    (`APPLICATION_ID_REUSED`) and changes nothing.
+    A delivery records its case only while at least 5 ms of the call's deadline remain: one
+    that arrives with less left, or whose deadline passes while the province works on it, is
+    refused with DEADLINE_EXCEEDED and leaves no case, then or later (the province checks the
+    deadline right before it records the case and abandons the work when the call is
+    cancelled).
+    Errors: INVALID_ARGUMENT (`INVALID_REQUEST`, with a BadRequest violation for each bad
+    field: a missing `application`, an `application.application_id` that is not a UUID in
+    canonical form, an `application.target_region` other than the province, a missing
+    `application.target_local_matter_code`, an `attempt` below 1), NOT_FOUND
+    (`LOCAL_CODE_NOT_FOUND`: the province does not know the local code), ALREADY_EXISTS
+    (`APPLICATION_ID_REUSED`), UNAVAILABLE (try again; may carry `RetryInfo` or
+    `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded), DEADLINE_EXCEEDED. Every error
+    is a `google.rpc.Status` with one ErrorInfo. Idempotent on `application.application_id`.
     """
     GetApplicationStatus: _aio.UnaryUnaryMultiCallable[_region_pb2.GetApplicationStatusRequest, _region_pb2.GetApplicationStatusResponse]  # type: ignore[assignment]
     """Gets the province's state of a delivered application.
@@ -125,6 +157,9 @@ class RegionServiceAsyncStub(RegionServiceStub):
 class RegionServiceServicer(metaclass=_abc_1.ABCMeta):
     """The southbound contract: every provincial platform implements this service and the gateway
     calls it. A province receives the applications it handles, in its own local matter code.
+    Over mTLS only the gateway may call it (its client certificate carries the URI SAN
+    `spiffe://tongban/gateway`); any other caller gets PERMISSION_DENIED. `tongban conformance`
+    checks an implementation against the rules written here.
 
     Resources: the province's cases, keyed by the gateway's application id.
     """
@@ -136,11 +171,24 @@ class RegionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_region_pb2.DeliverApplicationResponse, _abc.Awaitable[_region_pb2.DeliverApplicationResponse]]:
         """Delivers an application to the handling province. The province creates at most one case
-        per application id: a repeated delivery returns the original receipt with `duplicate` set.
-        Errors: INVALID_ARGUMENT (`INVALID_REQUEST`), NOT_FOUND (`LOCAL_CODE_NOT_FOUND`: the
-        province does not know the local code), UNAVAILABLE (try again; may carry `RetryInfo` or
-        `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded). Idempotent on
-        `application.application_id`.
+        per application id, concurrent deliveries included: a repeated delivery returns the
+        original receipt with `duplicate` set. A repeated delivery whose content differs (another
+        origin or target region, request id, matter code, catalog version, applicant, form or
+        materials; `update_time` and `attempt` may differ) is refused with ALREADY_EXISTS
+        (`APPLICATION_ID_REUSED`) and changes nothing.
+        A delivery records its case only while at least 5 ms of the call's deadline remain: one
+        that arrives with less left, or whose deadline passes while the province works on it, is
+        refused with DEADLINE_EXCEEDED and leaves no case, then or later (the province checks the
+        deadline right before it records the case and abandons the work when the call is
+        cancelled).
+        Errors: INVALID_ARGUMENT (`INVALID_REQUEST`, with a BadRequest violation for each bad
+        field: a missing `application`, an `application.application_id` that is not a UUID in
+        canonical form, an `application.target_region` other than the province, a missing
+        `application.target_local_matter_code`, an `attempt` below 1), NOT_FOUND
+        (`LOCAL_CODE_NOT_FOUND`: the province does not know the local code), ALREADY_EXISTS
+        (`APPLICATION_ID_REUSED`), UNAVAILABLE (try again; may carry `RetryInfo` or
+        `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded), DEADLINE_EXCEEDED. Every error
+        is a `google.rpc.Status` with one ErrorInfo. Idempotent on `application.application_id`.
         """
 
     @_abc_1.abstractmethod
