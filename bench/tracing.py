@@ -43,7 +43,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from bench import harness, procs
-from bench.loadgen import Sample, Target, closed_loop, percentile
+from bench.loadgen import Operation, Sample, Target, closed_loop, percentile
 
 __all__ = ["main"]
 
@@ -113,7 +113,7 @@ async def run(
 
     `baseline` is the tree of the baseline gateway; None measures off and on only."""
     started: list[procs.Proc] = []
-    targets: list[Target] = []
+    targets: list[Operation] = []
     collector = Collector()
     async with contextlib.AsyncExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tongban-tracing-")))

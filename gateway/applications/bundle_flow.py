@@ -166,35 +166,61 @@ class BundleFlow:
         try:
             async with lock:
                 released: list[Held] = []
+                again = False
                 # A member cancelled for a licence it could not get stops those after it:
                 # another step cancels them at once. Each step ends one member at least.
                 for _ in range(_MAX_STEPS):
-                    more, stopped = await self._step(bundle_id)
+                    bundle, members, step, more, stopped = await self._step(bundle_id)
                     released += more
                     if not stopped:
                         break
+                    again = True
         finally:
             lock, users = self._locks[bundle_id]
             if users == 1:
                 del self._locks[bundle_id]
             else:
                 self._locks[bundle_id] = (lock, users - 1)
-        if released:
-            await asyncio.gather(
-                *(self.outbox.deliver_claimed(h, deadline) for h in released),
-                return_exceptions=True,
-            )
-        return await self.refresh(bundle_id)
+        outcomes = await asyncio.gather(
+            *(self.outbox.deliver_claimed(h, deadline) for h in released),
+            return_exceptions=True,
+        )
+        if again or step.cancel or len(released) < len(step.release):
+            return await self.refresh(bundle_id)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                return await self.refresh(bundle_id)
+            members[outcome.bundle_member_id] = outcome
+        # Nothing else was changed here since the reads: each released member is as its
+        # delivery left it stored.
+        return await self._answer(bundle, members)
 
     async def refresh(self, bundle_id: str) -> bundle_pb2.Bundle:
         """The bundle as answered now, its derived state remembered."""
         bundle = await self.bundles.get(bundle_id)
-        view = self.bundles.view(bundle, await self.bundles.members(bundle), self.wall_clock())
+        return await self._answer(bundle, await self.bundles.members(bundle))
+
+    async def _answer(
+        self, bundle: bundle_pb2.Bundle, members: dict[str, application_pb2.Application]
+    ) -> bundle_pb2.Bundle:
+        """The bundle as answered from `bundle` and `members` as read, its derived state
+        remembered."""
+        view = self.bundles.view(bundle, members, self.wall_clock())
         await self.bundles.remember(bundle, view)
         return view
 
-    async def _step(self, bundle_id: str) -> tuple[list[Held], bool]:
-        """One round: (members released, whether a release was stopped by its flows)."""
+    async def _step(
+        self, bundle_id: str
+    ) -> tuple[
+        bundle_pb2.Bundle,
+        dict[str, application_pb2.Application],
+        bundle_plan.Step,
+        list[Held],
+        bool,
+    ]:
+        """One round: the bundle and its members as read, what they called for, the members
+        released (leased to this worker, to be delivered), and whether a release was stopped
+        by its flows."""
         bundle = await self.bundles.get(bundle_id)
         members = await self.bundles.members(bundle)
         record = self._version(bundle)
@@ -210,7 +236,7 @@ class BundleFlow:
             if isinstance(held, Held):
                 released.append(held)
             stopped = stopped or held is True
-        return released, stopped
+        return bundle, members, step, released, stopped
 
     def _version(self, bundle: bundle_pb2.Bundle) -> VersionRecord:
         return self.registry.snapshot.version(bundle.catalog_version, self.wall_clock())

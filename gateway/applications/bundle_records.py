@@ -146,8 +146,9 @@ class BundleRecords:
         return result[0]
 
     async def remember(self, stored: bundle_pb2.Bundle, view: bundle_pb2.Bundle) -> None:
-        """Stores what was derived (the state, its reason, each member's state and due time)
-        where it differs from `stored`, the bundle as read; a new state is emitted."""
+        """Stores what was derived (the state, its reason, each member's due time and whether it
+        has ended: `_summary`) where it differs from `stored`, the bundle as read; a new state
+        is emitted."""
         if _summary(stored) == _summary(view):
             return
 
@@ -182,10 +183,13 @@ def overdue_members(body: bytes, now: float) -> int:
 
 
 def _summary(bundle: bundle_pb2.Bundle) -> tuple[object, ...]:
+    """What `remember` keeps: the bundle's state and reason, and of each member whether it has
+    ended and when it is due (enough to count overdue members; a member's move between two
+    states in progress, e.g. DELIVERED after RECEIVED, costs no write)."""
     return (
         bundle.state,
         bundle.state_reason,
-        tuple((m.state, m.due_time.seconds) for m in bundle.members),
+        tuple((m.state in lifecycle.TERMINAL, m.due_time.seconds) for m in bundle.members),
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 
 import grpc
@@ -129,10 +129,17 @@ class BundleServicer(bundle_pb2_grpc.BundleServiceServicer):
         guard.check(authz.SubmitBundle(request.origin_region))
         deadline = self.outbox.deadline(time_remaining)
         digest = bundle_digest(request)
-        existing = await self.bundles.find_by_request(request.origin_region, request.request_id)
-        if existing is not None:
+        # No idempotency read on the happy path (as for applications): the claim below is the
+        # atomic check, and a taken key is replayed from there. Only a build that fails looks
+        # the key up, so a replay still answers as the first time did after the catalog or a
+        # licence changed.
+        try:
+            bundle, rows, first = await self._build(request, deadline)
+        except TongbanError:
+            existing = await self.bundles.find_by_request(request.origin_region, request.request_id)
+            if existing is None:
+                raise
             return await self._replay(*existing, digest)
-        bundle, rows, first = await self._build(request, deadline)
         started = self.outbox.clock()
         stored, stored_digest, created = await self.bundles.create(bundle, digest, rows)
         committed = self.outbox.clock() - started
@@ -140,19 +147,43 @@ class BundleServicer(bundle_pb2_grpc.BundleServiceServicer):
             return await self._replay(stored, stored_digest, digest)
         self.events.emit(BundleSubmitted(bundle))
         held = []
+        members: dict[str, application_pb2.Application] = {}
         for row in rows:
             app = application_pb2.Application()
             app.ParseFromString(row.body)
             self.events.emit(ApplicationSubmitted(app, committed))
+            members[app.bundle_member_id] = app
             if row.application_id in first:
                 held.append(Held(app, row.body))
-        await asyncio.gather(
-            *(self.outbox.deliver_claimed(h, deadline) for h in held),
-            self.flow.advance(bundle.bundle_id, deadline),
-            return_exceptions=True,
-        )
-        view = await self.flow.refresh(bundle.bundle_id)
+        deliveries = [self.outbox.deliver_claimed(h, deadline) for h in held]
+        if any(m.state == _WAITING and not m.after_member_ids for m in bundle.members):
+            # Members that wait only for licences to be fetched: released (and delivered) now.
+            await asyncio.gather(
+                *deliveries, self.flow.advance(bundle.bundle_id, deadline), return_exceptions=True
+            )
+            view = await self.flow.refresh(bundle.bundle_id)
+        else:
+            view = await self._delivered(stored, members, held, deliveries)
         return bundle_pb2.SubmitBundleResponse(bundle=view)
+
+    async def _delivered(
+        self,
+        stored: bundle_pb2.Bundle,
+        members: dict[str, application_pb2.Application],
+        held: Sequence[Held],
+        deliveries: Sequence[Awaitable[application_pb2.Application]],
+    ) -> bundle_pb2.Bundle:
+        """The bundle just committed, answered once its first members' deliveries end: each
+        member as its delivery left it stored (the others as committed, still waiting), or,
+        when a delivery's outcome could not be recorded, as the store holds them now."""
+        outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+        for h, outcome in zip(held, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                return await self.flow.refresh(stored.bundle_id)
+            members[h.application.bundle_member_id] = outcome
+        view = self.bundles.view(stored, members, self.wall_clock())
+        await self.bundles.remember(stored, view)
+        return view
 
     async def _replay(
         self, bundle: bundle_pb2.Bundle, stored_digest: str, digest: str
