@@ -262,19 +262,25 @@ class BundleFlow:
                 row, current, next_attempt_time=None, lease_owner="", lease_until=0.0
             )
 
-        changed = await self.applications.change(app.application_id, fn)
-        if changed is None:
-            return False
+        # The note first: a watcher that sees the member cancelled sees who stopped it too.
         if stopped_by:
+            await self._note(bundle, app.bundle_member_id, stopped_by)
+        changed = await self.applications.change(app.application_id, fn)
+        if changed is None and stopped_by:
+            await self._note(bundle, app.bundle_member_id, "")  # it was not cancelled after all
+        return changed is not None
 
-            def note(b: bundle_pb2.Bundle) -> bool:
-                for entry in b.members:
-                    if entry.member_id == app.bundle_member_id:
-                        entry.stopped_by_member_id = stopped_by
-                return True
+    async def _note(self, bundle: bundle_pb2.Bundle, member_id: str, stopped_by: str) -> None:
+        """Records (or clears, with "") which member stopped `member_id`."""
 
-            await self.bundles.change(bundle.bundle_id, note)
-        return True
+        def note(b: bundle_pb2.Bundle) -> bool:
+            entry = next(e for e in b.members if e.member_id == member_id)
+            if entry.stopped_by_member_id == stopped_by:
+                return False
+            entry.stopped_by_member_id = stopped_by
+            return True
+
+        await self.bundles.change(bundle.bundle_id, note)
 
     async def _release(
         self,
