@@ -567,15 +567,25 @@ class BundleServicer(bundle_pb2_grpc.BundleServiceServicer):
 
     # -- reading ----------------------------------------------------------------------------
 
-    async def _readable(self, name: str) -> bundle_pb2.Bundle:
+    async def _allowed(
+        self, name: str, action: type[authz.ReadBundle | authz.SubmitBundle]
+    ) -> bundle_pb2.Bundle:
+        """The bundle `name` names, if the caller may perform `action` on it; a province is
+        refused an unknown bundle exactly as somebody else's (no probing)."""
         bundle_id = _bundle_id(name)
         try:
             bundle = await self.bundles.get(bundle_id)
         except BundleNotFound:
-            guard.check(authz.ReadBundle(""))
+            guard.check(action(""))
             raise
-        guard.check(authz.ReadBundle(bundle.origin_region))
+        guard.check(action(bundle.origin_region))
         return bundle
+
+    async def _readable(self, name: str) -> bundle_pb2.Bundle:
+        return await self._allowed(name, authz.ReadBundle)
+
+    async def _owned(self, name: str) -> bundle_pb2.Bundle:
+        return await self._allowed(name, authz.SubmitBundle)
 
     async def GetBundle(
         self, request: bundle_pb2.GetBundleRequest, context: grpc.aio.ServicerContext
@@ -673,16 +683,6 @@ class BundleServicer(bundle_pb2_grpc.BundleServiceServicer):
             )
         )
         return bundle_pb2.RateBundleResponse(bundle=await self.flow.refresh(bundle.bundle_id))
-
-    async def _owned(self, name: str) -> bundle_pb2.Bundle:
-        bundle_id = _bundle_id(name)
-        try:
-            bundle = await self.bundles.get(bundle_id)
-        except BundleNotFound:
-            guard.check(authz.SubmitBundle(""))
-            raise
-        guard.check(authz.SubmitBundle(bundle.origin_region))
-        return bundle
 
 
 def _roles(theme: Theme) -> set[str]:

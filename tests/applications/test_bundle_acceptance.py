@@ -28,7 +28,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import eventually
-from google.protobuf.timestamp_pb2 import Timestamp
+from test_bundles import CITIZEN, EARLIER, INSURED, PARCEL, RESIDENCE, request
 
 from gateway.api.v1 import application_pb2 as pb
 from gateway.api.v1 import application_pb2_grpc, bundle_pb2, bundle_pb2_grpc
@@ -37,10 +37,7 @@ from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDARDS = ROOT / "standards"
-INSURED, EARLIER, RESIDENCE = "440000", "510000", "110000"
 REGIONS = (INSURED, EARLIER, RESIDENCE)
-CITIZEN = "110105199003071239"
-PARCEL = "11100000000099063Q001"
 TOTAL = 200
 
 pytestmark = pytest.mark.slow
@@ -134,32 +131,7 @@ async def gateway(data_dir: Path, provinces: dict[str, Province]) -> AsyncIterat
 
 
 def bundle_request(request_id: str) -> bundle_pb2.SubmitBundleRequest:
-    paper = pb.PaperMaterial(description="扫描件")
-    return bundle_pb2.SubmitBundleRequest(
-        request_id=request_id,
-        origin_region=RESIDENCE,
-        theme_code="YJS0008",
-        roles=[
-            bundle_pb2.RoleBinding(role="insured", region_code=INSURED),
-            bundle_pb2.RoleBinding(role="transfer_out", region_code=EARLIER),
-            bundle_pb2.RoleBinding(role="residence", region_code=RESIDENCE),
-        ],
-        applicant=pb.Applicant(
-            id_type=pb.ID_TYPE_CITIZEN_ID, id_number=CITIZEN, display_name="张三"
-        ),
-        form_fields=[
-            pb.FormField(key="id_number", value=CITIZEN),
-            pb.FormField(key="name", value="张三"),
-            pb.FormField(key="retire_date", value="2026-12-31"),
-            pb.FormField(key="bank_account", value="6222020200112233445"),
-        ],
-        materials=[pb.Material(material_id=m, paper=paper) for m in ("TM01", "TM02", "TM03")],
-        consent=bundle_pb2.Consent(
-            flows=[bundle_pb2.FlowConsent(member_id="pension", material_id="M04")],
-            consent_time=Timestamp(seconds=1_780_000_000),
-            channel="app",
-        ),
-    )
+    return request(request_id=request_id)
 
 
 async def submit_all(
