@@ -1,5 +1,5 @@
-"""`python -m bench` (`make bench`): the application benchmark, then the catalog-scale and
-licence benchmarks if their modules exist (each exposes `main(argv) -> int`)."""
+"""`python -m bench` (`make bench`): the application benchmark, then the bundle, catalog-scale,
+licence and tracing benchmarks if their modules exist (each exposes `main(argv) -> int`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 
 from bench import database, harness, report
 
-OTHERS = ("bench.catalog_scale", "bench.licenses")
+OTHERS = ("bench.bundles", "bench.catalog_scale", "bench.licenses", "bench.tracing")
+APPENDING = frozenset({"bench.bundles"})
+"""The benchmarks among `OTHERS` that append their own section to the results file."""
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
@@ -40,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path, default=RESULTS, help="Markdown file to append")
     parser.add_argument("--no-append", action="store_true", help="print only")
     parser.add_argument(
-        "--only-applications", action="store_true", help="skip the catalog and licence benches"
+        "--only-applications",
+        action="store_true",
+        help="skip the bundle, catalog, licence and tracing benches",
     )
     parser.add_argument("--standards-dir", type=Path, default=Path("standards"))
     parser.add_argument(
@@ -87,7 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     if not args.only_applications:
         for name in OTHERS:
-            status |= _other(name, ["--quick"] if args.quick else [])
+            passed = ["--quick"] if args.quick else []
+            if name in APPENDING:
+                passed += ["--no-append"] if args.no_append else ["--results", str(args.results)]
+            status |= _other(name, passed)
     return status
 
 

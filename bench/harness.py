@@ -43,8 +43,8 @@ from pathlib import Path
 import grpc
 
 from bench import database, procs
-from bench.loadgen import Sample, Target, closed_loop, open_loop
-from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2
+from bench.loadgen import Operation, Sample, Target, closed_loop, open_loop
+from gateway.api.v1 import application_pb2, application_pb2_grpc, bundle_pb2, region_pb2
 from gateway.routing.deliverer import province_view
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
 
@@ -66,7 +66,7 @@ class Scenario:
     rate: float = 0.0
     """Open loop calls per second."""
 
-    async def run(self, target: Target, seconds: float) -> Sample:
+    async def run(self, target: Operation, seconds: float) -> Sample:
         """One segment of this load against `target`."""
         if self.concurrency:
             return await closed_loop(target, concurrency=self.concurrency, seconds=seconds)
@@ -87,7 +87,7 @@ class Route:
     """One way to the stub, and the processes whose CPU it costs."""
 
     name: str
-    target: Target
+    target: Operation
     hop: list[int]
     """Pids of the hop between the load generator and the stub (none for direct)."""
     backends: list[int]
@@ -133,6 +133,11 @@ class Options:
     replicas: Sequence[int] = (1, 2)
     """Gateway replica counts measured on PostgreSQL (each its own set of gateways)."""
     warmup: float = 1.0
+    lead: float = 0.0
+    """Seconds a closed-loop segment runs before its measured window opens (0: the segment is
+    measured whole, from its first call to its last answer). With a lead the window is steady:
+    the calls in flight at its edges are neither waited for nor counted, so an operation that
+    takes long is not measured partly while the callers ramp up or wind down."""
     standards_dir: Path = Path("standards")
     baseline: Path | None = None
     """Another source tree (e.g. `git archive` of an earlier commit) whose gateway is measured
@@ -163,18 +168,20 @@ def submission(token: str) -> application_pb2.SubmitApplicationRequest:
     )
 
 
-def submit_payloads(template: application_pb2.SubmitApplicationRequest) -> Callable[[], bytes]:
-    """Serialized submissions differing only in request id.
+def submit_payloads(
+    template: application_pb2.SubmitApplicationRequest | bundle_pb2.SubmitBundleRequest,
+) -> Callable[[], bytes]:
+    """Serialized submissions (of applications or of bundles) differing only in request id.
 
     A later occurrence of a scalar field wins when protobuf parses, so appending a serialized
     `request_id` to the template bytes is the same message as setting it, at a fraction of
     the load generator's CPU.
     """
     base = template.SerializeToString()
+    kind = type(template)
 
     def payload() -> bytes:
-        suffix = application_pb2.SubmitApplicationRequest(request_id=str(uuid.uuid4()))
-        return base + suffix.SerializeToString()
+        return base + kind(request_id=str(uuid.uuid4())).SerializeToString()
 
     return payload
 
@@ -249,27 +256,56 @@ def gateway_command(
     return command
 
 
+class _Reading:
+    """CPU readings of a path's processes around a measured window, added to its result."""
+
+    def __init__(self, path: Route, result: Result, loadgen_pid: int) -> None:
+        self.path = path
+        self.result = result
+        self.loadgen_pid = loadgen_pid
+        self._db0: dict[int, float] = {}
+        self._hop0 = self._stub0 = self._gen0 = 0.0
+
+    async def open(self) -> None:
+        path = self.path
+        self._db0 = await path.db[0].backend_cpu(path.db[1]) if path.db else {}
+        self._hop0 = sum(procs.cpu_seconds(p) for p in path.hop)
+        self._stub0 = sum(procs.cpu_seconds(p) for p in path.backends)
+        self._gen0 = procs.cpu_seconds(self.loadgen_pid, tree=False)
+
+    async def close(self) -> None:
+        path, result = self.path, self.result
+        result.hop_cpu += sum(procs.cpu_seconds(p) for p in path.hop) - self._hop0
+        result.stub_cpu += sum(procs.cpu_seconds(p) for p in path.backends) - self._stub0
+        result.loadgen_cpu += procs.cpu_seconds(self.loadgen_pid, tree=False) - self._gen0
+        if path.db:
+            db1 = await path.db[0].backend_cpu(path.db[1])
+            result.db_cpu = (result.db_cpu or 0.0) + database.spent(self._db0, db1)
+
+
 async def _measure(
-    scenario: Scenario, path: Route, seconds: float, result: Result, loadgen_pid: int
+    scenario: Scenario, path: Route, options: Options, result: Result, loadgen_pid: int
 ) -> None:
-    db0 = await path.db[0].backend_cpu(path.db[1]) if path.db else {}
-    hop0 = sum(procs.cpu_seconds(p) for p in path.hop)
-    stub0 = sum(procs.cpu_seconds(p) for p in path.backends)
-    gen0 = procs.cpu_seconds(loadgen_pid, tree=False)
-    sample = await scenario.run(path.target, seconds)
-    result.hop_cpu += sum(procs.cpu_seconds(p) for p in path.hop) - hop0
-    result.stub_cpu += sum(procs.cpu_seconds(p) for p in path.backends) - stub0
-    result.loadgen_cpu += procs.cpu_seconds(loadgen_pid, tree=False) - gen0
+    reading = _Reading(path, result, loadgen_pid)
+    if options.lead and scenario.concurrency:
+        sample = await closed_loop(
+            path.target,
+            concurrency=scenario.concurrency,
+            seconds=options.seconds,
+            lead=options.lead,
+            window=reading,
+        )
+    else:
+        await reading.open()
+        sample = await scenario.run(path.target, options.seconds)
+        await reading.close()
     result.sample.merge(sample)
-    if path.db:
-        db1 = await path.db[0].backend_cpu(path.db[1])
-        result.db_cpu = (result.db_cpu or 0.0) + database.spent(db0, db1)
 
 
 async def run(options: Options, log: Callable[[str], None] = print) -> list[Result]:
     """Starts everything, measures every scenario on every path, stops everything."""
     started: list[procs.Proc] = []
-    targets: list[Target] = []
+    targets: list[Operation] = []
     async with contextlib.AsyncExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tongban-bench-")))
         db = await _postgres(options, stack, log)
@@ -363,7 +399,7 @@ async def run(options: Options, log: Callable[[str], None] = print) -> list[Resu
         targets.extend(p.target for p in paths)
         for path in paths:  # warm up: connections, key and status-list caches
             await closed_loop(path.target, concurrency=8, seconds=options.warmup)
-        return await _interleave(options, paths, log)
+        return await interleave(options, paths, log)
 
 
 async def _postgres(
@@ -436,9 +472,11 @@ async def _postgres_paths(
     return paths
 
 
-async def _interleave(
+async def interleave(
     options: Options, paths: list[Route], log: Callable[[str], None]
 ) -> list[Result]:
+    """Every scenario of `options` on every path, the paths taking turns segment by segment
+    (each round starting one path later), so that background load falls on all alike."""
     results: list[Result] = []
     for scenario_name in options.scenarios:
         scenario = SCENARIOS[scenario_name]
@@ -446,7 +484,7 @@ async def _interleave(
         for round_ in range(options.rounds):
             shift = round_ % len(paths)
             for path in paths[shift:] + paths[:shift]:
-                await _measure(scenario, path, options.seconds, by_path[path.name], os.getpid())
+                await _measure(scenario, path, options, by_path[path.name], os.getpid())
                 await asyncio.sleep(0.2)  # let in-flight work and group commits settle
         results.extend(by_path.values())
         log(f"  {scenario.name}: done")

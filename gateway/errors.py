@@ -6,7 +6,8 @@
     │   ├── InvalidMatterCode            INVALID_ARGUMENT   INVALID_MATTER_CODE
     │   ├── CatalogInvalid               INVALID_ARGUMENT   CATALOG_INVALID
     │   ├── RegionCatalogInvalid         INVALID_ARGUMENT   REGION_CATALOG_INVALID
-    │   └── LicenseInvalid               INVALID_ARGUMENT   LICENSE_INVALID
+    │   ├── LicenseInvalid               INVALID_ARGUMENT   LICENSE_INVALID
+    │   └── FlowNotConsented             INVALID_ARGUMENT   FLOW_NOT_CONSENTED
     ├── NotFound                         NOT_FOUND
     │   ├── RegionNotFound                                  REGION_NOT_FOUND
     │   ├── LocalCodeNotFound                               LOCAL_CODE_NOT_FOUND
@@ -14,7 +15,9 @@
     │   ├── MatterNotImplemented                            MATTER_NOT_IMPLEMENTED
     │   ├── ThemeNotFound                                   THEME_NOT_FOUND
     │   ├── CatalogVersionNotFound                          CATALOG_VERSION_NOT_FOUND
-    │   └── ApplicationNotFound                             APPLICATION_NOT_FOUND
+    │   ├── ApplicationNotFound                             APPLICATION_NOT_FOUND
+    │   ├── BundleNotFound                                  BUNDLE_NOT_FOUND
+    │   └── LicenseNotFound                                 LICENSE_NOT_FOUND
     ├── FailedPrecondition               FAILED_PRECONDITION
     │   ├── LocalCodeAmbiguous                              LOCAL_CODE_AMBIGUOUS
     │   ├── LocalCodeRetired                                LOCAL_CODE_RETIRED
@@ -22,10 +25,15 @@
     │   ├── MaterialMissing                                 MATERIAL_MISSING
     │   ├── InvalidStateTransition                          INVALID_STATE_TRANSITION
     │   ├── ApplicationNotDelivered                         APPLICATION_NOT_DELIVERED
-    │   └── CatalogVersionRollback                          CATALOG_VERSION_ROLLBACK
+    │   ├── CatalogVersionRollback                          CATALOG_VERSION_ROLLBACK
+    │   ├── BundleFinished                                  BUNDLE_FINISHED
+    │   ├── BundleNotFinished                               BUNDLE_NOT_FINISHED
+    │   └── AlreadyDecided                                  ALREADY_DECIDED
     ├── AlreadyExists                    ALREADY_EXISTS
     │   ├── RequestIdReused                                 REQUEST_ID_REUSED
-    │   └── CatalogVersionConflict                          CATALOG_VERSION_CONFLICT
+    │   ├── ApplicationIdReused                             APPLICATION_ID_REUSED
+    │   ├── CatalogVersionConflict                          CATALOG_VERSION_CONFLICT
+    │   └── RatingExists                                    RATING_EXISTS
     ├── Unauthenticated                  UNAUTHENTICATED
     │   └── CatalogSignatureInvalid                         CATALOG_SIGNATURE_INVALID
     ├── PermissionDenied                 PERMISSION_DENIED  PERMISSION_DENIED
@@ -40,6 +48,9 @@ Invariants:
 - On the wire an error is exactly one `google.rpc.Status` with exactly one `ErrorInfo` (domain
   `tongban.gov.cn`), plus `BadRequest` when there are field violations and `RetryInfo` when a
   retry can help. Messages and metadata never carry personal data in clear.
+- Every reason has a Chinese message for the clerk a province's platform shows it to
+  (`MESSAGES_ZH`): the server adds it as a `LocalizedMessage` (locale `zh-CN`) beside the
+  English message, which stays the one for developers and logs.
 - Foreign errors are translated at one boundary each (grpc in `routing.client`, sqlite in
   `storage.group_commit`, asyncpg in `storage.postgres`, jwt in `licenses`); domain errors
   become a status in one interceptor.
@@ -56,6 +67,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 DOMAIN = "tongban.gov.cn"
+LOCALE = "zh-CN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +142,12 @@ class LicenseInvalid(InvalidRequest):
     reason = "LICENSE_INVALID"
 
 
+class FlowNotConsented(InvalidRequest):
+    """A bundle needs a data flow that the applicant's consent does not allow."""
+
+    reason = "FLOW_NOT_CONSENTED"
+
+
 class NotFound(TongbanError):
     code = grpc.StatusCode.NOT_FOUND
     reason = "NOT_FOUND"
@@ -161,6 +179,16 @@ class CatalogVersionNotFound(NotFound):
 
 class ApplicationNotFound(NotFound):
     reason = "APPLICATION_NOT_FOUND"
+
+
+class BundleNotFound(NotFound):
+    reason = "BUNDLE_NOT_FOUND"
+
+
+class LicenseNotFound(NotFound):
+    """A province holds no valid licence of the type for the holder (FetchLicense)."""
+
+    reason = "LICENSE_NOT_FOUND"
 
 
 class FailedPrecondition(TongbanError):
@@ -196,6 +224,24 @@ class CatalogVersionRollback(FailedPrecondition):
     reason = "CATALOG_VERSION_ROLLBACK"
 
 
+class BundleFinished(FailedPrecondition):
+    """A withdrawal of a bundle every member of which is terminal."""
+
+    reason = "BUNDLE_FINISHED"
+
+
+class BundleNotFinished(FailedPrecondition):
+    """A rating of a bundle some member of which is not terminal."""
+
+    reason = "BUNDLE_NOT_FINISHED"
+
+
+class AlreadyDecided(FailedPrecondition):
+    """A province refuses to withdraw a case it has decided (WithdrawApplication)."""
+
+    reason = "ALREADY_DECIDED"
+
+
 class AlreadyExists(TongbanError):
     code = grpc.StatusCode.ALREADY_EXISTS
     reason = "ALREADY_EXISTS"
@@ -205,8 +251,18 @@ class RequestIdReused(AlreadyExists):
     reason = "REQUEST_ID_REUSED"
 
 
+class ApplicationIdReused(AlreadyExists):
+    reason = "APPLICATION_ID_REUSED"
+
+
 class CatalogVersionConflict(AlreadyExists):
     reason = "CATALOG_VERSION_CONFLICT"
+
+
+class RatingExists(AlreadyExists):
+    """The bundle (or that member province) was rated already."""
+
+    reason = "RATING_EXISTS"
 
 
 class Unauthenticated(TongbanError):
@@ -276,14 +332,85 @@ def all_error_types() -> list[type[TongbanError]]:
     return found
 
 
+MESSAGES_ZH: Mapping[str, str] = {
+    "INTERNAL": "系统内部错误，请稍后重试；如仍失败，请联系运维人员。",
+    "INVALID_REQUEST": "请求内容不符合要求，请按提示修改后重新提交。",
+    "INVALID_PAGE_TOKEN": "分页标记无效或已过期，请从第一页重新查询。",
+    "INVALID_MATTER_CODE": "事项编码格式不正确，请核对后重新输入。",
+    "CATALOG_INVALID": "事项目录文件不符合规范，未予发布。",
+    "REGION_CATALOG_INVALID": "实施清单中有无法对应国家目录的条目，未予发布。",
+    "LICENSE_INVALID": "电子证照无效，无法代替纸质材料，请核对证照或提交纸质材料。",
+    "FLOW_NOT_CONSENTED": "申请人未同意调用所需的电子证照，请取得申请人同意或改交纸质材料。",
+    "NOT_FOUND": "未找到所查询的对象。",
+    "REGION_NOT_FOUND": "未找到该省份，请核对行政区划代码。",
+    "LOCAL_CODE_NOT_FOUND": "该省实施清单中没有此事项编码，请核对本地事项编码。",
+    "MATTER_NOT_FOUND": "国家事项目录中没有此事项。",
+    "MATTER_NOT_IMPLEMENTED": "受理省份未实施该事项，暂不能跨省办理。",
+    "THEME_NOT_FOUND": "事项目录中没有此“一件事”。",
+    "CATALOG_VERSION_NOT_FOUND": "未找到该版本的事项目录。",
+    "APPLICATION_NOT_FOUND": "未找到该申请。",
+    "BUNDLE_NOT_FOUND": "未找到该“一件事”申请。",
+    "LICENSE_NOT_FOUND": "该省没有申请人此类有效电子证照，请改交纸质材料。",
+    "FAILED_PRECONDITION": "当前状态下不能办理此操作。",
+    "LOCAL_CODE_AMBIGUOUS": "该本地事项编码对应多个国家事项，请指明国家事项编码。",
+    "LOCAL_CODE_RETIRED": "该本地事项编码已取消，请使用现行的事项编码。",
+    "MATTER_NOT_CROSS_REGION": "该事项不支持跨省通办。",
+    "MATERIAL_MISSING": "缺少必要的申请材料，请补齐后重新提交。",
+    "INVALID_STATE_TRANSITION": "申请当前的办理状态不允许此变更。",
+    "APPLICATION_NOT_DELIVERED": "申请尚未送达受理省份。",
+    "CATALOG_VERSION_ROLLBACK": "该目录版本不比已发布的版本新，未予发布。",
+    "BUNDLE_FINISHED": "该“一件事”的各事项均已办结，不能撤回。",
+    "BUNDLE_NOT_FINISHED": "该“一件事”尚未全部办结，暂不能评价。",
+    "ALREADY_DECIDED": "受理省份已作出决定，不能撤回。",
+    "ALREADY_EXISTS": "该对象已经存在。",
+    "REQUEST_ID_REUSED": "该请求编号已用于另一份申请，请使用新的请求编号。",
+    "APPLICATION_ID_REUSED": "该申请编号已用于内容不同的另一份申请，未予受理。",
+    "CATALOG_VERSION_CONFLICT": "该版本号已发布过不同内容，未予发布。",
+    "RATING_EXISTS": "已经评价过，不能重复评价。",
+    "UNAUTHENTICATED": "身份认证失败，请检查数字证书。",
+    "CATALOG_SIGNATURE_INVALID": "目录文件的签名无效，未予发布。",
+    "PERMISSION_DENIED": "无权办理此操作。",
+    "RESOURCE_EXHAUSTED": "请求过于频繁，请稍后重试。",
+    "UNAVAILABLE": "服务暂时不可用，请稍后重试。",
+    "STORE_UNAVAILABLE": "数据存储暂时不可用，请稍后用同一请求编号重试。",
+    "STORE_SCHEMA_TOO_NEW": "数据库结构版本高于本网关版本，请升级网关。",
+    "CONFIG_INVALID": "网关配置有误，请联系运维人员。",
+    "PORT_IN_USE": "端口已被占用，请停止占用的进程或改用其他端口。",
+    "EDGE_UNAVAILABLE": "边缘代理未安装或未能启动，请检查其安装与证书。",
+}
+"""The message a clerk sees for each reason, in Chinese (`LOCALE`); a test checks that every
+reason of the tree has one. Each says what happened and what to do, without the request's
+values: the English message carries those."""
+
+_MESSAGES_ZH_BY_CODE: Mapping[grpc.StatusCode, str] = {
+    grpc.StatusCode.INVALID_ARGUMENT: MESSAGES_ZH["INVALID_REQUEST"],
+    grpc.StatusCode.NOT_FOUND: MESSAGES_ZH["NOT_FOUND"],
+    grpc.StatusCode.FAILED_PRECONDITION: MESSAGES_ZH["FAILED_PRECONDITION"],
+    grpc.StatusCode.ALREADY_EXISTS: MESSAGES_ZH["ALREADY_EXISTS"],
+    grpc.StatusCode.UNAUTHENTICATED: MESSAGES_ZH["UNAUTHENTICATED"],
+    grpc.StatusCode.PERMISSION_DENIED: MESSAGES_ZH["PERMISSION_DENIED"],
+    grpc.StatusCode.RESOURCE_EXHAUSTED: MESSAGES_ZH["RESOURCE_EXHAUSTED"],
+    grpc.StatusCode.UNAVAILABLE: MESSAGES_ZH["UNAVAILABLE"],
+}
+
+
+def localized_message(reason: str, code: grpc.StatusCode) -> error_details_pb2.LocalizedMessage:
+    """The clerk's message for `reason`; a reason outside the tree (relayed from elsewhere)
+    gets the message of its code."""
+    message = MESSAGES_ZH.get(reason) or _MESSAGES_ZH_BY_CODE.get(code, MESSAGES_ZH["INTERNAL"])
+    return error_details_pb2.LocalizedMessage(locale=LOCALE, message=message)
+
+
 def unpack_details(status: status_pb2.Status) -> list[Message]:
-    """The ErrorInfo, BadRequest and RetryInfo details of a status, unpacked (others skipped)."""
+    """The ErrorInfo, BadRequest, RetryInfo and LocalizedMessage details of a status, unpacked
+    (others skipped)."""
     found: list[Message] = []
     for detail in status.details:
         for cls in (
             error_details_pb2.ErrorInfo,
             error_details_pb2.BadRequest,
             error_details_pb2.RetryInfo,
+            error_details_pb2.LocalizedMessage,
         ):
             if detail.Is(cls.DESCRIPTOR):
                 message = cls()

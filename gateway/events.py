@@ -11,6 +11,11 @@ Invariants:
 - A listener that raises is logged and skipped: observation never changes an outcome.
 - No personal data beyond what the `Application` itself holds travels in an event; listeners
   that write anywhere (logs, audit) are responsible for masking or digesting it.
+- A `seconds` field is the wall time of what ended as the event was emitted, so a listener
+  may place it at [now - seconds, now].
+- Every `…Started` event is followed, in the same task, by its `…Finished` (emitted in a
+  `finally`), with nothing started in between left unfinished: a listener may hold something
+  open (a span, a context) from one to the other.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from gateway.api.v1 import application_pb2
+from gateway.api.v1 import application_pb2, bundle_pb2
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,8 @@ class ApplicationSubmitted(Event):
     """A new application was accepted and committed (before its first delivery attempt)."""
 
     application: application_pb2.Application
+    seconds: float
+    """Wall time of the commit: the claim of its idempotency key and the insert."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +78,79 @@ class SubmissionRefused(Event):
     """The ErrorInfo reason."""
 
 
+# -- bundles (一件事) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BundleSubmitted(Event):
+    """A new bundle and its members were committed (before any member was delivered)."""
+
+    bundle: bundle_pb2.Bundle
+
+
+@dataclass(frozen=True, slots=True)
+class BundleChanged(Event):
+    """A bundle's derived state changed, or it was withdrawn."""
+
+    bundle: bundle_pb2.Bundle
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRefused(Event):
+    """A licence did not reach a bundle member: outside the consent, not issued, not found at
+    its province, or not valid."""
+
+    bundle_id: str
+    member_id: str
+    material_id: str
+    reason: str
+    """Why, e.g. `FLOW_NOT_CONSENTED`, `FLOW_LICENSE_INVALID`."""
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRated(Event):
+    """An applicant rated a finished bundle (好差评)."""
+
+    theme_code: str
+    region_code: str
+    """The member province rated; empty for the whole bundle."""
+    score: int
+    reasons: tuple[str, ...]
+    """`RatingReason` names."""
+
+
 # -- delivery to provinces ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryStarted(Event):
+    """A delivery call (its attempts and the backoff between them) begins; `DeliveryFinished`
+    follows."""
+
+    region_code: str
+    application_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptStarted(Event):
-    """A delivery attempt (numbered from 1 within its call) is about to call the province."""
+    """A delivery attempt (numbered from 1 within its call) is about to call the province;
+    `AttemptFinished` follows."""
 
     region_code: str
     number: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished(Event):
+    """A delivery attempt ended."""
+
+    region_code: str
+    number: int
+    code: str
+    """The gRPC status code's name (`OK`, `UNAVAILABLE`, `CANCELLED`, …)."""
+    reason: str
+    """The province's ErrorInfo reason, or the gateway's (`REGION_NOT_CONNECTED`); empty for
+    none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +184,10 @@ class DeliveryFinished(Event):
     """DELIVERED, QUEUED, FAILED, or 0 when the call was cancelled."""
     seconds: float
     """Wall time of the call: attempts and the backoff between them."""
+    attempts: int
+    """Calls made to the province."""
+    reason: str
+    """Why not delivered (`DeliveryOutcome.reason`); empty when delivered or cancelled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +219,7 @@ class CodeResolved(Event):
     """A local code's resolution ended: `resolved`, or the error's reason."""
 
     result: str
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +240,8 @@ class LicenseVerified(Event):
     """A licence verification ended with `verdict` (a `Verdict` name)."""
 
     verdict: str
+    seconds: float
+    """Wall time of the verification, key and status-list fetches included."""
 
 
 @dataclass(frozen=True, slots=True)

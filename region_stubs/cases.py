@@ -6,12 +6,23 @@ Invariants:
   (other threads, other connections, another stub process on the same file) create exactly one
   case; every other delivery of that id is counted as a suppressed duplicate and gets the same
   receipt id and receive time back.
+- A case keeps the digest of the content it was delivered with. A later delivery of its id with
+  another digest is refused (`ApplicationIdReused`) and changes nothing, not even a counter; an
+  empty digest on either side (a case stored before digests were kept) is never compared.
 - Counters live in the same file and move in the same transaction as the case they describe,
   so they survive a restart on the same data directory and never disagree with the cases.
   `cases_created` and `cases_by_matter` are counted from the cases themselves.
-- A case only moves forward: DELIVERED → ACCEPTED | REJECTED, ACCEPTED → COMPLETED. Asking for
-  the state a case is already in is a repeat, not an error: it returns the case unchanged, with
-  the event id of the transition that put it there, so a report can be re-sent idempotently.
+- A case only moves forward: DELIVERED → ACCEPTED | REJECTED | WITHDRAWN, ACCEPTED → COMPLETED.
+  Asking for the state a case is already in is a repeat, not an error: it returns the case
+  unchanged, with the event id of the transition that put it there, so a report can be re-sent
+  idempotently. A case is decided once it has left DELIVERED: only an undecided case can be
+  withdrawn.
+- The licences issued when a case completes are minted inside the transaction that completes
+  it and stored with it, so a completed case always carries the same licences and a re-sent
+  COMPLETED report sends them again, never new ones.
+- A case keeps what its decisions need from the delivered application (the national matter,
+  the catalog version, the applicant's id): the province's own record. It never leaves the
+  file except in the licences issued to the applicant.
 - sqlite errors are translated here and nowhere else: a locked or failing database becomes
   `StoreUnavailable`.
 
@@ -26,34 +37,46 @@ connection so that tests (or tools) may call in from threads.
 from __future__ import annotations
 
 import enum
+import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self
 
-from gateway.errors import ApplicationNotFound, InvalidStateTransition, StoreUnavailable
+from gateway.errors import (
+    ApplicationIdReused,
+    ApplicationNotFound,
+    InvalidStateTransition,
+    StoreUnavailable,
+)
 from gateway.times import utc_now
 
 CHINA = timezone(timedelta(hours=8))
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cases (
-    seq             INTEGER PRIMARY KEY,
-    application_id  TEXT NOT NULL UNIQUE,
-    receipt_id      TEXT NOT NULL UNIQUE,
-    local_code      TEXT NOT NULL,
-    state           TEXT NOT NULL,
-    reason          TEXT NOT NULL DEFAULT '',
-    receive_time_us INTEGER NOT NULL,
-    update_time_us  INTEGER NOT NULL,
-    event_id        TEXT NOT NULL DEFAULT ''
+    seq              INTEGER PRIMARY KEY,
+    application_id   TEXT NOT NULL UNIQUE,
+    receipt_id       TEXT NOT NULL UNIQUE,
+    local_code       TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    reason           TEXT NOT NULL DEFAULT '',
+    receive_time_us  INTEGER NOT NULL,
+    update_time_us   INTEGER NOT NULL,
+    event_id         TEXT NOT NULL DEFAULT '',
+    national_code    TEXT NOT NULL DEFAULT '',
+    catalog_version  TEXT NOT NULL DEFAULT '',
+    holder_id_type   INTEGER NOT NULL DEFAULT 0,
+    holder_id_number TEXT NOT NULL DEFAULT '',
+    issued_licenses  TEXT NOT NULL DEFAULT '[]',
+    content_digest   TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS cases_by_local_code ON cases (local_code);
 CREATE TABLE IF NOT EXISTS counters (
@@ -61,6 +84,19 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 """
+_UPGRADES: dict[int, str] = {
+    1: """
+ALTER TABLE cases ADD COLUMN national_code TEXT NOT NULL DEFAULT '';
+ALTER TABLE cases ADD COLUMN catalog_version TEXT NOT NULL DEFAULT '';
+ALTER TABLE cases ADD COLUMN holder_id_type INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE cases ADD COLUMN holder_id_number TEXT NOT NULL DEFAULT '';
+ALTER TABLE cases ADD COLUMN issued_licenses TEXT NOT NULL DEFAULT '[]';
+""",
+    2: """
+ALTER TABLE cases ADD COLUMN content_digest TEXT NOT NULL DEFAULT '';
+""",
+}
+"""Schema version → the statements that take a file of that version to the next."""
 
 
 class CaseState(enum.Enum):
@@ -74,13 +110,16 @@ class CaseState(enum.Enum):
     """Refused (不予受理). Terminal."""
     COMPLETED = "COMPLETED"
     """Finished (办结). Terminal."""
+    WITHDRAWN = "WITHDRAWN"
+    """Withdrawn (撤回) at the applicant's request before it was decided. Terminal."""
 
 
 ALLOWED_TRANSITIONS: dict[CaseState, frozenset[CaseState]] = {
-    CaseState.DELIVERED: frozenset({CaseState.ACCEPTED, CaseState.REJECTED}),
+    CaseState.DELIVERED: frozenset({CaseState.ACCEPTED, CaseState.REJECTED, CaseState.WITHDRAWN}),
     CaseState.ACCEPTED: frozenset({CaseState.COMPLETED}),
     CaseState.REJECTED: frozenset(),
     CaseState.COMPLETED: frozenset(),
+    CaseState.WITHDRAWN: frozenset(),
 }
 
 
@@ -92,6 +131,8 @@ class Counter(enum.StrEnum):
     UNKNOWN_MATTER_REFUSED = "unknown_matter_refused"
     HUNG_CALLS_CANCELLED = "hung_calls_cancelled"
     CALLS_WITHOUT_DEADLINE = "calls_without_deadline"
+    LICENSES_FETCHED = "licenses_fetched"
+    LICENSE_FETCHES_NOT_FOUND = "license_fetches_not_found"
     LONGEST_DEADLINE_MS = "longest_deadline_ms"
     """A high-water mark, raised with `CaseStore.raise_to`, not counted."""
 
@@ -130,6 +171,16 @@ class Case:
     """When the case last changed."""
     event_id: str
     """Id of the transition into the current state; empty while DELIVERED."""
+    national_code: str = ""
+    """The national matter's basic code the application was routed to; may be empty."""
+    catalog_version: str = ""
+    """The catalog version the application was routed under; may be empty."""
+    holder_id_type: int = 0
+    """The applicant's `gateway.api.v1.IdType`; 0 when the delivery named none."""
+    holder_id_number: str = ""
+    """The applicant's id number; personal data, never logged."""
+    issued_licenses: tuple[str, ...] = ()
+    """The licence tokens issued when the case completed, in issue order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +196,9 @@ class Counters:
     hung_calls_cancelled: int = 0
     longest_deadline_ms: int = 0
     calls_without_deadline: int = 0
+    licenses_fetched: int = 0
+    license_fetches_not_found: int = 0
+    cases_withdrawn: int = 0
 
 
 class Transition(NamedTuple):
@@ -191,8 +245,7 @@ class CaseStore:
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            _migrate(db)
         except sqlite3.Error as e:
             raise StoreUnavailable(f"cannot open the case store: {e}") from e
         return cls(db, region_code=region_code, clock=clock)
@@ -225,22 +278,44 @@ class CaseStore:
                 raise
             self._db.execute("COMMIT")
 
-    def record_delivery(self, application_id: str, local_code: str) -> Delivery:
-        """Creates the case for `application_id` unless it exists; counts which it was."""
+    def record_delivery(
+        self,
+        application_id: str,
+        local_code: str,
+        *,
+        national_code: str = "",
+        catalog_version: str = "",
+        holder_id_type: int = 0,
+        holder_id_number: str = "",
+        content_digest: str = "",
+    ) -> Delivery:
+        """Creates the case for `application_id` unless it exists; counts which it was. A
+        repeat keeps the case as first recorded.
+
+        Raises `ApplicationIdReused` when the case exists with another content digest.
+        """
         now = self._clock()
         with self._write() as db:
             row = db.execute(
-                "SELECT receipt_id, receive_time_us FROM cases WHERE application_id = ?",
+                "SELECT receipt_id, receive_time_us, content_digest FROM cases"
+                " WHERE application_id = ?",
                 (application_id,),
             ).fetchone()
             if row is not None:
+                if row[2] and content_digest and row[2] != content_digest:
+                    raise ApplicationIdReused(
+                        f"application {application_id} was delivered before with other content",
+                        metadata={"receipt_id": row[0]},
+                    )
                 _bump(db, _DUPLICATES)
                 return Delivery(row[0], True, _from_us(row[1]))
             (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM cases").fetchone()
             receipt_id = f"{self._region_code}-{now.astimezone(CHINA):%Y%m%d}-{seq:06d}"
             db.execute(
                 "INSERT INTO cases (seq, application_id, receipt_id, local_code, state,"
-                " receive_time_us, update_time_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " receive_time_us, update_time_us, national_code, catalog_version,"
+                " holder_id_type, holder_id_number, content_digest)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     seq,
                     application_id,
@@ -249,6 +324,11 @@ class CaseStore:
                     CaseState.DELIVERED.value,
                     _to_us(now),
                     _to_us(now),
+                    national_code,
+                    catalog_version,
+                    holder_id_type,
+                    holder_id_number,
+                    content_digest,
                 ),
             )
         return Delivery(receipt_id, False, _from_us(_to_us(now)))
@@ -276,6 +356,9 @@ class CaseStore:
                     "SELECT local_code, COUNT(*) FROM cases GROUP BY local_code"
                 ).fetchall()
             )
+            (withdrawn,) = self._db.execute(
+                "SELECT COUNT(*) FROM cases WHERE state = ?", (CaseState.WITHDRAWN.value,)
+            ).fetchone()
         return Counters(
             deliveries_received=stored.get(Counter.DELIVERIES_RECEIVED.value, 0),
             cases_created=sum(by_matter.values()),
@@ -286,6 +369,9 @@ class CaseStore:
             hung_calls_cancelled=stored.get(Counter.HUNG_CALLS_CANCELLED.value, 0),
             longest_deadline_ms=stored.get(Counter.LONGEST_DEADLINE_MS.value, 0),
             calls_without_deadline=stored.get(Counter.CALLS_WITHOUT_DEADLINE.value, 0),
+            licenses_fetched=stored.get(Counter.LICENSES_FETCHED.value, 0),
+            license_fetches_not_found=stored.get(Counter.LICENSE_FETCHES_NOT_FOUND.value, 0),
+            cases_withdrawn=withdrawn,
         )
 
     def get(self, application_id: str) -> Case | None:
@@ -293,8 +379,30 @@ class CaseStore:
         with self._lock, _translated():
             return _case(self._db, application_id)
 
-    def transition(self, application_id: str, state: CaseState, reason: str = "") -> Transition:
-        """Moves a case to `state`; raises `ApplicationNotFound`, `InvalidStateTransition`."""
+    def undecided(self) -> list[Case]:
+        """The cases not in a terminal state (DELIVERED or ACCEPTED), oldest first."""
+        with self._lock, _translated():
+            ids = self._db.execute(
+                "SELECT application_id FROM cases WHERE state IN (?, ?) ORDER BY seq",
+                (CaseState.DELIVERED.value, CaseState.ACCEPTED.value),
+            ).fetchall()
+            found = [_case(self._db, application_id) for (application_id,) in ids]
+        return [case for case in found if case is not None]
+
+    def transition(
+        self,
+        application_id: str,
+        state: CaseState,
+        reason: str = "",
+        *,
+        issue: Callable[[Case], Sequence[str]] | None = None,
+    ) -> Transition:
+        """Moves a case to `state`; raises `ApplicationNotFound`, `InvalidStateTransition`.
+
+        `issue`, called only when the case really moves (not on a repeat) and inside the same
+        transaction, returns the licence tokens to store with the moved case; what it raises
+        leaves the case as it was.
+        """
         with self._write() as db:
             case = _case(db, application_id)
             if case is None:
@@ -307,22 +415,41 @@ class CaseStore:
                     metadata={"from": case.state.value, "to": state.value},
                 )
             now = _from_us(_to_us(self._clock()))
-            moved = Case(
-                application_id=case.application_id,
-                receipt_id=case.receipt_id,
-                local_code=case.local_code,
+            moved = replace(
+                case,
                 state=state,
                 reason=reason,
-                receive_time=case.receive_time,
                 update_time=now,
                 event_id=f"{self._region_code}-{uuid.uuid4()}",
             )
+            if issue is not None:
+                moved = replace(moved, issued_licenses=tuple(issue(moved)))
             db.execute(
-                "UPDATE cases SET state = ?, reason = ?, update_time_us = ?, event_id = ?"
-                " WHERE application_id = ?",
-                (state.value, reason, _to_us(now), moved.event_id, application_id),
+                "UPDATE cases SET state = ?, reason = ?, update_time_us = ?, event_id = ?,"
+                " issued_licenses = ? WHERE application_id = ?",
+                (
+                    state.value,
+                    reason,
+                    _to_us(now),
+                    moved.event_id,
+                    json.dumps(list(moved.issued_licenses)),
+                    application_id,
+                ),
             )
         return Transition(moved, changed=True)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Creates the schema in a new file, or brings an older file's up to `SCHEMA_VERSION`."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"the file has schema version {version}; this stub knows {SCHEMA_VERSION} at most"
+        )
+    db.executescript(_SCHEMA)  # a new file: the current schema; an older one: untouched
+    for old in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+        db.executescript(_UPGRADES[old])
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 @contextmanager
@@ -345,7 +472,8 @@ def _bump(db: sqlite3.Connection, name: str, amount: int = 1) -> None:
 def _case(db: sqlite3.Connection, application_id: str) -> Case | None:
     row = db.execute(
         "SELECT application_id, receipt_id, local_code, state, reason, receive_time_us,"
-        " update_time_us, event_id FROM cases WHERE application_id = ?",
+        " update_time_us, event_id, national_code, catalog_version, holder_id_type,"
+        " holder_id_number, issued_licenses FROM cases WHERE application_id = ?",
         (application_id,),
     ).fetchone()
     if row is None:
@@ -359,6 +487,11 @@ def _case(db: sqlite3.Connection, application_id: str) -> Case | None:
         receive_time=_from_us(row[5]),
         update_time=_from_us(row[6]),
         event_id=row[7],
+        national_code=row[8],
+        catalog_version=row[9],
+        holder_id_type=row[10],
+        holder_id_number=row[11],
+        issued_licenses=tuple(json.loads(row[12])),
     )
 
 

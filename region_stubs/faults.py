@@ -10,6 +10,8 @@ Invariants:
   seeded generator give the same plans, so a fault run can be replayed.
 - `pushback_ms` rides only on the `unavailable_fraction` failures (as admin.proto says). A
   negative value is allowed: in gRFC A6 it tells the client not to retry at all.
+- The output-licence faults touch only the licences issued when a case completes, never a
+  call: forged and mismatched are exclusive, as a licence is wrong in one way at a time.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class Faults:
     """Every RegionService call is answered UNAVAILABLE."""
     pushback_ms: int = 0
     """`grpc-retry-pushback-ms` carried by the `unavailable_fraction` failures; 0 = none."""
+    forge_output_licenses: bool = False
+    """Licences issued when a case completes are signed by a key not in the JWKS."""
+    mismatch_output_licenses: bool = False
+    """Licences issued when a case completes are held by another holder than the applicant."""
 
     def __post_init__(self) -> None:
         violations = list(_violations(self))
@@ -89,6 +95,12 @@ def _violations(faults: Faults) -> Iterator[FieldViolation]:
     for name in _DURATIONS:
         if getattr(faults, name) < 0:
             yield FieldViolation(name, "must not be negative", "NEGATIVE_DURATION")
+    if faults.forge_output_licenses and faults.mismatch_output_licenses:
+        yield FieldViolation(
+            "mismatch_output_licenses",
+            "not with forge_output_licenses: a licence is wrong in one way at a time",
+            "EXCLUSIVE",
+        )
 
 
 class Outcome(enum.Enum):

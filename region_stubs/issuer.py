@@ -154,6 +154,8 @@ class IssuedLicense:
     """Its index in the status list."""
     token_id: str
     """Its `jti`."""
+    expires_at: int
+    """When it expires (`exp`), in seconds since the epoch."""
 
 
 class LicenseIssuer:
@@ -295,9 +297,12 @@ class LicenseIssuer:
         issuing_agency_code: str | None = None,
         valid_days: int = 365,
         not_before_offset: int = 0,
+        forged: bool = False,
     ) -> IssuedLicense:
         """Signs a new licence valid `valid_days` from now + `not_before_offset` seconds.
 
+        With `forged`, a fresh key that is never published signs it, under the kid of the key
+        that signs: a licence its province did not issue, which no verifier may accept.
         Raises InvalidRequest for a malformed type code, number, agency code or holder id.
         """
         agency = issuing_agency_code or self._agency_code
@@ -350,10 +355,13 @@ class LicenseIssuer:
             status_index=index,
         )
         kid = self.key_id
-        token = self._sign_with(kid, claims, LICENSE_TOKEN_TYPE, None)
+        signer = self._signers[kid]
+        if forged:
+            signer = self._factories[signer.algorithm]()
+        token = self._sign_with(kid, claims, LICENSE_TOKEN_TYPE, None, signer)
         self._index_by_token[token_id] = index
         self._statuses.append(LicenseStatus.VALID)
-        return IssuedLicense(token, identifier, kid, index, token_id)
+        return IssuedLicense(token, identifier, kid, index, token_id, expires_at)
 
     def _check_issue(
         self,
@@ -407,7 +415,8 @@ class LicenseIssuer:
         `issue` uses it; tests use it, with `header` members added or replaced, to play a
         province that signs something malformed.
         """
-        return self._sign_with(self.key_id, claims, token_type, header)
+        kid = self.key_id
+        return self._sign_with(kid, claims, token_type, header, self._signers[kid])
 
     def _sign_with(
         self,
@@ -415,8 +424,8 @@ class LicenseIssuer:
         claims: Mapping[str, Any],
         token_type: str,
         header: Mapping[str, Any] | None,
+        signer: Signer,
     ) -> str:
-        signer = self._signers[kid]
         full_header = {"alg": signer.algorithm, "typ": token_type, "kid": kid}
         full_header.update(header or {})
         return encode_compact(full_header, claims, signer.sign)
@@ -454,10 +463,14 @@ class LicenseIssuer:
     def status_list_token(self, ttl: int = 300, *, validity: int = 3600) -> str:
         """The signed status list (`statuslist+jwt`): 2-bit statuses, valid `validity` s,
         to be cached for `ttl` s."""
+        return self.sign(self.status_list_claims(ttl, validity), token_type=STATUS_LIST_TOKEN_TYPE)
+
+    def status_list_claims(self, ttl: int = 300, validity: int = 3600) -> dict[str, Any]:
+        """The claims `status_list_token` signs."""
         now = self._now()
         size = max(len(self._statuses), self._min_entries)
         statuses = bytes(self._statuses) + bytes(size - len(self._statuses))
-        claims = {
+        return {
             "iss": issuer_name(self.region_code),
             "sub": status_list_uri(self.region_code),
             "iat": now,
@@ -465,7 +478,6 @@ class LicenseIssuer:
             "ttl": ttl,
             "status_list": {"bits": 2, "lst": encode_status_list(statuses, bits=2)},
         }
-        return self.sign(claims, token_type=STATUS_LIST_TOKEN_TYPE)
 
     def _now(self) -> int:
         moment = self._clock()

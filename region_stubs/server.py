@@ -8,55 +8,87 @@ Invariants:
   commit-then-drop, which records the case and then fails. `down` fails every RegionService
   call; the other faults only touch DeliverApplication. Admin calls never fault.
 - A delivery is validated before it is recorded, and a recorded application id is answered as a
-  duplicate even if its local code has been retired since.
+  duplicate even if its local code has been retired since; with other content (`_content_digest`)
+  it is refused.
+- A delivery records its case only while at least `RECORD_MARGIN` of its deadline remains: that
+  is checked right before the (synchronous) commit, and a cancelled call stops at its next
+  await, so a delivery whose deadline passes leaves no case, then or later.
+- A switch of `config.breaks` breaks its one rule (`breaks.Break`); with none on, every rule of
+  the southbound contract holds.
 - The one outbound call, ReportApplicationStatus on the gateway, has a deadline (the caller's
   remaining time, at most `GATEWAY_CALL_CEILING`), and its errors are translated where it is
-  made (`GatewayReporter.report`).
+  made (`GatewayReporter.report`). A COMPLETED report carries the licences the case issued.
+- A case is decided in one way (`StubState.decide`: move it, issuing its results when it
+  completes, then report it), whether an operator asks (DecideCase) or a rule does
+  (`decider`). A new case is handed to the rule in force for its matter when it is recorded,
+  even if the delivery's answer is then dropped; a stub that starts on a data directory hands
+  over its undecided cases by the rules it starts with.
 - A server is built, bound and stopped inside the running event loop (`running_stub`), and its
-  resources close in reverse order: server (drained with `grace`), outbound channel, store.
+  resources close in reverse order: server (drained with `grace`), deliveries left running
+  (only under the `ignore-deadline` break), pending automatic decisions, outbound channel,
+  store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import logging
 import math
 import os
 import random
+import re
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import timestamp_pb2
+from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.api.v1 import application_pb2, application_pb2_grpc, region_pb2, region_pb2_grpc
 from gateway.app import serving
 from gateway.app.error_status import ErrorInterceptor
+from gateway.catalog import fields
 from gateway.catalog.fields import ID_DOCUMENTS
 from gateway.errors import (
+    AlreadyDecided,
     ApplicationNotFound,
     FieldViolation,
     InvalidRequest,
+    InvalidStateTransition,
+    LicenseNotFound,
     LocalCodeNotFound,
     TongbanError,
     Unavailable,
 )
-from gateway.licenses.status_list import LicenseStatus
+from gateway.licenses.status_list import LicenseStatus, decode_status_list
+from gateway.licenses.token import STATUS_LIST_TOKEN_TYPE, jwk_thumbprint
+from gateway.licenses.trust import PROVINCE_CODES, TrustConfigError
+from gateway.observability.tracing import ServerTracing, client_interceptors, process_provider
 from gateway.routing.client import translate_rpc_error
 from gateway.security.southbound import GatewayOnly
 from gateway.security.tls import ServerTlsFiles, channel_credentials, server_credentials
 from gateway.times import utc_now
 from region_stubs import catalog
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
-from region_stubs.cases import Case, CaseState, CaseStore, Counter, Counters
+from region_stubs.breaks import Break
+from region_stubs.cases import Case, CaseState, CaseStore, Counter, Counters, Delivery
+from region_stubs.catalog import MatterResults
 from region_stubs.config import ConfigError, StubConfig, parse_args
-from region_stubs.faults import Faults, FaultsInvalid, Outcome, decide
+from region_stubs.decider import Decider
+from region_stubs.decisions import Decisions, DecisionsInvalid
+from region_stubs.faults import FaultPlan, Faults, FaultsInvalid, Outcome, decide
+from region_stubs.holdings import Holdings, issued_types
 from region_stubs.issuer import LicenseIssuer
+from region_stubs.outputs import issue_results
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +105,17 @@ GATEWAY_CALL_CEILING = 5.0
 """Longest the stub waits for the gateway's ReportApplicationStatus."""
 MAX_REASON_LENGTH = 500
 DEFAULT_VALID_DAYS = 365
+RECORD_MARGIN = 0.005
+"""Seconds of its deadline a delivery must have left for its case to be recorded (region.proto)."""
+RACE_WINDOW = 0.02
+"""Seconds between looking a case up and creating it under the `racy-duplicates` break."""
+MAX_TYPE_CODE = 21
+
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_BUNDLE_NAME = re.compile(f"bundles/{_UUID}")
+_APPLICATION_NAME = re.compile(f"applications/{_UUID}")
+_TYPE_CODE = re.compile(r"[0-9A-Z]{18}[0-9]{3}")
+_ID_TYPES = application_pb2.IdType.DESCRIPTOR
 
 _HOLDER_ID_TYPES: dict[int, str] = {d.id_type: d.holder_code for d in ID_DOCUMENTS}
 _ALGORITHMS = {
@@ -92,8 +135,10 @@ _DECIDABLE = {
 }
 _WIRE_STATE = {
     CaseState.DELIVERED: application_pb2.APPLICATION_STATE_DELIVERED,
+    CaseState.WITHDRAWN: application_pb2.APPLICATION_STATE_WITHDRAWN,
     **{state: wire for wire, state in _DECIDABLE.items()},
 }
+_T = TypeVar("_T")
 
 
 class StubError(TongbanError):
@@ -128,24 +173,76 @@ def _is_canonical_uuid(text: str) -> bool:
         return False
 
 
-def _require_uuid(text: str, field_name: str) -> None:
-    if not _is_canonical_uuid(text):
-        raise InvalidRequest(
-            f"{field_name} must be a UUID",
-            field_violations=[
-                FieldViolation(field_name, "must be a UUID in canonical form", "NOT_A_UUID")
-            ],
+def _content_digest(application: application_pb2.Application) -> str:
+    """The hex SHA-256 of what a repeated delivery may not change (region.proto): regions,
+    request id, matter codes, catalog version, mode, applicant, form (as a map) and materials
+    (as declared; whether the gateway could check a licence's status is not content)."""
+    applicant = application.applicant
+    parts = [
+        application.request_id,
+        application.origin_region,
+        application.target_region,
+        application.local_matter_code,
+        application.national_matter_code,
+        application.target_local_matter_code,
+        application.catalog_version,
+        str(application.cross_region_mode),
+        str(applicant.id_type),
+        applicant.id_number,
+        applicant.display_name,
+        str(len(application.form_fields)),
+    ]
+    for key, value in sorted((f.key, f.value) for f in application.form_fields):
+        parts += (key, value)
+    materials = sorted(
+        (
+            m.material_id,
+            str(m.waived),
+            m.license_identifier,
+            m.license_type_code,
+            m.paper.description,
+            m.paper.file_sha256,
         )
+        for m in application.materials
+    )
+    parts.append(str(len(materials)))
+    for material in materials:
+        parts += material
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode()
+        digest.update(len(data).to_bytes(4, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _uuid_violation(text: str, field_name: str) -> FieldViolation | None:
+    if _is_canonical_uuid(text):
+        return None
+    return FieldViolation(field_name, "must be a UUID in canonical form", "NOT_A_UUID")
+
+
+def _require_uuid(text: str, field_name: str) -> None:
+    fields.raise_if_any(f"{field_name} must be a UUID", _uuid_violation(text, field_name))
 
 
 class GatewayReporter:
     """The stub's one outbound call: ReportApplicationStatus on the gateway."""
 
-    def __init__(self, address: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        credentials: grpc.ChannelCredentials | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        *,
+        send_event_ids: bool = True,
+    ) -> None:
+        self._send_event_ids = send_event_ids
+        chosen = list(interceptors) or None
         self._channel = (
-            grpc.aio.insecure_channel(address)
+            grpc.aio.insecure_channel(address, interceptors=chosen)
             if credentials is None
-            else grpc.aio.secure_channel(address, credentials)
+            else grpc.aio.secure_channel(address, credentials, interceptors=chosen)
         )
         # grpc ships no types, so the overload for an aio channel cannot be picked by mypy.
         self._stub = cast(
@@ -165,7 +262,8 @@ class GatewayReporter:
             region_code=region_code,
             state=_WIRE_STATE[case.state],
             reason=case.reason,
-            event_id=case.event_id,
+            event_id=case.event_id if self._send_event_ids else "",
+            issued_license_tokens=case.issued_licenses if case.state is CaseState.COMPLETED else (),
         )
         try:
             response: application_pb2.ReportApplicationStatusResponse = (
@@ -193,16 +291,83 @@ class GatewayReporter:
 
 @dataclass(eq=False)
 class StubState:
-    """What both servicers share: the province's list, cases, keys and fault settings."""
+    """What both servicers share: the province's catalogs, cases, keys, licence record, fault
+    settings and decision rules."""
 
     config: StubConfig
     store: CaseStore
     catalog: catalog.ImplementationList
+    results: MatterResults
     issuer: LicenseIssuer
+    holdings: Holdings
     gateway: GatewayReporter | None
     faults: Faults
+    decisions: Decisions
     rng: random.Random
     clock: Callable[[], datetime] = utc_now
+    foreign_issuer: LicenseIssuer | None = None
+    """Signs the status list under the `status-list-foreign-key` break: its key is not in the
+    JWKS."""
+    leaked_jwk: dict[str, str] | None = None
+    """A key published with its private member under the `private-jwk` break."""
+    decider: Decider = field(init=False)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    """Deliveries that outlive their call (the `ignore-deadline` break): cancelled when the stub
+    stops."""
+
+    def __post_init__(self) -> None:
+        self.decider = Decider(self.decide)
+
+    @property
+    def breaks(self) -> frozenset[Break]:
+        """The rules broken on purpose."""
+        return self.config.breaks
+
+    def spawn(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """Runs `work` as a task of the stub's own."""
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def stop_tasks(self) -> None:
+        """Cancels the stub's own tasks and waits for them."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def decide(
+        self,
+        application_id: str,
+        target: CaseState,
+        reason: str,
+        time_left: float | None = None,
+    ) -> application_pb2.ApplicationState.ValueType:
+        """Moves a case to `target` (completing it issues its results) and reports it to the
+        gateway; returns the gateway's state of the application (UNSPECIFIED without one).
+
+        The case moves first and the report follows: the province has decided whether or not
+        the gateway hears of it. A repeat re-sends the same event id and licences, so a
+        decision retried after the gateway was unreachable reaches it exactly once.
+        """
+        moved = self.store.transition(
+            application_id,
+            target,
+            reason,
+            issue=self._issue_results if target is CaseState.COMPLETED else None,
+        )
+        if self.gateway is None:
+            return application_pb2.APPLICATION_STATE_UNSPECIFIED
+        return await self.gateway.report(moved.case, self.config.region_code, time_left)
+
+    def _issue_results(self, case: Case) -> list[str]:
+        return issue_results(
+            case,
+            self.results.results(case.national_code, case.catalog_version),
+            self.holdings,
+            forged=self.faults.forge_output_licenses,
+            mismatched=self.faults.mismatch_output_licenses,
+        )
 
     def injected(
         self, code: grpc.StatusCode, fault: str, pushback_ms: int | None = None
@@ -245,6 +410,20 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
         plan = decide(state.faults, state.rng)
         if plan.down:
             raise state.injected(grpc.StatusCode.UNAVAILABLE, "down")
+        if Break.IGNORE_DEADLINE in state.breaks:
+            # The work goes on in a task of its own when the caller gives up or its deadline
+            # passes, and records the case however late.
+            return await asyncio.shield(state.spawn(self._deliver(request, plan, None)))
+        return await self._deliver(request, plan, context)
+
+    async def _deliver(
+        self,
+        request: region_pb2.DeliverApplicationRequest,
+        plan: FaultPlan,
+        context: grpc.aio.ServicerContext | None,
+    ) -> region_pb2.DeliverApplicationResponse:
+        """The delivery after its fault plan is known; `context` None: deadline ignored."""
+        state = self._state
         if plan.latency_seconds:
             await asyncio.sleep(plan.latency_seconds)
         if plan.hang:
@@ -259,16 +438,54 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
         if plan.outcome is Outcome.RESOURCE_EXHAUSTED:
             raise state.injected(grpc.StatusCode.RESOURCE_EXHAUSTED, "resource_exhausted")
         application = self._validated(request)
-        delivery = state.store.record_delivery(
-            application.application_id, application.target_local_matter_code
-        )
+        digest = "" if Break.ACCEPT_CHANGED_REPLAY in state.breaks else _content_digest(application)
+        if context is not None:
+            _refuse_if_too_late(context)  # nothing awaits between this and the commit
+        if Break.RACY_DUPLICATES in state.breaks:
+            delivery = await self._record_racily(application, digest)
+        else:
+            delivery = self._record(application, application.application_id, digest)
+        if not delivery.duplicate:
+            state.decider.schedule(
+                application.application_id,
+                state.decisions.for_matter(application.national_matter_code),
+            )
         if plan.outcome is Outcome.COMMIT_THEN_DROP:
             raise state.injected(grpc.StatusCode.UNAVAILABLE, "commit_then_drop")
         return region_pb2.DeliverApplicationResponse(
             receipt_id=delivery.receipt_id,
-            duplicate=delivery.duplicate,
+            duplicate=delivery.duplicate and Break.REPLAY_NOT_DUPLICATE not in state.breaks,
             receive_time=_timestamp(delivery.receive_time),
         )
+
+    def _record(
+        self, application: application_pb2.Application, case_id: str, digest: str
+    ) -> Delivery:
+        """Records the case of `application` under `case_id` (its application id, but for the
+        second case the `racy-duplicates` break makes)."""
+        return self._state.store.record_delivery(
+            case_id,
+            application.target_local_matter_code,
+            national_code=application.national_matter_code,
+            catalog_version=application.catalog_version,
+            holder_id_type=application.applicant.id_type,
+            holder_id_number=application.applicant.id_number,
+            content_digest=digest,
+        )
+
+    async def _record_racily(
+        self, application: application_pb2.Application, digest: str
+    ) -> Delivery:
+        """The `racy-duplicates` break: look, pause, then create, as a province whose lookup
+        and insert are not one step does."""
+        seen = self._state.store.get(application.application_id)
+        await asyncio.sleep(RACE_WINDOW)
+        delivery = self._record(application, application.application_id, digest)
+        if seen is None and delivery.duplicate:
+            # Another delivery of the id slipped in during the pause: this one, having found
+            # nothing, makes a second case with a receipt of its own.
+            return self._record(application, str(uuid.uuid4()), digest)
+        return delivery
 
     def _validated(
         self, request: region_pb2.DeliverApplicationRequest
@@ -305,6 +522,8 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
         if request.attempt < 1:
             violations.append(FieldViolation("attempt", "must be 1 or more", "OUT_OF_RANGE"))
         if violations:
+            if Break.INTERNAL_ON_MALFORMED in state.breaks:
+                raise RuntimeError("the delivery could not be read")  # INTERNAL, by the interceptor
             raise InvalidRequest("invalid delivery", field_violations=violations)
         code = application.target_local_matter_code
         now = state.clock()
@@ -326,22 +545,115 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
     ) -> region_pb2.GetApplicationStatusResponse:
         self._state.check_up()
         _require_uuid(request.application_id, "application_id")
+        breaks = self._state.breaks
         case = self._state.store.get(request.application_id)
         if case is None:
+            if Break.UNKNOWN_STATUS_OK in breaks:
+                return region_pb2.GetApplicationStatusResponse()
             raise ApplicationNotFound(f"no case for application {request.application_id}")
         return region_pb2.GetApplicationStatusResponse(
             state=_WIRE_STATE[case.state],
-            receipt_id=case.receipt_id,
+            receipt_id="" if Break.STATUS_WITHOUT_RECEIPT in breaks else case.receipt_id,
             reason=case.reason,
             update_time=_timestamp(case.update_time),
         )
+
+    async def WithdrawApplication(
+        self, request: region_pb2.WithdrawApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> region_pb2.WithdrawApplicationResponse:
+        state = self._state
+        state.check_up()
+        fields.raise_if_any(
+            "invalid withdrawal",
+            _uuid_violation(request.application_id, "application_id"),
+            fields.text(request.reason, "reason", MAX_REASON_LENGTH, printable=False),
+        )
+        if Break.WITHDRAW_NOOP in state.breaks:
+            return region_pb2.WithdrawApplicationResponse(withdraw_time=_timestamp(utc_now()))
+        try:
+            withdrawn = state.store.transition(
+                request.application_id, CaseState.WITHDRAWN, request.reason
+            )
+        except InvalidStateTransition as e:  # only an undecided case may be withdrawn
+            decided = _WIRE_STATE[CaseState(e.metadata["from"])]
+            raise AlreadyDecided(
+                f"province {state.config.region_code} has decided the case; it can no longer"
+                " be withdrawn",
+                metadata={"state": application_pb2.ApplicationState.Name(decided)},
+            ) from None
+        return region_pb2.WithdrawApplicationResponse(
+            withdraw_time=_timestamp(withdrawn.case.update_time)
+        )
+
+    async def FetchLicense(
+        self, request: region_pb2.FetchLicenseRequest, context: grpc.aio.ServicerContext
+    ) -> region_pb2.FetchLicenseResponse:
+        state = self._state
+        state.check_up()
+        if Break.FETCH_INTERNAL_ON_MALFORMED in state.breaks and not request.license_type_code:
+            await context.abort(grpc.StatusCode.INTERNAL, "unexpected error")
+        fields.raise_if_any(
+            "invalid licence fetch",
+            fields.matching(
+                request.license_type_code,
+                "license_type_code",
+                _TYPE_CODE,
+                "a licence type code: 18 characters of 0-9A-Z, then 3 digits",
+                MAX_TYPE_CODE,
+                required=True,
+            ),
+            fields.enum_value(request.holder_id_type, "holder_id_type", _ID_TYPES, required=True),
+            fields.id_number(
+                request.holder_id_type, request.holder_id_number, "holder_id_number", PROVINCE_CODES
+            ),
+            fields.matching(
+                request.bundle,
+                "bundle",
+                _BUNDLE_NAME,
+                "bundles/{bundle_id}, the id a UUID",
+                len("bundles/") + 36,
+                required=True,
+                reason="BAD_NAME",
+            ),
+            fields.matching(
+                request.application,
+                "application",
+                _APPLICATION_NAME,
+                "applications/{application_id}, the id a UUID",
+                len("applications/") + 36,
+                required=True,
+                reason="BAD_NAME",
+            ),
+        )
+        holder_id_type = _HOLDER_ID_TYPES[request.holder_id_type]
+        found = state.holdings.fetch(
+            request.license_type_code, holder_id_type, request.holder_id_number
+        )
+        if found is None:
+            state.store.count(Counter.LICENSE_FETCHES_NOT_FOUND)
+            raise LicenseNotFound(
+                f"province {state.config.region_code} holds no valid licence of type"
+                f" {request.license_type_code} for the holder",
+                metadata={
+                    "region_code": state.config.region_code,
+                    "license_type_code": request.license_type_code,
+                },
+            )
+        state.store.count(Counter.LICENSES_FETCHED)
+        return region_pb2.FetchLicenseResponse(license_token=found.token)
 
     async def GetLicenseKeys(
         self, request: region_pb2.GetLicenseKeysRequest, context: grpc.aio.ServicerContext
     ) -> region_pb2.GetLicenseKeysResponse:
         self._state.check_up()
+        jwks = self._state.issuer.jwks()
+        leaked = self._state.leaked_jwk
+        if leaked is not None:
+            document = json.loads(jwks)
+            document["keys"].append(leaked)
+            jwks = json.dumps(document, separators=(",", ":"))
         return region_pb2.GetLicenseKeysResponse(
-            jwks_json=self._state.issuer.jwks(), max_age_seconds=LICENSE_KEYS_MAX_AGE
+            jwks_json=jwks, max_age_seconds=LICENSE_KEYS_MAX_AGE
         )
 
     async def GetLicenseStatusList(
@@ -349,9 +661,20 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
     ) -> region_pb2.GetLicenseStatusListResponse:
         self._state.check_up()
         return region_pb2.GetLicenseStatusListResponse(
-            status_list_token=self._state.issuer.status_list_token(STATUS_LIST_TTL),
-            max_age_seconds=STATUS_LIST_TTL,
+            status_list_token=self._status_list_token(), max_age_seconds=STATUS_LIST_TTL
         )
+
+    def _status_list_token(self) -> str:
+        state = self._state
+        if state.foreign_issuer is None and Break.STATUS_LIST_UNCOMPRESSED not in state.breaks:
+            return state.issuer.status_list_token(STATUS_LIST_TTL)
+        claims = state.issuer.status_list_claims(STATUS_LIST_TTL)
+        if Break.STATUS_LIST_UNCOMPRESSED in state.breaks:
+            body = claims["status_list"]
+            raw = decode_status_list(body["bits"], body["lst"], max_bytes=1 << 20).data
+            body["lst"] = _b64url(raw)
+        signer = state.foreign_issuer or state.issuer
+        return signer.sign(claims, token_type=STATUS_LIST_TOKEN_TYPE)
 
 
 class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
@@ -400,12 +723,15 @@ class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
             hung_calls_cancelled=counters.hung_calls_cancelled,
             longest_deadline_ms=counters.longest_deadline_ms,
             calls_without_deadline=counters.calls_without_deadline,
+            licenses_fetched=counters.licenses_fetched,
+            license_fetches_not_found=counters.license_fetches_not_found,
+            cases_withdrawn=counters.cases_withdrawn,
         )
 
     async def IssueLicense(
         self, request: admin_pb2.IssueLicenseRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.IssueLicenseResponse:
-        issued = self._state.issuer.issue(
+        issued = self._state.holdings.issue(
             request.license_type_code,
             request.license_number,
             holder_id_type=_HOLDER_ID_TYPES.get(request.holder_id_type, ""),  # "": BAD_ID_TYPE
@@ -498,16 +824,47 @@ class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
             )
         if violations or target is None:
             raise InvalidRequest("invalid decision", field_violations=violations)
-        # The case moves first and the report follows: the province has decided whether or not
-        # the gateway hears of it. A repeat re-sends the same event id, so a DecideCase retried
-        # after the gateway was unreachable delivers the report exactly once.
-        moved = state.store.transition(request.application_id, target, request.reason)
-        if state.gateway is None:
-            return admin_pb2.DecideCaseResponse()
-        gateway_state = await state.gateway.report(
-            moved.case, state.config.region_code, context.time_remaining()
+        gateway_state = await state.decide(
+            request.application_id, target, request.reason, context.time_remaining()
         )
         return admin_pb2.DecideCaseResponse(gateway_state=gateway_state)
+
+    async def SetDecisions(
+        self, request: admin_pb2.SetDecisionsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.SetDecisionsResponse:
+        try:
+            decisions = Decisions.from_proto(request.rules)
+        except DecisionsInvalid as e:
+            raise InvalidRequest("invalid decision rules", field_violations=e.violations) from None
+        self._state.decisions = decisions
+        log.info("decision rules now %s", dict(decisions.rules) or "manual")
+        return admin_pb2.SetDecisionsResponse(rules=decisions.to_proto())
+
+    async def SetLicenseHolding(
+        self, request: admin_pb2.SetLicenseHoldingRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.SetLicenseHoldingResponse:
+        fields.raise_if_any(
+            "invalid licence holding",
+            fields.matching(
+                request.license_type_code,
+                "license_type_code",
+                _TYPE_CODE,
+                "a licence type code: 18 characters of 0-9A-Z, then 3 digits",
+                MAX_TYPE_CODE,
+                required=True,
+            ),
+            fields.enum_value(request.holder_id_type, "holder_id_type", _ID_TYPES, required=True),
+            fields.id_number(
+                request.holder_id_type, request.holder_id_number, "holder_id_number", PROVINCE_CODES
+            ),
+        )
+        self._state.holdings.set_held(
+            request.license_type_code,
+            _HOLDER_ID_TYPES[request.holder_id_type],
+            request.holder_id_number,
+            request.held,
+        )
+        return admin_pb2.SetLicenseHoldingResponse()
 
 
 @dataclass(eq=False)
@@ -526,6 +883,8 @@ class RunningStub:
     """RegionService client on `channel`."""
     admin: admin_pb2_grpc.RegionAdminServiceAsyncStub
     """RegionAdminService client on `channel`."""
+    decider: Decider
+    """The automatic decisions in progress (`Decider.pending`), for tests to wait on."""
 
     async def set_faults(self, faults: Faults | None = None, *, seed: int = 0) -> Faults:
         """Replaces the fault settings (healthy when None); returns those in force."""
@@ -547,6 +906,37 @@ class RunningStub:
             hung_calls_cancelled=r.hung_calls_cancelled,
             longest_deadline_ms=r.longest_deadline_ms,
             calls_without_deadline=r.calls_without_deadline,
+            licenses_fetched=r.licenses_fetched,
+            license_fetches_not_found=r.license_fetches_not_found,
+            cases_withdrawn=r.cases_withdrawn,
+        )
+
+
+def _private_jwk() -> dict[str, str]:
+    """A signing key's JWK with its private member `d`: what no province may publish."""
+    key = Ed25519PrivateKey.generate()
+    public = {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": _b64url(key.public_key().public_bytes_raw()),
+    }
+    kid = jwk_thumbprint(public)
+    return {**public, "d": _b64url(key.private_bytes_raw()), "kid": kid, "alg": "EdDSA"}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _refuse_if_too_late(context: grpc.aio.ServicerContext) -> None:
+    """Raises DEADLINE_EXCEEDED when less than `RECORD_MARGIN` of the call's deadline is left."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining < RECORD_MARGIN:
+        raise StubError(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "DEADLINE_EXCEEDED",
+            f"{max(remaining, 0) * 1000:.1f} ms of the delivery's deadline were left: too late "
+            "to record its case",
         )
 
 
@@ -556,15 +946,24 @@ def _host_port(host: str, port: int) -> str:
 
 @asynccontextmanager
 async def running_stub(
-    config: StubConfig, *, clock: Callable[[], datetime] = utc_now
+    config: StubConfig,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[RunningStub]:
     """Starts a stub in the running loop; on exit drains it (`config.grace`) and closes all.
 
-    Raises `catalog.CatalogError` for an unusable implementation list, `StoreUnavailable` for
-    an unusable data directory and `OSError` when the address cannot be bound.
+    With `config.tracing` its spans go to `tracer_provider`, by default the process's OTLP
+    exporter; without it, nothing of tracing is installed.
+
+    Raises `catalog.CatalogError` for an unusable implementation list or national catalog,
+    `TrustConfigError` for an unusable trust list, `StoreUnavailable` for an unusable data
+    directory and `OSError` when the address cannot be bound.
     """
     async with AsyncExitStack() as stack:
         implementations = catalog.load(config.implementation_list, config.region_code)
+        results = catalog.load_results(config.catalog_dir)
+        types = issued_types(config.license_trust, config.region_code, results.license_types)
         log.info(
             "region %s: %d local codes from %s (catalog %s)",
             config.region_code,
@@ -582,23 +981,48 @@ async def running_stub(
                 config.tls.ca_cert, config.tls.client_cert, config.tls.client_key
             )
         )
+        tracing = None
+        if config.tracing:
+            tracing = tracer_provider or process_provider(f"tongban-region-{config.region_code}")
         if config.gateway_address:
-            gateway = GatewayReporter(config.gateway_address, client_credentials)
+            gateway = GatewayReporter(
+                config.gateway_address,
+                client_credentials,
+                () if tracing is None else client_interceptors(tracing),
+                send_event_ids=Break.REPORT_WITHOUT_EVENT_ID not in config.breaks,
+            )
             stack.push_async_callback(gateway.close)
+        issuer = LicenseIssuer(config.region_code, algorithm=config.license_algorithm, clock=clock)
         state = StubState(
             config=config,
             store=store,
             catalog=implementations,
-            issuer=LicenseIssuer(
-                config.region_code, algorithm=config.license_algorithm, clock=clock
-            ),
+            results=results,
+            issuer=issuer,
+            holdings=Holdings(issuer, types, clock),
             gateway=gateway,
             faults=config.faults,
+            decisions=config.decisions,
             rng=random.Random(config.seed),
             clock=clock,
+            foreign_issuer=LicenseIssuer(
+                config.region_code, algorithm=config.license_algorithm, clock=clock
+            )
+            if Break.STATUS_LIST_FOREIGN_KEY in config.breaks
+            else None,
+            leaked_jwk=_private_jwk() if Break.PRIVATE_JWK in config.breaks else None,
         )
-        interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
-        if config.tls is not None:
+        stack.push_async_callback(state.decider.close)
+        stack.push_async_callback(state.stop_tasks)
+        for case in store.undecided():
+            state.decider.schedule(
+                case.application_id, config.decisions.for_matter(case.national_code)
+            )
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            *([] if tracing is None else [ServerTracing(tracing)]),
+            ErrorInterceptor(),
+        ]
+        if config.tls is not None and Break.ADMIT_ANY_CLIENT not in config.breaks:
             interceptors.append(GatewayOnly())
         # No SO_REUSEPORT (gRPC's default on Linux): a second stub on a taken port must fail,
         # not take half of the calls.
@@ -640,6 +1064,7 @@ async def running_stub(
                 "admin_pb2_grpc.RegionAdminServiceAsyncStub",
                 admin_pb2_grpc.RegionAdminServiceStub(channel),
             ),
+            decider=state.decider,
         )
 
 
@@ -683,7 +1108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         asyncio.run(serve(config))
-    except (catalog.CatalogError, TongbanError, OSError) as e:
+    except (catalog.CatalogError, TrustConfigError, TongbanError, OSError) as e:
         print(f"region-stub {config.region_code}: cannot start: {e}", file=sys.stderr)
         return 1
     return 0

@@ -349,3 +349,28 @@ def test_status_size_is_bounded_whatever_the_error_echoes() -> None:
     assert bad.field_violations[-1].description.startswith(
         f"{10_000 - len(bad.field_violations) + 1} more"
     )
+
+
+def test_every_reason_of_the_tree_has_a_chinese_message_and_the_table_no_other() -> None:
+    # The extensions of the tree that live in other modules, loaded so that the walk finds them.
+    import gateway.app.server
+    import gateway.storage.migrations
+    import gateway.tools.edge
+    import region_stubs.server
+
+    assert gateway.app.server.PortInUse.reason == "PORT_IN_USE"
+    assert gateway.storage.migrations.SchemaTooNew.reason == "STORE_SCHEMA_TOO_NEW"
+    assert issubclass(region_stubs.server.StubError, TongbanError)
+    assert gateway.tools.edge.EdgeUnavailable.reason == "EDGE_UNAVAILABLE"
+    reasons = {cls.reason for cls in all_error_types()}
+    assert set(errors.MESSAGES_ZH) == reasons
+    for reason, message in errors.MESSAGES_ZH.items():
+        assert message.endswith("。"), reason
+        assert not any("a" <= c.lower() <= "z" for c in message), reason  # Chinese only
+
+
+def test_a_reason_outside_the_tree_gets_the_message_of_its_code() -> None:
+    relayed = errors.localized_message("FAULT_INJECTED", grpc.StatusCode.UNAVAILABLE)
+    assert (relayed.locale, relayed.message) == ("zh-CN", errors.MESSAGES_ZH["UNAVAILABLE"])
+    unknown = errors.localized_message("SOMETHING", grpc.StatusCode.DATA_LOSS)
+    assert unknown.message == errors.MESSAGES_ZH["INTERNAL"]

@@ -2,7 +2,8 @@
 
 Sources, later ones winning: defaults → a JSON file (`TONGBAN_CONFIG`) → environment-style keys
 (`TONGBAN_*`) → command-line flags (the CLI turns them into the same keys). Nothing but the CLI
-reads `os.environ`; everything else receives a `GatewayConfig`.
+reads `os.environ`; everything else receives a `GatewayConfig`. Every key read here is listed,
+with its default, in `gateway.app.settings` (the operator's reference, `docs/SETTINGS.md`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class GatewayConfig:
     `postgresql://` URL); None is the SQLite file `data_dir/gateway.sqlite3`."""
     standards_dir: Path = Path("standards")
     """Bundled catalog data, used to seed an empty store."""
+    bootstrap_catalogs: tuple[str, ...] = ("catalog/2025.1.json",)
+    """The catalog versions (files under `standards_dir`, oldest first) an empty store is
+    seeded with: the first, then the implementation lists, then each later one as if
+    published (`TONGBAN_BOOTSTRAP_CATALOGS`, comma-separated). `catalog/2026.1.json` carries
+    the themes (一件事) that bundles need."""
     regions: Mapping[str, str] = field(default_factory=dict)
     """Province code → address of its RegionService."""
     standards_keys: Mapping[str, Path] = field(default_factory=dict)
@@ -100,6 +106,9 @@ class GatewayConfig:
     replica: str = ""
     """This replica's name among several sharing one store (letters, digits, `.`, `_`, `-`):
     it names the replica's audit chain, `audit-<replica>.jsonl`; empty for a lone gateway."""
+    tracing: bool = False
+    """Make OpenTelemetry spans (`TONGBAN_TRACING`), exported as the standard `OTEL_*`
+    variables say; off, nothing of tracing is installed."""
 
     @property
     def store_config(self) -> StoreConfig:
@@ -189,7 +198,9 @@ def _bool(mapping: Mapping[str, str], key: str, default: bool) -> bool:
 def _tls(merged: Mapping[str, str]) -> ServerTlsFiles | None:
     if _bool(merged, "TONGBAN_INSECURE", False):
         return None
-    paths = [merged.get(f"TONGBAN_TLS_{name}", "") for name in ("CA", "CERT", "KEY")]
+    paths = [
+        merged.get(key, "") for key in ("TONGBAN_TLS_CA", "TONGBAN_TLS_CERT", "TONGBAN_TLS_KEY")
+    ]
     if not any(paths):
         raise ConfigError(
             "TLS is required: set TONGBAN_TLS_CA, TONGBAN_TLS_CERT and TONGBAN_TLS_KEY "
@@ -328,6 +339,11 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         data_dir=Path(merged.get("TONGBAN_DATA_DIR", "data")),
         store=load_store(merged),
         standards_dir=Path(merged.get("TONGBAN_STANDARDS_DIR", "standards")),
+        bootstrap_catalogs=tuple(
+            part.strip()
+            for part in merged.get("TONGBAN_BOOTSTRAP_CATALOGS", "catalog/2025.1.json").split(",")
+            if part.strip()
+        ),
         regions=parse_regions(merged.get("TONGBAN_REGIONS", "")),
         standards_keys=parse_keys(merged.get("TONGBAN_STANDARDS_KEYS", "")),
         license_audience=merged.get("TONGBAN_LICENSE_AUDIENCE", "tongban-gateway"),
@@ -344,6 +360,7 @@ def load_config(mapping: Mapping[str, str]) -> GatewayConfig:
         probe_interval=_number(merged, "TONGBAN_PROBE_INTERVAL", 0.0),
         watch_poll=_positive(merged, "TONGBAN_WATCH_POLL", 1.0),
         replica=_replica(merged.get("TONGBAN_REPLICA", "")),
+        tracing=_bool(merged, "TONGBAN_TRACING", False),
         **_security(merged),  # type: ignore[arg-type]
     )
 

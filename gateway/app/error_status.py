@@ -3,7 +3,9 @@
 Every handler of the gateway is wrapped once (wrappers are cached per method): a
 `TongbanError` becomes its `google.rpc.Status` (code + one ErrorInfo + BadRequest/RetryInfo);
 any other exception is logged and becomes INTERNAL with reason `INTERNAL`, so no request ever
-crashes the server or leaks a stack trace. `grpc.aio.AbortError` (a handler that aborted on its
+crashes the server or leaks a stack trace. Every such status also carries the reason's Chinese
+message as a `google.rpc.LocalizedMessage` (`errors.MESSAGES_ZH`), for the clerk a province's
+platform shows it to. `grpc.aio.AbortError` (a handler that aborted on its
 own) and cancellation pass through untouched.
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
-from gateway.errors import TongbanError, build_status
+from gateway.errors import TongbanError, build_status, localized_message
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +28,16 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandl
 
 async def _abort(context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
     if isinstance(error, TongbanError):
-        status = rpc_status.to_status(error.to_status())
+        wire = error.to_status()
+        wire.details.add().Pack(localized_message(error.reason, error.code))
+        status = rpc_status.to_status(wire)
         if error.trailers:
             status = status._replace(trailing_metadata=(*status.trailing_metadata, *error.trailers))
     else:
         log.error("unhandled error in %s", method, exc_info=error)
-        status = rpc_status.to_status(
-            build_status(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
-        )
+        wire = build_status(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
+        wire.details.add().Pack(localized_message("INTERNAL", grpc.StatusCode.INTERNAL))
+        status = rpc_status.to_status(wire)
     await context.abort_with_status(status)
 
 

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from grpc_health.v1 import health, health_pb2
 
+from gateway.api.v1 import bundle_pb2
+from gateway.applications.bundle_records import overdue_members
 from gateway.catalog.registry import CatalogRegistry
 from gateway.errors import TongbanError
 from gateway.observability.metrics import Metrics
@@ -66,6 +68,7 @@ async def refresh_once(
     else:
         metrics.queue_depth.set(depth)
         metrics.queue_oldest_age.set(max(0.0, now - oldest) if oldest is not None else 0.0)
+        metrics.set_bundle_stats(await store.bundle_stats(now, bundle_pb2.BUNDLE_STATE_IN_PROGRESS))
         await health_state.set(STORE_HEALTH, True)
     record = registry.snapshot.current(registry.clock())
     if record is None:
@@ -80,6 +83,20 @@ async def refresh_once(
         breaker = deliverer.breakers.get(code)
         closed = breaker is None or breaker.state == BreakerState.CLOSED
         await health_state.set(region_service_name(code), closed)
+
+
+MEMBER_SCAN_LIMIT = 10_000
+"""Bundles in progress read per count of overdue members (the earliest due first)."""
+
+
+async def refresh_members_overdue(metrics: Metrics, store: Store) -> None:
+    """Counts the overdue members of bundles in progress, per theme, into their gauge."""
+    now = time.time()
+    counts: dict[str, int] = {}
+    rows = await store.bundle_bodies(bundle_pb2.BUNDLE_STATE_IN_PROGRESS, MEMBER_SCAN_LIMIT)
+    for theme, body in rows:
+        counts[theme] = counts.get(theme, 0) + overdue_members(body, now)
+    metrics.set_members_overdue(counts)
 
 
 async def refresh_gauges(interval: float, refresh: Callable[[], Awaitable[None]]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -21,18 +22,26 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from gateway.api.v1 import (
     application_pb2,
     application_pb2_grpc,
+    bundle_pb2,
+    bundle_pb2_grpc,
     license_pb2,
     license_pb2_grpc,
 )
 from gateway.app.changes import ChangeFollower
 from gateway.app.config import GatewayConfig
 from gateway.app.error_status import ErrorInterceptor
-from gateway.app.health import DependencyHealth, refresh_gauges, refresh_once
+from gateway.app.health import (
+    DependencyHealth,
+    refresh_gauges,
+    refresh_members_overdue,
+    refresh_once,
+)
 from gateway.app.licensing import build_license_verifier
 from gateway.app.serving import (
     add_health_and_reflection,
@@ -42,6 +51,9 @@ from gateway.app.serving import (
     settle_heap,
     stop_event_on_signals,
 )
+from gateway.applications.bundle_flow import BundleFlow
+from gateway.applications.bundle_records import BundleRecords
+from gateway.applications.bundle_service import BundleServicer
 from gateway.applications.deadlines import calendar_last_day
 from gateway.applications.dispatcher import Dispatcher
 from gateway.applications.outbox import Outbox
@@ -67,9 +79,16 @@ from gateway.observability.metrics import (
     serve_metrics,
 )
 from gateway.observability.rpc_metrics import MetricsInterceptor
+from gateway.observability.tracing import (
+    ServerTracing,
+    SpanListener,
+    client_interceptors,
+    process_provider,
+)
 from gateway.routing.client import GrpcRegionClient
 from gateway.routing.deliverer import Deliverer
 from gateway.routing.health import RegionHealth
+from gateway.security.forwarded import ForwardedCertificates
 from gateway.security.interceptor import AuthInterceptor
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.tls import DenyList, channel_credentials, server_credentials
@@ -82,10 +101,12 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     CATALOG_SERVICE,
     application_pb2.DESCRIPTOR.services_by_name["ApplicationService"].full_name,
+    bundle_pb2.DESCRIPTOR.services_by_name["BundleService"].full_name,
     license_pb2.DESCRIPTOR.services_by_name["LicenseService"].full_name,
 )
 
-BOOTSTRAP_CATALOG = "catalog/2025.1.json"
+MEMBERS_REFRESH_INTERVAL = 30.0
+"""Seconds between two counts of overdue bundle members (each reads the bundles in progress)."""
 REFRESH_INTERVAL = 1.0
 """Seconds between two readings of the queue, the catalog and the breakers, and between two
 comparisons of the stored catalog with the one in force."""
@@ -130,7 +151,12 @@ def _open_auditor(config: GatewayConfig) -> Auditor:
     return Auditor.open(config.audit_path, config.audit_key_path, FsyncPolicy(config.audit_fsync))
 
 
-def _new_server(config: GatewayConfig, events: EventBus, metrics: Metrics) -> grpc.aio.Server:
+def _new_server(
+    config: GatewayConfig,
+    events: EventBus,
+    metrics: Metrics,
+    tracer_provider: TracerProvider | None,
+) -> grpc.aio.Server:
     """The gRPC server with its interceptors and limits (no services yet)."""
     auth = AuthInterceptor(
         enforce=config.tls is not None,
@@ -138,11 +164,14 @@ def _new_server(config: GatewayConfig, events: EventBus, metrics: Metrics) -> gr
         limiter=RateLimiter(config.rate_limits),
         events=events,
         reflection_ops_only=config.reflection_ops_only,
+        forwarded=None if config.tls is None else ForwardedCertificates(config.tls.ca_cert),
     )
-    # Metrics outermost (it sees every outcome), then ErrorInterceptor: the auth interceptor's
-    # refusals become rich statuses there.
+    # Metrics outermost (it sees every outcome), then tracing when on (the RPC's span is current
+    # for everything inside), then ErrorInterceptor: the auth interceptor's refusals become rich
+    # statuses there.
+    tracing = [] if tracer_provider is None else [ServerTracing(tracer_provider)]
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(metrics), ErrorInterceptor(), auth],
+        interceptors=[MetricsInterceptor(metrics), *tracing, ErrorInterceptor(), auth],
         options=[
             ("grpc.max_receive_message_length", config.max_receive_message_bytes),
             ("grpc.max_metadata_size", config.max_metadata_bytes),
@@ -163,17 +192,21 @@ class PortInUse(FailedPrecondition):
     reason = "PORT_IN_USE"
 
 
+def _taken(config: GatewayConfig, what: str, port: int, flag: str) -> PortInUse:
+    return PortInUse(
+        f"{what} {port} on {config.host} is taken (another gateway?): stop it or choose "
+        f"another {flag}",
+        metadata={"port": str(port)},
+    )
+
+
 def _bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
     """Binds the port: mTLS, or plaintext with a loud warning in insecure mode; a taken port
     is `PortInUse`."""
     try:
         return _add_port(server, config)
     except RuntimeError as exc:  # grpc's only word for a failed bind
-        raise PortInUse(
-            f"port {config.port} on {config.host} is taken (another gateway?): stop it or "
-            "choose another --port",
-            metadata={"port": str(config.port)},
-        ) from exc
+        raise _taken(config, "port", config.port, "--port") from exc
 
 
 def _add_port(server: grpc.aio.Server, config: GatewayConfig) -> int:
@@ -196,15 +229,21 @@ def _add_port(server: grpc.aio.Server, config: GatewayConfig) -> int:
 # hide that order, which is the point.
 @contextlib.asynccontextmanager
 async def running_gateway(  # noqa: PLR0915
-    config: GatewayConfig, *, metrics_registry: CollectorRegistry | None = None
+    config: GatewayConfig,
+    *,
+    metrics_registry: CollectorRegistry | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """Starts the gateway in the running loop and stops it gracefully on exit.
 
-    Metrics go to `metrics_registry`, by default a fresh registry of this gateway's own.
+    Metrics go to `metrics_registry`, by default a fresh registry of this gateway's own. With
+    `config.tracing`, spans go to `tracer_provider`, by default the process's OTLP exporter;
+    without it, nothing of tracing is installed.
     """
     # Read before anything is opened: a missing certificate fails the start with nothing to undo.
     tls = config.tls
     credentials = None if tls is None else channel_credentials(tls.ca_cert, tls.cert, tls.key)
+    tracing = (tracer_provider or process_provider("tongban-gateway")) if config.tracing else None
     auditor = _open_auditor(config)
     try:
         store = await open_store(config.store_config)
@@ -212,7 +251,12 @@ async def running_gateway(  # noqa: PLR0915
         await auditor.aclose()
         raise
     events = EventBus()
-    client = GrpcRegionClient(config.regions, credentials=credentials, events=events)
+    client = GrpcRegionClient(
+        config.regions,
+        credentials=credentials,
+        interceptors=() if tracing is None else client_interceptors(tracing),
+        events=events,
+    )
     dispatcher_task: asyncio.Task[None] | None = None
     followers: list[asyncio.Task[None]] = []
     refresh_task: asyncio.Task[None] | None = None
@@ -232,15 +276,18 @@ async def running_gateway(  # noqa: PLR0915
             store, queue_expiry=config.delivery.queue_expiry, events=events
         )
         # Listeners, in the order they hear each event: metrics, audit, the access log, the
-        # watch streams; the dispatcher and region health subscribe below.
+        # watch streams, spans; the dispatcher and region health subscribe below.
         metrics.listen(events)
         auditor.listen(events)
         AccessLog().listen(events)
         hub = WatchHub(records.get)
         hub.listen(events)
+        if tracing is not None:
+            SpanListener(tracing).listen(events)
         await registry.load()
         if await registry.bootstrap(
-            config.standards_dir / BOOTSTRAP_CATALOG, config.standards_dir / "implementations"
+            [config.standards_dir / name for name in config.bootstrap_catalogs],
+            config.standards_dir / "implementations",
         ):
             log.info("seeded the store from %s", config.standards_dir)
         deliverer = Deliverer(
@@ -263,7 +310,7 @@ async def running_gateway(  # noqa: PLR0915
                 metrics.region_label,
             )
         )
-        server = _new_server(config, events, metrics)
+        server = _new_server(config, events, metrics, tracing)
         add_catalog_servicer(
             CatalogServicer(
                 registry,
@@ -283,6 +330,23 @@ async def running_gateway(  # noqa: PLR0915
             events=events,
         )
         application_pb2_grpc.add_ApplicationServiceServicer_to_server(applications, server)
+        bundles = BundleRecords(store, records, events=events)
+        flow = BundleFlow(bundles, outbox, registry, verifier, wall_clock=utc_now, events=events)
+        flow.listen(events)
+        bundle_pb2_grpc.add_BundleServiceServicer_to_server(
+            BundleServicer(
+                registry=registry,
+                bundles=bundles,
+                flow=flow,
+                outbox=outbox,
+                hub=hub,
+                licenses=verifier,
+                wall_clock=utc_now,
+                watch_poll=config.watch_poll,
+                events=events,
+            ),
+            server,
+        )
         license_pb2_grpc.add_LicenseServiceServicer_to_server(LicenseServicer(verifier), server)
         health = add_health_and_reflection(
             server, SERVICE_NAMES, reflection_enabled=config.reflection
@@ -297,7 +361,8 @@ async def running_gateway(  # noqa: PLR0915
         )
 
         async def refresh() -> None:
-            regions = set(config.regions) | set(deliverer.breakers)
+            # Provinces connected after start (`tongban up` connects its stubs so) included.
+            regions = client.regions | set(deliverer.breakers)
             await refresh_once(
                 metrics,
                 store=store,
@@ -315,12 +380,20 @@ async def running_gateway(  # noqa: PLR0915
                 options=[("grpc.so_reuseport", 1 if config.share_port else 0)]
             )
             health_pb2_grpc.add_HealthServicer_to_server(health, probe_server)
-            health_port = probe_server.add_insecure_port(f"{config.host}:{config.health_port}")
+            try:
+                health_port = probe_server.add_insecure_port(f"{config.host}:{config.health_port}")
+            except RuntimeError as exc:
+                raise _taken(config, "health port", config.health_port, "--health-port") from exc
             await probe_server.start()
         await server.start()
         await set_serving(health, SERVICE_NAMES, serving=True)
         if config.metrics_port >= 0:
-            http = serve_metrics(config.host, config.metrics_port, metrics_registry)
+            try:
+                http = serve_metrics(config.host, config.metrics_port, metrics_registry)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise _taken(config, "metrics port", config.metrics_port, "--metrics-port") from exc
         dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
         follower = ChangeFollower(hub, registry)
         followers = [
@@ -330,6 +403,14 @@ async def running_gateway(  # noqa: PLR0915
         ]
         refresh_task = asyncio.create_task(
             refresh_gauges(REFRESH_INTERVAL, refresh), name="metrics-refresh"
+        )
+        followers.append(
+            asyncio.create_task(
+                refresh_gauges(
+                    MEMBERS_REFRESH_INTERVAL, lambda: refresh_members_overdue(metrics, store)
+                ),
+                name="members-overdue",
+            )
         )
         running = RunningGateway(
             config,
@@ -364,6 +445,7 @@ async def running_gateway(  # noqa: PLR0915
                 grace=config.grace,
             )
             await applications.wait_idle(config.grace)
+            await flow.close()
     finally:
         for task in [*followers, *([dispatcher_task] if dispatcher_task else [])]:
             task.cancel()

@@ -38,6 +38,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -88,13 +89,7 @@ def deadline(start: datetime, limit: TimeLimit) -> Deadline:
     if limit.unit == NATURAL_DAYS:
         day += limit.value * _ONE_DAY
     elif limit.unit == WORKING_DAYS:
-        remaining = limit.value
-        while remaining:
-            day += _ONE_DAY
-            working, known = _working_day(day)
-            provisional = provisional or not known
-            if working:
-                remaining -= 1
+        day, provisional = _working_days_after(day, limit.value)
     else:
         raise ValueError(f"unknown time limit unit: {limit.unit!r}")
     return Deadline(datetime.combine(day, time.max, CHINA_TIME), provisional)
@@ -103,6 +98,21 @@ def deadline(start: datetime, limit: TimeLimit) -> Deadline:
 def is_overdue(deadline: Deadline, now: datetime) -> bool:
     """Whether `now` (timezone-aware) is past the deadline."""
     return now > deadline.due
+
+
+@functools.lru_cache(maxsize=4096)
+def _working_days_after(day: date, count: int) -> tuple[date, bool]:
+    """The `count`-th working day after `day`, and whether the count passed over a day outside
+    the calendar's data. Remembered: the calendar's data is fixed for the life of the process,
+    and deadlines are counted from a handful of days with a handful of limits."""
+    provisional = False
+    while count:
+        day += _ONE_DAY
+        working, known = _working_day(day)
+        provisional = provisional or not known
+        if working:
+            count -= 1
+    return day, provisional
 
 
 def _working_day(day: date) -> tuple[bool, bool]:

@@ -5,10 +5,19 @@
         │           │           └──► REJECTED                     (不予受理)
         └───────────┴──► FAILED   (refused on delivery, or expired in the queue)
 
+    A member of a bundle (一件事) may start before RECEIVED and end by the applicant's hand:
+
+    WAITING ──► RECEIVED                 (what it waits for completed: released)
+       │
+       ├──────► CANCELLED                (what it waits for did not complete, or withdrawn)
+    RECEIVED, QUEUED ──► CANCELLED       (withdrawn before delivery)
+    DELIVERED, ACCEPTED ──► WITHDRAWN    (withdrawn, the province agreeing)
+
 Invariants:
-- REJECTED, COMPLETED and FAILED are terminal.
-- Only the gateway moves an application up to DELIVERED or FAILED; only the handling province
-  reports ACCEPTED, REJECTED and COMPLETED.
+- REJECTED, COMPLETED, FAILED, CANCELLED and WITHDRAWN are terminal.
+- Only the gateway moves an application up to DELIVERED or FAILED, and to CANCELLED or
+  WITHDRAWN; only the handling province reports ACCEPTED, REJECTED and COMPLETED.
+- A WAITING application is never delivered and never reported on.
 - A province's report proves delivery: a report on a RECEIVED or QUEUED application first
   records DELIVERED (the response to the delivery was lost, the case exists).
 Pure: no I/O.
@@ -18,6 +27,9 @@ from __future__ import annotations
 
 from gateway.api.v1.application_pb2 import (
     APPLICATION_STATE_ACCEPTED as ACCEPTED,
+)
+from gateway.api.v1.application_pb2 import (
+    APPLICATION_STATE_CANCELLED as CANCELLED,
 )
 from gateway.api.v1.application_pb2 import (
     APPLICATION_STATE_COMPLETED as COMPLETED,
@@ -37,19 +49,30 @@ from gateway.api.v1.application_pb2 import (
 from gateway.api.v1.application_pb2 import (
     APPLICATION_STATE_REJECTED as REJECTED,
 )
+from gateway.api.v1.application_pb2 import (
+    APPLICATION_STATE_WAITING as WAITING,
+)
+from gateway.api.v1.application_pb2 import (
+    APPLICATION_STATE_WITHDRAWN as WITHDRAWN,
+)
 
-TERMINAL = frozenset({REJECTED, COMPLETED, FAILED})
+TERMINAL = frozenset({REJECTED, COMPLETED, FAILED, CANCELLED, WITHDRAWN})
 PROVINCE_REPORTABLE = frozenset({ACCEPTED, REJECTED, COMPLETED})
 AWAITING_DELIVERY = frozenset({RECEIVED, QUEUED})
+WITHDRAWABLE = frozenset({DELIVERED, ACCEPTED})
+"""Delivered states a withdrawal asks the province about (undelivered ones are cancelled)."""
 
 _NEXT: dict[int, frozenset[int]] = {
-    RECEIVED: frozenset({QUEUED, DELIVERED, FAILED}),
-    QUEUED: frozenset({DELIVERED, FAILED}),
-    DELIVERED: frozenset({ACCEPTED, REJECTED, COMPLETED}),
-    ACCEPTED: frozenset({COMPLETED, REJECTED}),
+    WAITING: frozenset({RECEIVED, CANCELLED}),
+    RECEIVED: frozenset({QUEUED, DELIVERED, FAILED, CANCELLED}),
+    QUEUED: frozenset({DELIVERED, FAILED, CANCELLED}),
+    DELIVERED: frozenset({ACCEPTED, REJECTED, COMPLETED, WITHDRAWN}),
+    ACCEPTED: frozenset({COMPLETED, REJECTED, WITHDRAWN}),
     REJECTED: frozenset(),
     COMPLETED: frozenset(),
     FAILED: frozenset(),
+    CANCELLED: frozenset(),
+    WITHDRAWN: frozenset(),
 }
 
 

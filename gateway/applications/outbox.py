@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from gateway.api.v1 import application_pb2
@@ -89,6 +89,8 @@ class Outbox:
         self.worker_id = worker_id
         self.events = events
         self.rng = rng
+        self.on_waiting: Callable[[Held], Awaitable[None]] | None = None
+        """Hands a due WAITING bundle member to its bundle's flow (`BundleFlow.recheck`)."""
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -116,6 +118,7 @@ class Outbox:
         Returns (the application as stored now, its request digest, whether this call created
         it); when the idempotency key was already taken, the earlier application, untouched.
         """
+        started = self.clock()
         held, digest, created = await self.records.create(
             app,
             request_digest,
@@ -124,13 +127,21 @@ class Outbox:
         )
         if not created:
             return held.application, digest, False
-        self.events.emit(ApplicationSubmitted(held.application))
+        self.events.emit(ApplicationSubmitted(held.application, self.clock() - started))
         final = await self._deliver(held, deadline)
         return final, digest, True
+
+    async def deliver_claimed(self, held: Held, deadline: float) -> application_pb2.Application:
+        """Delivers a stored application leased to this worker (a bundle's member, just
+        committed or released) until `deadline`."""
+        return await self._deliver(held, deadline)
 
     async def redeliver(self, due: Due) -> None:
         """Delivers an application the dispatcher leased (or finishes it, if it expired)."""
         app = due.application
+        if app.state == application_pb2.APPLICATION_STATE_WAITING and self.on_waiting:
+            await self.on_waiting(due)
+            return
         if app.state not in lifecycle.AWAITING_DELIVERY:
             await self.records.release(app.application_id, self.worker_id)
             return

@@ -233,8 +233,46 @@ class ApplicationRecords:
         self.events.emit(ApplicationChanged(result[0]))
         return result[0]
 
+    async def change(
+        self,
+        application_id: str,
+        fn: Callable[[application_pb2.Application, ApplicationRow], ApplicationRow | None],
+    ) -> application_pb2.Application | None:
+        """One atomic change of a stored application by a gateway decision (a bundle's release,
+        cancellation or withdrawal): `fn` gets the decoded application (to change in place)
+        and its row and returns the new row (built with `stored`), or None to leave it.
+        Returns the application as changed, or None when `fn` left it; emits the change."""
+        result: list[application_pb2.Application] = []
+
+        def run(row: ApplicationRow) -> ApplicationRow | None:
+            app = _decode(row)
+            new = fn(app, row)
+            if new is not None:
+                result.append(app)
+            return new
+
+        if await self.store.update_with(application_id, run) is None:
+            raise ApplicationNotFound(f"no application {application_id}")
+        if not result:
+            return None
+        self.events.emit(ApplicationChanged(result[0]))
+        return result[0]
+
+    def stored(
+        self, row: ApplicationRow, app: application_pb2.Application, **changes: object
+    ) -> ApplicationRow:
+        """`row` holding `app` (its state column from the body), with `changes`."""
+        return _with_body(row, app, **changes)
+
     async def report(
-        self, application_id: str, *, region_code: str, state: int, reason: str, event_id: str
+        self,
+        application_id: str,
+        *,
+        region_code: str,
+        state: int,
+        reason: str,
+        event_id: str,
+        issued: Sequence[application_pb2.IssuedLicense] = (),
     ) -> application_pb2.Application:
         """Records a province's report of a later state (idempotent by event id)."""
         current = await self.get(application_id)
@@ -263,6 +301,8 @@ class ApplicationRecords:
                     region_code,
                     now,
                 )
+            if path and state == application_pb2.APPLICATION_STATE_COMPLETED:
+                app.issued_licenses.extend(issued)
             result.append(app)
             return _with_body(row, app, update_time=now, next_attempt_time=None)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 
-from gateway.api.v1 import application_pb2, catalog_pb2
+from gateway.api.v1 import application_pb2, bundle_pb2, catalog_pb2
 from gateway.catalog import fields
 from gateway.errors import FieldViolation
 from gateway.licenses.token import MAX_TOKEN_BYTES
@@ -32,6 +32,16 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]+")
 _FIELD_KEY = re.compile(r"[a-z][a-z0-9_]*")
 _MATERIAL_ID = re.compile(r"[A-Za-z0-9_-]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_THEME_CODE = re.compile(r"[A-Z0-9]{4,32}")
+_ROLE = re.compile(r"[a-z][a-z_]*")
+_CHANNEL = re.compile(r"[a-z0-9_-]+")
+_MEMBER_ID = re.compile(r"[a-z][a-z0-9_]*")
+
+MAX_ROLES = 16
+MAX_ROLE = 32
+MAX_CHANNEL = 32
+MAX_FLOWS = 32
+MAX_MEMBER_ID = 32
 
 _ID_TYPES = application_pb2.IdType.DESCRIPTOR
 _MODES = catalog_pb2.CrossRegionMode.DESCRIPTOR
@@ -167,3 +177,112 @@ def validate_submission(
         *_form(request.form_fields),
         *_materials(request.materials),
     )
+
+
+def validate_bundle(
+    request: bundle_pb2.SubmitBundleRequest, provinces: Collection[str]
+) -> list[FieldViolation]:
+    """Every field violation of a bundle submission's shape; empty when it is well formed.
+
+    What the theme says of the form, the roles and the materials is judged against the
+    catalog afterwards (`applications.bundle_service`).
+    """
+    applicant: list[FieldViolation | None] = (
+        _applicant(request.applicant, provinces)
+        if request.HasField("applicant")
+        else [FieldViolation("applicant", "required", "MISSING")]
+    )
+    return fields.found(
+        fields.matching(
+            request.request_id,
+            "request_id",
+            _REQUEST_ID,
+            "1 to 64 of [A-Za-z0-9._:-]",
+            MAX_REQUEST_ID,
+            required=True,
+        ),
+        fields.region_code(request.origin_region, "origin_region"),
+        fields.matching(
+            request.theme_code,
+            "theme_code",
+            _THEME_CODE,
+            "4 to 32 of [A-Z0-9]",
+            32,
+            required=True,
+            reason="BAD_THEME_CODE",
+        ),
+        *_roles(request.roles),
+        *applicant,
+        *_form(request.form_fields),
+        *_materials(request.materials),
+        *_consent(request),
+    )
+
+
+def _roles(items: Sequence[bundle_pb2.RoleBinding]) -> list[FieldViolation | None]:
+    if not items:
+        return [FieldViolation("roles", "the province of every role of the theme", "MISSING")]
+    if len(items) > MAX_ROLES:
+        return [FieldViolation("roles", f"at most {MAX_ROLES} roles", "TOO_MANY")]
+    out: list[FieldViolation | None] = []
+    seen: set[str] = set()
+    for i, r in enumerate(items):
+        bad = fields.matching(
+            r.role,
+            f"roles[{i}].role",
+            _ROLE,
+            "a role such as transfer_out",
+            MAX_ROLE,
+            required=True,
+        )
+        if bad is None and r.role in seen:
+            bad = FieldViolation(f"roles[{i}].role", "each role once", "DUPLICATE")
+        seen.add(r.role)
+        out += (bad, fields.region_code(r.region_code, f"roles[{i}].region_code"))
+    return out
+
+
+def _consent(request: bundle_pb2.SubmitBundleRequest) -> list[FieldViolation | None]:
+    if not request.HasField("consent"):
+        return [FieldViolation("consent", "the applicant's one consent", "MISSING")]
+    c = request.consent
+    out: list[FieldViolation | None] = [
+        None
+        if c.HasField("consent_time")
+        else FieldViolation("consent.consent_time", "required", "MISSING"),
+        fields.matching(
+            c.channel,
+            "consent.channel",
+            _CHANNEL,
+            "1 to 32 of [a-z0-9_-]",
+            MAX_CHANNEL,
+            required=True,
+        ),
+    ]
+    if len(c.flows) > MAX_FLOWS:
+        return [*out, FieldViolation("consent.flows", f"at most {MAX_FLOWS} flows", "TOO_MANY")]
+    seen: set[tuple[str, str]] = set()
+    for i, f in enumerate(c.flows):
+        path = f"consent.flows[{i}]"
+        bad_member = fields.matching(
+            f.member_id,
+            f"{path}.member_id",
+            _MEMBER_ID,
+            "a member id",
+            MAX_MEMBER_ID,
+            required=True,
+        )
+        bad_material = fields.matching(
+            f.material_id,
+            f"{path}.material_id",
+            _MATERIAL_ID,
+            "1 to 16 of [A-Za-z0-9_-]",
+            MAX_MATERIAL_ID,
+            required=True,
+        )
+        key = (f.member_id, f.material_id)
+        if bad_member is None and bad_material is None and key in seen:
+            bad_member = FieldViolation(path, "each flow once", "DUPLICATE")
+        seen.add(key)
+        out += (bad_member, bad_material)
+    return out

@@ -18,6 +18,8 @@ delivery's outcome through the watch hub (the store's change feed), and answers 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -49,12 +51,14 @@ from gateway.errors import (
     Unavailable,
 )
 from gateway.events import NO_EVENTS, CodeResolved, Events, SubmissionAnswered, SubmissionRefused
+from gateway.licenses.token import MAX_TOKEN_BYTES
 from gateway.pagination import decode_token, encode_token, page_size
 from gateway.security import authz, guard
 from gateway.times import timestamp
 
 MAX_REPORT_REASON = 500
 MAX_EVENT_ID = 64
+MAX_ISSUED = 8
 _MAX_NAME = len("applications/") + 36  # a UUID's canonical text
 _ROLES = application_pb2.RegionRole.DESCRIPTOR
 _STATES = application_pb2.ApplicationState.DESCRIPTOR
@@ -67,6 +71,8 @@ class LicenseFacts(Protocol):
     def identifier(self) -> str: ...
     @property
     def type_code(self) -> str: ...
+    @property
+    def issuer_region(self) -> str: ...
 
 
 class VerdictLike(Protocol):
@@ -266,6 +272,7 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         self, request: application_pb2.SubmitApplicationRequest, snapshot: CatalogSnapshot
     ) -> application_pb2.Application:
         now = self.wall_clock()
+        started = time.perf_counter()
         try:
             matter, version, target_local_code = translate(
                 snapshot,
@@ -277,9 +284,9 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
                 national_field="national_matter_code",
             )
         except TongbanError as exc:
-            self.events.emit(CodeResolved(exc.reason))
+            self.events.emit(CodeResolved(exc.reason, time.perf_counter() - started))
             raise
-        self.events.emit(CodeResolved("resolved"))
+        self.events.emit(CodeResolved("resolved", time.perf_counter() - started))
         mode = _mode(request, matter)
         materials = await self._materials(request, matter)
         application_id = str(uuid.uuid4())
@@ -458,29 +465,62 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         request: application_pb2.ReportApplicationStatusRequest,
         context: grpc.aio.ServicerContext,
     ) -> application_pb2.ReportApplicationStatusResponse:
-        state = fields.enum_value(request.state, "state", _STATES, required=True)
-        if state is None and request.state not in lifecycle.PROVINCE_REPORTABLE:
-            state = FieldViolation(
-                "state", "one of ACCEPTED, REJECTED, COMPLETED", "NOT_REPORTABLE"
-            )
-        application_id = _application_id(request.name, "name")
-        fields.raise_if_any(
-            "the report is malformed",
-            fields.region_code(request.region_code, "region_code"),
-            state,
-            fields.text(request.reason, "reason", MAX_REPORT_REASON, printable=False),
-            fields.text(request.event_id, "event_id", MAX_EVENT_ID, required=True),
-        )
+        application_id = checked_report(request)
         if guard.current_caller().enforced:
             await self._may_report(application_id)
+        issued = (
+            await self._issued(application_id, request) if request.issued_license_tokens else []
+        )
         app = await self.records.report(
             application_id,
             region_code=request.region_code,
             state=request.state,
             reason=request.reason,
             event_id=request.event_id,
+            issued=issued,
         )
         return application_pb2.ReportApplicationStatusResponse(application=app)
+
+    async def _issued(
+        self, application_id: str, request: application_pb2.ReportApplicationStatusRequest
+    ) -> list[application_pb2.IssuedLicense]:
+        """The licences a COMPLETED report carries, each verified as one the reporting
+        province issued, of a type the matter produces, held by the applicant."""
+        app = await self.records.get(application_id)
+        matter = None
+        with contextlib.suppress(TongbanError):
+            record = self.registry.snapshot.version(app.catalog_version, self.wall_clock())
+            matter = record.document.matters.get(app.national_matter_code)
+        results = set(matter.results) if matter is not None else set()
+        out = []
+        for i, token in enumerate(request.issued_license_tokens):
+            field = f"issued_license_tokens[{i}]"
+            verification = await self.licenses.verify(
+                token, expected_holder_id=app.applicant.id_number
+            )
+            licence = verification.license
+            problem = ""
+            if verification.verdict.name != "VALID" or licence is None:
+                problem, reason = verification.detail, verification.verdict.name
+            elif licence.issuer_region != request.region_code:
+                problem, reason = "issued by another province", "NOT_ISSUED_BY_REPORTER"
+            elif licence.type_code not in results:
+                problem, reason = f"{app.national_matter_code} does not issue it", "NOT_A_RESULT"
+            if problem:
+                raise LicenseInvalid(
+                    f"issued licence {i} is not valid: {problem}",
+                    field_violations=[FieldViolation(field, problem, reason)],
+                    metadata={"verdict": reason},
+                )
+            assert licence is not None
+            out.append(
+                application_pb2.IssuedLicense(
+                    license_token=token,
+                    license_type_code=licence.type_code,
+                    license_identifier=licence.identifier,
+                )
+            )
+        return out
 
     async def _may_report(self, application_id: str) -> None:
         try:
@@ -491,6 +531,40 @@ class ApplicationServicer(application_pb2_grpc.ApplicationServiceServicer):
         # Only the target may report; whether it may report now is the application's state,
         # judged by the lifecycle (a FAILED application never reached it: NOT_DELIVERED).
         guard.check(authz.ReportStatus(app.target_region))
+
+
+def checked_report(request: application_pb2.ReportApplicationStatusRequest) -> str:
+    """The application id a province's report names; raises `InvalidRequest` with every
+    malformed field. What the report may change is the lifecycle's and the store's to judge."""
+    state = fields.enum_value(request.state, "state", _STATES, required=True)
+    if state is None and request.state not in lifecycle.PROVINCE_REPORTABLE:
+        state = FieldViolation("state", "one of ACCEPTED, REJECTED, COMPLETED", "NOT_REPORTABLE")
+    application_id = _application_id(request.name, "name")
+    fields.raise_if_any(
+        "the report is malformed",
+        fields.region_code(request.region_code, "region_code"),
+        state,
+        fields.text(request.reason, "reason", MAX_REPORT_REASON, printable=False),
+        fields.text(request.event_id, "event_id", MAX_EVENT_ID, required=True),
+        *_issued_violations(request),
+    )
+    return application_id
+
+
+def _issued_violations(
+    request: application_pb2.ReportApplicationStatusRequest,
+) -> list[FieldViolation | None]:
+    tokens = request.issued_license_tokens
+    if not tokens:
+        return []
+    if request.state != application_pb2.APPLICATION_STATE_COMPLETED:
+        return [FieldViolation("issued_license_tokens", "only with COMPLETED", "NOT_COMPLETED")]
+    if len(tokens) > MAX_ISSUED:
+        return [FieldViolation("issued_license_tokens", f"at most {MAX_ISSUED}", "TOO_MANY")]
+    return [
+        fields.license_token(t, f"issued_license_tokens[{i}]", MAX_TOKEN_BYTES)
+        for i, t in enumerate(tokens)
+    ]
 
 
 def _application_id(name: str, field: str) -> str:

@@ -40,19 +40,21 @@ class WatchHub:
 
     @contextlib.contextmanager
     def subscribe(
-        self, application_id: str
+        self, *application_ids: str
     ) -> Iterator[asyncio.Queue[application_pb2.Application]]:
-        """A queue receiving every published change of the application, while in scope."""
+        """One queue receiving every published change of the applications, while in scope."""
         queue: asyncio.Queue[application_pb2.Application] = asyncio.Queue(_QUEUE_SIZE)
-        self._watchers.setdefault(application_id, set()).add(queue)
+        for application_id in application_ids:
+            self._watchers.setdefault(application_id, set()).add(queue)
         try:
             yield queue
         finally:
-            watchers = self._watchers.get(application_id)
-            if watchers is not None:
-                watchers.discard(queue)
-                if not watchers:
-                    del self._watchers[application_id]
+            for application_id in application_ids:
+                watchers = self._watchers.get(application_id)
+                if watchers is not None:
+                    watchers.discard(queue)
+                    if not watchers:
+                        del self._watchers[application_id]
 
     def listen(self, bus: EventBus) -> None:
         """Publishes every application change the domain emits."""

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from gateway.api.v1 import catalog_pb2
 from gateway.catalog import fields
 from gateway.catalog.diff import CatalogDiff, RegionImpact
+from gateway.catalog.documents import RegionCatalogReading
 from gateway.catalog.model import (
     MaterialUse,
     Matter,
@@ -236,8 +237,10 @@ MAX_ROW_TEXT = 200
 """Longest name, agency or date text of a list row."""
 
 
-def region_document(msg: catalog_pb2.RegionCatalog) -> RegionCatalogDocument:
-    """The plain form of a published list; field violations name every malformed row."""
+def region_document(msg: catalog_pb2.RegionCatalog) -> RegionCatalogReading:
+    """The plain form of a published list, as far as it can be read: the readable rows with
+    their indexes, and a violation for every malformed field. A name that does not name a
+    province raises at once (with every violation): no row can be checked without it."""
     prefix, _, rest = msg.name.partition("/")
     region_code, _, suffix = rest.partition("/")
     violations: list[FieldViolation] = []
@@ -251,8 +254,11 @@ def region_document(msg: catalog_pb2.RegionCatalog) -> RegionCatalogDocument:
         bad_region = fields.region_code(region_code, "region_catalog.name")
         if bad_region is not None:
             violations.append(bad_region)
+    named_badly = bool(violations)
     entries = []
+    rows = []
     for i, e in enumerate(msg.entries):
+        before = len(violations)
         path = f"region_catalog.entries[{i}]"
         if not e.local_code or len(e.local_code) > 128 or not e.local_code.isprintable():
             violations.append(
@@ -295,6 +301,9 @@ def region_document(msg: catalog_pb2.RegionCatalog) -> RegionCatalogDocument:
                 violations.append(
                     FieldViolation(f"{path}.cancel_date", "must be YYYY-MM-DD", "BAD_DATE")
                 )
+        if len(violations) > before:
+            continue
+        rows.append(i)
         entries.append(
             RegionEntry(
                 e.local_code,
@@ -305,8 +314,10 @@ def region_document(msg: catalog_pb2.RegionCatalog) -> RegionCatalogDocument:
                 cancel,
             )
         )
-    if violations:
+    if named_badly:
         raise InvalidRequest(
             f"{len(violations)} field(s) of the list are malformed", field_violations=violations
         )
-    return RegionCatalogDocument(region_code, tuple(entries))
+    return RegionCatalogReading(
+        RegionCatalogDocument(region_code, tuple(entries)), tuple(rows), tuple(violations)
+    )

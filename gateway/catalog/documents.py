@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -104,11 +105,35 @@ def parse_catalog(data: Mapping[str, Any], provinces: Collection[str]) -> Parsed
     )
 
 
-def parse_region_catalog(
+REGION_CATALOG_KEYS = frozenset(
+    {"kind", "region_code", "region_name", "dialect", "catalog_version", "provenance", "entries"}
+)
+"""The keys of an implementation list; any other is a mistake (`UNKNOWN_FIELD`)."""
+REGION_ENTRY_KEYS = frozenset(
+    {"local_code", "national_codes", "local_name", "agency_name", "agency_code", "cancel_date"}
+)
+"""The keys of one of its rows: a misspelt `cancel_date` would keep a row alive for ever."""
+
+
+@dataclass(frozen=True)
+class RegionCatalogReading:
+    """An implementation list as far as it could be read."""
+
+    document: RegionCatalogDocument
+    """The list with the rows that could be read (all of them when `violations` is empty)."""
+    rows: tuple[int, ...]
+    """Each of those rows' index in the file, so later checks name the file's rows."""
+    violations: tuple[FieldViolation, ...]
+    """Every shape problem, with its JSON path."""
+
+
+def read_region_catalog(
     data: Mapping[str, Any], provinces: Collection[str]
-) -> Parsed[RegionCatalogDocument]:
-    """Builds an implementation list from its JSON object, or reports every shape violation."""
+) -> RegionCatalogReading:
+    """Reads an implementation list, keeping the rows that can be read beside every shape
+    problem, so that a check of those rows can report in the same pass."""
     p = Problems()
+    _unknown_keys(p, data, REGION_CATALOG_KEYS, "")
     if data.get("kind") != REGION_CATALOG_KIND:
         p.add("kind", "WRONG_KIND", f"kind must be {REGION_CATALOG_KIND!r}")
     region = p.string(data, "region_code", "")
@@ -118,20 +143,43 @@ def parse_region_catalog(
     if not isinstance(raw_entries, list):
         p.add("entries", "MISSING", "entries must be a list")
         raw_entries = []
-    entries = [_entry(p, raw, f"entries[{i}].") for i, raw in enumerate(raw_entries)]
-    if p.items:
-        return Parsed(None, tuple(p.items))
-    return Parsed(
-        RegionCatalogDocument(
-            region_code=region,
-            entries=tuple(e for e in entries if e is not None),
-            region_name=_text(data, "region_name"),
-            dialect=_text(data, "dialect"),
-            catalog_version=_text(data, "catalog_version"),
-            provenance=_text(data, "provenance"),
-        ),
-        (),
+    entries: list[RegionEntry] = []
+    rows: list[int] = []
+    for i, raw in enumerate(raw_entries):
+        entry = _entry(p, raw, f"entries[{i}].")
+        if entry is not None:
+            entries.append(entry)
+            rows.append(i)
+    document = RegionCatalogDocument(
+        region_code=region,
+        entries=tuple(entries),
+        region_name=_text(data, "region_name"),
+        dialect=_text(data, "dialect"),
+        catalog_version=_text(data, "catalog_version"),
+        provenance=_text(data, "provenance"),
     )
+    return RegionCatalogReading(document, tuple(rows), tuple(p.items))
+
+
+def parse_region_catalog(
+    data: Mapping[str, Any], provinces: Collection[str]
+) -> Parsed[RegionCatalogDocument]:
+    """Builds an implementation list from its JSON object, or reports every shape violation."""
+    reading = read_region_catalog(data, provinces)
+    if reading.violations:
+        return Parsed(None, reading.violations)
+    return Parsed(reading.document, ())
+
+
+def _unknown_keys(p: Problems, obj: Mapping[str, Any], known: Collection[str], path: str) -> None:
+    where = "a row" if path else "the list"
+    for key in obj:
+        if key not in known:
+            p.add(
+                f"{path}{key}",
+                "UNKNOWN_FIELD",
+                f"{key!r} is not a field of {where} (known: {', '.join(sorted(known))})",
+            )
 
 
 def region_catalog_to_json(doc: RegionCatalogDocument) -> dict[str, Any]:
@@ -328,6 +376,8 @@ def _entry(p: Problems, raw: object, path: str) -> RegionEntry | None:
         p.add(path.rstrip("."), "WRONG_TYPE", "an entry must be an object")
         return None
     before = len(p.items)
+    if not raw.keys() <= REGION_ENTRY_KEYS:
+        _unknown_keys(p, raw, REGION_ENTRY_KEYS, path)
     local = p.string(raw, "local_code", path, max_length=MAX_LOCAL_CODE_LENGTH)
     if local and (local != local.strip() or not local.isprintable()):
         p.add(f"{path}local_code", "BAD_LOCAL_CODE", "local_code has spaces or control characters")

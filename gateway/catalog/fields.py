@@ -48,6 +48,7 @@ __all__ = [
     "MAX_VERSION",
     "IdDocument",
     "enum_value",
+    "form_value",
     "found",
     "holder_document",
     "id_document",
@@ -222,6 +223,53 @@ def id_number(
     # The problem's message is left out: a USCC's quotes characters, and this may be a
     # person's number given with the wrong id type.
     return FieldViolation(field, f"not a valid {document.name}", problem.reason)
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PERSON_DOCUMENTS = tuple(d for d in ID_DOCUMENTS if d.id_type != application_pb2.ID_TYPE_USCC)
+
+
+def form_value(
+    field_type: str, value: str, field: str, provinces: Collection[str], max_length: int
+) -> FieldViolation | None:
+    """A required form value of a catalog form field type (`catalog.model.FIELD_TYPES`).
+
+    `string` is free text of at most `max_length` characters; `date` an ISO calendar date
+    `YYYY-MM-DD`; `region_code` a GB/T 2260 code at any level; `id_number` a person's number
+    valid as one of the person documents (`ID_DOCUMENTS` but the USCC); `uscc` a 统一社会信用代码;
+    `integer` ASCII digits with an optional minus; `boolean` `true` or `false`.
+    """
+    if not value:
+        return FieldViolation(field, "required", "MISSING")
+    if len(value) > max_length:
+        return FieldViolation(field, f"at most {max_length} characters", "TOO_LONG")
+    match field_type:
+        case "string":
+            return None
+        case "date":
+            try:
+                ok = _DATE.fullmatch(value) is not None and bool(date.fromisoformat(value))
+            except ValueError:
+                ok = False
+            return None if ok else FieldViolation(field, "a date YYYY-MM-DD", "BAD_DATE")
+        case "region_code":
+            return region_code(value, field, province=False)
+        case "id_number":
+            if any(d.check(value, provinces, None) is None for d in _PERSON_DOCUMENTS):
+                return None
+            return FieldViolation(field, "not a valid identity document number", "BAD_ID_NUMBER")
+        case "uscc":
+            return id_number(application_pb2.ID_TYPE_USCC, value, field, provinces)
+        case "integer":
+            if _INTEGER.fullmatch(value):
+                return None
+            return FieldViolation(field, "an integer of at most 18 digits", "BAD_INTEGER")
+        case "boolean":
+            if value in ("true", "false"):
+                return None
+            return FieldViolation(field, "true or false", "BAD_BOOLEAN")
+    raise ValueError(f"no validator for form field type {field_type!r}")
 
 
 def license_token(value: str, field: str, max_bytes: int) -> FieldViolation | None:

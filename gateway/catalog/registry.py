@@ -29,7 +29,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -248,17 +248,16 @@ class CatalogRegistry:
             records.append(record)
         return tuple(records)
 
-    async def bootstrap(self, catalog_file: Path, implementations_dir: Path) -> bool:
-        """Seeds an empty store with the bundled catalog and lists; False if not empty."""
+    async def bootstrap(self, catalog_files: Sequence[Path], implementations_dir: Path) -> bool:
+        """Seeds an empty store with the bundled catalogs and lists; False if not empty.
+
+        The first catalog is stored, then the lists (judged against it), then each later
+        catalog as a publication would store it (the lists stay; what they lose is impact).
+        """
         if self.snapshot.versions:
             return False
-        data = json.loads(await asyncio.to_thread(catalog_file.read_text, encoding="utf-8"))
-        parsed = documents.parse_catalog(data, self.snapshot.provinces)
-        if parsed.value is None:
-            raise CatalogInvalid(
-                f"bundled catalog {catalog_file} is invalid", field_violations=parsed.violations
-            )
-        await self.publish_version(parsed.value, data, signed_document="")
+        first, *later = catalog_files
+        await self._bootstrap_version(first)
         for path in await asyncio.to_thread(lambda: sorted(implementations_dir.glob("*.json"))):
             region_data = json.loads(await asyncio.to_thread(path.read_text, encoding="utf-8"))
             region = documents.parse_region_catalog(region_data, self.snapshot.provinces)
@@ -267,7 +266,18 @@ class CatalogRegistry:
                     f"bundled list {path} is invalid", field_violations=region.violations
                 )
             await self.publish_region(region.value)
+        for catalog_file in later:
+            await self._bootstrap_version(catalog_file)
         return True
+
+    async def _bootstrap_version(self, catalog_file: Path) -> None:
+        data = json.loads(await asyncio.to_thread(catalog_file.read_text, encoding="utf-8"))
+        parsed = documents.parse_catalog(data, self.snapshot.provinces)
+        if parsed.value is None:
+            raise CatalogInvalid(
+                f"bundled catalog {catalog_file} is invalid", field_violations=parsed.violations
+            )
+        await self.publish_version(parsed.value, data, signed_document="")
 
     async def publish_version(
         self,
@@ -341,6 +351,28 @@ class CatalogRegistry:
                 )
         return VersionRecord(doc, self.clock(), digest)
 
+    async def check_region(
+        self, doc: RegionCatalogDocument, *, rows: Sequence[int] | None = None
+    ) -> RegionCatalogReport:
+        """What publishing `doc` would report, checked against the catalog a publication would
+        be (nothing is published); `rows` as in `check_region_catalog`."""
+        async with self._lock:
+            await self._refresh(self.snapshot)
+            record = self._list_basis(doc)
+            return await asyncio.to_thread(
+                check_region_catalog, doc, record.document, self.clock().date(), rows=rows
+            )
+
+    def _list_basis(self, doc: RegionCatalogDocument) -> VersionRecord:
+        """The catalog version a list is checked against: the one in force, else the latest;
+        under the lock, after a refresh."""
+        snapshot = self.snapshot
+        require_region(snapshot, doc.region_code, "region_catalog.name")
+        record = snapshot.current(self.clock()) or snapshot.latest()
+        if record is None:
+            raise FailedPrecondition("no catalog version is published yet")
+        return record
+
     async def publish_region(
         self, doc: RegionCatalogDocument, *, validate_only: bool = False
     ) -> RegionPublication:
@@ -348,10 +380,7 @@ class CatalogRegistry:
         async with self._lock:
             await self._refresh(self.snapshot)  # checked against the store's latest catalog
             snapshot = self.snapshot
-            require_region(snapshot, doc.region_code, "region_catalog.name")
-            record = snapshot.current(self.clock()) or snapshot.latest()
-            if record is None:
-                raise FailedPrecondition("no catalog version is published yet")
+            record = self._list_basis(doc)
             publish_time = self.clock()
             report, index, text = await asyncio.to_thread(
                 _prepare_region, doc, record.document, snapshot.provinces, publish_time

@@ -7,6 +7,7 @@ lands mid-request does not change the answer.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -140,6 +141,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             validate_only=request.validate_only,
         )
         snapshot = self.registry.snapshot
+        if all(r.digest != result.record.digest for r in snapshot.versions):
+            # validate_only: the state is the one the version would have once published.
+            snapshot = snapshot.with_version(result.record)
         response = catalog_pb2.PublishCatalogVersionResponse(
             catalog_version=convert.catalog_version(result.record, snapshot, self.clock()),
             impacts=convert.impacts(result.impacts),
@@ -275,7 +279,16 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 ],
             )
         # tens of thousands of rows: converted in a worker thread, not on the event loop
-        doc = await asyncio.to_thread(convert.region_document, request.region_catalog)
+        reading = await asyncio.to_thread(convert.region_document, request.region_catalog)
+        doc = reading.document
+        if reading.violations:
+            # One pass: the readable rows are checked too, so every problem is named at once.
+            report = await self.registry.check_region(doc, rows=reading.rows)
+            raise InvalidRequest(
+                f"{len(reading.violations)} field(s) of the list are malformed, "
+                f"{len(report.errors)} row(s) cannot be routed",
+                field_violations=[*reading.violations, *report.errors],
+            )
         result = await self.registry.publish_region(doc, validate_only=request.validate_only)
         response = catalog_pb2.PublishRegionCatalogResponse(
             region_catalog=await asyncio.to_thread(convert.region_catalog, result.index),
@@ -304,6 +317,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             fields.matter_code(national_code, "national_code", snapshot.provinces),
             fields.text(version, "catalog_version", fields.MAX_VERSION),
         )
+        started = time.perf_counter()
         try:
             resolution = resolve(
                 snapshot,
@@ -314,9 +328,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 version=version,
             )
         except TongbanError as exc:
-            self.events.emit(CodeResolved(exc.reason))
+            self.events.emit(CodeResolved(exc.reason, time.perf_counter() - started))
             raise
-        self.events.emit(CodeResolved("resolved"))
+        self.events.emit(CodeResolved("resolved", time.perf_counter() - started))
         return resolution
 
     async def ResolveLocalCode(  # type: ignore[override]  # serialized: see `add_catalog_servicer`
@@ -364,6 +378,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             fields.matter_code(request.national_code, "national_code", snapshot.provinces),
             fields.text(request.catalog_version, "catalog_version", fields.MAX_VERSION),
         )
+        started = time.perf_counter()
         try:
             source = resolve(
                 snapshot,
@@ -374,9 +389,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 version=request.catalog_version,
             )
         except TongbanError as exc:
-            self.events.emit(CodeResolved(exc.reason))
+            self.events.emit(CodeResolved(exc.reason, time.perf_counter() - started))
             raise
-        self.events.emit(CodeResolved("resolved"))
+        self.events.emit(CodeResolved("resolved", time.perf_counter() - started))
         found = targets(snapshot, source, request.to_region_code, now=now)
         return catalog_pb2.TranslateLocalCodeResponse(
             source=convert.resolved(source), targets=[convert.resolved(t) for t in found]

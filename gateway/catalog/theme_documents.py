@@ -109,7 +109,25 @@ class _ThemeReader:
             flows=self._flows(raw.get("flows", []), members, order),
             synthetic=tuple(str(s) for s in raw.get("synthetic", []) if isinstance(s, str)),
         )
+        if len(p.items) == before:
+            self._coverage(theme)
         return theme if len(p.items) == before else None
+
+    def _coverage(self, theme: Theme) -> None:
+        """Every required material of every member is a theme material or a flow's: else no
+        bundle of the theme could ever be submitted complete."""
+        covered = {(u.member, u.material_id) for m in theme.materials for u in m.used_by}
+        covered |= {(f.to.member, f.to.material_id) for f in theme.flows}
+        for j, member in enumerate(theme.members):
+            matter = self.matters.get(member.matter_code)
+            for material in matter.materials if matter else ():
+                if material.required and (member.id, material.id) not in covered:
+                    self.p.add(
+                        f"{self.path}members[{j}]",
+                        "MATERIAL_NOT_COVERED",
+                        f"required material {material.id} ({material.name}) of member "
+                        f"{member.id} is neither a theme material nor a flow's",
+                    )
 
     def _list(self, value: object, key: str) -> list[tuple[str, dict[str, Any]]]:
         """(path prefix, object) of each item of a list of objects; reports what is not."""

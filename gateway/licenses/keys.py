@@ -43,6 +43,7 @@ __all__ = [
     "PublicKey",
     "SingleFlight",
     "VerificationKey",
+    "parse_jwk",
     "parse_jwks",
 ]
 
@@ -133,7 +134,8 @@ KEY_ALGORITHMS: Mapping[tuple[str, str], str] = {
 entry here, plus a pyjwt `Algorithm` registered for it, plus its name in the trust list."""
 
 
-def _parse_jwk(region_code: str, jwk: object) -> VerificationKey:
+def parse_jwk(region_code: str, jwk: object) -> VerificationKey:
+    """One JWK as the gateway uses it; raises ValueError saying why it is refused."""
     if not isinstance(jwk, dict):
         raise ValueError("not an object")
     if "d" in jwk:
@@ -170,7 +172,7 @@ def parse_jwks(region_code: str, document: str) -> tuple[dict[str, VerificationK
     rejected = 0
     for jwk in parsed["keys"]:
         try:
-            key = _parse_jwk(region_code, jwk)
+            key = parse_jwk(region_code, jwk)
         except ValueError as exc:
             rejected += 1
             _log.warning("region %s: JWK refused: %s", region_code, exc)

@@ -15,13 +15,17 @@ import logging
 import secrets
 from pathlib import Path
 
-from gateway.api.v1 import application_pb2
+from gateway.api.v1 import application_pb2, bundle_pb2
 from gateway.events import (
     AccessDenied,
     ApplicationChanged,
     ApplicationSubmitted,
+    BundleChanged,
+    BundleRated,
+    BundleSubmitted,
     CatalogPublished,
     EventBus,
+    FlowRefused,
 )
 from gateway.observability.audit_log import AuditEvent, AuditLog, FsyncPolicy
 from gateway.security.guard import current_caller
@@ -85,6 +89,64 @@ class Auditor:
         bus.subscribe(ApplicationChanged, lambda e: self.state_change(e.application))
         bus.subscribe(CatalogPublished, self._published)
         bus.subscribe(AccessDenied, lambda e: self.denial(e.actor, e.method, e.reason))
+        bus.subscribe(BundleSubmitted, lambda e: self.bundle_submission(e.bundle))
+        bus.subscribe(BundleChanged, self._bundle_changed)
+        bus.subscribe(FlowRefused, self._flow_refused)
+        bus.subscribe(BundleRated, self._rated)
+
+    def bundle_submission(self, bundle: bundle_pb2.Bundle) -> None:
+        """A new bundle and its members were accepted and stored (one record; each member's
+        own submission record follows)."""
+        self.record(
+            AuditEvent(
+                actor=current_caller().actor,
+                action="BundleService.SubmitBundle",
+                outcome="OK",
+                application_id=bundle.bundle_id,
+                request_id=bundle.request_id,
+                region_codes=(bundle.origin_region, *sorted({r.region_code for r in bundle.roles})),
+                catalog_version=bundle.catalog_version,
+                personal={
+                    "applicant_id": bundle.applicant.id_number,
+                    "applicant_name": bundle.applicant.display_name,
+                },
+            )
+        )
+
+    def _bundle_changed(self, event: BundleChanged) -> None:
+        bundle = event.bundle
+        self.record(
+            AuditEvent(
+                actor=GATEWAY_ACTOR,
+                action="bundle.state_changed",
+                outcome=bundle_pb2.BundleState.Name(bundle.state),
+                application_id=bundle.bundle_id,
+                request_id=bundle.request_id,
+                region_codes=(bundle.origin_region,),
+            )
+        )
+
+    def _flow_refused(self, event: FlowRefused) -> None:
+        """A licence did not flow to a bundle member: outside the consent, or not to be had."""
+        self.record(
+            AuditEvent(
+                actor=current_caller().actor,
+                action="bundle.flow_refused",
+                outcome=event.reason,
+                application_id=event.bundle_id,
+                request_id=f"{event.member_id}/{event.material_id}",
+            )
+        )
+
+    def _rated(self, event: BundleRated) -> None:
+        self.record(
+            AuditEvent(
+                actor=current_caller().actor,
+                action="BundleService.RateBundle",
+                outcome=str(event.score),
+                region_codes=(event.region_code,) if event.region_code else (),
+            )
+        )
 
     def _published(self, event: CatalogPublished) -> None:
         if event.activated:

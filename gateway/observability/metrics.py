@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import contextvars
 import platform
+import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -52,10 +55,13 @@ from gateway.applications.deadlines import CHINA_TIME
 from gateway.events import (
     AttemptStarted,
     BreakerChanged,
+    BundleRated,
+    BundleSubmitted,
     CatalogPublished,
     CodeResolved,
     DeliveryFinished,
     EventBus,
+    FlowRefused,
     LicenseVerified,
     PushbackHonoured,
     RegionCallFinished,
@@ -148,14 +154,35 @@ class BuildInfo:
 
     version: str
     revision: str = "unknown"
+    """The git commit the code was started from: a label naming code, never a person."""
 
     @classmethod
     def installed(cls) -> BuildInfo:
-        """The installed package's version."""
+        """The installed package's version, and its commit when it runs from a checkout."""
         try:
-            return cls(metadata.version("tongban"))
+            version = metadata.version("tongban")
         except metadata.PackageNotFoundError:
-            return cls("unknown")
+            version = "unknown"
+        return cls(version, source_revision(Path(__file__).resolve().parents[2]))
+
+
+def source_revision(directory: Path) -> str:
+    """`git rev-parse HEAD` in `directory` (12 hex digits), or "unknown" outside a checkout or
+    without git. Read once at start."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    revision = done.stdout.strip()
+    if done.returncode != 0 or not re.fullmatch(r"[0-9a-f]{7,40}", revision):
+        return "unknown"
+    return revision
 
 
 def process_registry() -> CollectorRegistry:
@@ -349,6 +376,48 @@ class Metrics:
             ("verdict",),
             registry=r,
         )
+        # -- bundles (一件事) ----------------------------------------------------------------
+        self.bundles_submitted = Counter(
+            "tongban_bundles_submitted_total",
+            "Bundles accepted and committed, by theme.",
+            ("theme",),
+            registry=r,
+        )
+        self.bundles_in_progress = Gauge(
+            "tongban_bundles_in_progress",
+            "Bundles with a member not ended yet, by theme (as last derived).",
+            ("theme",),
+            registry=r,
+        )
+        self.bundles_overdue = Gauge(
+            "tongban_bundles_overdue",
+            "Bundles in progress past the theme's promised time limit, by theme.",
+            ("theme",),
+            registry=r,
+        )
+        self.bundle_members_overdue = Gauge(
+            "tongban_bundle_members_overdue",
+            "Members of bundles in progress past their matter's promised time limit and not "
+            "ended, by theme (as their bundles last remembered them).",
+            ("theme",),
+            registry=r,
+        )
+        self.flows_refused = Counter(
+            "tongban_bundle_flows_refused_total",
+            "Licences that did not reach a bundle member, by reason (outside the consent, "
+            "not issued, not found, not valid).",
+            ("reason",),
+            registry=r,
+        )
+        self.ratings = Histogram(
+            "tongban_bundle_rating_score",
+            "Applicants' ratings (好差评, 1 to 5) of finished bundles, by theme and rated "
+            "province (`all`: the whole bundle).",
+            ("theme", "region"),
+            buckets=(1, 2, 3, 4, 5),
+            registry=r,
+        )
+        self._themes_seen: set[str] = set()
         # -- working-day calendar -----------------------------------------------------------
         self.workday_calendar_last_day = Gauge(
             "tongban_workday_calendar_last_day_timestamp_seconds",
@@ -445,6 +514,34 @@ class Metrics:
         bus.subscribe(LicenseVerified, lambda e: self.count_verdict(e.verdict))
         bus.subscribe(CatalogPublished, lambda e: self.count_publication(e.kind, e.activated))
         bus.subscribe(SubmissionAnswered, self._on_answered)
+        bus.subscribe(
+            BundleSubmitted, lambda e: self.bundles_submitted.labels(e.bundle.theme_code).inc()
+        )
+        bus.subscribe(FlowRefused, lambda e: self.flows_refused.labels(e.reason).inc())
+        bus.subscribe(BundleRated, self._on_rated)
+
+    def _on_rated(self, event: BundleRated) -> None:
+        region = self.region_label(event.region_code) if event.region_code else "all"
+        self.ratings.labels(event.theme_code, region).observe(event.score)
+
+    def set_members_overdue(self, counts: Mapping[str, int]) -> None:
+        """Overdue members per theme; a theme no longer counted reads 0."""
+        for theme in self._themes_seen | set(counts):
+            self.bundle_members_overdue.labels(theme).set(counts.get(theme, 0))
+        self._themes_seen |= set(counts)
+
+    def set_bundle_stats(self, rows: Iterable[tuple[str, int, int]]) -> None:
+        """Bundles in progress and overdue per theme (`Store.bundle_stats`); a theme no
+        longer listed reads 0."""
+        seen: set[str] = set()
+        for theme, count, overdue in rows:
+            seen.add(theme)
+            self.bundles_in_progress.labels(theme).set(count)
+            self.bundles_overdue.labels(theme).set(overdue)
+        for theme in self._themes_seen - seen:
+            self.bundles_in_progress.labels(theme).set(0)
+            self.bundles_overdue.labels(theme).set(0)
+        self._themes_seen |= seen
 
     def _on_retry(self, event: RetryGranted) -> None:
         counter = self.region(event.region_code).retries.get(event.reason)

@@ -37,7 +37,8 @@ OVERHEAD_RPCS = frozenset(
 """RPCs that may await provinces: only they have an overhead distinct from handling time."""
 
 
-def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
+def status_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
+    """The code an RPC ended with, raising `error` (None: it returned)."""
     if isinstance(error, TongbanError):
         return error.code
     if isinstance(error, asyncio.CancelledError):
@@ -119,7 +120,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 raise
             finally:
                 elapsed = clock() - start
-                children.codes[_code_of(context, error)].inc()
+                children.codes[status_code(context, error)].inc()
                 children.handling.observe(elapsed)
                 if token is not None and overhead is not None:
                     southbound = metrics.stop_rpc_clock(token)
@@ -141,7 +142,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     error = exc
                     raise
                 finally:
-                    children.codes[_code_of(context, error)].inc()
+                    children.codes[status_code(context, error)].inc()
                     children.handling.observe(clock() - start)
 
             return writer
@@ -157,7 +158,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 error = exc
                 raise
             finally:
-                children.codes[_code_of(context, error)].inc()
+                children.codes[status_code(context, error)].inc()
                 children.handling.observe(clock() - start)
 
         return handler

@@ -16,6 +16,8 @@ Invariants, in plain words:
   stay queued until `set_endpoint` connects it or they expire. A call on a closed client is
   `RegionCallError(CANCELLED, reason="CLIENT_CLOSED")`.
 - Every call, failed ones included, is emitted as one `RegionCallFinished` with its code.
+- Every channel gets the interceptors the client was built with (the process adds tracing's
+  there, which sends `traceparent` to the province); this module knows none of them.
 """
 
 from __future__ import annotations
@@ -91,6 +93,24 @@ class RegionClient(Protocol):
         """One GetLicenseStatusList call."""
         ...
 
+    async def fetch_license(
+        self,
+        region_code: str,
+        request: region_pb2.FetchLicenseRequest,
+        timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
+    ) -> region_pb2.FetchLicenseResponse:
+        """One FetchLicense call (idempotent)."""
+        ...
+
+    async def withdraw(
+        self,
+        region_code: str,
+        request: region_pb2.WithdrawApplicationRequest,
+        timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
+    ) -> region_pb2.WithdrawApplicationResponse:
+        """One WithdrawApplication call (idempotent)."""
+        ...
+
     async def close(self, grace: float | None) -> None:
         """Closes every channel, letting calls in flight run up to `grace` seconds."""
         ...
@@ -110,6 +130,7 @@ class GrpcRegionClient:
         *,
         channel_options: Sequence[tuple[str, Any]] = DEFAULT_CHANNEL_OPTIONS,
         credentials: grpc.ChannelCredentials | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         events: Events = NO_EVENTS,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -120,12 +141,18 @@ class GrpcRegionClient:
         self._endpoints = dict(endpoints)
         self._options = tuple(channel_options)
         self._credentials = credentials
+        self._interceptors = list(interceptors) or None
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, region_pb2_grpc.RegionServiceAsyncStub] = {}
         self._closed = False
         self._closing: set[asyncio.Task[None]] = set()
         self._events = events
         self._clock = clock
+
+    @property
+    def regions(self) -> frozenset[str]:
+        """The provinces with an endpoint: configured, or connected since."""
+        return frozenset(self._endpoints)
 
     def set_endpoint(self, region_code: str, target: str) -> None:
         """Points a province at a (new) `host:port`; its old channel is closed in the background.
@@ -189,6 +216,28 @@ class GrpcRegionClient:
         )
         return response
 
+    async def fetch_license(
+        self,
+        region_code: str,
+        request: region_pb2.FetchLicenseRequest,
+        timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
+    ) -> region_pb2.FetchLicenseResponse:
+        response: region_pb2.FetchLicenseResponse = await self._invoke(
+            region_code, "FetchLicense", request, timeout
+        )
+        return response
+
+    async def withdraw(
+        self,
+        region_code: str,
+        request: region_pb2.WithdrawApplicationRequest,
+        timeout: float,  # noqa: ASYNC109 - a gRPC deadline, sent to the province
+    ) -> region_pb2.WithdrawApplicationResponse:
+        response: region_pb2.WithdrawApplicationResponse = await self._invoke(
+            region_code, "WithdrawApplication", request, timeout
+        )
+        return response
+
     async def close(self, grace: float | None) -> None:
         self._closed = True
         channels = list(self._channels.values())
@@ -242,9 +291,13 @@ class GrpcRegionClient:
                 reason="REGION_NOT_CONNECTED",
             )
         if self._credentials is None:
-            channel = grpc.aio.insecure_channel(target, options=self._options)
+            channel = grpc.aio.insecure_channel(
+                target, options=self._options, interceptors=self._interceptors
+            )
         else:
-            channel = grpc.aio.secure_channel(target, self._credentials, options=self._options)
+            channel = grpc.aio.secure_channel(
+                target, self._credentials, options=self._options, interceptors=self._interceptors
+            )
         # grpc ships no types, so the overload for an aio channel cannot be picked by mypy.
         stub = cast(
             "region_pb2_grpc.RegionServiceAsyncStub", region_pb2_grpc.RegionServiceStub(channel)

@@ -8,7 +8,8 @@ Invariants:
 - A call ends in one `DeliveryOutcome`: DELIVERED with the receipt; QUEUED when it could not be
   delivered now (the province is unreachable, slow, or its breaker or budget refuses); FAILED
   when the province refused the application itself.
-- Every breaker transition and every finished call is emitted as an event.
+- Every call is emitted as `DeliveryStarted`, then `DeliveryFinished` however it ends; every
+  breaker transition as `BreakerChanged`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.api.v1 import application_pb2, region_pb2
-from gateway.events import NO_EVENTS, BreakerChanged, DeliveryFinished, Events
+from gateway.events import NO_EVENTS, BreakerChanged, DeliveryFinished, DeliveryStarted, Events
 from gateway.routing.breaker import BreakerConfig, CircuitBreaker
 from gateway.routing.budget import BudgetConfig, RetryBudget
 from gateway.routing.client import RegionClient
@@ -124,13 +125,20 @@ class Deliverer:
         """Delivers `app` to its target province before `deadline` (on `clock`)."""
         region = app.target_region
         started = self.clock()
+        self.events.emit(DeliveryStarted(region, app.application_id))
         outcome: DeliveryOutcome | None = None
         try:
             outcome = await self._deliver(app, region, deadline)
             return outcome
         finally:
             self.events.emit(
-                DeliveryFinished(region, outcome.state if outcome else 0, self.clock() - started)
+                DeliveryFinished(
+                    region,
+                    outcome.state if outcome else 0,
+                    self.clock() - started,
+                    outcome.attempts if outcome else 0,
+                    outcome.reason if outcome else "",
+                )
             )
 
     async def _deliver(

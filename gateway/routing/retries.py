@@ -5,6 +5,8 @@ Invariants, in plain words:
 - No attempt starts with less than `policy.min_attempt_time` before `deadline`, and every
   attempt's timeout is min(per_attempt_timeout, deadline - now): an attempt never outlives
   the call.
+- Every attempt made is emitted as `AttemptStarted`, then `AttemptFinished` with its code,
+  however it ends.
 - The breaker is asked before every attempt; when it refuses, the call ends at once
   (`breaker_open`) without calling the province. Every attempt let through reports back:
   `record_failure` for a failure that says the province is ill, `record_success` for any other
@@ -40,6 +42,7 @@ from tenacity.stop import stop_base
 from gateway.errors import RegionCallError
 from gateway.events import (
     NO_EVENTS,
+    AttemptFinished,
     AttemptStarted,
     Events,
     PushbackHonoured,
@@ -211,9 +214,11 @@ class _Call(Generic[T]):
         if number == 1:
             self.budget.record_request()
         self.events.emit(AttemptStarted(self.region_code, number))
+        code, reason = "OK", ""
         try:
             result = await self.fn(timeout, number)
         except RegionCallError as error:
+            code, reason = error.code.name, error.reason
             decision = classify(error)
             self.decision = decision
             self.last_error = error
@@ -226,9 +231,12 @@ class _Call(Generic[T]):
             if error.pushback_ms is not None or error.retry_delay is not None:
                 self.events.emit(PushbackHonoured(self.region_code))
             raise
-        except BaseException:
+        except BaseException as error:
+            code = "CANCELLED" if isinstance(error, asyncio.CancelledError) else "UNKNOWN"
             breaker.release()
             raise
+        finally:
+            self.events.emit(AttemptFinished(self.region_code, number, code, reason))
         breaker.record_success()
         return result
 

@@ -2,7 +2,8 @@
 
 A call is admitted in three steps, all in the server's interceptor or handler:
 
-1. `identity_from_auth_context(context.auth_context())` — the verified certificate's identity;
+1. `identity_from_auth_context(context.auth_context())` — the verified certificate's identity,
+   or on the edge proxy's connection the certificate it forwards (`forwarded`);
 2. `DenyList.check(identity)` — not revoked, not expired;
 3. `authorize(identity, action)` — the policy; `to_error(decision)` for a refusal.
 """

@@ -14,6 +14,9 @@ The rules, in plain words:
 - Only operators use administrative methods (`NOT_OPS`); operators also read everything, but
   never act in a province's place (`NOT_A_REGION`).
 - Everything else is denied: a new action gets a rule here before any handler uses it.
+- A call through the edge proxy is judged as its forwarded caller's (`forwarded`): only the
+  edge may forward a certificate (`NOT_THE_EDGE`), and one that does not chain to the
+  federation's CA or names no caller is `FORWARDED_CERTIFICATE_INVALID`.
 
 An `Action` carries the facts the rule needs, taken by the handler from the request and, for
 an existing application, from the stored application (never from the caller's claims about
@@ -48,10 +51,17 @@ class Denial(enum.StrEnum):
     NOT_DELIVERED_TO_CALLER = "NOT_DELIVERED_TO_CALLER"
     NOT_A_STANDARDS_BODY = "NOT_A_STANDARDS_BODY"
     NOT_OPS = "NOT_OPS"
+    NOT_THE_EDGE = "NOT_THE_EDGE"
+    FORWARDED_CERTIFICATE_INVALID = "FORWARDED_CERTIFICATE_INVALID"
 
 
 _UNAUTHENTICATED = frozenset(
-    {Denial.NO_IDENTITY, Denial.CERTIFICATE_REVOKED, Denial.CERTIFICATE_EXPIRED}
+    {
+        Denial.NO_IDENTITY,
+        Denial.CERTIFICATE_REVOKED,
+        Denial.CERTIFICATE_EXPIRED,
+        Denial.FORWARDED_CERTIFICATE_INVALID,
+    }
 )
 
 _MESSAGES: dict[Denial, str] = {
@@ -66,6 +76,13 @@ _MESSAGES: dict[Denial, str] = {
     ),
     Denial.NOT_A_STANDARDS_BODY: "Only a standards body may publish catalog versions.",
     Denial.NOT_OPS: "Only operators may use administrative methods.",
+    Denial.NOT_THE_EDGE: (
+        "Only the edge proxy may forward a client certificate (x-forwarded-client-cert)."
+    ),
+    Denial.FORWARDED_CERTIFICATE_INVALID: (
+        "The forwarded client certificate does not chain to the federation's CA, is not valid "
+        "now, or names no caller."
+    ),
 }
 
 
@@ -109,6 +126,20 @@ def deny(denial: Denial) -> Decision:
 @dataclass(frozen=True, slots=True)
 class SubmitApplication:
     """SubmitApplication, with the request's `origin_region`."""
+
+    origin_region: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitBundle:
+    """SubmitBundle, WithdrawBundle and RateBundle, with the bundle's `origin_region`."""
+
+    origin_region: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBundle:
+    """GetBundle / WatchBundle, with the stored bundle's origin (its owner)."""
 
     origin_region: str
 
@@ -166,6 +197,8 @@ class Admin:
 
 Action = (
     SubmitApplication
+    | SubmitBundle
+    | ReadBundle
     | ReadApplication
     | ListApplications
     | ReportStatus
@@ -198,7 +231,15 @@ def authorize(identity: Identity | None, action: Action) -> Decision:
             return deny(Denial.NOT_A_PARTY)
         case ListApplications(region_code=region):
             return ALLOW if role is Role.OPS else _own_region(identity, region)
-        case SubmitApplication(origin_region=region) | PublishRegionCatalog(region_code=region):
+        case ReadBundle(origin_region=origin):
+            if role is Role.OPS or (role is Role.REGION and identity.name == origin):
+                return ALLOW
+            return deny(Denial.NOT_A_PARTY)
+        case (
+            SubmitApplication(origin_region=region)
+            | SubmitBundle(origin_region=region)
+            | PublishRegionCatalog(region_code=region)
+        ):
             return _own_region(identity, region)
         case ReportStatus(target_region=target):
             if role is not Role.REGION:
@@ -244,6 +285,7 @@ def require(identity: Identity | None, action: Action) -> Identity:
 
 _CATALOG = "/gateway.api.v1.CatalogService/"
 _APPLICATION = "/gateway.api.v1.ApplicationService/"
+_BUNDLE = "/gateway.api.v1.BundleService/"
 
 RPC_ACTIONS: dict[str, type[Action]] = {
     _CATALOG + "PublishCatalogVersion": PublishCatalogVersion,
@@ -263,6 +305,11 @@ RPC_ACTIONS: dict[str, type[Action]] = {
     _APPLICATION + "ListApplications": ListApplications,
     _APPLICATION + "WatchApplication": ReadApplication,
     _APPLICATION + "ReportApplicationStatus": ReportStatus,
+    _BUNDLE + "SubmitBundle": SubmitBundle,
+    _BUNDLE + "GetBundle": ReadBundle,
+    _BUNDLE + "WatchBundle": ReadBundle,
+    _BUNDLE + "WithdrawBundle": SubmitBundle,
+    _BUNDLE + "RateBundle": SubmitBundle,
     "/gateway.api.v1.LicenseService/VerifyLicense": VerifyLicense,
 }
 """The action every northbound RPC performs, by full method name.

@@ -121,11 +121,29 @@ def _certificate_facts(pem: bytes) -> _CertificateFacts | None:
     return _CertificateFacts(cert.serial_number, uris, client_auth, cert.not_valid_after_utc)
 
 
+def identity_from_certificate(pem: bytes) -> Identity | None:
+    """The identity a PEM client certificate carries, or None when it carries none.
+
+    None means: not one parseable certificate, no or several Tongban URIs, a malformed URI, or
+    a certificate not meant for client authentication. Whether the certificate is to be
+    trusted is the caller's to know (TLS verified it, or `forwarded` did).
+    """
+    facts = _certificate_facts(pem)
+    if facts is None or not facts.client_auth:
+        return None
+    ours = [uri for uri in facts.uris if uri.lower().startswith(TRUST_DOMAIN)]
+    parsed = parse_identity_uri(ours[0]) if len(ours) == 1 else None
+    if parsed is None:
+        return None
+    role, name = parsed
+    return Identity(role, name, facts.serial, facts.not_after)
+
+
 def identity_from_auth_context(auth_context: Mapping[str, Iterable[bytes]]) -> Identity | None:
     """The caller's identity from `context.auth_context()`, or None when it has none.
 
-    None means: not a TLS-verified client certificate, no or several Tongban URIs, a
-    malformed URI, or a certificate not meant for client authentication.
+    None means: not a TLS-verified client certificate, or one without an identity
+    (`identity_from_certificate`), or one whose Tongban URI gRPC reports differently.
     """
     candidates = [
         value for value in auth_context.get(SAN_KEY, ()) if value[: len(_PREFIX)].lower() == _PREFIX
@@ -133,28 +151,34 @@ def identity_from_auth_context(auth_context: Mapping[str, Iterable[bytes]]) -> I
     pems = list(auth_context.get(PEM_KEY, ()))
     if len(candidates) != 1 or len(pems) != 1:
         return None
-    try:
-        uri = candidates[0].decode("ascii")
-    except UnicodeDecodeError:
+    identity = identity_from_certificate(pems[0])
+    if identity is None or candidates[0] != identity.uri.encode():
         return None
-    parsed = parse_identity_uri(uri)
+    return identity
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A TLS-verified client certificate that names a party but no caller (the edge proxy)."""
+
+    serial: int
+    """Its serial, for the deny list."""
+    not_after: datetime
+    """When it expires (UTC)."""
+
+
+def presented_peer(auth_context: Mapping[str, Iterable[bytes]], uri: str) -> Peer | None:
+    """The TLS-verified client certificate if it carries `uri` as a real URI SAN (and allows
+    client authentication), else None."""
+    pems = list(auth_context.get(PEM_KEY, ()))
+    if len(pems) != 1:
+        return None
     facts = _certificate_facts(pems[0])
-    if (
-        parsed is None
-        or facts is None
-        or uri not in facts.uris
-        or sum(u.lower().startswith(TRUST_DOMAIN) for u in facts.uris) != 1
-        or not facts.client_auth
-    ):
+    if facts is None or not facts.client_auth or uri not in facts.uris:
         return None
-    role, name = parsed
-    return Identity(role, name, facts.serial, facts.not_after)
+    return Peer(facts.serial, facts.not_after)
 
 
 def presents_uri(auth_context: Mapping[str, Iterable[bytes]], uri: str) -> bool:
     """Whether the TLS-verified client certificate carries `uri` as a real URI SAN."""
-    pems = list(auth_context.get(PEM_KEY, ()))
-    if len(pems) != 1:
-        return False
-    facts = _certificate_facts(pems[0])
-    return facts is not None and facts.client_auth and uri in facts.uris
+    return presented_peer(auth_context, uri) is not None

@@ -3,9 +3,13 @@
 Every call, in this order, before the handler runs:
 
 1. The caller is the identity of the verified client certificate (`context.auth_context()`),
-   nothing else. In insecure mode there is none and authorization is skipped (see `guard`).
+   nothing else; or, on a connection from the edge proxy alone, the certificate it forwards in
+   `x-forwarded-client-cert`, verified against the federation's CA (see `forwarded`). The
+   header from anyone else is refused. In insecure mode there is no identity and
+   authorization is skipped (see `guard`).
 2. A denied serial or an expired certificate is refused (UNAUTHENTICATED), on every call:
-   an open connection outlives the handshake that admitted it.
+   an open connection outlives the handshake that admitted it. Through the edge, the edge's
+   own certificate is checked too.
 3. Method-level policy: catalog reads, licence checks and catalog publication are decided
    here; application methods and implementation-list publication need stored facts and are
    decided by their handler (`guard.check`); health is open; reflection is for operators
@@ -44,14 +48,19 @@ from gateway.security.authz import (
     RPC_ACTIONS,
     Action,
     Admin,
+    Denial,
     PublishCatalogVersion,
     ReadCatalog,
     VerifyLicense,
+    deny,
     require,
     to_error,
 )
+from gateway.security.forwarded import HEADER as FORWARDED_HEADER
+from gateway.security.forwarded import ForwardedCertificates
 from gateway.security.guard import Caller, reset_caller, set_caller
-from gateway.security.identity import identity_from_auth_context
+from gateway.security.identity import Identity, identity_from_auth_context, presented_peer
+from gateway.security.pki import EDGE_URI
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.tls import DenyList
 
@@ -110,8 +119,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         limiter: RateLimiter,
         events: Events = NO_EVENTS,
         reflection_ops_only: bool = True,
+        forwarded: ForwardedCertificates | None = None,
     ) -> None:
+        """`forwarded` verifies what the edge proxy forwards; None trusts no edge proxy."""
         self.enforce = enforce
+        self.forwarded = forwarded
         self.deny_list = deny_list
         self.limiter = limiter
         self.events = events
@@ -124,7 +136,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if self.limiter.enabled:  # no identities: bucket by connection
                 self._rate_limit(context.peer() or "insecure", method)
             return _INSECURE
-        identity = identity_from_auth_context(context.auth_context())
+        auth_context = context.auth_context()
+        identity = identity_from_auth_context(auth_context)
+        forwarded = [
+            value for key, value in context.invocation_metadata() or () if key == FORWARDED_HEADER
+        ]
+        if forwarded:
+            identity = self._forwarded_caller(auth_context, forwarded, identity, method)
         caller = Caller(identity, enforced=True)
         if method.startswith(HEALTH_PREFIX):
             return caller
@@ -146,6 +164,29 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if self.limiter.enabled:
             self._rate_limit(caller.actor, method)
         return caller
+
+    def _forwarded_caller(
+        self,
+        auth_context: Any,
+        values: list[str],
+        connection: Identity | None,
+        method: str,
+    ) -> Identity:
+        """The caller the edge proxy forwards; raises the refusal when the connection is not
+        the edge's, the edge's certificate is no longer good, or the forwarded one is bad."""
+        edge = presented_peer(auth_context, EDGE_URI)
+        if edge is None or self.forwarded is None:
+            decision = deny(Denial.NOT_THE_EDGE)
+        else:
+            decision = self.deny_list.check(edge)
+            if decision.allowed:
+                forwarded = self.forwarded.identity(values)
+                if forwarded is not None:
+                    return forwarded
+                decision = deny(Denial.FORWARDED_CERTIFICATE_INVALID)
+        error = to_error(decision)
+        self._audit_denial(Caller(connection, enforced=True), method, error)
+        raise error
 
     def _rate_limit(self, key: str, method: str) -> None:
         wait = self.limiter.acquire(key, method)

@@ -11,11 +11,12 @@ Invariants, in plain words:
   otherwise it is re-issued (new key, new serial). A re-issued CA re-issues everything.
 - A leaf never outlives its CA, and the CA is renewed while it still has a leaf's lifetime
   left, so a fresh leaf always gets its full validity.
-- Server certificates (the gateway, each region stub) carry DNS and IP SANs for the hosts and
-  the holder's Tongban URI; the gateway's may also authenticate as a client, for its calls to
-  the provinces. Client certificates carry exactly one Tongban URI and only `clientAuth`.
+- Server certificates (the gateway, the edge proxy, each region stub) carry DNS and IP SANs for
+  the hosts and the holder's Tongban URI; the gateway's may also authenticate as a client, for
+  its calls to the provinces, and so may the edge proxy's, for its calls to the gateway.
+  Client certificates carry exactly one Tongban URI and only `clientAuth`.
 
-Layout under `out_dir`: `ca.pem`/`ca.key`, `server/gateway.{pem,key}`,
+Layout under `out_dir`: `ca.pem`/`ca.key`, `server/gateway.{pem,key}`, `server/edge.{pem,key}`,
 `server/region-{code}.{pem,key}`, `clients/{region|standards|ops}-{name}.{pem,key}`.
 """
 
@@ -39,6 +40,9 @@ from gateway.security.identity import Role, identity_uri, is_valid_name
 
 GATEWAY_URI = "spiffe://tongban/gateway"
 """The URI SAN of the gateway's own certificate (server, and client of the provinces)."""
+EDGE_URI = "spiffe://tongban/edge"
+"""The URI SAN of the edge proxy's certificate (HTTPS server, and client of the gateway). It is
+no caller's identity: the gateway takes the caller from the certificate it forwards."""
 
 DEV_STANDARDS_BODY = "national-standards-body"
 """The standards body of the local federation (`tongban certs`, `tongban up`)."""
@@ -72,6 +76,8 @@ class PkiLayout:
     """The CA's private key; only the PKI generator reads it."""
     gateway: CertKeyPair
     """The gateway's server certificate (also usable as its client certificate)."""
+    edge: CertKeyPair
+    """The edge proxy's server certificate (also its client certificate to the gateway)."""
     region_servers: Mapping[str, CertKeyPair]
     """Each region stub's server certificate, by province code."""
     regions: Mapping[str, CertKeyPair]
@@ -152,6 +158,10 @@ def generate_dev_pki(
         out_dir / "server" / "gateway",
         _Spec("tongban-gateway", dns, ips, GATEWAY_URI, server_usages | client_usages),
     )
+    edge = ensure(
+        out_dir / "server" / "edge",
+        _Spec("tongban-edge", dns, ips, EDGE_URI, server_usages | client_usages),
+    )
     region_servers = {
         code: ensure(
             out_dir / "server" / f"region-{code}",
@@ -180,6 +190,7 @@ def generate_dev_pki(
         ca_cert=ca_files.cert,
         ca_key=ca_files.key,
         gateway=gateway,
+        edge=edge,
         region_servers=region_servers,
         regions=clients(Role.REGION, regions),
         standards_bodies=clients(Role.STANDARDS_BODY, standards_bodies),

@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.security.authz import ALLOW, Decision, Denial, deny
-from gateway.security.identity import Identity
+from gateway.security.identity import Identity, Peer
 from gateway.security.pki import PkiLayout
 
 log = logging.getLogger(__name__)
@@ -190,8 +190,9 @@ class DenyList:
     def __contains__(self, serial: object) -> bool:
         return serial in self.serials
 
-    def check(self, identity: Identity | None, *, now: datetime | None = None) -> Decision:
-        """Whether a caller's certificate is still good: not denied, not expired.
+    def check(self, identity: Identity | Peer | None, *, now: datetime | None = None) -> Decision:
+        """Whether a caller's certificate (or the edge proxy's) is still good: not denied, not
+        expired.
 
         Run it on every call, before `authorize`.
         """

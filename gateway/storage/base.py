@@ -9,6 +9,9 @@ Invariants every implementation keeps (the contract suite in `tests/storage/` ch
   concurrent claims never return the same row.
 - `update_with` and `replace_if_unchanged` change one row atomically: nothing written between
   the read and the write of the change is lost.
+- `(origin_region, request_id)` of a bundle is unique among bundles: `claim_bundle` inserts the
+  bundle and every member application in one transaction, or nothing, and returns the bundle
+  that holds the key when it is taken.
 - Listing is newest first, keyset-paginated by (create_time, application_id), stable while
   rows are added.
 - Catalog versions only grow: `insert_catalog_version` stores a version only if its sort key
@@ -57,6 +60,28 @@ class ApplicationRow:
     lease_until: float
     body: bytes
     """The serialized `Application`."""
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRow:
+    """One stored bundle (一件事): the columns the store queries by, and the `Bundle` proto.
+
+    The members' states live in their applications; the body holds the bundle as it was last
+    derived from them, and `state` is written from the body (`applications.bundle_records`).
+    """
+
+    bundle_id: str
+    origin_region: str
+    request_id: str
+    request_digest: str
+    theme_code: str
+    state: int
+    create_time: float
+    update_time: float
+    due_time: float
+    """When the theme's promised time limit ends."""
+    body: bytes
+    """The serialized `Bundle`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +178,8 @@ class ApplicationStore(Protocol):
 
         `fn` (pure, synchronous) gets the current row and returns the new one, or None to leave
         it unchanged; returns the row as stored afterwards (None: no such application). Only
-        `state`, `update_time`, `body`, `next_attempt_time`, `lease_owner` and `lease_until`
-        change: the other columns are fixed when the application is created.
+        `state`, `update_time`, `body`, `next_attempt_time`, `expire_time`, `lease_owner` and
+        `lease_until` change: the other columns are fixed when the application is created.
         """
 
     async def replace_if_unchanged(
@@ -207,6 +232,36 @@ class ApplicationStore(Protocol):
         """(applications awaiting delivery, leased or not; create time of the oldest one)."""
 
 
+class BundleStore(Protocol):
+    """Bundles: one commit of a bundle and its members, idempotent intake, changes, counts."""
+
+    async def claim_bundle(
+        self, bundle: BundleRow, members: Sequence[ApplicationRow]
+    ) -> tuple[BundleRow, bool]:
+        """Inserts `bundle` and its member applications in one transaction unless the bundle's
+        (origin, request id) is taken; returns the bundle stored under that key and whether
+        this call created it (and its members)."""
+
+    async def find_bundle_request(self, origin_region: str, request_id: str) -> BundleRow | None:
+        """The bundle an idempotency key names, if any."""
+
+    async def get_bundle(self, bundle_id: str) -> BundleRow | None:
+        """One bundle by id."""
+
+    async def update_bundle_with(
+        self, bundle_id: str, fn: Callable[[BundleRow], BundleRow | None]
+    ) -> BundleRow | None:
+        """Read-modify-write of one bundle, atomically, as `update_with`: only `state`,
+        `update_time` and `body` change."""
+
+    async def bundle_stats(self, now: float, state: int) -> list[tuple[str, int, int]]:
+        """Per theme code with bundles in `state`: (theme code, how many, how many of them are
+        past their due time at `now`), in theme code order."""
+
+    async def bundle_bodies(self, state: int, limit: int) -> list[tuple[str, bytes]]:
+        """(theme code, stored body) of up to `limit` bundles in `state`, earliest due first."""
+
+
 class CatalogStore(Protocol):
     """Catalog versions (immutable, ordered) and one implementation list per province."""
 
@@ -230,7 +285,7 @@ class CatalogStore(Protocol):
         """The newest version's sort key and every list's digest (cheap: read every second)."""
 
 
-class Store(ApplicationStore, CatalogStore, ChangeFeed, Protocol):
+class Store(ApplicationStore, BundleStore, CatalogStore, ChangeFeed, Protocol):
     """A whole backend, as the process opens and closes it."""
 
     async def close(self) -> None:

@@ -85,6 +85,25 @@ CREATE TABLE status_reports (
 );
 """,
     ),
+    Migration(
+        "bundles (一件事)",
+        """
+CREATE TABLE bundles (
+    bundle_id text COLLATE "C" PRIMARY KEY,
+    origin_region text NOT NULL,
+    request_id text NOT NULL,
+    request_digest text NOT NULL,
+    theme_code text COLLATE "C" NOT NULL,
+    state integer NOT NULL,
+    create_time double precision NOT NULL,
+    update_time double precision NOT NULL,
+    due_time double precision NOT NULL,
+    body bytea NOT NULL,
+    UNIQUE (origin_region, request_id)
+);
+CREATE INDEX bundles_by_state ON bundles (state, theme_code);
+""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

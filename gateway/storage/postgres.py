@@ -55,6 +55,7 @@ from gateway.storage.base import (
     CATALOG_CHANGED,
     RESYNC,
     ApplicationRow,
+    BundleRow,
     CatalogMarker,
     Change,
     ChangeKind,
@@ -441,6 +442,7 @@ class PostgresStore:
                     new.lease_owner,
                     new.lease_until,
                     application_id,
+                    new.expire_time,
                 )
                 if new.body == current.body:
                     await conn.execute(_UPDATE, *values)
@@ -539,6 +541,95 @@ class PostgresStore:
         claimed.sort(key=lambda r: (r.next_attempt_time or 0.0, r.application_id))
         return claimed
 
+    # -- bundles ---------------------------------------------------------------------------
+
+    async def claim_bundle(
+        self, bundle: BundleRow, members: Sequence[ApplicationRow]
+    ) -> tuple[BundleRow, bool]:
+        """Inserts a bundle and its members in one transaction unless the bundle's (origin,
+        request id) exists; returns the stored bundle and whether it was created now. Each new
+        member is notified, like any application whose body was written."""
+
+        async def run(conn: Connection) -> tuple[BundleRow, bool]:
+            async with conn.transaction():
+                inserted = await conn.fetchval(_CLAIM_BUNDLE, *_bundle_values(bundle))
+                if inserted:
+                    # No ON CONFLICT: a member that cannot be stored rolls the bundle back.
+                    await conn.executemany(_INSERT, [_values(m) for m in members])
+                    for m in members:
+                        await conn.execute(
+                            _NOTIFY, self._applications_channel, self._notice(m.application_id)
+                        )
+                    return bundle, True
+            existing = await conn.fetchrow(_BUNDLE_BY_KEY, bundle.origin_region, bundle.request_id)
+            if existing is None:  # the holder vanished between the two statements: not ours
+                raise StoreUnavailable(
+                    "the request id was claimed and released meanwhile", retry_delay=RETRY_DELAY
+                )
+            return _bundle_row(existing), False
+
+        return await self._call(run, write=True)
+
+    async def find_bundle_request(self, origin_region: str, request_id: str) -> BundleRow | None:
+        """The bundle an idempotency key names, if any."""
+        found = await self._call(lambda c: c.fetchrow(_BUNDLE_BY_KEY, origin_region, request_id))
+        return _bundle_row(found) if found is not None else None
+
+    async def get_bundle(self, bundle_id: str) -> BundleRow | None:
+        """One bundle by id."""
+        found = await self._call(lambda c: c.fetchrow(_BUNDLE_BY_ID, bundle_id))
+        return _bundle_row(found) if found is not None else None
+
+    async def update_bundle_with(
+        self, bundle_id: str, fn: Callable[[BundleRow], BundleRow | None]
+    ) -> BundleRow | None:
+        """Read-modify-write of one bundle, the row locked from the read to the commit."""
+
+        async def run(conn: Connection) -> BundleRow | None:
+            async with conn.transaction():
+                found = await conn.fetchrow(f"{_BUNDLE_BY_ID} FOR UPDATE", bundle_id)
+                if found is None:
+                    return None
+                current = _bundle_row(found)
+                new = fn(current)
+                if new is None:
+                    return current
+                await conn.execute(
+                    "UPDATE bundles SET state = $1, update_time = $2, body = $3 "
+                    "WHERE bundle_id = $4",
+                    new.state,
+                    new.update_time,
+                    new.body,
+                    bundle_id,
+                )
+                return new
+
+        return await self._call(run, write=True)
+
+    async def bundle_stats(self, now: float, state: int) -> list[tuple[str, int, int]]:
+        """Per theme: bundles in `state`, and how many of them are past due at `now`."""
+        rows = await self._call(
+            lambda c: c.fetch(
+                "SELECT theme_code, count(*), count(*) FILTER (WHERE due_time < $1) "
+                "FROM bundles WHERE state = $2 GROUP BY theme_code ORDER BY theme_code",
+                now,
+                state,
+            )
+        )
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    async def bundle_bodies(self, state: int, limit: int) -> list[tuple[str, bytes]]:
+        """(theme, body) of up to `limit` bundles in `state`, earliest due first."""
+        rows = await self._call(
+            lambda c: c.fetch(
+                "SELECT theme_code, body FROM bundles WHERE state = $1 "
+                "ORDER BY due_time, bundle_id LIMIT $2",
+                state,
+                limit,
+            )
+        )
+        return [(str(r[0]), bytes(r[1])) for r in rows]
+
     async def queue_stats(self) -> tuple[int, float | None]:
         """(applications awaiting delivery, create time of the oldest one)."""
         row = await self._call(
@@ -558,22 +649,22 @@ _COLUMNS = (
     "application_id, origin_region, request_id, request_digest, target_region, state, "
     "create_time, update_time, next_attempt_time, expire_time, lease_owner, lease_until, body"
 )
-_CLAIM = (
+_INSERT = (
     f"INSERT INTO applications ({_COLUMNS}) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
-    "ON CONFLICT (origin_region, request_id) DO NOTHING RETURNING true"
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 )
+_CLAIM = f"{_INSERT} ON CONFLICT (origin_region, request_id) DO NOTHING RETURNING true"
 _BY_KEY = f"SELECT {_COLUMNS} FROM applications WHERE origin_region = $1 AND request_id = $2"
 _BY_ID = f"SELECT {_COLUMNS} FROM applications WHERE application_id = $1"
 _BY_ID_FOR_UPDATE = f"{_BY_ID} FOR UPDATE"
 _UPDATE = (
     "UPDATE applications SET state = $1, update_time = $2, body = $3, next_attempt_time = $4, "
-    "lease_owner = $5, lease_until = $6 WHERE application_id = $7"
+    "lease_owner = $5, lease_until = $6, expire_time = $8 WHERE application_id = $7"
 )
 _NOTIFY = "SELECT pg_notify($1, $2)"
 # A write and its notice in one statement (one round trip): the notice is sent per changed row,
 # on commit.
-_UPDATE_NOTIFY = f"WITH changed AS ({_UPDATE} RETURNING 1) SELECT pg_notify($8, $9) FROM changed"
+_UPDATE_NOTIFY = f"WITH changed AS ({_UPDATE} RETURNING 1) SELECT pg_notify($9, $10) FROM changed"
 _REPLACE_NOTIFY = (
     "WITH changed AS (UPDATE applications SET state = $1, update_time = $2, body = $3, "
     "next_attempt_time = $4, lease_owner = '', lease_until = 0 "
@@ -595,6 +686,39 @@ UPDATE applications AS a SET lease_owner = $2, lease_until = $3
 FROM due WHERE a.application_id = due.application_id
 RETURNING {", ".join(f"due.{c}" for c in _COLUMNS.split(", "))}
 """
+
+
+_BUNDLE_COLUMNS = (
+    "bundle_id, origin_region, request_id, request_digest, theme_code, state, create_time, "
+    "update_time, due_time, body"
+)
+_CLAIM_BUNDLE = (
+    f"INSERT INTO bundles ({_BUNDLE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    "ON CONFLICT (origin_region, request_id) DO NOTHING RETURNING true"
+)
+_BUNDLE_BY_KEY = (
+    f"SELECT {_BUNDLE_COLUMNS} FROM bundles WHERE origin_region = $1 AND request_id = $2"
+)
+_BUNDLE_BY_ID = f"SELECT {_BUNDLE_COLUMNS} FROM bundles WHERE bundle_id = $1"
+
+
+def _bundle_values(row: BundleRow) -> tuple[Any, ...]:
+    return (
+        row.bundle_id,
+        row.origin_region,
+        row.request_id,
+        row.request_digest,
+        row.theme_code,
+        row.state,
+        row.create_time,
+        row.update_time,
+        row.due_time,
+        row.body,
+    )
+
+
+def _bundle_row(record: asyncpg.Record) -> BundleRow:
+    return BundleRow(*record.values())
 
 
 def _values(row: ApplicationRow) -> tuple[Any, ...]:

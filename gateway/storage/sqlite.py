@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.storage.base import (
     ApplicationRow,
+    BundleRow,
     CatalogMarker,
     Change,
     NewCatalogVersion,
@@ -62,6 +63,20 @@ CREATE INDEX IF NOT EXISTS applications_by_origin ON applications (origin_region
 CREATE INDEX IF NOT EXISTS applications_by_target ON applications (target_region, create_time);
 CREATE INDEX IF NOT EXISTS applications_due ON applications (next_attempt_time)
     WHERE next_attempt_time IS NOT NULL;
+CREATE TABLE IF NOT EXISTS bundles (
+    bundle_id TEXT PRIMARY KEY,
+    origin_region TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    request_digest TEXT NOT NULL,
+    theme_code TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    create_time REAL NOT NULL,
+    update_time REAL NOT NULL,
+    due_time REAL NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (origin_region, request_id)
+);
+CREATE INDEX IF NOT EXISTS bundles_by_state ON bundles (state, theme_code);
 CREATE TABLE IF NOT EXISTS status_reports (
     application_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
@@ -76,8 +91,37 @@ _APP_COLUMNS = (
 )
 
 
+_BUNDLE_COLUMNS = (
+    "bundle_id, origin_region, request_id, request_digest, theme_code, state, create_time, "
+    "update_time, due_time, body"
+)
+_INSERT_APP = f"INSERT INTO applications ({_APP_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+
+
 def _row(values: Sequence[Any]) -> ApplicationRow:
     return ApplicationRow(*values)
+
+
+def _app_values(row: ApplicationRow) -> tuple[Any, ...]:
+    return (
+        row.application_id,
+        row.origin_region,
+        row.request_id,
+        row.request_digest,
+        row.target_region,
+        row.state,
+        row.create_time,
+        row.update_time,
+        row.next_attempt_time,
+        row.expire_time,
+        row.lease_owner,
+        row.lease_until,
+        row.body,
+    )
+
+
+def _bundle(values: Sequence[Any]) -> BundleRow:
+    return BundleRow(*values)
 
 
 def _init_schema(conn: sqlite3.Connection) -> None:
@@ -214,25 +258,7 @@ class SqliteStore:
 
         def run(conn: sqlite3.Connection) -> tuple[ApplicationRow, bool]:
             try:
-                conn.execute(
-                    f"INSERT INTO applications ({_APP_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        row.application_id,
-                        row.origin_region,
-                        row.request_id,
-                        row.request_digest,
-                        row.target_region,
-                        row.state,
-                        row.create_time,
-                        row.update_time,
-                        row.next_attempt_time,
-                        row.expire_time,
-                        row.lease_owner,
-                        row.lease_until,
-                        row.body,
-                    ),
-                )
+                conn.execute(_INSERT_APP, _app_values(row))
             except sqlite3.IntegrityError:
                 existing = conn.execute(
                     f"SELECT {_APP_COLUMNS} FROM applications "
@@ -300,12 +326,14 @@ class SqliteStore:
                 return current
             conn.execute(
                 "UPDATE applications SET state = ?, update_time = ?, body = ?, "
-                "next_attempt_time = ?, lease_owner = ?, lease_until = ? WHERE application_id = ?",
+                "next_attempt_time = ?, expire_time = ?, lease_owner = ?, lease_until = ? "
+                "WHERE application_id = ?",
                 (
                     new.state,
                     new.update_time,
                     new.body,
                     new.next_attempt_time,
+                    new.expire_time,
                     new.lease_owner,
                     new.lease_until,
                     application_id,
@@ -433,6 +461,111 @@ class SqliteStore:
             return claimed
 
         return await self._engine.write(run)
+
+    # -- bundles ---------------------------------------------------------------------------
+
+    async def claim_bundle(
+        self, bundle: BundleRow, members: Sequence[ApplicationRow]
+    ) -> tuple[BundleRow, bool]:
+        """Inserts a bundle and its members in one transaction (the write's savepoint) unless
+        the bundle's (origin, request id) exists; returns the stored bundle and whether it
+        was created now."""
+        b = bundle
+
+        def run(conn: sqlite3.Connection) -> tuple[BundleRow, bool]:
+            try:
+                conn.execute(
+                    f"INSERT INTO bundles ({_BUNDLE_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+                    (
+                        b.bundle_id,
+                        b.origin_region,
+                        b.request_id,
+                        b.request_digest,
+                        b.theme_code,
+                        b.state,
+                        b.create_time,
+                        b.update_time,
+                        b.due_time,
+                        b.body,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                existing = conn.execute(
+                    f"SELECT {_BUNDLE_COLUMNS} FROM bundles "
+                    "WHERE origin_region = ? AND request_id = ?",
+                    (b.origin_region, b.request_id),
+                ).fetchone()
+                if existing is None:
+                    raise
+                return _bundle(existing), False
+            conn.executemany(_INSERT_APP, [_app_values(m) for m in members])
+            return b, True
+
+        return await self._engine.write(run)
+
+    async def find_bundle_request(self, origin_region: str, request_id: str) -> BundleRow | None:
+        """The bundle an idempotency key names, if any."""
+        found = await self._engine.read(
+            lambda c: c.execute(
+                f"SELECT {_BUNDLE_COLUMNS} FROM bundles WHERE origin_region = ? AND request_id = ?",
+                (origin_region, request_id),
+            ).fetchone()
+        )
+        return _bundle(found) if found else None
+
+    async def get_bundle(self, bundle_id: str) -> BundleRow | None:
+        """One bundle by id."""
+        found = await self._engine.read(
+            lambda c: c.execute(
+                f"SELECT {_BUNDLE_COLUMNS} FROM bundles WHERE bundle_id = ?", (bundle_id,)
+            ).fetchone()
+        )
+        return _bundle(found) if found else None
+
+    async def update_bundle_with(
+        self, bundle_id: str, fn: Callable[[BundleRow], BundleRow | None]
+    ) -> BundleRow | None:
+        """Read-modify-write of one bundle in one transaction."""
+
+        def run(conn: sqlite3.Connection) -> BundleRow | None:
+            found = conn.execute(
+                f"SELECT {_BUNDLE_COLUMNS} FROM bundles WHERE bundle_id = ?", (bundle_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            current = _bundle(found)
+            new = fn(current)
+            if new is None:
+                return current
+            conn.execute(
+                "UPDATE bundles SET state = ?, update_time = ?, body = ? WHERE bundle_id = ?",
+                (new.state, new.update_time, new.body, bundle_id),
+            )
+            return new
+
+        return await self._engine.write(run)
+
+    async def bundle_stats(self, now: float, state: int) -> list[tuple[str, int, int]]:
+        """Per theme: bundles in `state`, and how many of them are past due at `now`."""
+        rows = await self._engine.read(
+            lambda c: c.execute(
+                "SELECT theme_code, COUNT(*), SUM(due_time < ?) FROM bundles WHERE state = ? "
+                "GROUP BY theme_code ORDER BY theme_code",
+                (now, state),
+            ).fetchall()
+        )
+        return [(str(t), int(n), int(late or 0)) for t, n, late in rows]
+
+    async def bundle_bodies(self, state: int, limit: int) -> list[tuple[str, bytes]]:
+        """(theme, body) of up to `limit` bundles in `state`, earliest due first."""
+        rows = await self._engine.read(
+            lambda c: c.execute(
+                "SELECT theme_code, body FROM bundles WHERE state = ? "
+                "ORDER BY due_time, bundle_id LIMIT ?",
+                (state, limit),
+            ).fetchall()
+        )
+        return [(str(t), bytes(b)) for t, b in rows]
 
     async def queue_stats(self) -> tuple[int, float | None]:
         """(applications awaiting delivery, create time of the oldest one)."""

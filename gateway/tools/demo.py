@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
@@ -28,6 +30,8 @@ from gateway.api.v1 import (
 )
 from gateway.api.v1 import (
     application_pb2_grpc,
+    bundle_pb2,
+    bundle_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
     license_pb2,
@@ -40,12 +44,16 @@ from gateway.catalog import signing
 from gateway.errors import unpack_details
 from gateway.tools.federation import AnnouncedProcess
 from gateway.tools.local import running_local
+from gateway.tools.local_files import dev_standards_key
 from region_stubs.admin.v1 import admin_pb2, admin_pb2_grpc
 
 ORIGIN, TARGET, THIRD = "440000", "510000", "520000"
-REGIONS = (ORIGIN, TARGET, THIRD, "330000")
+RESIDENCE = "110000"
+REGIONS = (ORIGIN, TARGET, THIRD, "330000", RESIDENCE)
 CITIZEN = "110105199003071239"
 ID_CARD = "11100000000013127D001"
+PARCEL = "11100000000099063Q001"  # 参保缴费凭证, the result of 社会保险参保缴费记录查询
+RETIREMENT = "11100000000099119U001"  # the result of 职工养老保险待遇申领
 MATTER = "002035011000"  # 异地就医结算备案: M01 居民身份证 may be a licence
 
 
@@ -94,7 +102,9 @@ async def federation(
     trust.write_text(
         json.dumps(
             {
-                "issuers": {code: {"license_types": [ID_CARD]} for code in REGIONS},
+                "issuers": {
+                    code: {"license_types": [ID_CARD, PARCEL, RETIREMENT]} for code in REGIONS
+                },
                 "status_lists": {
                     "min_ttl_seconds": 1,
                     "max_ttl_seconds": 2,
@@ -104,18 +114,14 @@ async def federation(
         ),
         encoding="utf-8",
     )
-    keys = data_dir / "keys"
-    keys.mkdir()
-    key = signing.generate_private_key()
-    (keys / "national-standards-body.key.pem").write_bytes(signing.private_pem(key))
-    (keys / "national-standards-body.pub.pem").write_bytes(signing.public_pem(key))
+    standards_key = dev_standards_key(data_dir)
     config = GatewayConfig(
         port=0,
         data_dir=data_dir,
         standards_dir=standards,
         metrics_port=-1,
         license_trust=trust,
-        standards_keys={"national-standards-body": keys / "national-standards-body.pub.pem"},
+        standards_keys={standards_key.body: standards_key.public_key},
         delivery=DeliveryConfig(dispatch_interval=0.1, redeliver_backoff_max=0.5),
         grace=1.0,
     )
@@ -165,6 +171,7 @@ class Steps:
         self.catalog = catalog_pb2_grpc.CatalogServiceStub(self.channel)
         self.applications = application_pb2_grpc.ApplicationServiceStub(self.channel)
         self.licenses = license_pb2_grpc.LicenseServiceStub(self.channel)
+        self.bundles = bundle_pb2_grpc.BundleServiceStub(self.channel)
         self.stub_channels = {c: grpc.aio.insecure_channel(s.address) for c, s in stubs.items()}
         self.admin = {
             c: admin_pb2_grpc.RegionAdminServiceStub(ch) for c, ch in self.stub_channels.items()
@@ -339,10 +346,122 @@ class Steps:
             await asyncio.sleep(0.3)
         raise AssertionError("the gateway did not see the revocation")
 
+    async def publish_themes(self) -> str:
+        standards_key = dev_standards_key(self.data_dir)
+        key = signing.load_private_key(standards_key.private_key)
+        document = (self.gateway.config.standards_dir / "catalog" / "2026.1.json").read_bytes()
+        signed = signing.sign_catalog(document, key, standards_key.body)
+        published = await self.catalog.PublishCatalogVersion(
+            catalog_pb2.PublishCatalogVersionRequest(signed_document=signed)
+        )
+        added = list(published.diff.added_theme_codes)
+        check(published.catalog_version.state == catalog_pb2.CATALOG_VERSION_STATE_CURRENT, "")
+        return f"2026.1 in force: {len(added)} themes ({', '.join(added)})"
+
+    async def _decide(self, rules: dict[str, tuple[int, str]]) -> None:
+        """Each province's platform decides every case on its own: (action, reason)."""
+        for code, (action, reason) in rules.items():
+            await self.admin[code].SetDecisions(
+                admin_pb2.SetDecisionsRequest(
+                    rules=[
+                        admin_pb2.DecisionRule(
+                            matter_code="*",
+                            action=action,  # type: ignore[arg-type]
+                            delay=Duration(seconds=1),
+                            reason=reason,
+                        )
+                    ]
+                )
+            )
+
+    async def _bundle(self, request_id: str) -> bundle_pb2.Bundle:
+        paper = app_pb.PaperMaterial(description="扫描件")
+        answer = await self.bundles.SubmitBundle(
+            bundle_pb2.SubmitBundleRequest(
+                request_id=request_id,
+                origin_region=RESIDENCE,
+                theme_code="YJS0008",
+                roles=[
+                    bundle_pb2.RoleBinding(role="insured", region_code=ORIGIN),
+                    bundle_pb2.RoleBinding(role="transfer_out", region_code=TARGET),
+                    bundle_pb2.RoleBinding(role="residence", region_code=RESIDENCE),
+                ],
+                applicant=app_pb.Applicant(
+                    id_type=app_pb.ID_TYPE_CITIZEN_ID, id_number=CITIZEN, display_name="张三"
+                ),
+                form_fields=[
+                    app_pb.FormField(key="id_number", value=CITIZEN),
+                    app_pb.FormField(key="name", value="张三"),
+                    app_pb.FormField(key="retire_date", value="2026-12-31"),
+                    app_pb.FormField(key="bank_account", value="6222020200112233445"),
+                ],
+                materials=[
+                    app_pb.Material(material_id=m, paper=paper) for m in ("TM01", "TM02", "TM03")
+                ],
+                consent=bundle_pb2.Consent(
+                    flows=[bundle_pb2.FlowConsent(member_id="pension", material_id="M04")],
+                    consent_time=Timestamp(seconds=int(time.time())),
+                    channel="app",
+                ),
+            ),
+            timeout=10,
+        )
+        bundle: bundle_pb2.Bundle = answer.bundle
+        first = {m.member_id: m.state for m in bundle.members}
+        # Delivered at once (a province deciding within the call may show ACCEPTED already).
+        at_once = {app_pb.APPLICATION_STATE_DELIVERED, app_pb.APPLICATION_STATE_ACCEPTED}
+        check(
+            first["records"] in at_once
+            and first["earlier"] in at_once
+            and first["pension"] == app_pb.APPLICATION_STATE_WAITING,
+            f"members at once: {first}",
+        )
+        last = bundle
+        watch = self.bundles.WatchBundle(bundle_pb2.WatchBundleRequest(name=bundle.name))
+        async with asyncio.timeout(60):
+            async for item in watch:
+                last = item.bundle
+        return last
+
+    async def bundle(self) -> str:
+        complete = (admin_pb2.DECISION_ACTION_COMPLETE, "")
+        await self._decide({ORIGIN: complete, TARGET: complete, RESIDENCE: complete})
+        done = await self._bundle("demo-bundle-1")
+        check(done.state == bundle_pb2.BUNDLE_STATE_COMPLETED, f"ended {done.state_reason}")
+        pension = next(m for m in done.members if m.member_id == "pension")
+        got = await self.applications.GetApplication(
+            app_pb.GetApplicationRequest(name=pension.application)
+        )
+        flowed = next(m for m in got.application.materials if m.material_id == "M04")
+        check(flowed.flowed_from == "member:records" and flowed.waived, "no licence flowed")
+        rated = await self.bundles.RateBundle(
+            bundle_pb2.RateBundleRequest(
+                name=done.name,
+                rating=bundle_pb2.Rating(
+                    score=5, reasons=[bundle_pb2.RATING_REASON_NO_REPEATED_MATERIALS]
+                ),
+            )
+        )
+        return (
+            f"YJS0008: records ({ORIGIN}) ∥ earlier ({TARGET}) delivered at once, pension "
+            f"({RESIDENCE}) waited; COMPLETED, the 参保缴费凭证 {ORIGIN} issued flowed into "
+            f"pension's M04 (verified, never uploaded); rated {rated.bundle.ratings[0].score}/5"
+        )
+
+    async def bundle_rejected(self) -> str:
+        await self._decide({TARGET: (admin_pb2.DECISION_ACTION_REJECT, "缴费记录不完整")})
+        done = await self._bundle("demo-bundle-2")
+        pension = next(m for m in done.members if m.member_id == "pension")
+        check(done.state == bundle_pb2.BUNDLE_STATE_PARTIALLY_COMPLETED, done.state_reason)
+        check(pension.state == app_pb.APPLICATION_STATE_CANCELLED, "pension not cancelled")
+        await self._decide({c: (admin_pb2.DECISION_ACTION_MANUAL, "") for c in REGIONS})
+        return f"PARTIALLY_COMPLETED: {done.state_reason}"
+
     async def publish(self) -> str:
-        key = signing.load_private_key(self.data_dir / "keys" / "national-standards-body.key.pem")
+        standards_key = dev_standards_key(self.data_dir)
+        key = signing.load_private_key(standards_key.private_key)
         document = (self.gateway.config.standards_dir / "catalog" / "2025.2.json").read_bytes()
-        signed = signing.sign_catalog(document, key, "national-standards-body")
+        signed = signing.sign_catalog(document, key, standards_key.body)
         published = await self.catalog.PublishCatalogVersion(
             catalog_pb2.PublishCatalogVersionRequest(signed_document=signed)
         )
@@ -382,6 +501,14 @@ async def _journey(
         )
         await journey.step("a revoked licence is refused", steps.revoke)
         await journey.step("a standards body publishes a signed catalog version", steps.publish)
+        await journey.step("2026.1 brings the themes (一件事)", steps.publish_themes)
+        await journey.step(
+            "一件事 across three provinces: parallel members, a licence flowing to the third",
+            steps.bundle,
+        )
+        await journey.step(
+            "a rejected member cancels its dependant; the others go on", steps.bundle_rejected
+        )
     finally:
         await steps.close()
     return steps.name

@@ -1,8 +1,10 @@
 """A local federation: one region stub process per province, for `tongban up`, demos and tests.
 
 Each stub is a real process (`python -m region_stubs`), started with its province's
-implementation list and its own data directory; it announces its address as a JSON line, which
-is how the federation learns ports (port 0 works). Stopping sends SIGTERM and waits, then kills.
+implementation list, the national catalogs, the gateway's licence trust list when there is one
+(so that it issues on request what the gateway trusts it with) and its own data directory; it
+announces its address as a JSON line, which is how the federation learns ports (port 0 works).
+Stopping sends SIGTERM and waits, then kills.
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ class AnnouncedProcess:
         return self.process.pid
 
 
+class DidNotStart(RuntimeError):
+    """A server process exited before announcing its address."""
+
+    def __init__(self, name: str, output: Sequence[str]) -> None:
+        super().__init__(f"{name} exited before listening:\n" + "".join(output[-40:]))
+        self.name = name
+        """Which process."""
+        self.last_words = next((line.strip() for line in reversed(output) if line.strip()), "")
+        """Its last line of output (a stub says there why it cannot start)."""
+
+
 def stub_command(
     region_code: str,
     *,
@@ -45,9 +58,11 @@ def stub_command(
     data_dir: Path,
     standards_dir: Path,
     gateway_address: str,
+    license_trust: Path | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The command line of one stub."""
+    trust = [] if license_trust is None else ["--license-trust", str(license_trust)]
     return [
         sys.executable,
         "-m",
@@ -60,8 +75,11 @@ def stub_command(
         str(data_dir),
         "--implementation-list",
         str(standards_dir / "implementations" / f"{region_code}.json"),
+        "--catalog-dir",
+        str(standards_dir / "catalog"),
         "--gateway",
         gateway_address,
+        *trust,
         *extra,
     ]
 
@@ -75,7 +93,8 @@ async def start_announced(
     new_session: bool = False,
     startup_seconds: float = 30.0,
 ) -> AnnouncedProcess:
-    """Starts `command` and waits for its `{"event": "listening", "address": ...}` line.
+    """Starts `command` and waits for its `{"event": "listening", "address": ...}` line
+    (`DidNotStart` if it exits first).
 
     With `new_session` the process leads its own process group, which `stop_announced` kills
     whole (a supervisor with worker children).
@@ -96,7 +115,7 @@ async def start_announced(
         while True:
             line = await process.stdout.readline()
             if not line:
-                raise RuntimeError(f"{name} exited before listening:\n" + "".join(output[-40:]))
+                raise DidNotStart(name, output)
             text = line.decode(errors="replace")
             output.append(text)
             with contextlib.suppress(ValueError):
@@ -170,11 +189,12 @@ async def running_federation(
     base_port: int = 0,
     extra_args: Sequence[str] = (),
     pki: PkiLayout | None = None,
+    license_trust: Path | None = None,
 ) -> AsyncIterator[dict[str, AnnouncedProcess]]:
     """Starts a stub per region (ports base_port + i, or any free port when 0).
 
     With `pki`, each stub serves mTLS with its server certificate and reports with its region
-    client certificate.
+    client certificate. `license_trust` is the gateway's trust list file, if it has one.
     """
     stubs: dict[str, AnnouncedProcess] = {}
     try:
@@ -188,6 +208,7 @@ async def running_federation(
                         data_dir=data_dir / "regions",
                         standards_dir=standards_dir,
                         gateway_address=gateway_address,
+                        license_trust=license_trust,
                         extra=[*extra_args, *tls_args(pki, code)],
                     ),
                 )

@@ -322,7 +322,12 @@ A, J, C = (
     pb.APPLICATION_STATE_COMPLETED,
 )
 F, U = pb.APPLICATION_STATE_FAILED, pb.APPLICATION_STATE_UNSPECIFIED
-STATES = (U, R, Q, D, A, J, C, F)
+W, X, WD = (
+    pb.APPLICATION_STATE_WAITING,
+    pb.APPLICATION_STATE_CANCELLED,
+    pb.APPLICATION_STATE_WITHDRAWN,
+)
+STATES = (U, R, Q, D, A, J, C, F, W, X, WD)
 
 # Written out by hand from the lifecycle's picture, not derived from the module's tables.
 MOVES = {
@@ -330,6 +335,8 @@ MOVES = {
     (Q, D), (Q, F),
     (D, A), (D, J), (D, C),
     (A, C), (A, J),
+    (W, R), (W, X), (R, X), (Q, X),
+    (D, WD), (A, WD),
 }  # fmt: skip
 
 
@@ -358,6 +365,7 @@ def test_province_report_path_for_every_pair(current: int, reported: int) -> Non
 
 @pytest.mark.parametrize("state", STATES, ids=pb.ApplicationState.Name)
 def test_terminal_and_awaiting_delivery(state: int) -> None:
-    assert lifecycle.is_terminal(state) == (state in (J, C, F))
+    assert lifecycle.is_terminal(state) == (state in (J, C, F, X, WD))
+    assert (state in lifecycle.WITHDRAWABLE) == (state in (D, A))
     assert (state in lifecycle.AWAITING_DELIVERY) == (state in (R, Q))
     assert (state in lifecycle.PROVINCE_REPORTABLE) == (state in (A, J, C))

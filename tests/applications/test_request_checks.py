@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.api.v1 import application_pb2 as pb
-from gateway.api.v1 import catalog_pb2
-from gateway.applications.request_checks import validate_submission
+from gateway.api.v1 import bundle_pb2, catalog_pb2
+from gateway.applications.request_checks import validate_bundle, validate_submission
 from gateway.catalog.codes import citizen_id_check_char
 from gateway.catalog.registry import load_provinces
 from gateway.licenses.token import MAX_TOKEN_BYTES
@@ -518,3 +519,80 @@ def test_no_violation_repeats_the_id_number_or_the_name(id_type: int, number: st
         for start in range(len(number) - 3):
             assert number[start : start + 4] not in v.description
         assert "李四" not in v.description
+
+
+# -- a bundle's shape ---------------------------------------------------------------------------
+
+
+def bundle_request(**overrides: object) -> bundle_pb2.SubmitBundleRequest:
+    values: dict[str, object] = {
+        "request_id": "b-1",
+        "origin_region": "110000",
+        "theme_code": "YJS0008",
+        "roles": [bundle_pb2.RoleBinding(role="insured", region_code="440000")],
+        "applicant": pb.Applicant(
+            id_type=pb.ID_TYPE_CITIZEN_ID, id_number="110105199003071239", display_name="张三"
+        ),
+        "consent": bundle_pb2.Consent(
+            flows=[bundle_pb2.FlowConsent(member_id="pension", material_id="M04")],
+            consent_time=Timestamp(seconds=1_780_000_000),
+            channel="app",
+        ),
+    }
+    values.update(overrides)
+    return bundle_pb2.SubmitBundleRequest(**values)  # type: ignore[arg-type]
+
+
+BUNDLE_SHAPES: list[tuple[str, dict[str, object], list[tuple[str, str]]]] = [
+    ("valid", {}, []),
+    ("no request id", {"request_id": ""}, [("request_id", "MISSING")]),
+    ("bad theme code", {"theme_code": "yjs1"}, [("theme_code", "BAD_THEME_CODE")]),
+    ("no roles", {"roles": []}, [("roles", "MISSING")]),
+    (
+        "a role twice",
+        {
+            "roles": [
+                bundle_pb2.RoleBinding(role="insured", region_code="440000"),
+                bundle_pb2.RoleBinding(role="insured", region_code="510000"),
+            ]
+        },
+        [("roles[1].role", "DUPLICATE")],
+    ),
+    (
+        "a county for a role",
+        {"roles": [bundle_pb2.RoleBinding(role="insured", region_code="440305")]},
+        [("roles[0].region_code", "NOT_A_PROVINCE")],
+    ),
+    ("no consent", {"consent": None}, [("consent", "MISSING")]),
+    (
+        "consent without time or channel",
+        {"consent": bundle_pb2.Consent()},
+        [("consent.consent_time", "MISSING"), ("consent.channel", "MISSING")],
+    ),
+    (
+        "a flow twice",
+        {
+            "consent": bundle_pb2.Consent(
+                flows=[bundle_pb2.FlowConsent(member_id="a", material_id="M1")] * 2,
+                consent_time=Timestamp(seconds=1),
+                channel="web",
+            )
+        },
+        [("consent.flows[1]", "DUPLICATE")],
+    ),
+    ("no applicant", {"applicant": None}, [("applicant", "MISSING")]),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [(o, e) for _, o, e in BUNDLE_SHAPES],
+    ids=[name for name, _, _ in BUNDLE_SHAPES],
+)
+def test_bundle_shape(overrides: dict[str, object], expected: list[tuple[str, str]]) -> None:
+    request = bundle_request(**{k: v for k, v in overrides.items() if v is not None})
+    for name, value in overrides.items():
+        if value is None:
+            request.ClearField(name)  # type: ignore[arg-type]
+    found = validate_bundle(request, PROVINCES)
+    assert [(v.field, v.reason) for v in found] == expected

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from bench.loadgen import Sample, Target
+from bench.loadgen import Sample, Target, closed_loop
 
 METHOD = "/bench.Echo/Echo"
 
@@ -64,3 +64,47 @@ async def test_one_address_is_one_channel() -> None:
             await target.close()
     assert len(target.channels) == 1
     assert only.calls == 3
+
+
+async def test_a_reply_the_check_refuses_is_its_error_not_a_latency() -> None:
+    async with _server() as (a, only):
+        target = Target(
+            a, METHOD, lambda: b"bad", check=lambda r: "REFUSED" if r == b"bad" else None
+        )
+        try:
+            sample = Sample()
+            await target.once(sample, 0.0)
+            target.payload = lambda: b"good"
+            await target.once(sample, 0.0)
+        finally:
+            await target.close()
+    assert only.calls == 2
+    assert sample.errors == {"REFUSED": 1}
+    assert len(sample.latencies) == 1
+
+
+async def test_a_steady_window_counts_only_the_calls_that_end_inside_it() -> None:
+    class Edges:
+        def __init__(self, handler: _Counting) -> None:
+            self.handler = handler
+            self.seen: list[tuple[str, int]] = []
+
+        async def open(self) -> None:
+            self.seen.append(("open", self.handler.calls))
+
+        async def close(self) -> None:
+            self.seen.append(("close", self.handler.calls))
+
+    async with _server() as (a, only):
+        target = Target(a, METHOD, lambda: b"x")
+        edges = Edges(only)
+        try:
+            sample = await closed_loop(target, concurrency=2, seconds=0.2, lead=0.1, window=edges)
+        finally:
+            await target.close()
+    [(first, at_open), (last, at_close)] = edges.seen
+    assert (first, last) == ("open", "close")
+    assert at_open > 0, "the lead's calls were made"
+    assert 0 < sample.requests <= at_close - at_open + 2  # the two in flight at the opening
+    assert only.calls >= at_close, "the callers stopped after the window closed"
+    assert not sample.errors

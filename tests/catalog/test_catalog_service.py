@@ -367,6 +367,23 @@ async def test_a_signed_version_is_published_with_its_diff_and_impact(
     assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "MATTER_NOT_FOUND")
 
 
+async def test_validate_only_reports_the_state_the_version_would_have(
+    world: World, body_key: PrivateKey
+) -> None:
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    future = datetime.now(UTC) + timedelta(days=30)
+    for effective, state in [
+        (past, catalog_pb2.CATALOG_VERSION_STATE_CURRENT),
+        (future, catalog_pb2.CATALOG_VERSION_STATE_SCHEDULED),
+    ]:
+        request = publish(successor("2026.1", effective=effective), body_key)
+        request.validate_only = True
+        checked = await world.catalog.PublishCatalogVersion(request)
+        assert checked.catalog_version.state == state
+    listed = await world.catalog.ListCatalogVersions(catalog_pb2.ListCatalogVersionsRequest())
+    assert [v.version for v in listed.catalog_versions] == ["2025.1"]  # nothing published
+
+
 async def test_a_publication_survives_a_restart(tmp_path: Path, body_key: PrivateKey) -> None:
     keys = tmp_path / "keys"
     keys.mkdir()
@@ -468,6 +485,23 @@ async def test_a_list_with_unroutable_rows_names_every_one_and_changes_nothing(
     assert fields == ["entries[2].national_codes[0]", "entries[5].local_code"]
     before = await world.catalog.ResolveLocalCode(resolve_request(entries[2]["local_code"]))
     assert before.resolved.matter.code == LIST["entries"][2]["national_codes"][0]
+
+
+async def test_a_list_with_malformed_and_unroutable_rows_names_them_all_in_one_refusal(
+    world: World,
+) -> None:
+    entries = [dict(e) for e in LIST["entries"]]
+    entries[1]["cancel_date"] = "2024-13-01"  # malformed
+    entries[2]["national_codes"] = ["000999999000"]  # well formed, in no catalog version
+    entries[4]["local_code"] = ""  # malformed
+    request = catalog_pb2.PublishRegionCatalogRequest(region_catalog=region_catalog(entries))
+    code, reason, _, fields = await failure(world.catalog.PublishRegionCatalog(request))
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+    assert fields == [
+        "region_catalog.entries[1].cancel_date",
+        "region_catalog.entries[4].local_code",
+        "entries[2].national_codes[0]",
+    ]
 
 
 # -- Field checks: enums and bounds over the wire ------------------------------------------
@@ -697,7 +731,7 @@ async def test_publishing_2026_1_reports_the_themes_it_adds(
     codes = [t["code"] for t in THEMED["themes"]]
     assert list(published.diff.added_theme_codes) == codes
     assert list(published.diff.removed_theme_codes) == []
-    assert published.catalog_version.theme_count == len(codes) == 7
+    assert published.catalog_version.theme_count == len(codes) == 8
 
 
 async def test_themes_are_listed_page_by_page_and_got_by_name(
@@ -712,7 +746,7 @@ async def test_themes_are_listed_page_by_page_and_got_by_name(
                 parent="catalogVersions/2026.1", page_size=3, page_token=token
             )
         )
-        assert page.total_size == 7
+        assert page.total_size == 8
         seen += [t.code for t in page.themes]
         token = page.next_page_token
         if not token:

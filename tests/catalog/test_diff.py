@@ -231,9 +231,9 @@ def test_impact_skips_untouched_lists_and_counts_merged_rows() -> None:
     )
 
 
-def test_2026_1_adds_the_seven_themes_and_changes_the_matters_they_use() -> None:
+def test_2026_1_adds_the_eight_themes_and_changes_the_matters_they_use() -> None:
     d = diff_catalogs(_catalog("2025.2"), _catalog("2026.1"))
-    assert d.themes_added == tuple(f"YJS000{i}" for i in range(1, 8))
+    assert d.themes_added == tuple(f"YJS000{i}" for i in range(1, 9))
     assert (d.themes_removed, d.themes_changed) == ((), ())
     assert d.added == ("002033041000", "002035041000")
     assert dict(d.changed)["002031021000"] == ("materials", "form_fields", "results")

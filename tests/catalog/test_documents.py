@@ -26,6 +26,7 @@ from gateway.catalog.documents import (
     loads_json,
     parse_catalog,
     parse_region_catalog,
+    read_region_catalog,
     region_catalog_to_json,
 )
 from gateway.catalog.model import CatalogDocument, Matter, RegionCatalogDocument, RegionEntry
@@ -661,3 +662,27 @@ def test_parse_is_the_inverse_of_region_catalog_to_json(doc: RegionCatalogDocume
     parsed = parse_region_catalog(data, PROVINCES)
     assert parsed.violations == ()
     assert parsed.value == doc
+
+
+def test_reading_a_list_keeps_the_readable_rows_beside_every_problem() -> None:
+    doc = region_list()
+    doc["entries"] = [
+        entry(),
+        entry(local_code="", cancel_date="someday"),
+        {**entry(local_code="11440000MBDCGK306L2000117113000"), "cancel_dat": "2020-01-01"},
+        entry(local_code="11440000MBDCGK306L2000117114000"),
+    ]
+    doc["dialekt"] = "NATIONAL"
+    reading = read_region_catalog(doc, PROVINCES)
+    assert [(v.field, v.reason) for v in reading.violations] == [
+        ("dialekt", "UNKNOWN_FIELD"),
+        ("entries[1].local_code", "MISSING"),
+        ("entries[1].cancel_date", "BAD_DATE"),
+        ("entries[2].cancel_dat", "UNKNOWN_FIELD"),
+    ]
+    assert reading.rows == (0, 3)
+    assert [e.local_code for e in reading.document.entries] == [
+        "11440000MBDCGK306L2000117112000",
+        "11440000MBDCGK306L2000117114000",
+    ]
+    assert parse_region_catalog(doc, PROVINCES).violations == reading.violations

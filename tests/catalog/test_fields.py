@@ -344,3 +344,44 @@ def test_raise_if_any() -> None:
         fields.raise_if_any("bad", None, violation)
     assert caught.value.message == "bad"
     assert caught.value.field_violations == (violation,)
+
+
+# -- form values, by the catalog's field type --------------------------------------------------
+
+PROVINCES_FOR_FORMS = frozenset({"110000", "440000"})
+
+
+@pytest.mark.parametrize(
+    ("field_type", "value", "reason"),
+    [
+        ("string", "任何文字\n两行", None),
+        ("string", "", "MISSING"),
+        ("string", "x" * 41, "TOO_LONG"),
+        ("date", "2026-12-31", None),
+        ("date", "2026-02-30", "BAD_DATE"),
+        ("date", "2026-1-31", "BAD_DATE"),
+        ("date", "２０２６-01-01", "BAD_DATE"),
+        ("region_code", "440305", None),
+        ("region_code", "44030", "BAD_REGION_CODE"),
+        ("id_number", "110105199003071239", None),
+        ("id_number", "110105199003071238", "BAD_ID_NUMBER"),
+        ("uscc", "91350100M000100Y43", None),
+        ("uscc", "91350100M000100Y44", "USCC_CHECK_MISMATCH"),
+        ("integer", "-12", None),
+        ("integer", "1.5", "BAD_INTEGER"),
+        ("integer", "１２", "BAD_INTEGER"),
+        ("boolean", "true", None),
+        ("boolean", "yes", "BAD_BOOLEAN"),
+    ],
+)
+def test_form_value_by_type(field_type: str, value: str, reason: str | None) -> None:
+    found = fields.form_value(field_type, value, "form_fields[0].value", PROVINCES_FOR_FORMS, 40)
+    assert (found.reason if found else None) == reason
+    if found is not None:
+        assert found.field == "form_fields[0].value"
+        assert value not in found.description or not value.strip()
+
+
+def test_form_value_of_an_unknown_type_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="no validator"):
+        fields.form_value("colour", "red", "f", PROVINCES_FOR_FORMS, 40)

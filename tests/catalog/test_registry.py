@@ -124,7 +124,7 @@ async def registry(store: SqliteStore, clock: Clock) -> CatalogRegistry:
 @pytest.fixture
 async def seeded(registry: CatalogRegistry) -> CatalogRegistry:
     assert await registry.bootstrap(
-        STANDARDS / "catalog" / "2025.1.json", STANDARDS / "implementations"
+        [STANDARDS / "catalog" / "2025.1.json"], STANDARDS / "implementations"
     )
     return registry
 
@@ -160,7 +160,7 @@ async def test_bootstrap_loads_the_bundled_catalog_and_every_list(
 async def test_bootstrap_only_seeds_an_empty_store(seeded: CatalogRegistry) -> None:
     before = state(seeded.snapshot)
     assert not await seeded.bootstrap(
-        STANDARDS / "catalog" / "2025.2.json", STANDARDS / "implementations"
+        [STANDARDS / "catalog" / "2025.2.json"], STANDARDS / "implementations"
     )
     assert state(seeded.snapshot) == before
 
@@ -327,7 +327,7 @@ async def test_a_new_registry_on_the_same_file_sees_everything(
             assert again.by_local.keys() == index.by_local.keys()
         assert "GG00808000" not in restarted.snapshot.region_indexes()["520000"].by_local
         assert not await restarted.bootstrap(
-            STANDARDS / "catalog" / "2025.1.json", STANDARDS / "implementations"
+            [STANDARDS / "catalog" / "2025.1.json"], STANDARDS / "implementations"
         )
     finally:
         await reopened.close()

@@ -89,7 +89,15 @@ THEME: dict[str, Any] = {
                 {"member": "out", "material_id": "M01"},
                 {"member": "in", "material_id": "M01"},
             ],
-        }
+        },
+        {
+            "id": "TM02",
+            "name": "申请表",
+            "used_by": [
+                {"member": "out", "material_id": "M03"},
+                {"member": "in", "material_id": "M03"},
+            ],
+        },
     ],
     "flows": [
         {
@@ -288,7 +296,7 @@ def _bundled(version: str) -> dict[str, Any]:
 def test_the_bundled_themes_are_read() -> None:
     doc = parse_catalog(_bundled("2026.1"), load_provinces(STANDARDS)).value
     assert doc is not None
-    assert len(doc.themes) == 7
+    assert len(doc.themes) == 8
     for theme in doc.themes.values():
         assert len(theme.roles) >= 2, theme.code
         for member in theme.members:
@@ -306,3 +314,15 @@ def test_a_bundled_catalog_with_a_broken_theme_is_refused_with_the_place() -> No
     assert [(v.field, v.reason) for v in parsed.violations] == [
         ("themes[2].members[1].matter_code", "UNKNOWN_MATTER")
     ]
+
+
+def test_a_required_material_no_theme_material_or_flow_covers_is_refused() -> None:
+    theme = copy.deepcopy(THEME)
+    theme["materials"] = theme["materials"][:1]  # TM02 (申请表) gone
+    themes, found = parse_themes([theme], MATTERS, LICENSE_TYPES)
+    assert themes == {}
+    assert [(v.field, v.reason) for v in found] == [
+        ("themes[0].members[0]", "MATERIAL_NOT_COVERED"),
+        ("themes[0].members[1]", "MATERIAL_NOT_COVERED"),
+    ]
+    assert "M03 (申请表)" in found[0].description

@@ -21,7 +21,7 @@ from gateway.catalog.model import (
     RegionEntry,
     TimeLimit,
 )
-from gateway.catalog.validation import RowWarning, check_region_catalog
+from gateway.catalog.validation import RowWarning, check_region_catalog, dialect_warnings
 
 STANDARDS = Path(__file__).resolve().parents[2] / "standards"
 TODAY = date(2025, 3, 1)
@@ -290,3 +290,59 @@ def test_against_2025_2_the_removed_matters_are_errors_where_implemented() -> No
     assert [guangdong.entries[int(f[8:].split("]")[0])].local_name for f in bad["440000"]] == [
         "户外招牌设置备案"
     ]
+
+
+def test_a_row_without_an_agency_name_is_routed_with_a_warning() -> None:
+    nameless = RegionEntry("L1", ("000117112000",), "事项", "", AGENCY)
+    assert check(row("L0"), nameless) == ([], [(1, "agency_name", "MISSING_AGENCY_NAME")])
+
+
+def test_rows_are_named_by_their_index_in_the_list_as_read() -> None:
+    # Rows 1 and 3 of the file could not be read; the kept rows keep their file indexes.
+    doc = RegionCatalogDocument(
+        "440000",
+        (row("L0"), row("L2", "000999999000"), row("L4"), row("L4", "000117113000")),
+    )
+    report = check_region_catalog(doc, CATALOG, TODAY, rows=(0, 2, 4, 5))
+    assert [(e.field, e.reason) for e in report.errors] == [
+        ("entries[2].national_codes[0]", "UNKNOWN_NATIONAL_CODE"),
+        ("entries[5].local_code", "CONFLICTING_DUPLICATE"),
+    ]
+    assert "row 4" in report.errors[1].description
+
+
+NATIONAL_CODES = (
+    "11440000MBDCGK306L2000117112000",  # 实施编码
+    "11370800MB28559184300011711200001",  # 业务办理项编码
+    "XK00101000",  # a letter-type code
+    "11440000MBDCGK306A2000117112000",  # the agency USCC fails its check character
+    "11440000MBDCGK306L2000117112000-1",  # 33 characters, not a handling item code
+)
+
+
+def test_a_national_list_warns_of_each_code_outside_the_national_layout() -> None:
+    rows = tuple(row(code) for code in NATIONAL_CODES)
+    provinces = {"440000", "370000"}
+    national = RegionCatalogDocument("440000", rows, dialect="NATIONAL")
+    found = dialect_warnings(national, provinces, rows=(10, 11, 12, 13, 14))
+    assert [(w.entry_index, w.field, w.reason) for w in found] == [
+        (12, "local_code", "NOT_NATIONAL_LAYOUT"),
+        (13, "local_code", "NOT_NATIONAL_LAYOUT"),
+        (14, "local_code", "NOT_NATIONAL_LAYOUT"),
+    ]
+    assert "IMPLEMENTATION_CODE_BAD_LENGTH" not in found[0].description  # a sentence, no reason
+    assert "31 characters" in found[0].description
+    other = RegionCatalogDocument("440000", rows, dialect="LETTER_TYPE")
+    assert dialect_warnings(other, provinces) == ()
+
+
+def test_the_bundled_national_lists_are_all_in_the_national_layout() -> None:
+    provinces = {
+        p["code"] for p in json.loads((STANDARDS / "regions.json").read_text())["provinces"]
+    }
+    for code in ("110000", "330000", "370000", "440000"):
+        data = json.loads((STANDARDS / "implementations" / f"{code}.json").read_text("utf-8"))
+        doc = parse_region_catalog(data, provinces).value
+        assert doc is not None
+        assert doc.dialect == "NATIONAL"
+        assert dialect_warnings(doc, provinces) == (), code

@@ -26,6 +26,7 @@ from jsonschema import Draft202012Validator
 
 from gateway.app import probe
 from gateway.app.config import GatewayConfig, load_config
+from gateway.tools.edge import K8S_SETTINGS
 from region_stubs.config import StubConfig, parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,6 +140,8 @@ def mounted_from(pod: dict[str, Any], path: str | Path) -> tuple[str, str, str]:
 
 def served_over_tls(doc: dict[str, Any]) -> set[int]:
     """The ports a Deployment's process serves over TLS, by its own configuration."""
+    if doc["metadata"]["name"] == "tongban-edge":  # Envoy: HTTPS only (test_edge_shape.py)
+        return {K8S_SETTINGS.listen_port}
     args = doc["spec"]["template"]["spec"]["containers"][0]["args"]
     if args[0] == "gateway":
         config = gateway_config()
@@ -436,6 +439,12 @@ def test_the_demo_federation_reports_to_the_gateway_service_over_mtls() -> None:
         assert service["spec"]["selector"].items() <= gateway["metadata"]["labels"].items()
         (target,) = [p["targetPort"] for p in service["spec"]["ports"] if p["port"] == int(port)]
         assert ports.get(target, target) == config.port
+        # The image holds the data where the gateway reads it, not beside the installed package.
+        standards = config.standards_dir
+        assert (
+            stub.implementation_list == standards / "implementations" / f"{stub.region_code}.json"
+        )
+        assert stub.catalog_dir == standards / "catalog"
         # The gateway calls the provinces with its mTLS identity: a plaintext stub would fail.
         assert stub.tls is not None
         tls = stub.tls

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import subprocess
 import urllib.request
 from datetime import date, datetime
 from pathlib import Path
@@ -20,7 +21,14 @@ from gateway.api.v1 import application_pb2 as pb
 from gateway.api.v1 import catalog_pb2, license_pb2
 from gateway.applications.deadlines import CHINA_TIME, calendar_last_day
 from gateway.errors import InvalidRequest
-from gateway.observability.metrics import CODE_NAMES, OTHER_REGION, BuildInfo, Metrics, split_method
+from gateway.observability.metrics import (
+    CODE_NAMES,
+    OTHER_REGION,
+    BuildInfo,
+    Metrics,
+    source_revision,
+    split_method,
+)
 from gateway.observability.rpc_metrics import MetricsInterceptor
 from region_stubs.admin.v1 import admin_pb2
 from region_stubs.faults import Faults
@@ -213,7 +221,7 @@ async def test_licence_verdicts_and_cache_series(world: World) -> None:
             world,
             "tongban_build_info",
             version="0.1.0",
-            revision="unknown",
+            revision=git_head(),
             python=platform.python_version(),
         )
         == 1
@@ -434,3 +442,25 @@ async def test_interceptor_tolerates_a_request_that_did_not_decode() -> None:
         "grpc_code": "InvalidArgument",
     }
     assert metrics.registry.get_sample_value("grpc_server_handled_total", labels) == 1
+
+
+def git_head() -> str:
+    """The checkout's commit, as git names it."""
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+async def test_build_info_carries_the_git_revision_it_was_started_from(
+    world: World, tmp_path: Path
+) -> None:
+    head = git_head()
+    assert len(head) == 12
+    labels = {"version": BuildInfo.installed().version, "revision": head}
+    labels["python"] = platform.python_version()
+    assert value(world, "tongban_build_info", **labels) == 1
+    assert source_revision(tmp_path) == "unknown"  # not a checkout: a label, never a guess

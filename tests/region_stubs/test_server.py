@@ -28,6 +28,7 @@ from gateway.errors import build_status
 from gateway.licenses.status_list import StatusList, decode_status_list
 from region_stubs import server as stub_server
 from region_stubs.admin.v1 import admin_pb2
+from region_stubs.breaks import Break
 from region_stubs.config import ConfigError, StubConfig, parse_args
 from region_stubs.faults import Faults
 from region_stubs.server import RunningStub, running_stub
@@ -314,6 +315,49 @@ async def test_latency_past_the_deadline_creates_no_case(stub: RunningStub) -> N
     assert (counters.deliveries_received, counters.cases_created) == (1, 0)
 
 
+async def test_a_delivery_left_with_less_than_the_margin_is_refused_and_leaves_no_case(
+    stub: RunningStub,
+) -> None:
+    # After 30 ms of latency a 33 ms attempt has about 3 ms left: less than the 5 ms a case
+    # needs, so the stub refuses it, before its deadline (a stub that records it answers OK).
+    await stub.set_faults(Faults(latency_ms=30))
+    request = delivery()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.region.DeliverApplication(request, timeout=0.033)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.sleep(0.1)
+    counters = await stub.counters()
+    assert (counters.deliveries_received, counters.cases_created) == (1, 0)
+    await stub.set_faults()
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.region.GetApplicationStatus(
+            region_pb2.GetApplicationStatusRequest(
+                application_id=request.application.application_id
+            )
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_repeat_with_other_content_is_refused_and_changes_nothing(
+    stub: RunningStub,
+) -> None:
+    request = delivery()
+    first = await stub.region.DeliverApplication(request)
+    changed = replace_attempt(request, 2)
+    changed.application.applicant.display_name = "李四"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.region.DeliverApplication(changed)
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error_info(caught.value).reason == "APPLICATION_ID_REUSED"
+    # Only what the gateway changes between attempts may differ: its update time.
+    again = replace_attempt(request, 3)
+    again.application.update_time.seconds += 60
+    repeat = await stub.region.DeliverApplication(again)
+    assert (repeat.receipt_id, repeat.duplicate) == (first.receipt_id, True)
+    counters = await stub.counters()
+    assert (counters.cases_created, counters.duplicates_suppressed) == (1, 1)
+
+
 async def test_down_makes_every_region_call_unavailable_but_admin_still_answers(
     stub: RunningStub,
 ) -> None:
@@ -329,6 +373,20 @@ async def test_down_makes_every_region_call_unavailable_but_admin_still_answers(
         ),
         stub.region.GetLicenseKeys(region_pb2.GetLicenseKeysRequest()),
         stub.region.GetLicenseStatusList(region_pb2.GetLicenseStatusListRequest()),
+        stub.region.FetchLicense(
+            region_pb2.FetchLicenseRequest(
+                license_type_code=BUSINESS_LICENCE,
+                holder_id_type=application_pb2.ID_TYPE_USCC,
+                holder_id_number=HOLDER,
+                bundle=f"bundles/{uuid.uuid4()}",
+                application=f"applications/{uuid.uuid4()}",
+            )
+        ),
+        stub.region.WithdrawApplication(
+            region_pb2.WithdrawApplicationRequest(
+                application_id=delivered.application.application_id
+            )
+        ),
     ]
     assert len(calls) == len(region_pb2.DESCRIPTOR.services_by_name["RegionService"].methods)
     for call in calls:
@@ -337,7 +395,8 @@ async def test_down_makes_every_region_call_unavailable_but_admin_still_answers(
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert error_info(caught.value).metadata["fault"] == "down"
     counters = await stub.counters()
-    assert (counters.faults_injected, counters.cases_created) == (4, 1)
+    assert (counters.faults_injected, counters.cases_created) == (6, 1)
+    assert (counters.licenses_fetched, counters.cases_withdrawn) == (0, 0)
 
 
 async def test_a_fraction_is_roughly_honoured_and_every_fault_counted(stub: RunningStub) -> None:
@@ -896,6 +955,15 @@ def test_flags_override_the_mapping(tmp_path: Path) -> None:
     assert config.gateway_address is None
 
 
+def test_breaks_come_from_the_flag_or_the_mapping() -> None:
+    config = parse_args(
+        ["--region", REGION, "--break", "private-jwk, ignore-deadline"],
+        {"TONGBAN_STUB_BREAK": "admit-any-client"},
+    )
+    assert config.breaks == {Break.PRIVATE_JWK, Break.IGNORE_DEADLINE}
+    assert StubConfig.from_mapping({"TONGBAN_STUB_REGION": REGION}).breaks == frozenset()
+
+
 def test_defaults_need_only_a_region() -> None:
     config = StubConfig.from_mapping({"TONGBAN_STUB_REGION": REGION})
     assert (config.host, config.port, config.data_dir, config.seed) == ("127.0.0.1", 0, None, None)
@@ -913,6 +981,7 @@ def test_defaults_need_only_a_region() -> None:
         ({"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_PORT": "70000"}, "TONGBAN_STUB_PORT"),
         ({"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_DOWN": "maybe"}, "TONGBAN_STUB_DOWN"),
         ({"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_LATENCY_MS": "-1"}, "latency_ms"),
+        ({"TONGBAN_STUB_REGION": REGION, "TONGBAN_STUB_BREAK": "nothing"}, "TONGBAN_STUB_BREAK"),
     ],
 )
 def test_bad_configuration_names_the_key(mapping: dict[str, str], names: str) -> None:

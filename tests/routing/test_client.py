@@ -90,6 +90,24 @@ class FakeRegion(region_pb2_grpc.RegionServiceServicer):
             receipt_id=self.receipts[request.application_id],
         )
 
+    async def FetchLicense(
+        self, request: region_pb2.FetchLicenseRequest, context: Any
+    ) -> region_pb2.FetchLicenseResponse:
+        if request.license_type_code != "known":
+            status = build_status(grpc.StatusCode.NOT_FOUND, "LICENSE_NOT_FOUND", "none held")
+            await context.abort_with_status(rpc_status.to_status(status))
+        return region_pb2.FetchLicenseResponse(license_token="fetched.licence.token")
+
+    async def WithdrawApplication(
+        self, request: region_pb2.WithdrawApplicationRequest, context: Any
+    ) -> region_pb2.WithdrawApplicationResponse:
+        if request.application_id == "decided":
+            status = build_status(
+                grpc.StatusCode.FAILED_PRECONDITION, "ALREADY_DECIDED", "decided already"
+            )
+            await context.abort_with_status(rpc_status.to_status(status))
+        return region_pb2.WithdrawApplicationResponse()
+
     async def GetLicenseKeys(
         self, request: region_pb2.GetLicenseKeysRequest, context: Any
     ) -> region_pb2.GetLicenseKeysResponse:
@@ -154,12 +172,35 @@ async def test_get_status_and_license_keys(client: GrpcRegionClient) -> None:
     )
 
 
+async def test_fetch_license_and_withdraw_and_their_refusals(client: GrpcRegionClient) -> None:
+    fetched = await client.fetch_license(
+        REGION, region_pb2.FetchLicenseRequest(license_type_code="known"), 1.0
+    )
+    assert fetched.license_token == "fetched.licence.token"
+    with pytest.raises(RegionCallError) as missing:
+        await client.fetch_license(
+            REGION, region_pb2.FetchLicenseRequest(license_type_code="other"), 1.0
+        )
+    assert (missing.value.code, missing.value.reason) == (
+        grpc.StatusCode.NOT_FOUND,
+        "LICENSE_NOT_FOUND",
+    )
+    await client.withdraw(REGION, region_pb2.WithdrawApplicationRequest(application_id="x"), 1.0)
+    with pytest.raises(RegionCallError) as decided:
+        await client.withdraw(
+            REGION, region_pb2.WithdrawApplicationRequest(application_id="decided"), 1.0
+        )
+    assert decided.value.reason == "ALREADY_DECIDED"
+
+
 def test_every_rpc_of_the_contract_has_a_client_method() -> None:
     methods = {
         "DeliverApplication": "deliver",
         "GetApplicationStatus": "get_status",
         "GetLicenseKeys": "get_license_keys",
         "GetLicenseStatusList": "get_license_status_list",
+        "FetchLicense": "fetch_license",
+        "WithdrawApplication": "withdraw",
     }
     service = region_pb2.DESCRIPTOR.services_by_name["RegionService"]
     assert {m.name for m in service.methods} == set(methods)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import RegionCallError
 from gateway.events import (
+    AttemptFinished,
     AttemptStarted,
     Event,
     PushbackHonoured,
@@ -113,6 +114,8 @@ class Recorder:
         assert getattr(event, "region_code", None) == REGION
         if isinstance(event, AttemptStarted):
             self.events.append(("attempt", event.number))
+        elif isinstance(event, AttemptFinished):
+            self.events.append(("finished", (event.number, event.code)))
         elif isinstance(event, RetryGranted):
             assert event.reason in REASONS
             self.events.append(("retry", event.reason))
@@ -202,7 +205,7 @@ async def test_happy_path_is_one_plain_attempt(harness: Harness) -> None:
     assert script.calls == [(100.0, POLICY.per_attempt_timeout, 1)]
     assert harness.world.sleeps == []
     assert harness.budget.requests == 1
-    assert harness.observer.events == [("attempt", 1)]
+    assert harness.observer.events == [("attempt", 1), ("finished", (1, "OK"))]
 
 
 async def test_unavailable_twice_then_ok_makes_three_attempts(
@@ -218,10 +221,13 @@ async def test_unavailable_twice_then_ok_makes_three_attempts(
     assert harness.budget.retries == 2
     assert harness.observer.events == [
         ("attempt", 1),
+        ("finished", (1, "UNAVAILABLE")),
         ("retry", "unavailable"),
         ("attempt", 2),
+        ("finished", (2, "UNAVAILABLE")),
         ("retry", "unavailable"),
         ("attempt", 3),
+        ("finished", (3, "OK")),
     ]
     assert len(tenacity_builds) == 1
 
@@ -413,7 +419,9 @@ async def test_cancelled_attempt_propagates_and_frees_the_probe(harness: Harness
             deadline=harness.world.now + 5,
             clock=harness.world.clock,
             sleep=harness.world.sleep,
+            events=harness.observer,
         )
+    assert harness.observer.events == [("attempt", 1), ("finished", (1, "CANCELLED"))]
     assert breaker.state is BreakerState.HALF_OPEN
     assert breaker.allow(), "the probe slot was released"
 

@@ -10,7 +10,7 @@ from google.rpc import error_details_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.api.v1 import application_pb2, catalog_pb2, license_pb2
+from gateway.api.v1 import application_pb2, bundle_pb2, catalog_pb2, license_pb2
 from gateway.errors import PermissionDenied, Unauthenticated
 from gateway.security.authz import (
     ALLOW,
@@ -24,9 +24,11 @@ from gateway.security.authz import (
     PublishCatalogVersion,
     PublishRegionCatalog,
     ReadApplication,
+    ReadBundle,
     ReadCatalog,
     ReportStatus,
     SubmitApplication,
+    SubmitBundle,
     VerifyLicense,
     authorize,
     deny,
@@ -47,6 +49,10 @@ CALLERS: dict[str, Identity | None] = {
 ACTIONS: dict[str, Action] = {
     "submit, own origin": SubmitApplication(OWN),
     "submit, other origin": SubmitApplication(OTHER),
+    "bundle, own origin": SubmitBundle(OWN),
+    "bundle, other origin": SubmitBundle(OTHER),
+    "read bundle, own": ReadBundle(OWN),
+    "read bundle, other": ReadBundle(OTHER),
     "read, caller origin": ReadApplication(OWN, OTHER),
     "read, caller target": ReadApplication(OTHER, OWN),
     "read, neither": ReadApplication(OTHER, THIRD),
@@ -75,6 +81,10 @@ EXPECTED: dict[str, tuple[Denial | None, Denial | None, Denial | None]] = {
     #                              region           standards             ops
     "submit, own origin":         (OK,              NOT_A_REGION,         NOT_A_REGION),
     "submit, other origin":       (NOT_OWN_REGION,  NOT_A_REGION,         NOT_A_REGION),
+    "bundle, own origin":         (OK,              NOT_A_REGION,         NOT_A_REGION),
+    "bundle, other origin":       (NOT_OWN_REGION,  NOT_A_REGION,         NOT_A_REGION),
+    "read bundle, own":           (OK,              NOT_A_PARTY,          OK),
+    "read bundle, other":         (NOT_A_PARTY,     NOT_A_PARTY,          OK),
     "read, caller origin":        (OK,              NOT_A_PARTY,          OK),
     "read, caller target":        (OK,              NOT_A_PARTY,          OK),
     "read, neither":              (NOT_A_PARTY,     NOT_A_PARTY,          OK),
@@ -205,6 +215,7 @@ def test_to_error_carries_code_class_reason_and_denial(denial: Denial) -> None:
         Denial.NO_IDENTITY,
         Denial.CERTIFICATE_REVOKED,
         Denial.CERTIFICATE_EXPIRED,
+        Denial.FORWARDED_CERTIFICATE_INVALID,
     )
     assert type(error) is (Unauthenticated if unauthenticated else PermissionDenied)
     assert error.reason == ("UNAUTHENTICATED" if unauthenticated else "PERMISSION_DENIED")
@@ -238,7 +249,7 @@ def test_require_returns_the_identity_or_raises() -> None:
 def test_every_northbound_rpc_has_an_action() -> None:
     methods = {
         f"/{service.full_name}/{method.name}"
-        for module in (application_pb2, catalog_pb2, license_pb2)
+        for module in (application_pb2, bundle_pb2, catalog_pb2, license_pb2)
         for service in module.DESCRIPTOR.services_by_name.values()
         for method in service.methods
     }

@@ -31,13 +31,20 @@ import pytest
 from conftest import World, start_world
 from google.protobuf import descriptor
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.api.v1 import application_pb2, application_pb2_grpc, catalog_pb2, license_pb2
+from gateway.api.v1 import (
+    application_pb2,
+    application_pb2_grpc,
+    bundle_pb2,
+    catalog_pb2,
+    license_pb2,
+)
 from gateway.security.authz import RPC_ACTIONS
 from gateway.security.identity import Role
 from gateway.storage.sqlite import SqliteStore
@@ -45,6 +52,7 @@ from gateway.storage.sqlite import SqliteStore
 EXAMPLES = 25
 ORIGIN, TARGET = "440000", "510000"
 CITIZEN = "110105199003071239"
+BUNDLE_NAME = f"bundles/{uuid.UUID(int=1)}"
 CALL_TIMEOUT = 20.0
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 # Codes raised by gRPC itself (limits, deadlines), which carry no ErrorInfo.
@@ -113,6 +121,7 @@ def _templates(world: World, application: application_pb2.Application) -> dict[s
         ],
     )
     resolve = catalog_pb2.ResolveLocalCodeRequest(region_code=ORIGIN, local_code=local)
+    submit_time = Timestamp(seconds=1_780_000_000)
     return {
         "PublishCatalogVersion": catalog_pb2.PublishCatalogVersionRequest(
             signed_document="eyJhbGciOiJFZERTQSJ9.e30.AAAA", validate_only=True
@@ -154,6 +163,30 @@ def _templates(world: World, application: application_pb2.Application) -> dict[s
             event_id="fuzz-event",
         ),
         "VerifyLicense": license_pb2.VerifyLicenseRequest(token="a.b.c"),
+        # The catalog in force here has no themes: a bundle is judged up to THEME_NOT_FOUND
+        # (tests/applications/test_bundles.py runs them on 2026.1).
+        "SubmitBundle": bundle_pb2.SubmitBundleRequest(
+            request_id="fuzz-bundle",
+            origin_region=ORIGIN,
+            theme_code="YJS0001",
+            roles=[
+                bundle_pb2.RoleBinding(role="transfer_out", region_code=ORIGIN),
+                bundle_pb2.RoleBinding(role="transfer_in", region_code=TARGET),
+            ],
+            applicant=submit.applicant,
+            form_fields=[application_pb2.FormField(key="id_number", value=CITIZEN)],
+            consent=bundle_pb2.Consent(
+                flows=[bundle_pb2.FlowConsent(member_id="in", material_id="M03")],
+                consent_time=submit_time,
+                channel="app",
+            ),
+        ),
+        "GetBundle": bundle_pb2.GetBundleRequest(name=BUNDLE_NAME),
+        "WatchBundle": bundle_pb2.WatchBundleRequest(name=BUNDLE_NAME),
+        "WithdrawBundle": bundle_pb2.WithdrawBundleRequest(name=BUNDLE_NAME, reason="fuzz"),
+        "RateBundle": bundle_pb2.RateBundleRequest(
+            name=BUNDLE_NAME, rating=bundle_pb2.Rating(score=5, region_code=TARGET)
+        ),
     }
 
 
@@ -232,6 +265,10 @@ NEAR_VALID_TEXT = [
     f"applications/{uuid.UUID(int=0)}",
     "applications/",
     "applications/../../etc",
+    BUNDLE_NAME,
+    "bundles/",
+    "YJS0001",
+    "transfer_out",
     CITIZEN,
     "11010519900307123X",
     "M01",
@@ -350,6 +387,7 @@ SERVICES = {
     "CatalogService": catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"],
     "ApplicationService": application_pb2.DESCRIPTOR.services_by_name["ApplicationService"],
     "LicenseService": license_pb2.DESCRIPTOR.services_by_name["LicenseService"],
+    "BundleService": bundle_pb2.DESCRIPTOR.services_by_name["BundleService"],
 }
 METHODS = {m.name: (s, m) for s in SERVICES.values() for m in s.methods}
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.security.identity import Role, parse_identity_uri
-from gateway.security.pki import GATEWAY_URI, CertKeyPair, PkiLayout, generate_dev_pki
+from gateway.security.pki import EDGE_URI, GATEWAY_URI, CertKeyPair, PkiLayout, generate_dev_pki
 
 REGIONS = ("440000", "110000")
 
@@ -34,7 +34,7 @@ def load(path: Path) -> x509.Certificate:
 
 
 def all_pairs(layout: PkiLayout) -> dict[str, CertKeyPair]:
-    pairs = {"gateway": layout.gateway}
+    pairs = {"gateway": layout.gateway, "edge": layout.edge}
     pairs |= {f"server-{k}": v for k, v in layout.region_servers.items()}
     pairs |= {f"region-{k}": v for k, v in layout.regions.items()}
     pairs |= {f"standards-{k}": v for k, v in layout.standards_bodies.items()}
@@ -65,7 +65,8 @@ def test_layout_and_file_modes(tmp_path: Path) -> None:
     assert layout.client(Role.STANDARDS_BODY, "sac").cert.name == "standards-sac.pem"
     assert layout.client(Role.OPS, "noc").cert.name == "ops-noc.pem"
     keys = [layout.ca_key, *(pair.key for pair in all_pairs(layout).values())]
-    assert len(keys) == 1 + 1 + 2 + 2 + 1 + 1
+    assert layout.edge.cert == tmp_path / "pki" / "server" / "edge.pem"
+    assert len(keys) == 1 + 2 + 2 + 2 + 1 + 1
     for key in keys:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     assert stat.S_IMODE((tmp_path / "pki").stat().st_mode) == 0o700
@@ -106,6 +107,12 @@ def test_server_certificates(tmp_path: Path) -> None:
     assert sans(gateway).get_values_for_type(x509.UniformResourceIdentifier) == [GATEWAY_URI]
     # The gateway also authenticates as a client, to the provinces.
     assert usages(gateway) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    # The edge proxy serves HTTPS and calls the gateway as a client, as no caller's identity.
+    edge = load(layout.edge.cert)
+    assert sans(edge).get_values_for_type(x509.DNSName) == ["localhost"]
+    assert sans(edge).get_values_for_type(x509.UniformResourceIdentifier) == [EDGE_URI]
+    assert parse_identity_uri(EDGE_URI) is None
+    assert usages(edge) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     for code in REGIONS:
         stub = load(layout.region_servers[code].cert)
         assert sans(stub).get_values_for_type(x509.DNSName) == ["localhost"]
@@ -202,7 +209,7 @@ def test_changed_server_hosts_reissue_server_certificates_only(tmp_path: Path) -
     before = serials(make(tmp_path))
     after = serials(make(tmp_path, server_hosts=("localhost", "gw.test", "::1")))
     changed = {k for k in before if after[k] != before[k]}
-    assert changed == {"gateway", "server-440000", "server-110000"}
+    assert changed == {"gateway", "edge", "server-440000", "server-110000"}
 
 
 @pytest.mark.parametrize(

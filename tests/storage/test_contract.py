@@ -17,7 +17,7 @@ import pytest
 from rows import application, catalog_version
 
 from gateway.errors import StoreUnavailable
-from gateway.storage.base import ApplicationRow, CatalogMarker, Store, StoredDocument
+from gateway.storage.base import ApplicationRow, BundleRow, CatalogMarker, Store, StoredDocument
 from gateway.storage.location import PostgresConfig
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
@@ -272,6 +272,7 @@ async def test_update_with_stores_and_returns_the_new_row(store: Store) -> None:
             update_time=row.update_time + 5,
             body=b"delivered",
             next_attempt_time=None,
+            expire_time=row.expire_time + 50,
             lease_owner="w",
             lease_until=900.0,
         )
@@ -585,3 +586,104 @@ async def test_a_closed_store_is_unavailable_and_closes_again_quietly(store: Sto
     with pytest.raises(StoreUnavailable):
         await store.get_application("app-00001")
     await store.close()  # closing again does nothing
+
+
+# -- bundles -----------------------------------------------------------------------------------
+
+
+def bundle(
+    n: int, *, origin: str = "440000", due_time: float = 5000.0, state: int = 1
+) -> BundleRow:
+    return BundleRow(
+        bundle_id=f"bundle-{n:05d}",
+        origin_region=origin,
+        request_id=f"breq-{n}",
+        request_digest=f"bdigest-{n}",
+        theme_code="YJS0001" if n % 2 else "YJS0002",
+        state=state,
+        create_time=1000.0 + n,
+        update_time=1000.0 + n,
+        due_time=due_time,
+        body=f"bundle body {n}".encode(),
+    )
+
+
+def members(n: int, count: int = 3) -> list[ApplicationRow]:
+    return [replace(application(n * 100 + i), request_id=f"breq-{n}/m{i}") for i in range(count)]
+
+
+async def test_a_bundle_and_its_members_are_stored_together(store: Store) -> None:
+    stored, created = await store.claim_bundle(bundle(1), members(1))
+    assert created
+    assert stored == bundle(1)
+    assert await store.get_bundle("bundle-00001") == bundle(1)
+    assert await store.find_bundle_request("440000", "breq-1") == bundle(1)
+    for member in members(1):
+        assert await store.get_application(member.application_id) == member
+
+
+async def test_a_taken_bundle_key_returns_the_first_bundle_and_stores_no_member(
+    store: Store,
+) -> None:
+    await store.claim_bundle(bundle(1), members(1))
+    again = replace(bundle(2), request_id="breq-1", request_digest="other")
+    stored, created = await store.claim_bundle(again, members(2))
+    assert not created
+    assert stored == bundle(1)
+    assert await store.get_bundle("bundle-00002") is None
+    for member in members(2):
+        assert await store.get_application(member.application_id) is None
+
+
+async def test_one_of_20_concurrent_bundle_claims_of_one_key_creates_it(store: Store) -> None:
+    claims = [replace(bundle(n), request_id="same") for n in range(20)]
+    results = await asyncio.gather(
+        *(store.claim_bundle(b, members(n)) for n, b in enumerate(claims))
+    )
+    winners = [row for row, created in results if created]
+    assert len(winners) == 1
+    assert {row.bundle_id for row, _ in results} == {winners[0].bundle_id}
+    stored = await everything(store)
+    assert len(stored) == 3, "only the winner's members are stored"
+
+
+async def test_a_bundle_whose_member_cannot_be_stored_is_not_stored_either(store: Store) -> None:
+    await store.claim_request(members(2)[1])  # a member's application id is taken
+    with pytest.raises(StoreUnavailable):
+        await store.claim_bundle(bundle(2), members(2))
+    assert await store.get_bundle("bundle-00002") is None
+    assert await store.get_application(members(2)[0].application_id) is None
+
+
+async def test_update_bundle_with_changes_state_and_body_atomically(store: Store) -> None:
+    await store.claim_bundle(bundle(1), members(1))
+    assert await store.update_bundle_with("nope", lambda r: r) is None
+    assert await store.update_bundle_with("bundle-00001", lambda r: None) == bundle(1)
+
+    def bump(row: BundleRow) -> BundleRow:
+        return replace(row, state=row.state + 1, update_time=row.update_time + 1, body=b"x")
+
+    await asyncio.gather(*(store.update_bundle_with("bundle-00001", bump) for _ in range(10)))
+    stored = await store.get_bundle("bundle-00001")
+    assert stored is not None
+    assert (stored.state, stored.update_time, stored.body) == (11, 1011.0, b"x")
+
+
+async def test_bundle_stats_count_by_theme_and_lateness(store: Store) -> None:
+    for n, due in ((1, 100.0), (3, 900.0), (2, 100.0), (4, 5000.0)):
+        await store.claim_bundle(bundle(n, due_time=due), members(n, 1))
+    await store.claim_bundle(bundle(5, due_time=100.0, state=2), members(5, 1))
+    assert await store.bundle_stats(500.0, 1) == [("YJS0001", 2, 1), ("YJS0002", 2, 1)]
+    assert await store.bundle_stats(500.0, 2) == [("YJS0001", 1, 1)]
+    assert await store.bundle_stats(500.0, 3) == []
+
+
+async def test_bundle_bodies_in_a_state_earliest_due_first(store: Store) -> None:
+    for n, due in ((1, 300.0), (2, 100.0), (3, 200.0)):
+        await store.claim_bundle(bundle(n, due_time=due), members(n, 1))
+    await store.claim_bundle(bundle(4, due_time=50.0, state=2), members(4, 1))
+    assert await store.bundle_bodies(1, 2) == [
+        ("YJS0002", b"bundle body 2"),
+        ("YJS0001", b"bundle body 3"),
+    ]
+    assert await store.bundle_bodies(2, 10) == [("YJS0002", b"bundle body 4")]

@@ -20,7 +20,7 @@ from gateway.storage.migrations import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDARDS = ROOT / "standards"
-TONGBAN = [sys.executable, "-m", "gateway.tools.cli"]
+TONGBAN = [sys.executable, "-m", "gateway.tools"]  # what the `tongban` script runs
 
 
 async def run(*args: str, cwd: Path = ROOT) -> tuple[int, str, str]:
@@ -37,7 +37,11 @@ async def test_demo_runs_the_whole_journey() -> None:
     code, out, err = await run("demo", "--standards-dir", str(STANDARDS))
     assert code == 0, out + err
     assert "✗" not in out
-    assert out.count("✓") >= 10
+    assert out.count("✓") == 14
+    assert "14/14 steps as expected" in out
+    # the 一件事 scenes: parallel members, a flowing licence, a rating, a cancelled dependant
+    assert "pension's M04 (verified, never uploaded); rated 5/5" in out
+    assert "pension CANCELLED (stopped by earlier)" in out
 
 
 async def test_up_serves_every_service_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -92,6 +96,7 @@ async def test_up_serves_every_service_and_stops_on_sigterm(tmp_path: Path) -> N
         # A platform submits with its own certificate, found in the dev PKI.
         apply = [
             "apply",
+            "--json",
             "--gateway",
             addresses["gateway"],
             "--pki-dir",
@@ -115,20 +120,20 @@ async def test_up_serves_every_service_and_stops_on_sigterm(tmp_path: Path) -> N
         assert code == 0, err
         submitted = json.loads(out)
         assert submitted["state"] == "APPLICATION_STATE_DELIVERED"
-        status = ["status", submitted["applicationId"], "--gateway", addresses["gateway"]]
+        status = ["status", "--json", submitted["applicationId"], "--gateway", addresses["gateway"]]
         status += ["--pki-dir", str(pki)]
         code, out, err = await run(*status)  # as the operator
         assert code == 0, err
         assert json.loads(out)["state"] == "APPLICATION_STATE_DELIVERED"
         code, _, err = await run(*status, "--as", "region/330000")  # not a party
-        assert code == 1
+        assert code == 3  # refused by the gateway
         assert "NOT_A_PARTY" in err
         # Claiming to be Guangdong with Sichuan's certificate is refused.
         impostor = [*apply, "--cert", str(pki / "clients" / "region-510000.pem")]
         impostor += ["--key", str(pki / "clients" / "region-510000.key")]
         impostor += ["--ca", str(pki / "ca.pem")]
         code, _, err = await run(*impostor)
-        assert code == 1
+        assert code == 3
         assert "NOT_OWN_REGION" in err
     finally:
         process.send_signal(signal.SIGTERM)
@@ -144,9 +149,9 @@ async def test_catalog_validate_reports_every_problem_with_its_place(tmp_path: P
         "catalog", "validate", str(STANDARDS / "implementations" / "510000.json")
     )
     assert code == 0
-    assert "0 error(s)" in out
-    assert "warning TRUNCATED_USCC" in out
-    assert "warning PLACEHOLDER" in out
+    assert "37 rows, 0 error(s), 6 warning(s)" in out
+    assert "│ entries[28].agency_code │ warning  │ TRUNCATED_USCC " in out
+    assert "│ entries[34].agency_code │ warning  │ PLACEHOLDER " in out
     broken = json.loads((STANDARDS / "catalog" / "2025.1.json").read_text("utf-8"))
     broken["matters"][0]["code"] = "001"
     broken["matters"][3]["type"] = "99"
@@ -182,6 +187,7 @@ async def test_keygen_sign_and_diff_offline(tmp_path: Path) -> None:
     code, out, _ = await run(
         "catalog",
         "diff",
+        "--json",
         str(STANDARDS / "catalog" / "2025.1.json"),
         str(STANDARDS / "catalog" / "2025.2.json"),
     )
@@ -323,6 +329,7 @@ def free_ports(count: int) -> int:
 
 APPLY = [
     "apply",
+    "--json",
     "--origin",
     "440000",
     "--target",
@@ -410,6 +417,17 @@ async def test_up_refuses_replicas_without_a_postgresql_store(tmp_path: Path) ->
     code, _, err = await run("up", "--replicas", "2", "--data-dir", str(tmp_path))
     assert code == 2
     assert "PostgreSQL" in err
+
+
+async def test_up_refuses_a_bad_decision_rule_in_one_line(tmp_path: Path) -> None:
+    code, _, err = await run(
+        "up", "--auto-decide", "--decide", "*=reject:2s", "--data-dir", str(tmp_path)
+    )
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "tongban: up: --decide: decide[1]: each matter at most once"
+    ]
+    assert not (tmp_path / "gateway.sqlite3").exists()
 
 
 async def test_version_prints_the_installed_version() -> None:

@@ -23,56 +23,70 @@ _sym_db = _symbol_database.Default()
 
 
 from gateway.api.v1 import catalog_pb2 as gateway_dot_api_dot_v1_dot_catalog__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n gateway/api/v1/application.proto\x12\x0egateway.api.v1\x1a\x1cgateway/api/v1/catalog.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n\tApplicant\x12\'\n\x07id_type\x18\x01 \x01(\x0e\x32\x16.gateway.api.v1.IdType\x12\x11\n\tid_number\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"\'\n\tFormField\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"9\n\rPaperMaterial\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\x13\n\x0b\x66ile_sha256\x18\x02 \x01(\t\"r\n\x08Material\x12\x13\n\x0bmaterial_id\x18\x01 \x01(\t\x12\x17\n\rlicense_token\x18\x02 \x01(\tH\x00\x12.\n\x05paper\x18\x03 \x01(\x0b\x32\x1d.gateway.api.v1.PaperMaterialH\x00\x42\x08\n\x06source\"\xba\x01\n\x0eMaterialRecord\x12\x13\n\x0bmaterial_id\x18\x01 \x01(\t\x12\x0e\n\x06waived\x18\x02 \x01(\x08\x12\x1a\n\x12license_identifier\x18\x03 \x01(\t\x12\x19\n\x11license_type_code\x18\x04 \x01(\t\x12,\n\x05paper\x18\x05 \x01(\x0b\x32\x1d.gateway.api.v1.PaperMaterial\x12\x1e\n\x16license_status_checked\x18\x06 \x01(\x08\"\x92\x01\n\x10\x41pplicationEvent\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"\xdd\x05\n\x0b\x41pplication\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x15\n\rorigin_region\x18\x04 \x01(\t\x12\x15\n\rtarget_region\x18\x05 \x01(\t\x12\x19\n\x11local_matter_code\x18\x06 \x01(\t\x12\x1c\n\x14national_matter_code\x18\x07 \x01(\t\x12 \n\x18target_local_matter_code\x18\x08 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\t \x01(\t\x12:\n\x11\x63ross_region_mode\x18\n \x01(\x0e\x32\x1f.gateway.api.v1.CrossRegionMode\x12,\n\tapplicant\x18\x0b \x01(\x0b\x32\x19.gateway.api.v1.Applicant\x12.\n\x0b\x66orm_fields\x18\x0c \x03(\x0b\x32\x19.gateway.api.v1.FormField\x12\x31\n\tmaterials\x18\r \x03(\x0b\x32\x1e.gateway.api.v1.MaterialRecord\x12/\n\x05state\x18\x0e \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x14\n\x0cstate_reason\x18\x0f \x01(\t\x12\x12\n\nreceipt_id\x18\x10 \x01(\t\x12\x19\n\x11\x64\x65livery_attempts\x18\x11 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x06\x65vents\x18\x14 \x03(\x0b\x32 .gateway.api.v1.ApplicationEvent\x12\x1b\n\x13matter_display_name\x18\x15 \x01(\t\"\xdc\x02\n\x18SubmitApplicationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rorigin_region\x18\x02 \x01(\t\x12\x15\n\rtarget_region\x18\x03 \x01(\t\x12\x19\n\x11local_matter_code\x18\x04 \x01(\t\x12\x1c\n\x14national_matter_code\x18\x05 \x01(\t\x12:\n\x11\x63ross_region_mode\x18\x06 \x01(\x0e\x32\x1f.gateway.api.v1.CrossRegionMode\x12,\n\tapplicant\x18\x07 \x01(\x0b\x32\x19.gateway.api.v1.Applicant\x12.\n\x0b\x66orm_fields\x18\x08 \x03(\x0b\x32\x19.gateway.api.v1.FormField\x12+\n\tmaterials\x18\t \x03(\x0b\x32\x18.gateway.api.v1.Material\"_\n\x19SubmitApplicationResponse\x12\x30\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x1b.gateway.api.v1.Application\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"%\n\x15GetApplicationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x16GetApplicationResponse\x12\x30\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x1b.gateway.api.v1.Application\"\xb0\x01\n\x17ListApplicationsRequest\x12\x13\n\x0bregion_code\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.gateway.api.v1.RegionRole\x12/\n\x05state\x18\x03 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"f\n\x18ListApplicationsResponse\x12\x31\n\x0c\x61pplications\x18\x01 \x03(\x0b\x32\x1b.gateway.api.v1.Application\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17WatchApplicationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x18WatchApplicationResponse\x12\x30\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x1b.gateway.api.v1.Application\"\x96\x01\n\x1eReportApplicationStatusRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bregion_code\x18\x02 \x01(\t\x12/\n\x05state\x18\x03 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\"S\n\x1fReportApplicationStatusResponse\x12\x30\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x1b.gateway.api.v1.Application*\x96\x01\n\x06IdType\x12\x17\n\x13ID_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12ID_TYPE_CITIZEN_ID\x10\x01\x12\x10\n\x0cID_TYPE_USCC\x10\x02\x12 \n\x1cID_TYPE_HMT_RESIDENCE_PERMIT\x10\x03\x12\'\n#ID_TYPE_FOREIGN_PERMANENT_RESIDENCE\x10\x04*\x93\x02\n\x10\x41pplicationState\x12!\n\x1d\x41PPLICATION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41PPLICATION_STATE_RECEIVED\x10\x01\x12\x1c\n\x18\x41PPLICATION_STATE_QUEUED\x10\x02\x12\x1f\n\x1b\x41PPLICATION_STATE_DELIVERED\x10\x03\x12\x1e\n\x1a\x41PPLICATION_STATE_ACCEPTED\x10\x04\x12\x1e\n\x1a\x41PPLICATION_STATE_REJECTED\x10\x05\x12\x1f\n\x1b\x41PPLICATION_STATE_COMPLETED\x10\x06\x12\x1c\n\x18\x41PPLICATION_STATE_FAILED\x10\x07*Y\n\nRegionRole\x12\x1b\n\x17REGION_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12REGION_ROLE_ORIGIN\x10\x01\x12\x16\n\x12REGION_ROLE_TARGET\x10\x02\x32\xab\x04\n\x12\x41pplicationService\x12h\n\x11SubmitApplication\x12(.gateway.api.v1.SubmitApplicationRequest\x1a).gateway.api.v1.SubmitApplicationResponse\x12_\n\x0eGetApplication\x12%.gateway.api.v1.GetApplicationRequest\x1a&.gateway.api.v1.GetApplicationResponse\x12\x65\n\x10ListApplications\x12\'.gateway.api.v1.ListApplicationsRequest\x1a(.gateway.api.v1.ListApplicationsResponse\x12g\n\x10WatchApplication\x12\'.gateway.api.v1.WatchApplicationRequest\x1a(.gateway.api.v1.WatchApplicationResponse0\x01\x12z\n\x17ReportApplicationStatus\x12..gateway.api.v1.ReportApplicationStatusRequest\x1a/.gateway.api.v1.ReportApplicationStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n gateway/api/v1/application.proto\x12\x0egateway.api.v1\x1a\x1cgateway/api/v1/catalog.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n\tApplicant\x12\'\n\x07id_type\x18\x01 \x01(\x0e\x32\x16.gateway.api.v1.IdType\x12\x11\n\tid_number\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"\'\n\tFormField\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"9\n\rPaperMaterial\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\x13\n\x0b\x66ile_sha256\x18\x02 \x01(\t\"r\n\x08Material\x12\x13\n\x0bmaterial_id\x18\x01 \x01(\t\x12\x17\n\rlicense_token\x18\x02 \x01(\tH\x00\x12.\n\x05paper\x18\x03 \x01(\x0b\x32\x1d.gateway.api.v1.PaperMaterialH\x00\x42\x08\n\x06source\"\xe6\x01\n\x0eMaterialRecord\x12\x13\n\x0bmaterial_id\x18\x01 \x01(\t\x12\x0e\n\x06waived\x18\x02 \x01(\x08\x12\x1a\n\x12license_identifier\x18\x03 \x01(\t\x12\x19\n\x11license_type_code\x18\x04 \x01(\t\x12,\n\x05paper\x18\x05 \x01(\x0b\x32\x1d.gateway.api.v1.PaperMaterial\x12\x1e\n\x16license_status_checked\x18\x06 \x01(\x08\x12\x15\n\rlicense_token\x18\x07 \x01(\t\x12\x13\n\x0b\x66lowed_from\x18\x08 \x01(\t\"]\n\rIssuedLicense\x12\x15\n\rlicense_token\x18\x01 \x01(\t\x12\x19\n\x11license_type_code\x18\x02 \x01(\t\x12\x1a\n\x12license_identifier\x18\x03 \x01(\t\"\x92\x01\n\x10\x41pplicationEvent\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"\x8b\x07\n\x0b\x41pplication\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x15\n\rorigin_region\x18\x04 \x01(\t\x12\x15\n\rtarget_region\x18\x05 \x01(\t\x12\x19\n\x11local_matter_code\x18\x06 \x01(\t\x12\x1c\n\x14national_matter_code\x18\x07 \x01(\t\x12 \n\x18target_local_matter_code\x18\x08 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\t \x01(\t\x12:\n\x11\x63ross_region_mode\x18\n \x01(\x0e\x32\x1f.gateway.api.v1.CrossRegionMode\x12,\n\tapplicant\x18\x0b \x01(\x0b\x32\x19.gateway.api.v1.Applicant\x12.\n\x0b\x66orm_fields\x18\x0c \x03(\x0b\x32\x19.gateway.api.v1.FormField\x12\x31\n\tmaterials\x18\r \x03(\x0b\x32\x1e.gateway.api.v1.MaterialRecord\x12/\n\x05state\x18\x0e \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x14\n\x0cstate_reason\x18\x0f \x01(\t\x12\x12\n\nreceipt_id\x18\x10 \x01(\t\x12\x19\n\x11\x64\x65livery_attempts\x18\x11 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x06\x65vents\x18\x14 \x03(\x0b\x32 .gateway.api.v1.ApplicationEvent\x12\x1b\n\x13matter_display_name\x18\x15 \x01(\t\x12\x0e\n\x06\x62undle\x18\x16 \x01(\t\x12\x18\n\x10\x62undle_member_id\x18\x17 \x01(\t\x12\x36\n\x0fissued_licenses\x18\x18 \x03(\x0b\x32\x1d.gateway.api.v1.IssuedLicense\x12,\n\x08\x64ue_time\x18\x19 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x64ue_time_provisional\x18\x1a \x01(\x08\"\xdc\x02\n\x18SubmitApplicationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rorigin_region\x18\x02 \x01(\t\x12\x15\n\rtarget_region\x18\x03 \x01(\t\x12\x19\n\x11local_matter_code\x18\x04 \x01(\t\x12\x1c\n\x14national_matter_code\x18\x05 \x01(\t\x12:\n\x11\x63ross_region_mode\x18\x06 \x01(\x0e\x32\x1f.gateway.api.v1.CrossRegionMode\x12,\n\tapplicant\x18\x07 \x01(\x0b\x32\x19.gateway.api.v1.Applicant\x12.\n\x0b\x66orm_fields\x18\x08 \x03(\x0b\x32\x19.gateway.api.v1.FormField\x12+\n\tmaterials\x18\t \x03(\x0b\x32\x18.gateway.api.v1.Material\"_\n\x19SubmitApplicationResponse\x12\x30\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x1b.gateway.api.v1.Application\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"%\n\x15GetApplicationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x16GetApplicationResponse\x12\x30\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x1b.gateway.api.v1.Application\"\xb0\x01\n\x17ListApplicationsRequest\x12\x13\n\x0bregion_code\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.gateway.api.v1.RegionRole\x12/\n\x05state\x18\x03 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"f\n\x18ListApplicationsResponse\x12\x31\n\x0c\x61pplications\x18\x01 \x03(\x0b\x32\x1b.gateway.api.v1.Application\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17WatchApplicationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x18WatchApplicationResponse\x12\x30\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x1b.gateway.api.v1.Application\"\xb5\x01\n\x1eReportApplicationStatusRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bregion_code\x18\x02 \x01(\t\x12/\n\x05state\x18\x03 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\x12\x1d\n\x15issued_license_tokens\x18\x06 \x03(\t\"S\n\x1fReportApplicationStatusResponse\x12\x30\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x1b.gateway.api.v1.Application*\x96\x01\n\x06IdType\x12\x17\n\x13ID_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12ID_TYPE_CITIZEN_ID\x10\x01\x12\x10\n\x0cID_TYPE_USCC\x10\x02\x12 \n\x1cID_TYPE_HMT_RESIDENCE_PERMIT\x10\x03\x12\'\n#ID_TYPE_FOREIGN_PERMANENT_RESIDENCE\x10\x04*\xf4\x02\n\x10\x41pplicationState\x12!\n\x1d\x41PPLICATION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41PPLICATION_STATE_RECEIVED\x10\x01\x12\x1c\n\x18\x41PPLICATION_STATE_QUEUED\x10\x02\x12\x1f\n\x1b\x41PPLICATION_STATE_DELIVERED\x10\x03\x12\x1e\n\x1a\x41PPLICATION_STATE_ACCEPTED\x10\x04\x12\x1e\n\x1a\x41PPLICATION_STATE_REJECTED\x10\x05\x12\x1f\n\x1b\x41PPLICATION_STATE_COMPLETED\x10\x06\x12\x1c\n\x18\x41PPLICATION_STATE_FAILED\x10\x07\x12\x1d\n\x19\x41PPLICATION_STATE_WAITING\x10\x08\x12\x1f\n\x1b\x41PPLICATION_STATE_CANCELLED\x10\t\x12\x1f\n\x1b\x41PPLICATION_STATE_WITHDRAWN\x10\n*Y\n\nRegionRole\x12\x1b\n\x17REGION_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12REGION_ROLE_ORIGIN\x10\x01\x12\x16\n\x12REGION_ROLE_TARGET\x10\x02\x32\xe5\x05\n\x12\x41pplicationService\x12\x85\x01\n\x11SubmitApplication\x12(.gateway.api.v1.SubmitApplicationRequest\x1a).gateway.api.v1.SubmitApplicationResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/applications:\x01*\x12\x82\x01\n\x0eGetApplication\x12%.gateway.api.v1.GetApplicationRequest\x1a&.gateway.api.v1.GetApplicationResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/{name=applications/*}\x12\x7f\n\x10ListApplications\x12\'.gateway.api.v1.ListApplicationsRequest\x1a(.gateway.api.v1.ListApplicationsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/applications\x12\x90\x01\n\x10WatchApplication\x12\'.gateway.api.v1.WatchApplicationRequest\x1a(.gateway.api.v1.WatchApplicationResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{name=applications/*}:watch0\x01\x12\xad\x01\n\x17ReportApplicationStatus\x12..gateway.api.v1.ReportApplicationStatusRequest\x1a/.gateway.api.v1.ReportApplicationStatusResponse\"1\x82\xd3\xe4\x93\x02+\"&/v1/{name=applications/*}:reportStatus:\x01*Bx\n\x1d\x63n.gov.tongban.gateway.api.v1B\x10\x41pplicationProtoP\x01Z*tongban.gov.cn/go/gateway/api/v1;gatewayv1\xaa\x02\x16Tongban.Gateway.Api.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.api.v1.application_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_IDTYPE']._serialized_start=2704
-  _globals['_IDTYPE']._serialized_end=2854
-  _globals['_APPLICATIONSTATE']._serialized_start=2857
-  _globals['_APPLICATIONSTATE']._serialized_end=3132
-  _globals['_REGIONROLE']._serialized_start=3134
-  _globals['_REGIONROLE']._serialized_end=3223
-  _globals['_APPLICANT']._serialized_start=115
-  _globals['_APPLICANT']._serialized_end=208
-  _globals['_FORMFIELD']._serialized_start=210
-  _globals['_FORMFIELD']._serialized_end=249
-  _globals['_PAPERMATERIAL']._serialized_start=251
-  _globals['_PAPERMATERIAL']._serialized_end=308
-  _globals['_MATERIAL']._serialized_start=310
-  _globals['_MATERIAL']._serialized_end=424
-  _globals['_MATERIALRECORD']._serialized_start=427
-  _globals['_MATERIALRECORD']._serialized_end=613
-  _globals['_APPLICATIONEVENT']._serialized_start=616
-  _globals['_APPLICATIONEVENT']._serialized_end=762
-  _globals['_APPLICATION']._serialized_start=765
-  _globals['_APPLICATION']._serialized_end=1498
-  _globals['_SUBMITAPPLICATIONREQUEST']._serialized_start=1501
-  _globals['_SUBMITAPPLICATIONREQUEST']._serialized_end=1849
-  _globals['_SUBMITAPPLICATIONRESPONSE']._serialized_start=1851
-  _globals['_SUBMITAPPLICATIONRESPONSE']._serialized_end=1946
-  _globals['_GETAPPLICATIONREQUEST']._serialized_start=1948
-  _globals['_GETAPPLICATIONREQUEST']._serialized_end=1985
-  _globals['_GETAPPLICATIONRESPONSE']._serialized_start=1987
-  _globals['_GETAPPLICATIONRESPONSE']._serialized_end=2061
-  _globals['_LISTAPPLICATIONSREQUEST']._serialized_start=2064
-  _globals['_LISTAPPLICATIONSREQUEST']._serialized_end=2240
-  _globals['_LISTAPPLICATIONSRESPONSE']._serialized_start=2242
-  _globals['_LISTAPPLICATIONSRESPONSE']._serialized_end=2344
-  _globals['_WATCHAPPLICATIONREQUEST']._serialized_start=2346
-  _globals['_WATCHAPPLICATIONREQUEST']._serialized_end=2385
-  _globals['_WATCHAPPLICATIONRESPONSE']._serialized_start=2387
-  _globals['_WATCHAPPLICATIONRESPONSE']._serialized_end=2463
-  _globals['_REPORTAPPLICATIONSTATUSREQUEST']._serialized_start=2466
-  _globals['_REPORTAPPLICATIONSTATUSREQUEST']._serialized_end=2616
-  _globals['_REPORTAPPLICATIONSTATUSRESPONSE']._serialized_start=2618
-  _globals['_REPORTAPPLICATIONSTATUSRESPONSE']._serialized_end=2701
-  _globals['_APPLICATIONSERVICE']._serialized_start=3226
-  _globals['_APPLICATIONSERVICE']._serialized_end=3781
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\035cn.gov.tongban.gateway.api.v1B\020ApplicationProtoP\001Z*tongban.gov.cn/go/gateway/api/v1;gatewayv1\252\002\026Tongban.Gateway.Api.V1'
+  _globals['_APPLICATIONSERVICE'].methods_by_name['SubmitApplication']._loaded_options = None
+  _globals['_APPLICATIONSERVICE'].methods_by_name['SubmitApplication']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/applications:\001*'
+  _globals['_APPLICATIONSERVICE'].methods_by_name['GetApplication']._loaded_options = None
+  _globals['_APPLICATIONSERVICE'].methods_by_name['GetApplication']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/{name=applications/*}'
+  _globals['_APPLICATIONSERVICE'].methods_by_name['ListApplications']._loaded_options = None
+  _globals['_APPLICATIONSERVICE'].methods_by_name['ListApplications']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/applications'
+  _globals['_APPLICATIONSERVICE'].methods_by_name['WatchApplication']._loaded_options = None
+  _globals['_APPLICATIONSERVICE'].methods_by_name['WatchApplication']._serialized_options = b'\202\323\344\223\002!\022\037/v1/{name=applications/*}:watch'
+  _globals['_APPLICATIONSERVICE'].methods_by_name['ReportApplicationStatus']._loaded_options = None
+  _globals['_APPLICATIONSERVICE'].methods_by_name['ReportApplicationStatus']._serialized_options = b'\202\323\344\223\002+\"&/v1/{name=applications/*}:reportStatus:\001*'
+  _globals['_IDTYPE']._serialized_start=3078
+  _globals['_IDTYPE']._serialized_end=3228
+  _globals['_APPLICATIONSTATE']._serialized_start=3231
+  _globals['_APPLICATIONSTATE']._serialized_end=3603
+  _globals['_REGIONROLE']._serialized_start=3605
+  _globals['_REGIONROLE']._serialized_end=3694
+  _globals['_APPLICANT']._serialized_start=145
+  _globals['_APPLICANT']._serialized_end=238
+  _globals['_FORMFIELD']._serialized_start=240
+  _globals['_FORMFIELD']._serialized_end=279
+  _globals['_PAPERMATERIAL']._serialized_start=281
+  _globals['_PAPERMATERIAL']._serialized_end=338
+  _globals['_MATERIAL']._serialized_start=340
+  _globals['_MATERIAL']._serialized_end=454
+  _globals['_MATERIALRECORD']._serialized_start=457
+  _globals['_MATERIALRECORD']._serialized_end=687
+  _globals['_ISSUEDLICENSE']._serialized_start=689
+  _globals['_ISSUEDLICENSE']._serialized_end=782
+  _globals['_APPLICATIONEVENT']._serialized_start=785
+  _globals['_APPLICATIONEVENT']._serialized_end=931
+  _globals['_APPLICATION']._serialized_start=934
+  _globals['_APPLICATION']._serialized_end=1841
+  _globals['_SUBMITAPPLICATIONREQUEST']._serialized_start=1844
+  _globals['_SUBMITAPPLICATIONREQUEST']._serialized_end=2192
+  _globals['_SUBMITAPPLICATIONRESPONSE']._serialized_start=2194
+  _globals['_SUBMITAPPLICATIONRESPONSE']._serialized_end=2289
+  _globals['_GETAPPLICATIONREQUEST']._serialized_start=2291
+  _globals['_GETAPPLICATIONREQUEST']._serialized_end=2328
+  _globals['_GETAPPLICATIONRESPONSE']._serialized_start=2330
+  _globals['_GETAPPLICATIONRESPONSE']._serialized_end=2404
+  _globals['_LISTAPPLICATIONSREQUEST']._serialized_start=2407
+  _globals['_LISTAPPLICATIONSREQUEST']._serialized_end=2583
+  _globals['_LISTAPPLICATIONSRESPONSE']._serialized_start=2585
+  _globals['_LISTAPPLICATIONSRESPONSE']._serialized_end=2687
+  _globals['_WATCHAPPLICATIONREQUEST']._serialized_start=2689
+  _globals['_WATCHAPPLICATIONREQUEST']._serialized_end=2728
+  _globals['_WATCHAPPLICATIONRESPONSE']._serialized_start=2730
+  _globals['_WATCHAPPLICATIONRESPONSE']._serialized_end=2806
+  _globals['_REPORTAPPLICATIONSTATUSREQUEST']._serialized_start=2809
+  _globals['_REPORTAPPLICATIONSTATUSREQUEST']._serialized_end=2990
+  _globals['_REPORTAPPLICATIONSTATUSRESPONSE']._serialized_start=2992
+  _globals['_REPORTAPPLICATIONSTATUSRESPONSE']._serialized_end=3075
+  _globals['_APPLICATIONSERVICE']._serialized_start=3697
+  _globals['_APPLICATIONSERVICE']._serialized_end=4438
 # @@protoc_insertion_point(module_scope)

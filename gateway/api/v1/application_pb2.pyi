@@ -95,6 +95,18 @@ class _ApplicationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Appl
     """Not delivered before the delivery expiry, or refused by the province on delivery.
     Terminal.
     """
+    APPLICATION_STATE_WAITING: _ApplicationState.ValueType  # 8
+    """A member of a bundle, stored and waiting for the members it comes after to complete; not
+    delivered yet.
+    """
+    APPLICATION_STATE_CANCELLED: _ApplicationState.ValueType  # 9
+    """Never delivered: a member it waited for did not complete, or its bundle was withdrawn
+    before it was delivered. Terminal.
+    """
+    APPLICATION_STATE_WITHDRAWN: _ApplicationState.ValueType  # 10
+    """Delivered, then withdrawn (撤回) at the applicant's request with the handling province's
+    agreement. Terminal.
+    """
 
 class ApplicationState(_ApplicationState, metaclass=_ApplicationStateEnumTypeWrapper):
     """The lifecycle state of an application."""
@@ -116,6 +128,18 @@ APPLICATION_STATE_COMPLETED: ApplicationState.ValueType  # 6
 APPLICATION_STATE_FAILED: ApplicationState.ValueType  # 7
 """Not delivered before the delivery expiry, or refused by the province on delivery.
 Terminal.
+"""
+APPLICATION_STATE_WAITING: ApplicationState.ValueType  # 8
+"""A member of a bundle, stored and waiting for the members it comes after to complete; not
+delivered yet.
+"""
+APPLICATION_STATE_CANCELLED: ApplicationState.ValueType  # 9
+"""Never delivered: a member it waited for did not complete, or its bundle was withdrawn
+before it was delivered. Terminal.
+"""
+APPLICATION_STATE_WITHDRAWN: ApplicationState.ValueType  # 10
+"""Delivered, then withdrawn (撤回) at the applicant's request with the handling province's
+agreement. Terminal.
 """
 Global___ApplicationState: _TypeAlias = ApplicationState  # noqa: Y015
 
@@ -279,6 +303,8 @@ class MaterialRecord(_message.Message):
     LICENSE_TYPE_CODE_FIELD_NUMBER: _builtins.int
     PAPER_FIELD_NUMBER: _builtins.int
     LICENSE_STATUS_CHECKED_FIELD_NUMBER: _builtins.int
+    LICENSE_TOKEN_FIELD_NUMBER: _builtins.int
+    FLOWED_FROM_FIELD_NUMBER: _builtins.int
     material_id: _builtins.str
     """The catalog's material id."""
     waived: _builtins.bool
@@ -291,6 +317,15 @@ class MaterialRecord(_message.Message):
     """When waived: whether the licence's revocation status was checked against its issuer's
     status list. False means the list could not be had and the licence type's policy fails
     open (see `VerifyLicenseResponse.status_checked`).
+    """
+    license_token: _builtins.str
+    """When the licence reached the material without the applicant (a bundle's data flow): the
+    verified token itself, so the handling province holds the document.
+    """
+    flowed_from: _builtins.str
+    """When the licence reached the material without the applicant: where it came from,
+    `member:{member_id}` (an earlier member's output) or `fetch:{region_code}` (fetched from
+    its issuing province).
     """
     @_builtins.property
     def paper(self) -> Global___PaperMaterial:
@@ -305,14 +340,48 @@ class MaterialRecord(_message.Message):
         license_type_code: _builtins.str = ...,
         paper: Global___PaperMaterial | None = ...,
         license_status_checked: _builtins.bool = ...,
+        license_token: _builtins.str = ...,
+        flowed_from: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["paper", b"paper"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["license_identifier", b"license_identifier", "license_status_checked", b"license_status_checked", "license_type_code", b"license_type_code", "material_id", b"material_id", "paper", b"paper", "waived", b"waived"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flowed_from", b"flowed_from", "license_identifier", b"license_identifier", "license_status_checked", b"license_status_checked", "license_token", b"license_token", "license_type_code", b"license_type_code", "material_id", b"material_id", "paper", b"paper", "waived", b"waived"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MaterialRecord: _TypeAlias = MaterialRecord  # noqa: Y015
+
+@_typing.final
+class IssuedLicense(_message.Message):
+    """An e-licence the handling province issued as the result of a case (e.g. a 参保缴费凭证),
+    reported with `COMPLETED` and verified by the gateway.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LICENSE_TOKEN_FIELD_NUMBER: _builtins.int
+    LICENSE_TYPE_CODE_FIELD_NUMBER: _builtins.int
+    LICENSE_IDENTIFIER_FIELD_NUMBER: _builtins.int
+    license_token: _builtins.str
+    """The signed licence JWT."""
+    license_type_code: _builtins.str
+    """The licence type (证照类型代码)."""
+    license_identifier: _builtins.str
+    """The licence's 证照标识."""
+    def __init__(
+        self,
+        *,
+        license_token: _builtins.str = ...,
+        license_type_code: _builtins.str = ...,
+        license_identifier: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["license_identifier", b"license_identifier", "license_token", b"license_token", "license_type_code", b"license_type_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssuedLicense: _TypeAlias = IssuedLicense  # noqa: Y015
 
 @_typing.final
 class ApplicationEvent(_message.Message):
@@ -377,6 +446,11 @@ class Application(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
     MATTER_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    BUNDLE_FIELD_NUMBER: _builtins.int
+    BUNDLE_MEMBER_ID_FIELD_NUMBER: _builtins.int
+    ISSUED_LICENSES_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
+    DUE_TIME_PROVISIONAL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `applications/{application_id}`."""
     application_id: _builtins.str
@@ -407,6 +481,16 @@ class Application(_message.Message):
     """Output only. Delivery attempts made so far."""
     matter_display_name: _builtins.str
     """Output only. The matter's name in the national catalog."""
+    bundle: _builtins.str
+    """Output only. The bundle this application is a member of, `bundles/{bundle_id}`; empty
+    for an application submitted alone.
+    """
+    bundle_member_id: _builtins.str
+    """Output only. The member of the bundle's theme this application is, e.g. `out`."""
+    due_time_provisional: _builtins.bool
+    """Output only. True when `due_time` counts over days the official calendar does not cover
+    yet (weekends only there): it may move when the next year's holidays are published.
+    """
     @_builtins.property
     def applicant(self) -> Global___Applicant:
         """The applicant."""
@@ -430,6 +514,19 @@ class Application(_message.Message):
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApplicationEvent]:
         """Output only. The state history, oldest first."""
+
+    @_builtins.property
+    def issued_licenses(self) -> _containers.RepeatedCompositeFieldContainer[Global___IssuedLicense]:
+        """Output only. The licences the handling province issued for the case, reported with
+        `COMPLETED`.
+        """
+
+    @_builtins.property
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the promised time limit (承诺时限) of the matter ends, counted from when
+        the gateway received the application (a bundle member: from when it was released to its
+        province), in working days on China's official calendar; unset before that.
+        """
 
     def __init__(
         self,
@@ -455,10 +552,15 @@ class Application(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         events: _abc.Iterable[Global___ApplicationEvent] | None = ...,
         matter_display_name: _builtins.str = ...,
+        bundle: _builtins.str = ...,
+        bundle_member_id: _builtins.str = ...,
+        issued_licenses: _abc.Iterable[Global___IssuedLicense] | None = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
+        due_time_provisional: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "create_time", b"create_time", "due_time", b"due_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "application_id", b"application_id", "catalog_version", b"catalog_version", "create_time", b"create_time", "cross_region_mode", b"cross_region_mode", "delivery_attempts", b"delivery_attempts", "events", b"events", "form_fields", b"form_fields", "local_matter_code", b"local_matter_code", "materials", b"materials", "matter_display_name", b"matter_display_name", "name", b"name", "national_matter_code", b"national_matter_code", "origin_region", b"origin_region", "receipt_id", b"receipt_id", "request_id", b"request_id", "state", b"state", "state_reason", b"state_reason", "target_local_matter_code", b"target_local_matter_code", "target_region", b"target_region", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "application_id", b"application_id", "bundle", b"bundle", "bundle_member_id", b"bundle_member_id", "catalog_version", b"catalog_version", "create_time", b"create_time", "cross_region_mode", b"cross_region_mode", "delivery_attempts", b"delivery_attempts", "due_time", b"due_time", "due_time_provisional", b"due_time_provisional", "events", b"events", "form_fields", b"form_fields", "issued_licenses", b"issued_licenses", "local_matter_code", b"local_matter_code", "materials", b"materials", "matter_display_name", b"matter_display_name", "name", b"name", "national_matter_code", b"national_matter_code", "origin_region", b"origin_region", "receipt_id", b"receipt_id", "request_id", b"request_id", "state", b"state", "state_reason", b"state_reason", "target_local_matter_code", b"target_local_matter_code", "target_region", b"target_region", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -735,6 +837,7 @@ class ReportApplicationStatusRequest(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    ISSUED_LICENSE_TOKENS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Required. `applications/{application_id}`."""
     region_code: _builtins.str
@@ -749,6 +852,14 @@ class ReportApplicationStatusRequest(_message.Message):
     """Required. The province's id for this report, for idempotency; at most 64 printable
     characters.
     """
+    @_builtins.property
+    def issued_license_tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional, with `COMPLETED` only. The e-licences the province issued for the case, at most
+        8, each at most 16 KiB. Each must verify as a licence this province issues, of a type the
+        matter produces, held by the applicant; otherwise the report is refused
+        (`LICENSE_INVALID`) and nothing of it is recorded.
+        """
+
     def __init__(
         self,
         *,
@@ -757,10 +868,11 @@ class ReportApplicationStatusRequest(_message.Message):
         state: Global___ApplicationState.ValueType = ...,
         reason: _builtins.str = ...,
         event_id: _builtins.str = ...,
+        issued_license_tokens: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "name", b"name", "reason", b"reason", "region_code", b"region_code", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "issued_license_tokens", b"issued_license_tokens", "name", b"name", "reason", b"reason", "region_code", b"region_code", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

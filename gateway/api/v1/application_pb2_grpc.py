@@ -36,6 +36,9 @@ class ApplicationServiceStub:
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     def __init__(self, channel):
@@ -82,6 +85,9 @@ class ApplicationServiceServicer:
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     def SubmitApplication(self, request, context):
@@ -121,7 +127,8 @@ class ApplicationServiceServicer:
 
     def WatchApplication(self, request, context):
         """Streams an application's state: first its current state, then every change, until the
-        application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`) and the stream ends
+        application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`, `CANCELLED`,
+        `WITHDRAWN`) and the stream ends
         with OK. Errors: NOT_FOUND (`APPLICATION_NOT_FOUND`). Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -185,6 +192,9 @@ class ApplicationService:
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     @staticmethod

@@ -37,6 +37,9 @@ class ApplicationServiceStub:
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     @_typing.overload
@@ -68,7 +71,8 @@ class ApplicationServiceStub:
     """
     WatchApplication: _grpc.UnaryStreamMultiCallable[_application_pb2.WatchApplicationRequest, _application_pb2.WatchApplicationResponse]
     """Streams an application's state: first its current state, then every change, until the
-    application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`) and the stream ends
+    application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`, `CANCELLED`,
+    `WITHDRAWN`) and the stream ends
     with OK. Errors: NOT_FOUND (`APPLICATION_NOT_FOUND`). Idempotent.
     """
     ReportApplicationStatus: _grpc.UnaryUnaryMultiCallable[_application_pb2.ReportApplicationStatusRequest, _application_pb2.ReportApplicationStatusResponse]
@@ -90,6 +94,9 @@ class ApplicationServiceAsyncStub(ApplicationServiceStub):
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -118,7 +125,8 @@ class ApplicationServiceAsyncStub(ApplicationServiceStub):
     """
     WatchApplication: _aio.UnaryStreamMultiCallable[_application_pb2.WatchApplicationRequest, _application_pb2.WatchApplicationResponse]  # type: ignore[assignment]
     """Streams an application's state: first its current state, then every change, until the
-    application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`) and the stream ends
+    application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`, `CANCELLED`,
+    `WITHDRAWN`) and the stream ends
     with OK. Errors: NOT_FOUND (`APPLICATION_NOT_FOUND`). Idempotent.
     """
     ReportApplicationStatus: _aio.UnaryUnaryMultiCallable[_application_pb2.ReportApplicationStatusRequest, _application_pb2.ReportApplicationStatusResponse]  # type: ignore[assignment]
@@ -139,6 +147,9 @@ class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     @_abc_1.abstractmethod
@@ -189,7 +200,8 @@ class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_application_pb2.WatchApplicationResponse], _abc.AsyncIterator[_application_pb2.WatchApplicationResponse]]:
         """Streams an application's state: first its current state, then every change, until the
-        application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`) and the stream ends
+        application reaches a terminal state (`COMPLETED`, `REJECTED`, `FAILED`, `CANCELLED`,
+        `WITHDRAWN`) and the stream ends
         with OK. Errors: NOT_FOUND (`APPLICATION_NOT_FOUND`). Idempotent.
         """
 

@@ -43,6 +43,9 @@ class CatalogServiceStub:
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     def __init__(self, channel):
@@ -131,6 +134,9 @@ class CatalogServiceServicer:
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     def PublishCatalogVersion(self, request, context):
@@ -335,6 +341,9 @@ class CatalogService:
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     @staticmethod

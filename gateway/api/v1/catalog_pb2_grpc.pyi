@@ -44,6 +44,9 @@ class CatalogServiceStub:
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     @_typing.overload
@@ -134,6 +137,9 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -220,6 +226,9 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Every error carries a `google.rpc.Status` with exactly one `google.rpc.ErrorInfo` (domain
     `tongban.gov.cn`) and, for validation failures, a `google.rpc.BadRequest`.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     @_abc_1.abstractmethod

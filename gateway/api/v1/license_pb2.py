@@ -23,24 +23,28 @@ _sym_db = _symbol_database.Default()
 
 
 from gateway.api.v1 import application_pb2 as gateway_dot_api_dot_v1_dot_application__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgateway/api/v1/license.proto\x12\x0egateway.api.v1\x1a gateway/api/v1/application.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x02\n\x07License\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\x11\n\ttype_code\x18\x02 \x01(\t\x12\x16\n\x0elicense_number\x18\x03 \x01(\t\x12\x15\n\rissuer_region\x18\x04 \x01(\t\x12\x1b\n\x13issuing_agency_code\x18\x05 \x01(\t\x12.\n\x0eholder_id_type\x18\x06 \x01(\x0e\x32\x16.gateway.api.v1.IdType\x12\x18\n\x10holder_id_masked\x18\x07 \x01(\t\x12.\n\nvalid_from\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\n \x01(\t\x12\x10\n\x08token_id\x18\x0b \x01(\t\"d\n\x14VerifyLicenseRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1a\n\x12\x65xpected_type_code\x18\x02 \x01(\t\x12!\n\x19\x65xpected_holder_id_number\x18\x03 \x01(\t\"\x9a\x01\n\x15VerifyLicenseResponse\x12/\n\x07verdict\x18\x01 \x01(\x0e\x32\x1e.gateway.api.v1.LicenseVerdict\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12(\n\x07license\x18\x03 \x01(\x0b\x32\x17.gateway.api.v1.License\x12\x16\n\x0estatus_checked\x18\x04 \x01(\x08*\xbe\x03\n\x0eLicenseVerdict\x12\x1f\n\x1bLICENSE_VERDICT_UNSPECIFIED\x10\x00\x12\x19\n\x15LICENSE_VERDICT_VALID\x10\x01\x12\x1b\n\x17LICENSE_VERDICT_EXPIRED\x10\x02\x12!\n\x1dLICENSE_VERDICT_NOT_YET_VALID\x10\x03\x12!\n\x1dLICENSE_VERDICT_BAD_SIGNATURE\x10\x04\x12$\n LICENSE_VERDICT_UNTRUSTED_ISSUER\x10\x05\x12\x1f\n\x1bLICENSE_VERDICT_UNKNOWN_KEY\x10\x06\x12\x1b\n\x17LICENSE_VERDICT_REVOKED\x10\x07\x12\x1d\n\x19LICENSE_VERDICT_SUSPENDED\x10\x08\x12\x1d\n\x19LICENSE_VERDICT_MALFORMED\x10\t\x12#\n\x1fLICENSE_VERDICT_HOLDER_MISMATCH\x10\n\x12\x1e\n\x1aLICENSE_VERDICT_WRONG_TYPE\x10\x0b\x12&\n\"LICENSE_VERDICT_STATUS_UNAVAILABLE\x10\x0c\x32n\n\x0eLicenseService\x12\\\n\rVerifyLicense\x12$.gateway.api.v1.VerifyLicenseRequest\x1a%.gateway.api.v1.VerifyLicenseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgateway/api/v1/license.proto\x12\x0egateway.api.v1\x1a gateway/api/v1/application.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x02\n\x07License\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\x11\n\ttype_code\x18\x02 \x01(\t\x12\x16\n\x0elicense_number\x18\x03 \x01(\t\x12\x15\n\rissuer_region\x18\x04 \x01(\t\x12\x1b\n\x13issuing_agency_code\x18\x05 \x01(\t\x12.\n\x0eholder_id_type\x18\x06 \x01(\x0e\x32\x16.gateway.api.v1.IdType\x12\x18\n\x10holder_id_masked\x18\x07 \x01(\t\x12.\n\nvalid_from\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\n \x01(\t\x12\x10\n\x08token_id\x18\x0b \x01(\t\"d\n\x14VerifyLicenseRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1a\n\x12\x65xpected_type_code\x18\x02 \x01(\t\x12!\n\x19\x65xpected_holder_id_number\x18\x03 \x01(\t\"\x9a\x01\n\x15VerifyLicenseResponse\x12/\n\x07verdict\x18\x01 \x01(\x0e\x32\x1e.gateway.api.v1.LicenseVerdict\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12(\n\x07license\x18\x03 \x01(\x0b\x32\x17.gateway.api.v1.License\x12\x16\n\x0estatus_checked\x18\x04 \x01(\x08*\xbe\x03\n\x0eLicenseVerdict\x12\x1f\n\x1bLICENSE_VERDICT_UNSPECIFIED\x10\x00\x12\x19\n\x15LICENSE_VERDICT_VALID\x10\x01\x12\x1b\n\x17LICENSE_VERDICT_EXPIRED\x10\x02\x12!\n\x1dLICENSE_VERDICT_NOT_YET_VALID\x10\x03\x12!\n\x1dLICENSE_VERDICT_BAD_SIGNATURE\x10\x04\x12$\n LICENSE_VERDICT_UNTRUSTED_ISSUER\x10\x05\x12\x1f\n\x1bLICENSE_VERDICT_UNKNOWN_KEY\x10\x06\x12\x1b\n\x17LICENSE_VERDICT_REVOKED\x10\x07\x12\x1d\n\x19LICENSE_VERDICT_SUSPENDED\x10\x08\x12\x1d\n\x19LICENSE_VERDICT_MALFORMED\x10\t\x12#\n\x1fLICENSE_VERDICT_HOLDER_MISMATCH\x10\n\x12\x1e\n\x1aLICENSE_VERDICT_WRONG_TYPE\x10\x0b\x12&\n\"LICENSE_VERDICT_STATUS_UNAVAILABLE\x10\x0c\x32\x8e\x01\n\x0eLicenseService\x12|\n\rVerifyLicense\x12$.gateway.api.v1.VerifyLicenseRequest\x1a%.gateway.api.v1.VerifyLicenseResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/licenses:verify:\x01*Bt\n\x1d\x63n.gov.tongban.gateway.api.v1B\x0cLicenseProtoP\x01Z*tongban.gov.cn/go/gateway/api/v1;gatewayv1\xaa\x02\x16Tongban.Gateway.Api.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.api.v1.license_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_LICENSEVERDICT']._serialized_start=707
-  _globals['_LICENSEVERDICT']._serialized_end=1153
-  _globals['_LICENSE']._serialized_start=116
-  _globals['_LICENSE']._serialized_end=445
-  _globals['_VERIFYLICENSEREQUEST']._serialized_start=447
-  _globals['_VERIFYLICENSEREQUEST']._serialized_end=547
-  _globals['_VERIFYLICENSERESPONSE']._serialized_start=550
-  _globals['_VERIFYLICENSERESPONSE']._serialized_end=704
-  _globals['_LICENSESERVICE']._serialized_start=1155
-  _globals['_LICENSESERVICE']._serialized_end=1265
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\035cn.gov.tongban.gateway.api.v1B\014LicenseProtoP\001Z*tongban.gov.cn/go/gateway/api/v1;gatewayv1\252\002\026Tongban.Gateway.Api.V1'
+  _globals['_LICENSESERVICE'].methods_by_name['VerifyLicense']._loaded_options = None
+  _globals['_LICENSESERVICE'].methods_by_name['VerifyLicense']._serialized_options = b'\202\323\344\223\002\030\"\023/v1/licenses:verify:\001*'
+  _globals['_LICENSEVERDICT']._serialized_start=737
+  _globals['_LICENSEVERDICT']._serialized_end=1183
+  _globals['_LICENSE']._serialized_start=146
+  _globals['_LICENSE']._serialized_end=475
+  _globals['_VERIFYLICENSEREQUEST']._serialized_start=477
+  _globals['_VERIFYLICENSEREQUEST']._serialized_end=577
+  _globals['_VERIFYLICENSERESPONSE']._serialized_start=580
+  _globals['_VERIFYLICENSERESPONSE']._serialized_end=734
+  _globals['_LICENSESERVICE']._serialized_start=1186
+  _globals['_LICENSESERVICE']._serialized_end=1328
 # @@protoc_insertion_point(module_scope)

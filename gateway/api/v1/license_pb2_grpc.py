@@ -31,6 +31,9 @@ class LicenseServiceStub:
     Resources: none are stored; a licence is presented by its token, verified against the
     gateway's trust list (which province issues which licence type, with which keys) and the
     issuing province's status list.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     def __init__(self, channel):
@@ -52,6 +55,9 @@ class LicenseServiceServicer:
     Resources: none are stored; a licence is presented by its token, verified against the
     gateway's trust list (which province issues which licence type, with which keys) and the
     issuing province's status list.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     def VerifyLicense(self, request, context):
@@ -86,6 +92,9 @@ class LicenseService:
     Resources: none are stored; a licence is presented by its token, verified against the
     gateway's trust list (which province issues which licence type, with which keys) and the
     issuing province's status list.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     @staticmethod

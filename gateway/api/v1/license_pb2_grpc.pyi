@@ -32,6 +32,9 @@ class LicenseServiceStub:
     Resources: none are stored; a licence is presented by its token, verified against the
     gateway's trust list (which province issues which licence type, with which keys) and the
     issuing province's status list.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     @_typing.overload
@@ -52,6 +55,9 @@ class LicenseServiceAsyncStub(LicenseServiceStub):
     Resources: none are stored; a licence is presented by its token, verified against the
     gateway's trust list (which province issues which licence type, with which keys) and the
     issuing province's status list.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -68,6 +74,9 @@ class LicenseServiceServicer(metaclass=_abc_1.ABCMeta):
     Resources: none are stored; a licence is presented by its token, verified against the
     gateway's trust list (which province issues which licence type, with which keys) and the
     issuing province's status list.
+
+    Over HTTP/JSON (the edge proxy, `deploy/envoy/`) each RPC answers at its `google.api.http`
+    route, with errors as the HTTP status of their code and the `google.rpc.Status` as the body.
     """
 
     @_abc_1.abstractmethod

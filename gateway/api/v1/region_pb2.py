@@ -26,29 +26,38 @@ from gateway.api.v1 import application_pb2 as gateway_dot_api_dot_v1_dot_applica
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgateway/api/v1/region.proto\x12\x0egateway.api.v1\x1a gateway/api/v1/application.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n\x19\x44\x65liverApplicationRequest\x12\x30\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x1b.gateway.api.v1.Application\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"u\n\x1a\x44\x65liverApplicationResponse\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x30\n\x0creceive_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"5\n\x1bGetApplicationStatusRequest\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\"\xa4\x01\n\x1cGetApplicationStatusResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x12\n\nreceipt_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x17\n\x15GetLicenseKeysRequest\"D\n\x16GetLicenseKeysResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t\x12\x17\n\x0fmax_age_seconds\x18\x02 \x01(\x05\"\x1d\n\x1bGetLicenseStatusListRequest\"R\n\x1cGetLicenseStatusListResponse\x12\x19\n\x11status_list_token\x18\x01 \x01(\t\x12\x17\n\x0fmax_age_seconds\x18\x02 \x01(\x05\x32\xc3\x03\n\rRegionService\x12k\n\x12\x44\x65liverApplication\x12).gateway.api.v1.DeliverApplicationRequest\x1a*.gateway.api.v1.DeliverApplicationResponse\x12q\n\x14GetApplicationStatus\x12+.gateway.api.v1.GetApplicationStatusRequest\x1a,.gateway.api.v1.GetApplicationStatusResponse\x12_\n\x0eGetLicenseKeys\x12%.gateway.api.v1.GetLicenseKeysRequest\x1a&.gateway.api.v1.GetLicenseKeysResponse\x12q\n\x14GetLicenseStatusList\x12+.gateway.api.v1.GetLicenseStatusListRequest\x1a,.gateway.api.v1.GetLicenseStatusListResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgateway/api/v1/region.proto\x12\x0egateway.api.v1\x1a gateway/api/v1/application.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n\x13\x46\x65tchLicenseRequest\x12\x19\n\x11license_type_code\x18\x01 \x01(\t\x12.\n\x0eholder_id_type\x18\x02 \x01(\x0e\x32\x16.gateway.api.v1.IdType\x12\x18\n\x10holder_id_number\x18\x03 \x01(\t\x12\x0e\n\x06\x62undle\x18\x04 \x01(\t\x12\x13\n\x0b\x61pplication\x18\x05 \x01(\t\"-\n\x14\x46\x65tchLicenseResponse\x12\x15\n\rlicense_token\x18\x01 \x01(\t\"D\n\x1aWithdrawApplicationRequest\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"P\n\x1bWithdrawApplicationResponse\x12\x31\n\rwithdraw_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x19\x44\x65liverApplicationRequest\x12\x30\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x1b.gateway.api.v1.Application\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"u\n\x1a\x44\x65liverApplicationResponse\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x30\n\x0creceive_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"5\n\x1bGetApplicationStatusRequest\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\"\xa4\x01\n\x1cGetApplicationStatusResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x12\n\nreceipt_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x17\n\x15GetLicenseKeysRequest\"D\n\x16GetLicenseKeysResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t\x12\x17\n\x0fmax_age_seconds\x18\x02 \x01(\x05\"\x1d\n\x1bGetLicenseStatusListRequest\"R\n\x1cGetLicenseStatusListResponse\x12\x19\n\x11status_list_token\x18\x01 \x01(\t\x12\x17\n\x0fmax_age_seconds\x18\x02 \x01(\x05\x32\x8e\x05\n\rRegionService\x12k\n\x12\x44\x65liverApplication\x12).gateway.api.v1.DeliverApplicationRequest\x1a*.gateway.api.v1.DeliverApplicationResponse\x12q\n\x14GetApplicationStatus\x12+.gateway.api.v1.GetApplicationStatusRequest\x1a,.gateway.api.v1.GetApplicationStatusResponse\x12_\n\x0eGetLicenseKeys\x12%.gateway.api.v1.GetLicenseKeysRequest\x1a&.gateway.api.v1.GetLicenseKeysResponse\x12q\n\x14GetLicenseStatusList\x12+.gateway.api.v1.GetLicenseStatusListRequest\x1a,.gateway.api.v1.GetLicenseStatusListResponse\x12Y\n\x0c\x46\x65tchLicense\x12#.gateway.api.v1.FetchLicenseRequest\x1a$.gateway.api.v1.FetchLicenseResponse\x12n\n\x13WithdrawApplication\x12*.gateway.api.v1.WithdrawApplicationRequest\x1a+.gateway.api.v1.WithdrawApplicationResponseBs\n\x1d\x63n.gov.tongban.gateway.api.v1B\x0bRegionProtoP\x01Z*tongban.gov.cn/go/gateway/api/v1;gatewayv1\xaa\x02\x16Tongban.Gateway.Api.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.api.v1.region_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_DELIVERAPPLICATIONREQUEST']._serialized_start=114
-  _globals['_DELIVERAPPLICATIONREQUEST']._serialized_end=208
-  _globals['_DELIVERAPPLICATIONRESPONSE']._serialized_start=210
-  _globals['_DELIVERAPPLICATIONRESPONSE']._serialized_end=327
-  _globals['_GETAPPLICATIONSTATUSREQUEST']._serialized_start=329
-  _globals['_GETAPPLICATIONSTATUSREQUEST']._serialized_end=382
-  _globals['_GETAPPLICATIONSTATUSRESPONSE']._serialized_start=385
-  _globals['_GETAPPLICATIONSTATUSRESPONSE']._serialized_end=549
-  _globals['_GETLICENSEKEYSREQUEST']._serialized_start=551
-  _globals['_GETLICENSEKEYSREQUEST']._serialized_end=574
-  _globals['_GETLICENSEKEYSRESPONSE']._serialized_start=576
-  _globals['_GETLICENSEKEYSRESPONSE']._serialized_end=644
-  _globals['_GETLICENSESTATUSLISTREQUEST']._serialized_start=646
-  _globals['_GETLICENSESTATUSLISTREQUEST']._serialized_end=675
-  _globals['_GETLICENSESTATUSLISTRESPONSE']._serialized_start=677
-  _globals['_GETLICENSESTATUSLISTRESPONSE']._serialized_end=759
-  _globals['_REGIONSERVICE']._serialized_start=762
-  _globals['_REGIONSERVICE']._serialized_end=1213
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\035cn.gov.tongban.gateway.api.v1B\013RegionProtoP\001Z*tongban.gov.cn/go/gateway/api/v1;gatewayv1\252\002\026Tongban.Gateway.Api.V1'
+  _globals['_FETCHLICENSEREQUEST']._serialized_start=115
+  _globals['_FETCHLICENSEREQUEST']._serialized_end=274
+  _globals['_FETCHLICENSERESPONSE']._serialized_start=276
+  _globals['_FETCHLICENSERESPONSE']._serialized_end=321
+  _globals['_WITHDRAWAPPLICATIONREQUEST']._serialized_start=323
+  _globals['_WITHDRAWAPPLICATIONREQUEST']._serialized_end=391
+  _globals['_WITHDRAWAPPLICATIONRESPONSE']._serialized_start=393
+  _globals['_WITHDRAWAPPLICATIONRESPONSE']._serialized_end=473
+  _globals['_DELIVERAPPLICATIONREQUEST']._serialized_start=475
+  _globals['_DELIVERAPPLICATIONREQUEST']._serialized_end=569
+  _globals['_DELIVERAPPLICATIONRESPONSE']._serialized_start=571
+  _globals['_DELIVERAPPLICATIONRESPONSE']._serialized_end=688
+  _globals['_GETAPPLICATIONSTATUSREQUEST']._serialized_start=690
+  _globals['_GETAPPLICATIONSTATUSREQUEST']._serialized_end=743
+  _globals['_GETAPPLICATIONSTATUSRESPONSE']._serialized_start=746
+  _globals['_GETAPPLICATIONSTATUSRESPONSE']._serialized_end=910
+  _globals['_GETLICENSEKEYSREQUEST']._serialized_start=912
+  _globals['_GETLICENSEKEYSREQUEST']._serialized_end=935
+  _globals['_GETLICENSEKEYSRESPONSE']._serialized_start=937
+  _globals['_GETLICENSEKEYSRESPONSE']._serialized_end=1005
+  _globals['_GETLICENSESTATUSLISTREQUEST']._serialized_start=1007
+  _globals['_GETLICENSESTATUSLISTREQUEST']._serialized_end=1036
+  _globals['_GETLICENSESTATUSLISTRESPONSE']._serialized_start=1038
+  _globals['_GETLICENSESTATUSLISTRESPONSE']._serialized_end=1120
+  _globals['_REGIONSERVICE']._serialized_start=1123
+  _globals['_REGIONSERVICE']._serialized_end=1777
 # @@protoc_insertion_point(module_scope)

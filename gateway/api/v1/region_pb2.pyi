@@ -19,6 +19,116 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class FetchLicenseRequest(_message.Message):
+    """Request for FetchLicense."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LICENSE_TYPE_CODE_FIELD_NUMBER: _builtins.int
+    HOLDER_ID_TYPE_FIELD_NUMBER: _builtins.int
+    HOLDER_ID_NUMBER_FIELD_NUMBER: _builtins.int
+    BUNDLE_FIELD_NUMBER: _builtins.int
+    APPLICATION_FIELD_NUMBER: _builtins.int
+    license_type_code: _builtins.str
+    """Required. The licence type (证照类型代码)."""
+    holder_id_type: _application_pb2.IdType.ValueType
+    """Required. The holder's kind of identity number."""
+    holder_id_number: _builtins.str
+    """Required. The holder's identity number."""
+    bundle: _builtins.str
+    """Required. Why: the bundle the licence is fetched for, `bundles/{bundle_id}`."""
+    application: _builtins.str
+    """Required. The member application the licence goes to, `applications/{application_id}`."""
+    def __init__(
+        self,
+        *,
+        license_type_code: _builtins.str = ...,
+        holder_id_type: _application_pb2.IdType.ValueType = ...,
+        holder_id_number: _builtins.str = ...,
+        bundle: _builtins.str = ...,
+        application: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application", b"application", "bundle", b"bundle", "holder_id_number", b"holder_id_number", "holder_id_type", b"holder_id_type", "license_type_code", b"license_type_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchLicenseRequest: _TypeAlias = FetchLicenseRequest  # noqa: Y015
+
+@_typing.final
+class FetchLicenseResponse(_message.Message):
+    """Response for FetchLicense."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LICENSE_TOKEN_FIELD_NUMBER: _builtins.int
+    license_token: _builtins.str
+    """The signed licence JWT."""
+    def __init__(
+        self,
+        *,
+        license_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["license_token", b"license_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchLicenseResponse: _TypeAlias = FetchLicenseResponse  # noqa: Y015
+
+@_typing.final
+class WithdrawApplicationRequest(_message.Message):
+    """Request for WithdrawApplication."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    """Required. The gateway's application id."""
+    reason: _builtins.str
+    """Optional. Why, as the applicant gave it; at most 500 characters."""
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawApplicationRequest: _TypeAlias = WithdrawApplicationRequest  # noqa: Y015
+
+@_typing.final
+class WithdrawApplicationResponse(_message.Message):
+    """Response for WithdrawApplication."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WITHDRAW_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def withdraw_time(self) -> _timestamp_pb2.Timestamp:
+        """When the province withdrew the case."""
+
+    def __init__(
+        self,
+        *,
+        withdraw_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["withdraw_time", b"withdraw_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["withdraw_time", b"withdraw_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawApplicationResponse: _TypeAlias = WithdrawApplicationResponse  # noqa: Y015
+
+@_typing.final
 class DeliverApplicationRequest(_message.Message):
     """Request for DeliverApplication."""
 

@@ -28,6 +28,9 @@ if _version_not_supported:
 class RegionServiceStub:
     """The southbound contract: every provincial platform implements this service and the gateway
     calls it. A province receives the applications it handles, in its own local matter code.
+    Over mTLS only the gateway may call it (its client certificate carries the URI SAN
+    `spiffe://tongban/gateway`); any other caller gets PERMISSION_DENIED. `tongban conformance`
+    checks an implementation against the rules written here.
 
     Resources: the province's cases, keyed by the gateway's application id.
     """
@@ -58,22 +61,48 @@ class RegionServiceStub:
                 request_serializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListRequest.SerializeToString,
                 response_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListResponse.FromString,
                 _registered_method=True)
+        self.FetchLicense = channel.unary_unary(
+                '/gateway.api.v1.RegionService/FetchLicense',
+                request_serializer=gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseResponse.FromString,
+                _registered_method=True)
+        self.WithdrawApplication = channel.unary_unary(
+                '/gateway.api.v1.RegionService/WithdrawApplication',
+                request_serializer=gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationResponse.FromString,
+                _registered_method=True)
 
 
 class RegionServiceServicer:
     """The southbound contract: every provincial platform implements this service and the gateway
     calls it. A province receives the applications it handles, in its own local matter code.
+    Over mTLS only the gateway may call it (its client certificate carries the URI SAN
+    `spiffe://tongban/gateway`); any other caller gets PERMISSION_DENIED. `tongban conformance`
+    checks an implementation against the rules written here.
 
     Resources: the province's cases, keyed by the gateway's application id.
     """
 
     def DeliverApplication(self, request, context):
         """Delivers an application to the handling province. The province creates at most one case
-        per application id: a repeated delivery returns the original receipt with `duplicate` set.
-        Errors: INVALID_ARGUMENT (`INVALID_REQUEST`), NOT_FOUND (`LOCAL_CODE_NOT_FOUND`: the
-        province does not know the local code), UNAVAILABLE (try again; may carry `RetryInfo` or
-        `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded). Idempotent on
-        `application.application_id`.
+        per application id, concurrent deliveries included: a repeated delivery returns the
+        original receipt with `duplicate` set. A repeated delivery whose content differs (another
+        origin or target region, request id, matter code, catalog version, applicant, form or
+        materials; `update_time` and `attempt` may differ) is refused with ALREADY_EXISTS
+        (`APPLICATION_ID_REUSED`) and changes nothing.
+        A delivery records its case only while at least 5 ms of the call's deadline remain: one
+        that arrives with less left, or whose deadline passes while the province works on it, is
+        refused with DEADLINE_EXCEEDED and leaves no case, then or later (the province checks the
+        deadline right before it records the case and abandons the work when the call is
+        cancelled).
+        Errors: INVALID_ARGUMENT (`INVALID_REQUEST`, with a BadRequest violation for each bad
+        field: a missing `application`, an `application.application_id` that is not a UUID in
+        canonical form, an `application.target_region` other than the province, a missing
+        `application.target_local_matter_code`, an `attempt` below 1), NOT_FOUND
+        (`LOCAL_CODE_NOT_FOUND`: the province does not know the local code), ALREADY_EXISTS
+        (`APPLICATION_ID_REUSED`), UNAVAILABLE (try again; may carry `RetryInfo` or
+        `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded), DEADLINE_EXCEEDED. Every error
+        is a `google.rpc.Status` with one ErrorInfo. Idempotent on `application.application_id`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +135,28 @@ class RegionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchLicense(self, request, context):
+        """Returns an e-licence the province issued to a holder, for a bundle whose applicant
+        consented to it being fetched (数据调用): the newest valid licence of the type. The
+        province may check the purpose against its own rules. Errors: NOT_FOUND
+        (`LICENSE_NOT_FOUND`: no valid licence of the type for the holder), INVALID_ARGUMENT
+        (`INVALID_REQUEST`), UNAVAILABLE (try again). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawApplication(self, request, context):
+        """Asks the province to withdraw (撤回) a delivered case at the applicant's request. A
+        province withdraws a case it has not decided yet and refuses once it has decided:
+        FAILED_PRECONDITION (`ALREADY_DECIDED`, metadata `state`). Errors also: NOT_FOUND
+        (`APPLICATION_NOT_FOUND`), UNAVAILABLE (try again). Idempotent: withdrawing a withdrawn
+        case answers OK.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +180,16 @@ def add_RegionServiceServicer_to_server(servicer, server):
                     request_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListRequest.FromString,
                     response_serializer=gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListResponse.SerializeToString,
             ),
+            'FetchLicense': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchLicense,
+                    request_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseResponse.SerializeToString,
+            ),
+            'WithdrawApplication': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawApplication,
+                    request_deserializer=gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'gateway.api.v1.RegionService', rpc_method_handlers)
@@ -140,6 +201,9 @@ def add_RegionServiceServicer_to_server(servicer, server):
 class RegionService:
     """The southbound contract: every provincial platform implements this service and the gateway
     calls it. A province receives the applications it handles, in its own local matter code.
+    Over mTLS only the gateway may call it (its client certificate carries the URI SAN
+    `spiffe://tongban/gateway`); any other caller gets PERMISSION_DENIED. `tongban conformance`
+    checks an implementation against the rules written here.
 
     Resources: the province's cases, keyed by the gateway's application id.
     """
@@ -242,6 +306,60 @@ class RegionService:
             '/gateway.api.v1.RegionService/GetLicenseStatusList',
             gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListRequest.SerializeToString,
             gateway_dot_api_dot_v1_dot_region__pb2.GetLicenseStatusListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchLicense(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gateway.api.v1.RegionService/FetchLicense',
+            gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseRequest.SerializeToString,
+            gateway_dot_api_dot_v1_dot_region__pb2.FetchLicenseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawApplication(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gateway.api.v1.RegionService/WithdrawApplication',
+            gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationRequest.SerializeToString,
+            gateway_dot_api_dot_v1_dot_region__pb2.WithdrawApplicationResponse.FromString,
             options,
             channel_credentials,
             insecure,

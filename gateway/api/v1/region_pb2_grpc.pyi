@@ -29,6 +29,9 @@ GRPC_VERSION: str
 class RegionServiceStub:
     """The southbound contract: every provincial platform implements this service and the gateway
     calls it. A province receives the applications it handles, in its own local matter code.
+    Over mTLS only the gateway may call it (its client certificate carries the URI SAN
+    `spiffe://tongban/gateway`); any other caller gets PERMISSION_DENIED. `tongban conformance`
+    checks an implementation against the rules written here.
 
     Resources: the province's cases, keyed by the gateway's application id.
     """
@@ -39,11 +42,24 @@ class RegionServiceStub:
     def __new__(cls, channel: _aio.Channel) -> RegionServiceAsyncStub: ...
     DeliverApplication: _grpc.UnaryUnaryMultiCallable[_region_pb2.DeliverApplicationRequest, _region_pb2.DeliverApplicationResponse]
     """Delivers an application to the handling province. The province creates at most one case
-    per application id: a repeated delivery returns the original receipt with `duplicate` set.
-    Errors: INVALID_ARGUMENT (`INVALID_REQUEST`), NOT_FOUND (`LOCAL_CODE_NOT_FOUND`: the
-    province does not know the local code), UNAVAILABLE (try again; may carry `RetryInfo` or
-    `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded). Idempotent on
-    `application.application_id`.
+    per application id, concurrent deliveries included: a repeated delivery returns the
+    original receipt with `duplicate` set. A repeated delivery whose content differs (another
+    origin or target region, request id, matter code, catalog version, applicant, form or
+    materials; `update_time` and `attempt` may differ) is refused with ALREADY_EXISTS
+    (`APPLICATION_ID_REUSED`) and changes nothing.
+    A delivery records its case only while at least 5 ms of the call's deadline remain: one
+    that arrives with less left, or whose deadline passes while the province works on it, is
+    refused with DEADLINE_EXCEEDED and leaves no case, then or later (the province checks the
+    deadline right before it records the case and abandons the work when the call is
+    cancelled).
+    Errors: INVALID_ARGUMENT (`INVALID_REQUEST`, with a BadRequest violation for each bad
+    field: a missing `application`, an `application.application_id` that is not a UUID in
+    canonical form, an `application.target_region` other than the province, a missing
+    `application.target_local_matter_code`, an `attempt` below 1), NOT_FOUND
+    (`LOCAL_CODE_NOT_FOUND`: the province does not know the local code), ALREADY_EXISTS
+    (`APPLICATION_ID_REUSED`), UNAVAILABLE (try again; may carry `RetryInfo` or
+    `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded), DEADLINE_EXCEEDED. Every error
+    is a `google.rpc.Status` with one ErrorInfo. Idempotent on `application.application_id`.
     """
     GetApplicationStatus: _grpc.UnaryUnaryMultiCallable[_region_pb2.GetApplicationStatusRequest, _region_pb2.GetApplicationStatusResponse]
     """Gets the province's state of a delivered application.
@@ -60,11 +76,28 @@ class RegionServiceStub:
     list is signed with a key from GetLicenseKeys. Errors: UNAVAILABLE (try again; may carry
     `RetryInfo`). Idempotent.
     """
+    FetchLicense: _grpc.UnaryUnaryMultiCallable[_region_pb2.FetchLicenseRequest, _region_pb2.FetchLicenseResponse]
+    """Returns an e-licence the province issued to a holder, for a bundle whose applicant
+    consented to it being fetched (数据调用): the newest valid licence of the type. The
+    province may check the purpose against its own rules. Errors: NOT_FOUND
+    (`LICENSE_NOT_FOUND`: no valid licence of the type for the holder), INVALID_ARGUMENT
+    (`INVALID_REQUEST`), UNAVAILABLE (try again). Idempotent.
+    """
+    WithdrawApplication: _grpc.UnaryUnaryMultiCallable[_region_pb2.WithdrawApplicationRequest, _region_pb2.WithdrawApplicationResponse]
+    """Asks the province to withdraw (撤回) a delivered case at the applicant's request. A
+    province withdraws a case it has not decided yet and refuses once it has decided:
+    FAILED_PRECONDITION (`ALREADY_DECIDED`, metadata `state`). Errors also: NOT_FOUND
+    (`APPLICATION_NOT_FOUND`), UNAVAILABLE (try again). Idempotent: withdrawing a withdrawn
+    case answers OK.
+    """
 
 @_typing.type_check_only
 class RegionServiceAsyncStub(RegionServiceStub):
     """The southbound contract: every provincial platform implements this service and the gateway
     calls it. A province receives the applications it handles, in its own local matter code.
+    Over mTLS only the gateway may call it (its client certificate carries the URI SAN
+    `spiffe://tongban/gateway`); any other caller gets PERMISSION_DENIED. `tongban conformance`
+    checks an implementation against the rules written here.
 
     Resources: the province's cases, keyed by the gateway's application id.
     """
@@ -72,11 +105,24 @@ class RegionServiceAsyncStub(RegionServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     DeliverApplication: _aio.UnaryUnaryMultiCallable[_region_pb2.DeliverApplicationRequest, _region_pb2.DeliverApplicationResponse]  # type: ignore[assignment]
     """Delivers an application to the handling province. The province creates at most one case
-    per application id: a repeated delivery returns the original receipt with `duplicate` set.
-    Errors: INVALID_ARGUMENT (`INVALID_REQUEST`), NOT_FOUND (`LOCAL_CODE_NOT_FOUND`: the
-    province does not know the local code), UNAVAILABLE (try again; may carry `RetryInfo` or
-    `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded). Idempotent on
-    `application.application_id`.
+    per application id, concurrent deliveries included: a repeated delivery returns the
+    original receipt with `duplicate` set. A repeated delivery whose content differs (another
+    origin or target region, request id, matter code, catalog version, applicant, form or
+    materials; `update_time` and `attempt` may differ) is refused with ALREADY_EXISTS
+    (`APPLICATION_ID_REUSED`) and changes nothing.
+    A delivery records its case only while at least 5 ms of the call's deadline remain: one
+    that arrives with less left, or whose deadline passes while the province works on it, is
+    refused with DEADLINE_EXCEEDED and leaves no case, then or later (the province checks the
+    deadline right before it records the case and abandons the work when the call is
+    cancelled).
+    Errors: INVALID_ARGUMENT (`INVALID_REQUEST`, with a BadRequest violation for each bad
+    field: a missing `application`, an `application.application_id` that is not a UUID in
+    canonical form, an `application.target_region` other than the province, a missing
+    `application.target_local_matter_code`, an `attempt` below 1), NOT_FOUND
+    (`LOCAL_CODE_NOT_FOUND`: the province does not know the local code), ALREADY_EXISTS
+    (`APPLICATION_ID_REUSED`), UNAVAILABLE (try again; may carry `RetryInfo` or
+    `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded), DEADLINE_EXCEEDED. Every error
+    is a `google.rpc.Status` with one ErrorInfo. Idempotent on `application.application_id`.
     """
     GetApplicationStatus: _aio.UnaryUnaryMultiCallable[_region_pb2.GetApplicationStatusRequest, _region_pb2.GetApplicationStatusResponse]  # type: ignore[assignment]
     """Gets the province's state of a delivered application.
@@ -93,10 +139,27 @@ class RegionServiceAsyncStub(RegionServiceStub):
     list is signed with a key from GetLicenseKeys. Errors: UNAVAILABLE (try again; may carry
     `RetryInfo`). Idempotent.
     """
+    FetchLicense: _aio.UnaryUnaryMultiCallable[_region_pb2.FetchLicenseRequest, _region_pb2.FetchLicenseResponse]  # type: ignore[assignment]
+    """Returns an e-licence the province issued to a holder, for a bundle whose applicant
+    consented to it being fetched (数据调用): the newest valid licence of the type. The
+    province may check the purpose against its own rules. Errors: NOT_FOUND
+    (`LICENSE_NOT_FOUND`: no valid licence of the type for the holder), INVALID_ARGUMENT
+    (`INVALID_REQUEST`), UNAVAILABLE (try again). Idempotent.
+    """
+    WithdrawApplication: _aio.UnaryUnaryMultiCallable[_region_pb2.WithdrawApplicationRequest, _region_pb2.WithdrawApplicationResponse]  # type: ignore[assignment]
+    """Asks the province to withdraw (撤回) a delivered case at the applicant's request. A
+    province withdraws a case it has not decided yet and refuses once it has decided:
+    FAILED_PRECONDITION (`ALREADY_DECIDED`, metadata `state`). Errors also: NOT_FOUND
+    (`APPLICATION_NOT_FOUND`), UNAVAILABLE (try again). Idempotent: withdrawing a withdrawn
+    case answers OK.
+    """
 
 class RegionServiceServicer(metaclass=_abc_1.ABCMeta):
     """The southbound contract: every provincial platform implements this service and the gateway
     calls it. A province receives the applications it handles, in its own local matter code.
+    Over mTLS only the gateway may call it (its client certificate carries the URI SAN
+    `spiffe://tongban/gateway`); any other caller gets PERMISSION_DENIED. `tongban conformance`
+    checks an implementation against the rules written here.
 
     Resources: the province's cases, keyed by the gateway's application id.
     """
@@ -108,11 +171,24 @@ class RegionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_region_pb2.DeliverApplicationResponse, _abc.Awaitable[_region_pb2.DeliverApplicationResponse]]:
         """Delivers an application to the handling province. The province creates at most one case
-        per application id: a repeated delivery returns the original receipt with `duplicate` set.
-        Errors: INVALID_ARGUMENT (`INVALID_REQUEST`), NOT_FOUND (`LOCAL_CODE_NOT_FOUND`: the
-        province does not know the local code), UNAVAILABLE (try again; may carry `RetryInfo` or
-        `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded). Idempotent on
-        `application.application_id`.
+        per application id, concurrent deliveries included: a repeated delivery returns the
+        original receipt with `duplicate` set. A repeated delivery whose content differs (another
+        origin or target region, request id, matter code, catalog version, applicant, form or
+        materials; `update_time` and `attempt` may differ) is refused with ALREADY_EXISTS
+        (`APPLICATION_ID_REUSED`) and changes nothing.
+        A delivery records its case only while at least 5 ms of the call's deadline remain: one
+        that arrives with less left, or whose deadline passes while the province works on it, is
+        refused with DEADLINE_EXCEEDED and leaves no case, then or later (the province checks the
+        deadline right before it records the case and abandons the work when the call is
+        cancelled).
+        Errors: INVALID_ARGUMENT (`INVALID_REQUEST`, with a BadRequest violation for each bad
+        field: a missing `application`, an `application.application_id` that is not a UUID in
+        canonical form, an `application.target_region` other than the province, a missing
+        `application.target_local_matter_code`, an `attempt` below 1), NOT_FOUND
+        (`LOCAL_CODE_NOT_FOUND`: the province does not know the local code), ALREADY_EXISTS
+        (`APPLICATION_ID_REUSED`), UNAVAILABLE (try again; may carry `RetryInfo` or
+        `grpc-retry-pushback-ms`), RESOURCE_EXHAUSTED (overloaded), DEADLINE_EXCEEDED. Every error
+        is a `google.rpc.Status` with one ErrorInfo. Idempotent on `application.application_id`.
         """
 
     @_abc_1.abstractmethod
@@ -146,6 +222,32 @@ class RegionServiceServicer(metaclass=_abc_1.ABCMeta):
         (revoked), 2 SUSPENDED, at the index each licence carries in `status.status_list.idx`. The
         list is signed with a key from GetLicenseKeys. Errors: UNAVAILABLE (try again; may carry
         `RetryInfo`). Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def FetchLicense(
+        self,
+        request: _region_pb2.FetchLicenseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_region_pb2.FetchLicenseResponse, _abc.Awaitable[_region_pb2.FetchLicenseResponse]]:
+        """Returns an e-licence the province issued to a holder, for a bundle whose applicant
+        consented to it being fetched (数据调用): the newest valid licence of the type. The
+        province may check the purpose against its own rules. Errors: NOT_FOUND
+        (`LICENSE_NOT_FOUND`: no valid licence of the type for the holder), INVALID_ARGUMENT
+        (`INVALID_REQUEST`), UNAVAILABLE (try again). Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def WithdrawApplication(
+        self,
+        request: _region_pb2.WithdrawApplicationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_region_pb2.WithdrawApplicationResponse, _abc.Awaitable[_region_pb2.WithdrawApplicationResponse]]:
+        """Asks the province to withdraw (撤回) a delivered case at the applicant's request. A
+        province withdraws a case it has not decided yet and refuses once it has decided:
+        FAILED_PRECONDITION (`ALREADY_DECIDED`, metadata `state`). Errors also: NOT_FOUND
+        (`APPLICATION_NOT_FOUND`), UNAVAILABLE (try again). Idempotent: withdrawing a withdrawn
+        case answers OK.
         """
 
 def add_RegionServiceServicer_to_server(servicer: RegionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

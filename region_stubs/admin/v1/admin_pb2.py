@@ -27,47 +27,60 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!region_stubs/admin/v1/admin.proto\x12\x15region_stubs.admin.v1\x1a gateway/api/v1/application.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x01\n\rFaultSettings\x12\x1c\n\x14unavailable_fraction\x18\x01 \x01(\x01\x12!\n\x19\x63ommit_then_drop_fraction\x18\x02 \x01(\x01\x12\x12\n\nlatency_ms\x18\x03 \x01(\x05\x12\x19\n\x11latency_jitter_ms\x18\x04 \x01(\x05\x12\x0c\n\x04hang\x18\x05 \x01(\x08\x12\x0c\n\x04\x64own\x18\x06 \x01(\x08\x12\x13\n\x0bpushback_ms\x18\x07 \x01(\x05\x12#\n\x1bresource_exhausted_fraction\x18\x08 \x01(\x01\"V\n\x10SetFaultsRequest\x12\x34\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32$.region_stubs.admin.v1.FaultSettings\x12\x0c\n\x04seed\x18\x02 \x01(\x03\"I\n\x11SetFaultsResponse\x12\x34\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32$.region_stubs.admin.v1.FaultSettings\"\x14\n\x12GetCountersRequest\"\x8a\x03\n\x13GetCountersResponse\x12\x1b\n\x13\x64\x65liveries_received\x18\x01 \x01(\x03\x12\x15\n\rcases_created\x18\x02 \x01(\x03\x12\x1d\n\x15\x64uplicates_suppressed\x18\x03 \x01(\x03\x12\x17\n\x0f\x66\x61ults_injected\x18\x04 \x01(\x03\x12V\n\x0f\x63\x61ses_by_matter\x18\x05 \x03(\x0b\x32=.region_stubs.admin.v1.GetCountersResponse.CasesByMatterEntry\x12\x1e\n\x16unknown_matter_refused\x18\x06 \x01(\x03\x12\x1c\n\x14hung_calls_cancelled\x18\x07 \x01(\x03\x12\x1b\n\x13longest_deadline_ms\x18\x08 \x01(\x03\x12\x1e\n\x16\x63\x61lls_without_deadline\x18\t \x01(\x03\x1a\x34\n\x12\x43\x61sesByMatterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xe6\x01\n\x13IssueLicenseRequest\x12\x19\n\x11license_type_code\x18\x01 \x01(\t\x12\x16\n\x0elicense_number\x18\x02 \x01(\t\x12.\n\x0eholder_id_type\x18\x03 \x01(\x0e\x32\x16.gateway.api.v1.IdType\x12\x18\n\x10holder_id_number\x18\x04 \x01(\t\x12\x12\n\nvalid_days\x18\x05 \x01(\x05\x12!\n\x19not_before_offset_seconds\x18\x06 \x01(\x03\x12\x1b\n\x13issuing_agency_code\x18\x07 \x01(\t\"q\n\x14IssueLicenseResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nidentifier\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x10\n\x08token_id\x18\x04 \x01(\t\x12\x14\n\x0cstatus_index\x18\x05 \x01(\x05\"l\n\x11\x44\x65\x63ideCaseRequest\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x0e\n\x06reason\x18\x03 \x01(\t\"M\n\x12\x44\x65\x63ideCaseResponse\x12\x37\n\rgateway_state\x18\x01 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\"\xa9\x01\n\x18RotateLicenseKeysRequest\x12\x41\n\talgorithm\x18\x01 \x01(\x0e\x32..region_stubs.admin.v1.LicenseSigningAlgorithm\x12\x15\n\rretire_key_id\x18\x02 \x01(\t\x12\x33\n\x10\x61\x63tivation_delay\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x87\x01\n\x19RotateLicenseKeysResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07key_ids\x18\x02 \x03(\t\x12\x31\n\ractivate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0esigning_key_id\x18\x04 \x01(\t\"\x85\x01\n\x17SetLicenseStatusRequest\x12\x12\n\x08token_id\x18\x01 \x01(\tH\x00\x12\x16\n\x0cstatus_index\x18\x02 \x01(\x05H\x00\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.region_stubs.admin.v1.LicenseStatusB\x08\n\x06target\"f\n\x18SetLicenseStatusResponse\x12\x14\n\x0cstatus_index\x18\x01 \x01(\x05\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.region_stubs.admin.v1.LicenseStatus*\x8e\x01\n\x17LicenseSigningAlgorithm\x12)\n%LICENSE_SIGNING_ALGORITHM_UNSPECIFIED\x10\x00\x12#\n\x1fLICENSE_SIGNING_ALGORITHM_EDDSA\x10\x01\x12#\n\x1fLICENSE_SIGNING_ALGORITHM_ES256\x10\x02*\x83\x01\n\rLicenseStatus\x12\x1e\n\x1aLICENSE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14LICENSE_STATUS_VALID\x10\x01\x12\x1a\n\x16LICENSE_STATUS_REVOKED\x10\x02\x12\x1c\n\x18LICENSE_STATUS_SUSPENDED\x10\x03\x32\x93\x05\n\x12RegionAdminService\x12^\n\tSetFaults\x12\'.region_stubs.admin.v1.SetFaultsRequest\x1a(.region_stubs.admin.v1.SetFaultsResponse\x12\x64\n\x0bGetCounters\x12).region_stubs.admin.v1.GetCountersRequest\x1a*.region_stubs.admin.v1.GetCountersResponse\x12g\n\x0cIssueLicense\x12*.region_stubs.admin.v1.IssueLicenseRequest\x1a+.region_stubs.admin.v1.IssueLicenseResponse\x12\x61\n\nDecideCase\x12(.region_stubs.admin.v1.DecideCaseRequest\x1a).region_stubs.admin.v1.DecideCaseResponse\x12v\n\x11RotateLicenseKeys\x12/.region_stubs.admin.v1.RotateLicenseKeysRequest\x1a\x30.region_stubs.admin.v1.RotateLicenseKeysResponse\x12s\n\x10SetLicenseStatus\x12..region_stubs.admin.v1.SetLicenseStatusRequest\x1a/.region_stubs.admin.v1.SetLicenseStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!region_stubs/admin/v1/admin.proto\x12\x15region_stubs.admin.v1\x1a gateway/api/v1/application.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x02\n\rFaultSettings\x12\x1c\n\x14unavailable_fraction\x18\x01 \x01(\x01\x12!\n\x19\x63ommit_then_drop_fraction\x18\x02 \x01(\x01\x12\x12\n\nlatency_ms\x18\x03 \x01(\x05\x12\x19\n\x11latency_jitter_ms\x18\x04 \x01(\x05\x12\x0c\n\x04hang\x18\x05 \x01(\x08\x12\x0c\n\x04\x64own\x18\x06 \x01(\x08\x12\x13\n\x0bpushback_ms\x18\x07 \x01(\x05\x12#\n\x1bresource_exhausted_fraction\x18\x08 \x01(\x01\x12\x1d\n\x15\x66orge_output_licenses\x18\t \x01(\x08\x12 \n\x18mismatch_output_licenses\x18\n \x01(\x08\"V\n\x10SetFaultsRequest\x12\x34\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32$.region_stubs.admin.v1.FaultSettings\x12\x0c\n\x04seed\x18\x02 \x01(\x03\"I\n\x11SetFaultsResponse\x12\x34\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32$.region_stubs.admin.v1.FaultSettings\"\x14\n\x12GetCountersRequest\"\xe0\x03\n\x13GetCountersResponse\x12\x1b\n\x13\x64\x65liveries_received\x18\x01 \x01(\x03\x12\x15\n\rcases_created\x18\x02 \x01(\x03\x12\x1d\n\x15\x64uplicates_suppressed\x18\x03 \x01(\x03\x12\x17\n\x0f\x66\x61ults_injected\x18\x04 \x01(\x03\x12V\n\x0f\x63\x61ses_by_matter\x18\x05 \x03(\x0b\x32=.region_stubs.admin.v1.GetCountersResponse.CasesByMatterEntry\x12\x1e\n\x16unknown_matter_refused\x18\x06 \x01(\x03\x12\x1c\n\x14hung_calls_cancelled\x18\x07 \x01(\x03\x12\x1b\n\x13longest_deadline_ms\x18\x08 \x01(\x03\x12\x1e\n\x16\x63\x61lls_without_deadline\x18\t \x01(\x03\x12\x18\n\x10licenses_fetched\x18\n \x01(\x03\x12!\n\x19license_fetches_not_found\x18\x0b \x01(\x03\x12\x17\n\x0f\x63\x61ses_withdrawn\x18\x0c \x01(\x03\x1a\x34\n\x12\x43\x61sesByMatterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xe6\x01\n\x13IssueLicenseRequest\x12\x19\n\x11license_type_code\x18\x01 \x01(\t\x12\x16\n\x0elicense_number\x18\x02 \x01(\t\x12.\n\x0eholder_id_type\x18\x03 \x01(\x0e\x32\x16.gateway.api.v1.IdType\x12\x18\n\x10holder_id_number\x18\x04 \x01(\t\x12\x12\n\nvalid_days\x18\x05 \x01(\x05\x12!\n\x19not_before_offset_seconds\x18\x06 \x01(\x03\x12\x1b\n\x13issuing_agency_code\x18\x07 \x01(\t\"q\n\x14IssueLicenseResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nidentifier\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x10\n\x08token_id\x18\x04 \x01(\t\x12\x14\n\x0cstatus_index\x18\x05 \x01(\x05\"l\n\x11\x44\x65\x63ideCaseRequest\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\x12\x0e\n\x06reason\x18\x03 \x01(\t\"M\n\x12\x44\x65\x63ideCaseResponse\x12\x37\n\rgateway_state\x18\x01 \x01(\x0e\x32 .gateway.api.v1.ApplicationState\"\x94\x01\n\x0c\x44\x65\x63isionRule\x12\x13\n\x0bmatter_code\x18\x01 \x01(\t\x12\x35\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32%.region_stubs.admin.v1.DecisionAction\x12(\n\x05\x64\x65lay\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x04 \x01(\t\"I\n\x13SetDecisionsRequest\x12\x32\n\x05rules\x18\x01 \x03(\x0b\x32#.region_stubs.admin.v1.DecisionRule\"J\n\x14SetDecisionsResponse\x12\x32\n\x05rules\x18\x01 \x03(\x0b\x32#.region_stubs.admin.v1.DecisionRule\"\x8d\x01\n\x18SetLicenseHoldingRequest\x12\x19\n\x11license_type_code\x18\x01 \x01(\t\x12.\n\x0eholder_id_type\x18\x02 \x01(\x0e\x32\x16.gateway.api.v1.IdType\x12\x18\n\x10holder_id_number\x18\x03 \x01(\t\x12\x0c\n\x04held\x18\x04 \x01(\x08\"\x1b\n\x19SetLicenseHoldingResponse\"\xa9\x01\n\x18RotateLicenseKeysRequest\x12\x41\n\talgorithm\x18\x01 \x01(\x0e\x32..region_stubs.admin.v1.LicenseSigningAlgorithm\x12\x15\n\rretire_key_id\x18\x02 \x01(\t\x12\x33\n\x10\x61\x63tivation_delay\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x87\x01\n\x19RotateLicenseKeysResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07key_ids\x18\x02 \x03(\t\x12\x31\n\ractivate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0esigning_key_id\x18\x04 \x01(\t\"\x85\x01\n\x17SetLicenseStatusRequest\x12\x12\n\x08token_id\x18\x01 \x01(\tH\x00\x12\x16\n\x0cstatus_index\x18\x02 \x01(\x05H\x00\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.region_stubs.admin.v1.LicenseStatusB\x08\n\x06target\"f\n\x18SetLicenseStatusResponse\x12\x14\n\x0cstatus_index\x18\x01 \x01(\x05\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.region_stubs.admin.v1.LicenseStatus*\x87\x01\n\x0e\x44\x65\x63isionAction\x12\x1f\n\x1b\x44\x45\x43ISION_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45\x43ISION_ACTION_MANUAL\x10\x01\x12\x1c\n\x18\x44\x45\x43ISION_ACTION_COMPLETE\x10\x02\x12\x1a\n\x16\x44\x45\x43ISION_ACTION_REJECT\x10\x03*\x8e\x01\n\x17LicenseSigningAlgorithm\x12)\n%LICENSE_SIGNING_ALGORITHM_UNSPECIFIED\x10\x00\x12#\n\x1fLICENSE_SIGNING_ALGORITHM_EDDSA\x10\x01\x12#\n\x1fLICENSE_SIGNING_ALGORITHM_ES256\x10\x02*\x83\x01\n\rLicenseStatus\x12\x1e\n\x1aLICENSE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14LICENSE_STATUS_VALID\x10\x01\x12\x1a\n\x16LICENSE_STATUS_REVOKED\x10\x02\x12\x1c\n\x18LICENSE_STATUS_SUSPENDED\x10\x03\x32\xf4\x06\n\x12RegionAdminService\x12^\n\tSetFaults\x12\'.region_stubs.admin.v1.SetFaultsRequest\x1a(.region_stubs.admin.v1.SetFaultsResponse\x12\x64\n\x0bGetCounters\x12).region_stubs.admin.v1.GetCountersRequest\x1a*.region_stubs.admin.v1.GetCountersResponse\x12g\n\x0cIssueLicense\x12*.region_stubs.admin.v1.IssueLicenseRequest\x1a+.region_stubs.admin.v1.IssueLicenseResponse\x12\x61\n\nDecideCase\x12(.region_stubs.admin.v1.DecideCaseRequest\x1a).region_stubs.admin.v1.DecideCaseResponse\x12g\n\x0cSetDecisions\x12*.region_stubs.admin.v1.SetDecisionsRequest\x1a+.region_stubs.admin.v1.SetDecisionsResponse\x12v\n\x11SetLicenseHolding\x12/.region_stubs.admin.v1.SetLicenseHoldingRequest\x1a\x30.region_stubs.admin.v1.SetLicenseHoldingResponse\x12v\n\x11RotateLicenseKeys\x12/.region_stubs.admin.v1.RotateLicenseKeysRequest\x1a\x30.region_stubs.admin.v1.RotateLicenseKeysResponse\x12s\n\x10SetLicenseStatus\x12..region_stubs.admin.v1.SetLicenseStatusRequest\x1a/.region_stubs.admin.v1.SetLicenseStatusResponseB\x84\x01\n$cn.gov.tongban.region_stubs.admin.v1B\nAdminProtoP\x01Z/tongban.gov.cn/go/region_stubs/admin/v1;adminv1\xaa\x02\x1cTongban.RegionStubs.Admin.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'region_stubs.admin.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n$cn.gov.tongban.region_stubs.admin.v1B\nAdminProtoP\001Z/tongban.gov.cn/go/region_stubs/admin/v1;adminv1\252\002\034Tongban.RegionStubs.Admin.V1'
   _globals['_GETCOUNTERSRESPONSE_CASESBYMATTERENTRY']._loaded_options = None
   _globals['_GETCOUNTERSRESPONSE_CASESBYMATTERENTRY']._serialized_options = b'8\001'
-  _globals['_LICENSESIGNINGALGORITHM']._serialized_start=2045
-  _globals['_LICENSESIGNINGALGORITHM']._serialized_end=2187
-  _globals['_LICENSESTATUS']._serialized_start=2190
-  _globals['_LICENSESTATUS']._serialized_end=2321
+  _globals['_DECISIONACTION']._serialized_start=2671
+  _globals['_DECISIONACTION']._serialized_end=2806
+  _globals['_LICENSESIGNINGALGORITHM']._serialized_start=2809
+  _globals['_LICENSESIGNINGALGORITHM']._serialized_end=2951
+  _globals['_LICENSESTATUS']._serialized_start=2954
+  _globals['_LICENSESTATUS']._serialized_end=3085
   _globals['_FAULTSETTINGS']._serialized_start=160
-  _globals['_FAULTSETTINGS']._serialized_end=373
-  _globals['_SETFAULTSREQUEST']._serialized_start=375
-  _globals['_SETFAULTSREQUEST']._serialized_end=461
-  _globals['_SETFAULTSRESPONSE']._serialized_start=463
-  _globals['_SETFAULTSRESPONSE']._serialized_end=536
-  _globals['_GETCOUNTERSREQUEST']._serialized_start=538
-  _globals['_GETCOUNTERSREQUEST']._serialized_end=558
-  _globals['_GETCOUNTERSRESPONSE']._serialized_start=561
-  _globals['_GETCOUNTERSRESPONSE']._serialized_end=955
-  _globals['_GETCOUNTERSRESPONSE_CASESBYMATTERENTRY']._serialized_start=903
-  _globals['_GETCOUNTERSRESPONSE_CASESBYMATTERENTRY']._serialized_end=955
-  _globals['_ISSUELICENSEREQUEST']._serialized_start=958
-  _globals['_ISSUELICENSEREQUEST']._serialized_end=1188
-  _globals['_ISSUELICENSERESPONSE']._serialized_start=1190
-  _globals['_ISSUELICENSERESPONSE']._serialized_end=1303
-  _globals['_DECIDECASEREQUEST']._serialized_start=1305
-  _globals['_DECIDECASEREQUEST']._serialized_end=1413
-  _globals['_DECIDECASERESPONSE']._serialized_start=1415
-  _globals['_DECIDECASERESPONSE']._serialized_end=1492
-  _globals['_ROTATELICENSEKEYSREQUEST']._serialized_start=1495
-  _globals['_ROTATELICENSEKEYSREQUEST']._serialized_end=1664
-  _globals['_ROTATELICENSEKEYSRESPONSE']._serialized_start=1667
-  _globals['_ROTATELICENSEKEYSRESPONSE']._serialized_end=1802
-  _globals['_SETLICENSESTATUSREQUEST']._serialized_start=1805
-  _globals['_SETLICENSESTATUSREQUEST']._serialized_end=1938
-  _globals['_SETLICENSESTATUSRESPONSE']._serialized_start=1940
-  _globals['_SETLICENSESTATUSRESPONSE']._serialized_end=2042
-  _globals['_REGIONADMINSERVICE']._serialized_start=2324
-  _globals['_REGIONADMINSERVICE']._serialized_end=2983
+  _globals['_FAULTSETTINGS']._serialized_end=438
+  _globals['_SETFAULTSREQUEST']._serialized_start=440
+  _globals['_SETFAULTSREQUEST']._serialized_end=526
+  _globals['_SETFAULTSRESPONSE']._serialized_start=528
+  _globals['_SETFAULTSRESPONSE']._serialized_end=601
+  _globals['_GETCOUNTERSREQUEST']._serialized_start=603
+  _globals['_GETCOUNTERSREQUEST']._serialized_end=623
+  _globals['_GETCOUNTERSRESPONSE']._serialized_start=626
+  _globals['_GETCOUNTERSRESPONSE']._serialized_end=1106
+  _globals['_GETCOUNTERSRESPONSE_CASESBYMATTERENTRY']._serialized_start=1054
+  _globals['_GETCOUNTERSRESPONSE_CASESBYMATTERENTRY']._serialized_end=1106
+  _globals['_ISSUELICENSEREQUEST']._serialized_start=1109
+  _globals['_ISSUELICENSEREQUEST']._serialized_end=1339
+  _globals['_ISSUELICENSERESPONSE']._serialized_start=1341
+  _globals['_ISSUELICENSERESPONSE']._serialized_end=1454
+  _globals['_DECIDECASEREQUEST']._serialized_start=1456
+  _globals['_DECIDECASEREQUEST']._serialized_end=1564
+  _globals['_DECIDECASERESPONSE']._serialized_start=1566
+  _globals['_DECIDECASERESPONSE']._serialized_end=1643
+  _globals['_DECISIONRULE']._serialized_start=1646
+  _globals['_DECISIONRULE']._serialized_end=1794
+  _globals['_SETDECISIONSREQUEST']._serialized_start=1796
+  _globals['_SETDECISIONSREQUEST']._serialized_end=1869
+  _globals['_SETDECISIONSRESPONSE']._serialized_start=1871
+  _globals['_SETDECISIONSRESPONSE']._serialized_end=1945
+  _globals['_SETLICENSEHOLDINGREQUEST']._serialized_start=1948
+  _globals['_SETLICENSEHOLDINGREQUEST']._serialized_end=2089
+  _globals['_SETLICENSEHOLDINGRESPONSE']._serialized_start=2091
+  _globals['_SETLICENSEHOLDINGRESPONSE']._serialized_end=2118
+  _globals['_ROTATELICENSEKEYSREQUEST']._serialized_start=2121
+  _globals['_ROTATELICENSEKEYSREQUEST']._serialized_end=2290
+  _globals['_ROTATELICENSEKEYSRESPONSE']._serialized_start=2293
+  _globals['_ROTATELICENSEKEYSRESPONSE']._serialized_end=2428
+  _globals['_SETLICENSESTATUSREQUEST']._serialized_start=2431
+  _globals['_SETLICENSESTATUSREQUEST']._serialized_end=2564
+  _globals['_SETLICENSESTATUSRESPONSE']._serialized_start=2566
+  _globals['_SETLICENSESTATUSRESPONSE']._serialized_end=2668
+  _globals['_REGIONADMINSERVICE']._serialized_start=3088
+  _globals['_REGIONADMINSERVICE']._serialized_end=3972
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _DecisionAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DecisionActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DecisionAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DECISION_ACTION_UNSPECIFIED: _DecisionAction.ValueType  # 0
+    """Invalid."""
+    DECISION_ACTION_MANUAL: _DecisionAction.ValueType  # 1
+    """Wait for an operator's DecideCase (what the stub does for a matter no rule names)."""
+    DECISION_ACTION_COMPLETE: _DecisionAction.ValueType  # 2
+    """Report ACCEPTED at once, then COMPLETED after the delay, with the matter's results."""
+    DECISION_ACTION_REJECT: _DecisionAction.ValueType  # 3
+    """Report REJECTED after the delay, with the rule's reason."""
+
+class DecisionAction(_DecisionAction, metaclass=_DecisionActionEnumTypeWrapper):
+    """How the stub decides a matter's cases."""
+
+DECISION_ACTION_UNSPECIFIED: DecisionAction.ValueType  # 0
+"""Invalid."""
+DECISION_ACTION_MANUAL: DecisionAction.ValueType  # 1
+"""Wait for an operator's DecideCase (what the stub does for a matter no rule names)."""
+DECISION_ACTION_COMPLETE: DecisionAction.ValueType  # 2
+"""Report ACCEPTED at once, then COMPLETED after the delay, with the matter's results."""
+DECISION_ACTION_REJECT: DecisionAction.ValueType  # 3
+"""Report REJECTED after the delay, with the rule's reason."""
+Global___DecisionAction: _TypeAlias = DecisionAction  # noqa: Y015
+
 class _LicenseSigningAlgorithm:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -88,6 +116,8 @@ class FaultSettings(_message.Message):
     DOWN_FIELD_NUMBER: _builtins.int
     PUSHBACK_MS_FIELD_NUMBER: _builtins.int
     RESOURCE_EXHAUSTED_FRACTION_FIELD_NUMBER: _builtins.int
+    FORGE_OUTPUT_LICENSES_FIELD_NUMBER: _builtins.int
+    MISMATCH_OUTPUT_LICENSES_FIELD_NUMBER: _builtins.int
     unavailable_fraction: _builtins.float
     """Fraction of DeliverApplication calls answered with UNAVAILABLE before doing anything, in
     [0, 1].
@@ -110,6 +140,14 @@ class FaultSettings(_message.Message):
     """
     resource_exhausted_fraction: _builtins.float
     """Fraction of DeliverApplication calls answered with RESOURCE_EXHAUSTED, in [0, 1]."""
+    forge_output_licenses: _builtins.bool
+    """The licences issued when a case completes are forged: signed by a key that is not in the
+    stub's JWKS, under the kid of the key that signs. Not with `mismatch_output_licenses`.
+    """
+    mismatch_output_licenses: _builtins.bool
+    """The licences issued when a case completes are held by another holder than the applicant
+    (a valid id number of the same kind). Not with `forge_output_licenses`.
+    """
     def __init__(
         self,
         *,
@@ -121,10 +159,12 @@ class FaultSettings(_message.Message):
         down: _builtins.bool = ...,
         pushback_ms: _builtins.int = ...,
         resource_exhausted_fraction: _builtins.float = ...,
+        forge_output_licenses: _builtins.bool = ...,
+        mismatch_output_licenses: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_then_drop_fraction", b"commit_then_drop_fraction", "down", b"down", "hang", b"hang", "latency_jitter_ms", b"latency_jitter_ms", "latency_ms", b"latency_ms", "pushback_ms", b"pushback_ms", "resource_exhausted_fraction", b"resource_exhausted_fraction", "unavailable_fraction", b"unavailable_fraction"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_then_drop_fraction", b"commit_then_drop_fraction", "down", b"down", "forge_output_licenses", b"forge_output_licenses", "hang", b"hang", "latency_jitter_ms", b"latency_jitter_ms", "latency_ms", b"latency_ms", "mismatch_output_licenses", b"mismatch_output_licenses", "pushback_ms", b"pushback_ms", "resource_exhausted_fraction", b"resource_exhausted_fraction", "unavailable_fraction", b"unavailable_fraction"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -236,6 +276,9 @@ class GetCountersResponse(_message.Message):
     HUNG_CALLS_CANCELLED_FIELD_NUMBER: _builtins.int
     LONGEST_DEADLINE_MS_FIELD_NUMBER: _builtins.int
     CALLS_WITHOUT_DEADLINE_FIELD_NUMBER: _builtins.int
+    LICENSES_FETCHED_FIELD_NUMBER: _builtins.int
+    LICENSE_FETCHES_NOT_FOUND_FIELD_NUMBER: _builtins.int
+    CASES_WITHDRAWN_FIELD_NUMBER: _builtins.int
     deliveries_received: _builtins.int
     """DeliverApplication calls received, including failed and duplicate ones."""
     cases_created: _builtins.int
@@ -254,6 +297,12 @@ class GetCountersResponse(_message.Message):
     """
     calls_without_deadline: _builtins.int
     """DeliverApplication calls that arrived without a deadline."""
+    licenses_fetched: _builtins.int
+    """FetchLicense calls answered with a licence."""
+    license_fetches_not_found: _builtins.int
+    """FetchLicense calls answered NOT_FOUND (`LICENSE_NOT_FOUND`)."""
+    cases_withdrawn: _builtins.int
+    """Cases withdrawn at the gateway's request (WithdrawApplication)."""
     @_builtins.property
     def cases_by_matter(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Cases created per local matter code."""
@@ -270,10 +319,13 @@ class GetCountersResponse(_message.Message):
         hung_calls_cancelled: _builtins.int = ...,
         longest_deadline_ms: _builtins.int = ...,
         calls_without_deadline: _builtins.int = ...,
+        licenses_fetched: _builtins.int = ...,
+        license_fetches_not_found: _builtins.int = ...,
+        cases_withdrawn: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls_without_deadline", b"calls_without_deadline", "cases_by_matter", b"cases_by_matter", "cases_created", b"cases_created", "deliveries_received", b"deliveries_received", "duplicates_suppressed", b"duplicates_suppressed", "faults_injected", b"faults_injected", "hung_calls_cancelled", b"hung_calls_cancelled", "longest_deadline_ms", b"longest_deadline_ms", "unknown_matter_refused", b"unknown_matter_refused"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls_without_deadline", b"calls_without_deadline", "cases_by_matter", b"cases_by_matter", "cases_created", b"cases_created", "cases_withdrawn", b"cases_withdrawn", "deliveries_received", b"deliveries_received", "duplicates_suppressed", b"duplicates_suppressed", "faults_injected", b"faults_injected", "hung_calls_cancelled", b"hung_calls_cancelled", "license_fetches_not_found", b"license_fetches_not_found", "licenses_fetched", b"licenses_fetched", "longest_deadline_ms", b"longest_deadline_ms", "unknown_matter_refused", b"unknown_matter_refused"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -416,6 +468,147 @@ class DecideCaseResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DecideCaseResponse: _TypeAlias = DecideCaseResponse  # noqa: Y015
+
+@_typing.final
+class DecisionRule(_message.Message):
+    """How the stub decides the cases of one matter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATTER_CODE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    DELAY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    matter_code: _builtins.str
+    """Required. The national matter's 12-digit basic code (基本编码), or `*` for every matter no
+    other rule names.
+    """
+    action: Global___DecisionAction.ValueType
+    """Required. What the stub does with a case of the matter."""
+    reason: _builtins.str
+    """Optional. With REJECT only: the reason reported to the gateway; at most 500 characters."""
+    @_builtins.property
+    def delay(self) -> _duration_pb2.Duration:
+        """Optional. With COMPLETE or REJECT: how long after delivery the case is decided; in
+        [0, 1 h]; unset is 0.
+        """
+
+    def __init__(
+        self,
+        *,
+        matter_code: _builtins.str = ...,
+        action: Global___DecisionAction.ValueType = ...,
+        delay: _duration_pb2.Duration | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "delay", b"delay", "matter_code", b"matter_code", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecisionRule: _TypeAlias = DecisionRule  # noqa: Y015
+
+@_typing.final
+class SetDecisionsRequest(_message.Message):
+    """Request for SetDecisions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecisionRule]:
+        """Optional. The rules; at most 200, each matter code at most once. Empty: every matter waits
+        for an operator.
+        """
+
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___DecisionRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDecisionsRequest: _TypeAlias = SetDecisionsRequest  # noqa: Y015
+
+@_typing.final
+class SetDecisionsResponse(_message.Message):
+    """Response for SetDecisions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecisionRule]:
+        """The rules now in force, in matter code order (`*` first)."""
+
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___DecisionRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDecisionsResponse: _TypeAlias = SetDecisionsResponse  # noqa: Y015
+
+@_typing.final
+class SetLicenseHoldingRequest(_message.Message):
+    """Request for SetLicenseHolding."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LICENSE_TYPE_CODE_FIELD_NUMBER: _builtins.int
+    HOLDER_ID_TYPE_FIELD_NUMBER: _builtins.int
+    HOLDER_ID_NUMBER_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
+    license_type_code: _builtins.str
+    """Required. The licence type code (证照类型代码), 21 characters."""
+    holder_id_type: _application_pb2.IdType.ValueType
+    """Required. The holder's id type."""
+    holder_id_number: _builtins.str
+    """Required. The holder's id number."""
+    held: _builtins.bool
+    """Whether the holder has licences of the type on record."""
+    def __init__(
+        self,
+        *,
+        license_type_code: _builtins.str = ...,
+        holder_id_type: _application_pb2.IdType.ValueType = ...,
+        holder_id_number: _builtins.str = ...,
+        held: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held", b"held", "holder_id_number", b"holder_id_number", "holder_id_type", b"holder_id_type", "license_type_code", b"license_type_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLicenseHoldingRequest: _TypeAlias = SetLicenseHoldingRequest  # noqa: Y015
+
+@_typing.final
+class SetLicenseHoldingResponse(_message.Message):
+    """Response for SetLicenseHolding."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLicenseHoldingResponse: _TypeAlias = SetLicenseHoldingResponse  # noqa: Y015
 
 @_typing.final
 class RotateLicenseKeysRequest(_message.Message):

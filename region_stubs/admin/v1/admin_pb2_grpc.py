@@ -29,8 +29,8 @@ class RegionAdminServiceStub:
     """Administration of a region stub, the stand-in for a provincial platform used in development,
     tests, demos and benchmarks. Not part of the gateway's public contract.
 
-    Resources: the stub's fault-injection settings, its counters, its cases and the e-licences it
-    issues as its province.
+    Resources: the stub's fault-injection settings, its counters, its cases, how it decides them,
+    and the e-licences it issues and holds on record as its province.
     """
 
     def __init__(self, channel):
@@ -59,6 +59,16 @@ class RegionAdminServiceStub:
                 request_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseRequest.SerializeToString,
                 response_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseResponse.FromString,
                 _registered_method=True)
+        self.SetDecisions = channel.unary_unary(
+                '/region_stubs.admin.v1.RegionAdminService/SetDecisions',
+                request_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetDecisionsRequest.SerializeToString,
+                response_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetDecisionsResponse.FromString,
+                _registered_method=True)
+        self.SetLicenseHolding = channel.unary_unary(
+                '/region_stubs.admin.v1.RegionAdminService/SetLicenseHolding',
+                request_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseHoldingRequest.SerializeToString,
+                response_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseHoldingResponse.FromString,
+                _registered_method=True)
         self.RotateLicenseKeys = channel.unary_unary(
                 '/region_stubs.admin.v1.RegionAdminService/RotateLicenseKeys',
                 request_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.RotateLicenseKeysRequest.SerializeToString,
@@ -75,8 +85,8 @@ class RegionAdminServiceServicer:
     """Administration of a region stub, the stand-in for a provincial platform used in development,
     tests, demos and benchmarks. Not part of the gateway's public contract.
 
-    Resources: the stub's fault-injection settings, its counters, its cases and the e-licences it
-    issues as its province.
+    Resources: the stub's fault-injection settings, its counters, its cases, how it decides them,
+    and the e-licences it issues and holds on record as its province.
     """
 
     def SetFaults(self, request, context):
@@ -104,8 +114,33 @@ class RegionAdminServiceServicer:
 
     def DecideCase(self, request, context):
         """Moves a case to a later state (ACCEPTED, REJECTED or COMPLETED) and reports it to the
-        gateway. Errors: NOT_FOUND (unknown application id), FAILED_PRECONDITION (invalid
-        transition), UNAVAILABLE (the gateway could not be reached). Idempotent by `event_id`.
+        gateway. Completing a case issues the licences its matter lists as results to the
+        applicant and reports them with COMPLETED. Errors: NOT_FOUND (unknown application id),
+        FAILED_PRECONDITION (invalid transition), UNAVAILABLE (the gateway could not be reached).
+        Idempotent: a repeat re-sends the same report (same event id, same licences).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDecisions(self, request, context):
+        """Replaces how the stub decides the cases delivered from now on, per national matter: wait
+        for an operator's DecideCase, complete (ACCEPTED at once, COMPLETED after a delay, with the
+        matter's results) or reject after a delay. Cases delivered before keep the rule they were
+        delivered under. Returns the rules now in force. Errors: INVALID_ARGUMENT (a malformed
+        matter code, a matter named twice, an unspecified action, a delay outside [0, 1 h], a
+        reason too long or given with another action than REJECT). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLicenseHolding(self, request, context):
+        """Says whether a holder has licences of a type on the province's record. By default every
+        holder has: FetchLicense answers the newest valid one, or one the province issues then.
+        With `held` false, FetchLicense for that holder and type answers NOT_FOUND
+        (`LICENSE_NOT_FOUND`) until it is set true again. Errors: INVALID_ARGUMENT (malformed
+        type code or holder). Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +193,16 @@ def add_RegionAdminServiceServicer_to_server(servicer, server):
                     request_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseRequest.FromString,
                     response_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseResponse.SerializeToString,
             ),
+            'SetDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDecisions,
+                    request_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetDecisionsRequest.FromString,
+                    response_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetDecisionsResponse.SerializeToString,
+            ),
+            'SetLicenseHolding': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLicenseHolding,
+                    request_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseHoldingRequest.FromString,
+                    response_serializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseHoldingResponse.SerializeToString,
+            ),
             'RotateLicenseKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.RotateLicenseKeys,
                     request_deserializer=region__stubs_dot_admin_dot_v1_dot_admin__pb2.RotateLicenseKeysRequest.FromString,
@@ -180,8 +225,8 @@ class RegionAdminService:
     """Administration of a region stub, the stand-in for a provincial platform used in development,
     tests, demos and benchmarks. Not part of the gateway's public contract.
 
-    Resources: the stub's fault-injection settings, its counters, its cases and the e-licences it
-    issues as its province.
+    Resources: the stub's fault-injection settings, its counters, its cases, how it decides them,
+    and the e-licences it issues and holds on record as its province.
     """
 
     @staticmethod
@@ -282,6 +327,60 @@ class RegionAdminService:
             '/region_stubs.admin.v1.RegionAdminService/DecideCase',
             region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseRequest.SerializeToString,
             region__stubs_dot_admin_dot_v1_dot_admin__pb2.DecideCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/region_stubs.admin.v1.RegionAdminService/SetDecisions',
+            region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetDecisionsRequest.SerializeToString,
+            region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLicenseHolding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/region_stubs.admin.v1.RegionAdminService/SetLicenseHolding',
+            region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseHoldingRequest.SerializeToString,
+            region__stubs_dot_admin_dot_v1_dot_admin__pb2.SetLicenseHoldingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,8 +30,8 @@ class RegionAdminServiceStub:
     """Administration of a region stub, the stand-in for a provincial platform used in development,
     tests, demos and benchmarks. Not part of the gateway's public contract.
 
-    Resources: the stub's fault-injection settings, its counters, its cases and the e-licences it
-    issues as its province.
+    Resources: the stub's fault-injection settings, its counters, its cases, how it decides them,
+    and the e-licences it issues and holds on record as its province.
     """
 
     @_typing.overload
@@ -50,8 +50,25 @@ class RegionAdminServiceStub:
     """
     DecideCase: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DecideCaseRequest, _admin_pb2.DecideCaseResponse]
     """Moves a case to a later state (ACCEPTED, REJECTED or COMPLETED) and reports it to the
-    gateway. Errors: NOT_FOUND (unknown application id), FAILED_PRECONDITION (invalid
-    transition), UNAVAILABLE (the gateway could not be reached). Idempotent by `event_id`.
+    gateway. Completing a case issues the licences its matter lists as results to the
+    applicant and reports them with COMPLETED. Errors: NOT_FOUND (unknown application id),
+    FAILED_PRECONDITION (invalid transition), UNAVAILABLE (the gateway could not be reached).
+    Idempotent: a repeat re-sends the same report (same event id, same licences).
+    """
+    SetDecisions: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetDecisionsRequest, _admin_pb2.SetDecisionsResponse]
+    """Replaces how the stub decides the cases delivered from now on, per national matter: wait
+    for an operator's DecideCase, complete (ACCEPTED at once, COMPLETED after a delay, with the
+    matter's results) or reject after a delay. Cases delivered before keep the rule they were
+    delivered under. Returns the rules now in force. Errors: INVALID_ARGUMENT (a malformed
+    matter code, a matter named twice, an unspecified action, a delay outside [0, 1 h], a
+    reason too long or given with another action than REJECT). Idempotent.
+    """
+    SetLicenseHolding: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetLicenseHoldingRequest, _admin_pb2.SetLicenseHoldingResponse]
+    """Says whether a holder has licences of a type on the province's record. By default every
+    holder has: FetchLicense answers the newest valid one, or one the province issues then.
+    With `held` false, FetchLicense for that holder and type answers NOT_FOUND
+    (`LICENSE_NOT_FOUND`) until it is set true again. Errors: INVALID_ARGUMENT (malformed
+    type code or holder). Idempotent.
     """
     RotateLicenseKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RotateLicenseKeysRequest, _admin_pb2.RotateLicenseKeysResponse]
     """Adds a new e-licence signing key and publishes it in the JWKS at once; it starts signing
@@ -75,8 +92,8 @@ class RegionAdminServiceAsyncStub(RegionAdminServiceStub):
     """Administration of a region stub, the stand-in for a provincial platform used in development,
     tests, demos and benchmarks. Not part of the gateway's public contract.
 
-    Resources: the stub's fault-injection settings, its counters, its cases and the e-licences it
-    issues as its province.
+    Resources: the stub's fault-injection settings, its counters, its cases, how it decides them,
+    and the e-licences it issues and holds on record as its province.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -92,8 +109,25 @@ class RegionAdminServiceAsyncStub(RegionAdminServiceStub):
     """
     DecideCase: _aio.UnaryUnaryMultiCallable[_admin_pb2.DecideCaseRequest, _admin_pb2.DecideCaseResponse]  # type: ignore[assignment]
     """Moves a case to a later state (ACCEPTED, REJECTED or COMPLETED) and reports it to the
-    gateway. Errors: NOT_FOUND (unknown application id), FAILED_PRECONDITION (invalid
-    transition), UNAVAILABLE (the gateway could not be reached). Idempotent by `event_id`.
+    gateway. Completing a case issues the licences its matter lists as results to the
+    applicant and reports them with COMPLETED. Errors: NOT_FOUND (unknown application id),
+    FAILED_PRECONDITION (invalid transition), UNAVAILABLE (the gateway could not be reached).
+    Idempotent: a repeat re-sends the same report (same event id, same licences).
+    """
+    SetDecisions: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetDecisionsRequest, _admin_pb2.SetDecisionsResponse]  # type: ignore[assignment]
+    """Replaces how the stub decides the cases delivered from now on, per national matter: wait
+    for an operator's DecideCase, complete (ACCEPTED at once, COMPLETED after a delay, with the
+    matter's results) or reject after a delay. Cases delivered before keep the rule they were
+    delivered under. Returns the rules now in force. Errors: INVALID_ARGUMENT (a malformed
+    matter code, a matter named twice, an unspecified action, a delay outside [0, 1 h], a
+    reason too long or given with another action than REJECT). Idempotent.
+    """
+    SetLicenseHolding: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetLicenseHoldingRequest, _admin_pb2.SetLicenseHoldingResponse]  # type: ignore[assignment]
+    """Says whether a holder has licences of a type on the province's record. By default every
+    holder has: FetchLicense answers the newest valid one, or one the province issues then.
+    With `held` false, FetchLicense for that holder and type answers NOT_FOUND
+    (`LICENSE_NOT_FOUND`) until it is set true again. Errors: INVALID_ARGUMENT (malformed
+    type code or holder). Idempotent.
     """
     RotateLicenseKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.RotateLicenseKeysRequest, _admin_pb2.RotateLicenseKeysResponse]  # type: ignore[assignment]
     """Adds a new e-licence signing key and publishes it in the JWKS at once; it starts signing
@@ -116,8 +150,8 @@ class RegionAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Administration of a region stub, the stand-in for a provincial platform used in development,
     tests, demos and benchmarks. Not part of the gateway's public contract.
 
-    Resources: the stub's fault-injection settings, its counters, its cases and the e-licences it
-    issues as its province.
+    Resources: the stub's fault-injection settings, its counters, its cases, how it decides them,
+    and the e-licences it issues and holds on record as its province.
     """
 
     @_abc_1.abstractmethod
@@ -155,8 +189,37 @@ class RegionAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.DecideCaseResponse, _abc.Awaitable[_admin_pb2.DecideCaseResponse]]:
         """Moves a case to a later state (ACCEPTED, REJECTED or COMPLETED) and reports it to the
-        gateway. Errors: NOT_FOUND (unknown application id), FAILED_PRECONDITION (invalid
-        transition), UNAVAILABLE (the gateway could not be reached). Idempotent by `event_id`.
+        gateway. Completing a case issues the licences its matter lists as results to the
+        applicant and reports them with COMPLETED. Errors: NOT_FOUND (unknown application id),
+        FAILED_PRECONDITION (invalid transition), UNAVAILABLE (the gateway could not be reached).
+        Idempotent: a repeat re-sends the same report (same event id, same licences).
+        """
+
+    @_abc_1.abstractmethod
+    def SetDecisions(
+        self,
+        request: _admin_pb2.SetDecisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetDecisionsResponse, _abc.Awaitable[_admin_pb2.SetDecisionsResponse]]:
+        """Replaces how the stub decides the cases delivered from now on, per national matter: wait
+        for an operator's DecideCase, complete (ACCEPTED at once, COMPLETED after a delay, with the
+        matter's results) or reject after a delay. Cases delivered before keep the rule they were
+        delivered under. Returns the rules now in force. Errors: INVALID_ARGUMENT (a malformed
+        matter code, a matter named twice, an unspecified action, a delay outside [0, 1 h], a
+        reason too long or given with another action than REJECT). Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def SetLicenseHolding(
+        self,
+        request: _admin_pb2.SetLicenseHoldingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetLicenseHoldingResponse, _abc.Awaitable[_admin_pb2.SetLicenseHoldingResponse]]:
+        """Says whether a holder has licences of a type on the province's record. By default every
+        holder has: FetchLicense answers the newest valid one, or one the province issues then.
+        With `held` false, FetchLicense for that holder and type answers NOT_FOUND
+        (`LICENSE_NOT_FOUND`) until it is set true again. Errors: INVALID_ARGUMENT (malformed
+        type code or holder). Idempotent.
         """
 
     @_abc_1.abstractmethod

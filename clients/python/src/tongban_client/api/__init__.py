@@ -1,0 +1,1 @@
+"""Generated gRPC code of the public API. Do not edit: run `make client`."""
