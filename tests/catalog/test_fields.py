@@ -351,35 +351,45 @@ def test_raise_if_any() -> None:
 PROVINCES_FOR_FORMS = frozenset({"110000", "440000"})
 
 
+BAD_DATE = ("v", "BAD_DATE", "a date YYYY-MM-DD")
+BAD_INTEGER = ("v", "BAD_INTEGER", "an integer of at most 18 digits")
+BAD_BOOLEAN = ("v", "BAD_BOOLEAN", "true or false")
+BAD_ID_NUMBER = ("v", "BAD_ID_NUMBER", "not a valid identity document number")
+
+
 @pytest.mark.parametrize(
-    ("field_type", "value", "reason"),
+    ("field_type", "value", "expected"),
     [
         ("string", "任何文字\n两行", None),
-        ("string", "", "MISSING"),
-        ("string", "x" * 41, "TOO_LONG"),
+        ("string", "", ("v", "MISSING", REQUIRED)),
+        ("string", "x" * 40, None),
+        ("string", "x" * 41, ("v", "TOO_LONG", "at most 40 characters")),
         ("date", "2026-12-31", None),
-        ("date", "2026-02-30", "BAD_DATE"),
-        ("date", "2026-1-31", "BAD_DATE"),
-        ("date", "２０２６-01-01", "BAD_DATE"),
+        ("date", "2026-02-30", BAD_DATE),
+        ("date", "2026-1-31", BAD_DATE),
+        ("date", "２０２６-01-01", BAD_DATE),
         ("region_code", "440305", None),
-        ("region_code", "44030", "BAD_REGION_CODE"),
+        ("region_code", "44030", ("v", "BAD_REGION_CODE", BAD_REGION_CODE)),
         ("id_number", "110105199003071239", None),
-        ("id_number", "110105199003071238", "BAD_ID_NUMBER"),
+        ("id_number", HMT_PERMIT, None),
+        ("id_number", FOREIGN_2023, None),
+        ("id_number", FOREIGN_2017, None),
+        ("id_number", "110105199003071238", BAD_ID_NUMBER),
+        ("id_number", USCC, BAD_ID_NUMBER),  # an organisation's: not a person's document
         ("uscc", "91350100M000100Y43", None),
-        ("uscc", "91350100M000100Y44", "USCC_CHECK_MISMATCH"),
+        ("uscc", "91350100M000100Y44", ("v", "USCC_CHECK_MISMATCH", NOT_A_USCC)),
         ("integer", "-12", None),
-        ("integer", "1.5", "BAD_INTEGER"),
-        ("integer", "１２", "BAD_INTEGER"),
+        ("integer", "1.5", BAD_INTEGER),
+        ("integer", "１２", BAD_INTEGER),
         ("boolean", "true", None),
-        ("boolean", "yes", "BAD_BOOLEAN"),
+        ("boolean", "false", None),
+        ("boolean", "yes", BAD_BOOLEAN),
+        ("boolean", "True", BAD_BOOLEAN),
     ],
 )
-def test_form_value_by_type(field_type: str, value: str, reason: str | None) -> None:
-    found = fields.form_value(field_type, value, "form_fields[0].value", PROVINCES_FOR_FORMS, 40)
-    assert (found.reason if found else None) == reason
-    if found is not None:
-        assert found.field == "form_fields[0].value"
-        assert value not in found.description or not value.strip()
+def test_form_value_by_type(field_type: str, value: str, expected: Seen) -> None:
+    found = fields.form_value(field_type, value, "v", PROVINCES_FOR_FORMS, 40)
+    assert seen(found) == expected
 
 
 def test_form_value_of_an_unknown_type_is_a_programming_error() -> None:
