@@ -543,44 +543,194 @@ def bundle_request(**overrides: object) -> bundle_pb2.SubmitBundleRequest:
     return bundle_pb2.SubmitBundleRequest(**values)  # type: ignore[arg-type]
 
 
-BUNDLE_SHAPES: list[tuple[str, dict[str, object], list[tuple[str, str]]]] = [
+def roles(*pairs: tuple[str, str]) -> list[bundle_pb2.RoleBinding]:
+    return [bundle_pb2.RoleBinding(role=role, region_code=region) for role, region in pairs]
+
+
+def consent(*flows: tuple[str, str]) -> bundle_pb2.Consent:
+    return bundle_pb2.Consent(
+        flows=[bundle_pb2.FlowConsent(member_id=m, material_id=d) for m, d in flows],
+        consent_time=Timestamp(seconds=1_780_000_000),
+        channel="app",
+    )
+
+
+NOT_A_PROVINCE = "a province-level code (XX0000), not a prefecture or county"
+A_ROLE = "a role such as transfer_out"
+A_MATERIAL_ID = "1 to 16 of [A-Za-z0-9_-]"
+ROLE_NAMES = [f"role_{chr(ord('a') + i)}" for i in range(17)]
+
+BUNDLE_SHAPES: list[tuple[str, dict[str, object], list[tuple[str, str, str]]]] = [
     ("valid", {}, []),
-    ("no request id", {"request_id": ""}, [("request_id", "MISSING")]),
-    ("bad theme code", {"theme_code": "yjs1"}, [("theme_code", "BAD_THEME_CODE")]),
-    ("no roles", {"roles": []}, [("roles", "MISSING")]),
+    ("no request id", {"request_id": ""}, [("request_id", "MISSING", "required")]),
+    (
+        "a request id with a space",
+        {"request_id": "b 1"},
+        [("request_id", "MALFORMED", "1 to 64 of [A-Za-z0-9._:-]")],
+    ),
+    (
+        "origin a county",
+        {"origin_region": "110105"},
+        [("origin_region", "NOT_A_PROVINCE", NOT_A_PROVINCE)],
+    ),
+    ("no theme code", {"theme_code": ""}, [("theme_code", "MISSING", "required")]),
+    (
+        "bad theme code",
+        {"theme_code": "yjs1"},
+        [("theme_code", "BAD_THEME_CODE", "4 to 32 of [A-Z0-9]")],
+    ),
+    ("theme code at its bound", {"theme_code": "Y" * 32}, []),
+    (
+        "theme code over its bound",
+        {"theme_code": "Y" * 33},
+        [("theme_code", "TOO_LONG", "at most 32 characters")],
+    ),
+    ("no roles", {"roles": []}, [("roles", "MISSING", "the province of every role of the theme")]),
+    ("16 roles", {"roles": roles(*((r, "440000") for r in ROLE_NAMES[:16]))}, []),
+    (
+        "17 roles",
+        {"roles": roles(*((r, "440000") for r in ROLE_NAMES))},
+        [("roles", "TOO_MANY", "at most 16 roles")],
+    ),
     (
         "a role twice",
-        {
-            "roles": [
-                bundle_pb2.RoleBinding(role="insured", region_code="440000"),
-                bundle_pb2.RoleBinding(role="insured", region_code="510000"),
-            ]
-        },
-        [("roles[1].role", "DUPLICATE")],
+        {"roles": roles(("insured", "440000"), ("insured", "510000"))},
+        [("roles[1].role", "DUPLICATE", "each role once")],
+    ),
+    (
+        "a role missing",
+        {"roles": roles(("", "440000"))},
+        [("roles[0].role", "MISSING", "required")],
+    ),
+    (
+        "a role not of its pattern",
+        {"roles": roles(("Insured", "440000"))},
+        [("roles[0].role", "MALFORMED", A_ROLE)],
+    ),
+    ("a role at its bound", {"roles": roles(("r" * 32, "440000"))}, []),
+    (
+        "a role over its bound",
+        {"roles": roles(("r" * 33, "440000"))},
+        [("roles[0].role", "TOO_LONG", "at most 32 characters")],
+    ),
+    (
+        "a bad role before good ones",
+        {"roles": roles(("X", "440000"), ("insured", "510000"))},
+        [("roles[0].role", "MALFORMED", A_ROLE)],
     ),
     (
         "a county for a role",
-        {"roles": [bundle_pb2.RoleBinding(role="insured", region_code="440305")]},
-        [("roles[0].region_code", "NOT_A_PROVINCE")],
+        {"roles": roles(("insured", "440305"))},
+        [("roles[0].region_code", "NOT_A_PROVINCE", NOT_A_PROVINCE)],
     ),
-    ("no consent", {"consent": None}, [("consent", "MISSING")]),
+    ("no consent", {"consent": None}, [("consent", "MISSING", "the applicant's one consent")]),
     (
         "consent without time or channel",
         {"consent": bundle_pb2.Consent()},
-        [("consent.consent_time", "MISSING"), ("consent.channel", "MISSING")],
+        [
+            ("consent.consent_time", "MISSING", "required"),
+            ("consent.channel", "MISSING", "required"),
+        ],
     ),
     (
-        "a flow twice",
-        {
-            "consent": bundle_pb2.Consent(
-                flows=[bundle_pb2.FlowConsent(member_id="a", material_id="M1")] * 2,
-                consent_time=Timestamp(seconds=1),
-                channel="web",
-            )
-        },
-        [("consent.flows[1]", "DUPLICATE")],
+        "a channel not of its pattern",
+        {"consent": bundle_pb2.Consent(consent_time=Timestamp(seconds=1), channel="App")},
+        [("consent.channel", "MALFORMED", "1 to 32 of [a-z0-9_-]")],
     ),
-    ("no applicant", {"applicant": None}, [("applicant", "MISSING")]),
+    (
+        "a channel over its bound",
+        {"consent": bundle_pb2.Consent(consent_time=Timestamp(seconds=1), channel="a" * 33)},
+        [("consent.channel", "TOO_LONG", "at most 32 characters")],
+    ),
+    ("32 flows", {"consent": consent(*((f"m{i}", "M1") for i in range(32)))}, []),
+    (
+        "33 flows",
+        {"consent": consent(*((f"m{i}", "M1") for i in range(33)))},
+        [("consent.flows", "TOO_MANY", "at most 32 flows")],
+    ),
+    ("two flows of one member", {"consent": consent(("a", "M1"), ("a", "M2"))}, []),
+    ("two flows of one material", {"consent": consent(("a", "M1"), ("b", "M1"))}, []),
+    (
+        "a flow twice",
+        {"consent": consent(("a", "M1"), ("a", "M1"))},
+        [("consent.flows[1]", "DUPLICATE", "each flow once")],
+    ),
+    (
+        "a malformed flow twice: no DUPLICATE on top",
+        {"consent": consent(("A", "M1"), ("A", "M1"))},
+        [
+            ("consent.flows[0].member_id", "MALFORMED", "a member id"),
+            ("consent.flows[1].member_id", "MALFORMED", "a member id"),
+        ],
+    ),
+    (
+        "a flow without a member",
+        {"consent": consent(("", "M1"))},
+        [("consent.flows[0].member_id", "MISSING", "required")],
+    ),
+    (
+        "a member id over its bound",
+        {"consent": consent(("m" * 33, "M1"))},
+        [("consent.flows[0].member_id", "TOO_LONG", "at most 32 characters")],
+    ),
+    (
+        "a flow without a material",
+        {"consent": consent(("a", ""))},
+        [("consent.flows[0].material_id", "MISSING", "required")],
+    ),
+    (
+        "a material id not of its pattern",
+        {"consent": consent(("a", "M 1"))},
+        [("consent.flows[0].material_id", "MALFORMED", A_MATERIAL_ID)],
+    ),
+    (
+        "a material id over its bound",
+        {"consent": consent(("a", "M" * 17))},
+        [("consent.flows[0].material_id", "TOO_LONG", "at most 16 characters")],
+    ),
+    (
+        "a bad flow before good ones",
+        {"consent": consent(("a", "M 1"), ("b", "M2"))},
+        [("consent.flows[0].material_id", "MALFORMED", A_MATERIAL_ID)],
+    ),
+    ("no applicant", {"applicant": None}, [("applicant", "MISSING", "required")]),
+    (
+        "form and materials judged as a submission's",
+        {
+            "form_fields": [pb.FormField(key="K", value="v")],
+            "materials": [pb.Material(material_id="M01")],
+        },
+        [
+            ("form_fields[0].key", "BAD_KEY", "must match [a-z][a-z0-9_]{0,63}"),
+            ("materials[0].source", "MISSING", "one of license_token or paper is required"),
+        ],
+    ),
+    (
+        "every problem at once, in field order",
+        {
+            "request_id": "",
+            "origin_region": "11",
+            "theme_code": "",
+            "roles": [],
+            "applicant": pb.Applicant(),
+            "form_fields": [pb.FormField(key="K")],
+            "materials": [pb.Material(material_id="M01")],
+            "consent": bundle_pb2.Consent(),
+        },
+        [
+            ("request_id", "MISSING", "required"),
+            ("origin_region", "BAD_REGION_CODE", "a GB/T 2260 code of 6 ASCII digits"),
+            ("theme_code", "MISSING", "required"),
+            ("roles", "MISSING", "the province of every role of the theme"),
+            ("applicant.id_type", "MISSING", "required"),
+            ("applicant.id_number", "MISSING", "required"),
+            ("applicant.display_name", "MISSING", "required"),
+            ("form_fields[0].key", "BAD_KEY", "must match [a-z][a-z0-9_]{0,63}"),
+            ("materials[0].source", "MISSING", "one of license_token or paper is required"),
+            ("consent.consent_time", "MISSING", "required"),
+            ("consent.channel", "MISSING", "required"),
+        ],
+    ),
 ]
 
 
@@ -589,10 +739,10 @@ BUNDLE_SHAPES: list[tuple[str, dict[str, object], list[tuple[str, str]]]] = [
     [(o, e) for _, o, e in BUNDLE_SHAPES],
     ids=[name for name, _, _ in BUNDLE_SHAPES],
 )
-def test_bundle_shape(overrides: dict[str, object], expected: list[tuple[str, str]]) -> None:
+def test_bundle_shape(overrides: dict[str, object], expected: list[tuple[str, str, str]]) -> None:
     request = bundle_request(**{k: v for k, v in overrides.items() if v is not None})
     for name, value in overrides.items():
         if value is None:
             request.ClearField(name)  # type: ignore[arg-type]
     found = validate_bundle(request, PROVINCES)
-    assert [(v.field, v.reason) for v in found] == expected
+    assert [(v.field, v.reason, v.description) for v in found] == expected
