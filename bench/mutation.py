@@ -82,6 +82,7 @@ _CHECKED = "the caller has checked the length, so strict= never has a mismatch t
 _DEFAULT_STRICT = "strict=False is zip's default, and None is as false"
 _FIVE = "five segments were counted just before, so strict= has no mismatch to refuse"
 _CHECKS = "gateway.applications.request_checks."
+_FIELDS = "gateway.catalog.fields."
 
 EQUIVALENT: tuple[Equivalent, ...] = (
     *(
@@ -142,13 +143,20 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(f"{_CHECKS}x__form__mutmut_56", "printable=None", "None is as false as False"),
     Equivalent(f"{_CHECKS}x__materials__mutmut_84", "printable=None", "None is as false as False"),
+    Equivalent(f"{_FIELDS}x_form_value__mutmut_38", "ok = None", "ok is only tested for truth"),
+    Equivalent(f"{_FIELDS}x_form_value__mutmut_57", "province=None", "None is as false as False"),
+    Equivalent(
+        f"{_FIELDS}x_form_value__mutmut_86",
+        "field, None)",
+        "a USCC's check reads no provinces (only a 公民身份号码's does)",
+    ),
     Equivalent(
         "gateway.routing.policy.x_classify__mutmut_21",
         "default_retry=None",
         "default_retry is only tested for truth, and None is as false as False",
     ),
     Equivalent(
-        "gateway.security.authz.x_authorize__mutmut_41",
+        "gateway.security.authz.x_authorize__mutmut_48",
         "assert_never(None)",
         "the match is exhaustive; were it not, assert_never raises all the same",
     ),
