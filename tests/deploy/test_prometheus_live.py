@@ -141,9 +141,16 @@ async def test_prometheus_scrapes_the_gateway(tmp_path: Path) -> None:
                     base, "job:tongban_gateway_overhead_seconds:p99_5m"
                 )
                 assert 0 <= overhead < 10
-                attempts = await wait_for_number(
-                    base, "region:tongban_region_delivery_attempts_per_call:ratio_rate5m"
-                )
+                # Every call makes at least one attempt here (no breaker opens). The first
+                # windows' rate() extrapolates the two counters from samples a scrape apart and
+                # may dip under 1: the ratio must reach it, not start there.
+                expr = "region:tongban_region_delivery_attempts_per_call:ratio_rate5m"
+                attempts = await wait_for_number(base, expr)
+                for _ in range(80):
+                    if attempts >= 1:
+                        break
+                    await asyncio.sleep(0.25)
+                    attempts = await wait_for_number(base, expr)
                 assert attempts >= 1
             finally:
                 stop.set()
