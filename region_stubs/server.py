@@ -216,6 +216,24 @@ def _content_digest(application: application_pb2.Application) -> str:
     return digest.hexdigest()
 
 
+def _holding_violations(
+    type_code: str, holder_id_type: int, holder_id_number: str
+) -> list[FieldViolation | None]:
+    """A licence type and its holder, as FetchLicense and SetLicenseHolding take them."""
+    return [
+        fields.matching(
+            type_code,
+            "license_type_code",
+            _TYPE_CODE,
+            "a licence type code: 18 characters of 0-9A-Z, then 3 digits",
+            MAX_TYPE_CODE,
+            required=True,
+        ),
+        fields.enum_value(holder_id_type, "holder_id_type", _ID_TYPES, required=True),
+        fields.id_number(holder_id_type, holder_id_number, "holder_id_number", PROVINCE_CODES),
+    ]
+
+
 def _uuid_violation(text: str, field_name: str) -> FieldViolation | None:
     if _is_canonical_uuid(text):
         return None
@@ -594,17 +612,8 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
             await context.abort(grpc.StatusCode.INTERNAL, "unexpected error")
         fields.raise_if_any(
             "invalid licence fetch",
-            fields.matching(
-                request.license_type_code,
-                "license_type_code",
-                _TYPE_CODE,
-                "a licence type code: 18 characters of 0-9A-Z, then 3 digits",
-                MAX_TYPE_CODE,
-                required=True,
-            ),
-            fields.enum_value(request.holder_id_type, "holder_id_type", _ID_TYPES, required=True),
-            fields.id_number(
-                request.holder_id_type, request.holder_id_number, "holder_id_number", PROVINCE_CODES
+            *_holding_violations(
+                request.license_type_code, request.holder_id_type, request.holder_id_number
             ),
             fields.matching(
                 request.bundle,
@@ -845,17 +854,8 @@ class AdminServicer(admin_pb2_grpc.RegionAdminServiceServicer):
     ) -> admin_pb2.SetLicenseHoldingResponse:
         fields.raise_if_any(
             "invalid licence holding",
-            fields.matching(
-                request.license_type_code,
-                "license_type_code",
-                _TYPE_CODE,
-                "a licence type code: 18 characters of 0-9A-Z, then 3 digits",
-                MAX_TYPE_CODE,
-                required=True,
-            ),
-            fields.enum_value(request.holder_id_type, "holder_id_type", _ID_TYPES, required=True),
-            fields.id_number(
-                request.holder_id_type, request.holder_id_number, "holder_id_number", PROVINCE_CODES
+            *_holding_violations(
+                request.license_type_code, request.holder_id_type, request.holder_id_number
             ),
         )
         self._state.holdings.set_held(

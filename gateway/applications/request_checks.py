@@ -63,6 +63,28 @@ def _applicant(
     ]
 
 
+def _request_id(value: str) -> FieldViolation | None:
+    """The idempotency key of a submission (an application's or a bundle's)."""
+    return fields.matching(
+        value,
+        "request_id",
+        _REQUEST_ID,
+        "1 to 64 of [A-Za-z0-9._:-]",
+        MAX_REQUEST_ID,
+        required=True,
+    )
+
+
+def _applicant_of(
+    request: application_pb2.SubmitApplicationRequest | bundle_pb2.SubmitBundleRequest,
+    provinces: Collection[str],
+) -> list[FieldViolation | None]:
+    """The applicant of a submission, required."""
+    if not request.HasField("applicant"):
+        return [FieldViolation("applicant", "required", "MISSING")]
+    return _applicant(request.applicant, provinces)
+
+
 def _form(items: Sequence[application_pb2.FormField]) -> list[FieldViolation | None]:
     if len(items) > MAX_FORM_FIELDS:
         return [FieldViolation("form_fields", f"at most {MAX_FORM_FIELDS} fields", "TOO_MANY")]
@@ -154,26 +176,14 @@ def validate_submission(
         target_violation = FieldViolation(
             "target_region", "must differ from origin_region", "SAME_REGION"
         )
-    applicant: list[FieldViolation | None] = (
-        _applicant(request.applicant, provinces)
-        if request.HasField("applicant")
-        else [FieldViolation("applicant", "required", "MISSING")]
-    )
     return fields.found(
-        fields.matching(
-            request.request_id,
-            "request_id",
-            _REQUEST_ID,
-            "1 to 64 of [A-Za-z0-9._:-]",
-            MAX_REQUEST_ID,
-            required=True,
-        ),
+        _request_id(request.request_id),
         fields.region_code(origin, "origin_region"),
         target_violation,
         fields.text(request.local_matter_code, "local_matter_code", MAX_LOCAL_CODE, required=True),
         fields.matter_code(request.national_matter_code, "national_matter_code", provinces),
         fields.enum_value(request.cross_region_mode, "cross_region_mode", _MODES),
-        *applicant,
+        *_applicant_of(request, provinces),
         *_form(request.form_fields),
         *_materials(request.materials),
     )
@@ -187,20 +197,8 @@ def validate_bundle(
     What the theme says of the form, the roles and the materials is judged against the
     catalog afterwards (`applications.bundle_service`).
     """
-    applicant: list[FieldViolation | None] = (
-        _applicant(request.applicant, provinces)
-        if request.HasField("applicant")
-        else [FieldViolation("applicant", "required", "MISSING")]
-    )
     return fields.found(
-        fields.matching(
-            request.request_id,
-            "request_id",
-            _REQUEST_ID,
-            "1 to 64 of [A-Za-z0-9._:-]",
-            MAX_REQUEST_ID,
-            required=True,
-        ),
+        _request_id(request.request_id),
         fields.region_code(request.origin_region, "origin_region"),
         fields.matching(
             request.theme_code,
@@ -212,7 +210,7 @@ def validate_bundle(
             reason="BAD_THEME_CODE",
         ),
         *_roles(request.roles),
-        *applicant,
+        *_applicant_of(request, provinces),
         *_form(request.form_fields),
         *_materials(request.materials),
         *_consent(request),
